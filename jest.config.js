@@ -1,0 +1,19 @@
+// Test tiers by the privilege they need: unit (nothing), contract (etcd),
+// integration (root: netns, iptables), e2e (root: dockerd + etcd in namespaces).
+const tier = (name, extra = {}) => ({
+  displayName: name,
+  preset: 'ts-jest',
+  testEnvironment: 'node',
+  testMatch: [`<rootDir>/test/${name}/**/*.test.ts`],
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }] },
+  ...extra,
+});
+
+module.exports = {
+  projects: [
+    tier('unit'),
+    tier('contract'),
+    tier('integration'),
+    tier('e2e'),
+  ],
+};

@@ -1,0 +1,65 @@
+/**
+ * Typed errors. Every failure the agent can report is one of these classes,
+ * converted once at each boundary: adapters turn etcd/exec errors into them,
+ * the HTTP layer turns them into `{"Err": "..."}` and the CLI into one line.
+ */
+export abstract class SluiceError extends Error {
+  abstract readonly code: string;
+  /** HTTP status for the plugin API; Docker only cares that it is not 200. */
+  readonly httpStatus: number = 500;
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** The request itself is wrong: malformed JSON, a missing field, a bad CIDR. */
+export class BadRequestError extends SluiceError {
+  readonly code = 'bad-request';
+  override readonly httpStatus = 400;
+}
+
+/** A network, pool, endpoint or address the request names does not exist. */
+export class NotFoundError extends SluiceError {
+  readonly code = 'not-found';
+  override readonly httpStatus = 404;
+}
+
+/** The request conflicts with existing state: overlapping subnet, taken address. */
+export class ConflictError extends SluiceError {
+  readonly code = 'conflict';
+  override readonly httpStatus = 409;
+}
+
+/** A pool or the default supernet has no free address or block left. */
+export class ExhaustedError extends SluiceError {
+  readonly code = 'exhausted';
+  override readonly httpStatus = 507;
+}
+
+/** Something the protocol allows but Sluice does not do (yet), e.g. IPv6. */
+export class NotSupportedError extends SluiceError {
+  readonly code = 'not-supported';
+  override readonly httpStatus = 501;
+}
+
+/** The store (etcd or the state file) did not answer in time or refused. */
+export class StoreUnavailableError extends SluiceError {
+  readonly code = 'store-unavailable';
+  override readonly httpStatus = 503;
+}
+
+/** A kernel operation (ip, iptables, ipset) failed. */
+export class DataplaneError extends SluiceError {
+  readonly code = 'dataplane';
+}
+
+/** A policy document or selector is invalid; the message names the position. */
+export class PolicyError extends SluiceError {
+  readonly code = 'policy';
+  override readonly httpStatus = 400;
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
