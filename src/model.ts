@@ -1,0 +1,71 @@
+/** Domain types shared by the driver, the agent, the policy compiler and the CLI. */
+
+export type Labels = Record<string, string>;
+
+export type Protocol = 'tcp' | 'udp' | 'sctp';
+
+/** A `docker run -p` mapping, as Docker sends it in Join/ProgramExternalConnectivity options. */
+export interface PortMapping {
+  proto: Protocol;
+  containerPort: number;
+  /** Host address to bind, or undefined for every address of the host. */
+  hostIp?: string;
+  hostPort: number;
+  hostPortEnd: number;
+}
+
+/** A cluster network: identified by its subnet, the same on every host. */
+export interface NetworkRecord {
+  /** Store key of the network: the subnet with '/' as '-', e.g. "10.96.0.0-16". */
+  key: string;
+  subnet: string;
+  /** Prefix length of the blocks hosts claim, e.g. 26. */
+  blockSize: number;
+  /** Virtual gateway, the same address on every host. */
+  gateway: string;
+  /** Docker network name, when known (set by `sluice network create` or learned from Docker). */
+  name?: string;
+}
+
+/** What a block claim records: who holds it. */
+export interface BlockRecord {
+  network: string;
+  block: string;
+  node: string;
+}
+
+/** What an address claim records, so a leak can be traced to its holder. */
+export interface AddressRecord {
+  network: string;
+  address: string;
+  node: string;
+  kind: 'endpoint' | 'gateway' | 'aux';
+  /** Docker endpoint ID once CreateEndpoint names it. */
+  endpointId?: string;
+  containerId?: string;
+}
+
+/** An endpoint as every host sees it in the store. */
+export interface EndpointRecord {
+  id: string;
+  /** Network key (see NetworkRecord.key). */
+  network: string;
+  node: string;
+  address: string;
+  /** Host-side veth name on the owning node. */
+  hostIfname: string;
+  containerId?: string;
+  containerName?: string;
+  /** Docker labels of the container; null until learned (the endpoint is then fail-closed). */
+  labels: Labels | null;
+  ports: PortMapping[];
+}
+
+/** A node (host running an agent) as registered in the store. */
+export interface NodeRecord {
+  name: string;
+  ip: string;
+  backend: 'host-gw' | 'vxlan' | 'auto';
+  vtepMac?: string;
+  version: string;
+}
