@@ -25,6 +25,8 @@ export interface NetworkRecord {
   gateway: string;
   /** Docker network name, when known (set by `sluice network create` or learned from Docker). */
   name?: string;
+  /** Defined with `sluice network create`: every agent creates it in Docker, and it outlives `docker network rm`. */
+  managed?: boolean;
 }
 
 /** What a block claim records: who holds it. */
@@ -68,4 +70,6 @@ export interface NodeRecord {
   backend: 'host-gw' | 'vxlan' | 'auto';
   vtepMac?: string;
   version: string;
+  /** When the agent last said it was alive (ISO time): decides when its blocks may be reclaimed. */
+  lastSeen: string;
 }

@@ -1,7 +1,8 @@
 /**
  * The kernel seam. The Linux implementation (`linux/`) batches every change
- * into one `ip -batch`, one `ipset restore` and one `iptables-restore --noflush`
- * per call; the recording fake (`fake/`) keeps the same state in memory for
+ * into one `ip -batch` per call, and a firewall change into one `ipset
+ * restore` before and one after one `iptables-restore --noflush` per changed
+ * table; the recording fake (`fake/`) keeps the same state in memory for
  * unit tests. Callers hand over desired state; the dataplane makes the kernel
  * match it and touches nothing it does not own (names prefixed `sl`/`SLUICE`,
  * routes with protocol `sluice`).
@@ -74,8 +75,16 @@ export interface Dataplane {
   syncRoutes(routes: BlockRoute[]): Promise<void>;
   /** Makes Sluice's ipsets and chains exactly `state`, rewriting only what changed. */
   applyFirewall(state: FirewallState): Promise<void>;
+  /**
+   * Compares the kernel's Sluice chains, hooks and ipsets with what
+   * applyFirewall last wrote, for a periodic check against out-of-band
+   * changes (someone flushing a chain). Returns the differences, empty if
+   * none; after any, the next applyFirewall re-reads the kernel and rewrites
+   * everything Sluice owns.
+   */
+  verifyFirewall(): Promise<string[]>;
   /** True if `ip` is reachable without a gateway (same link): host-gw works to it. */
   isOnLink(ip: string): Promise<boolean>;
-  /** MTU of the interface this host uses to reach `ip`. */
+  /** MTU of the interface this host uses to reach `ip`; for one of its own addresses, of the interface holding it. */
   mtuTowards(ip: string): Promise<number>;
 }

@@ -1,0 +1,320 @@
+/**
+ * The per-host control loop. It keeps a view of the whole cluster (one list,
+ * then one watch), derives what this host's kernel should hold (gateways,
+ * routes to every block, the firewall) and makes the kernel match through
+ * the dataplane, coalescing bursts into one apply. It also keeps the node's
+ * liveness, reconciles the store against Docker's truth at start and after a
+ * dockerd restart, learns container labels, and creates the Docker networks
+ * defined with `sluice network create`.
+ */
+import createDebug from 'debug';
+import type { AgentConfig } from '../config';
+import type { Dataplane } from '../dataplane/dataplane';
+import { isSluiceHostIfname } from '../dataplane/names';
+import type { LocalConvergence } from '../driver/network-service';
+import { errorMessage } from '../errors';
+import type { Ipam } from '../ipam/ipam-service';
+import type { DockerApi, ContainerEvent } from '../labels/docker';
+import { blockRoutes, type PeerMode } from '../lease/routes';
+import type { EndpointRecord, NodeRecord } from '../model';
+import { compileFirewall } from '../policy/compile';
+import { ROOT } from '../store/keys';
+import type { Registry } from '../store/registry';
+import type { Lease, Watch } from '../store/store';
+import { Coalescer } from '../util/coalescer';
+import { ClusterView } from './view';
+
+const debug = createDebug('sluice:agent');
+
+export const VERSION = '0.1.0';
+const LIVENESS_TTL_SECONDS = 30;
+const RETRY_MS = 1000;
+
+export class Agent implements LocalConvergence {
+  readonly view = new ClusterView();
+  private readonly converger = new Coalescer(() => this.applyDesiredState());
+  private readonly peerModes = new Map<string, PeerMode>();
+  private vtepMac: string | undefined;
+  private watch: Watch | undefined;
+  private lease: Lease | undefined;
+  private events: { close(): void } | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private stopped = false;
+  private inSync = false;
+  private followingNetworks = false;
+
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly registry: Registry,
+    private readonly dataplane: Dataplane,
+    private readonly docker: DockerApi,
+    private readonly ipam: Ipam,
+  ) {}
+
+  get node(): string {
+    return this.config.node;
+  }
+
+  /** Container MTU: room for the VXLAN header unless VXLAN can never be used. */
+  get mtu(): number {
+    return this.config.mtu ?? (this.config.backend === 'host-gw' ? 1500 : 1450);
+  }
+
+  /**
+   * Sets up the host, then syncs with the store, retrying until the store
+   * answers: the plugin socket already serves (with clear store errors) and
+   * nothing in the kernel changes until the view is complete.
+   */
+  async start(): Promise<void> {
+    await this.dataplane.init();
+    if (this.config.backend !== 'host-gw') {
+      const underlay = await this.dataplane.mtuTowards(this.config.nodeIp);
+      const mtu = Math.min(underlay, this.mtu + 50);
+      this.vtepMac = (
+        await this.dataplane.ensureVxlan({ vni: this.config.vxlanVni, localIp: this.config.nodeIp, port: this.config.vxlanPort, mtu: mtu - 50 })
+      ).mac;
+    }
+    while (!this.stopped) {
+      try {
+        await this.register();
+        await this.relist();
+        await this.reconcileWithDocker();
+        await this.converge();
+        await this.followManagedNetworks();
+        break;
+      } catch (err) {
+        console.error(`sluice agent: cannot sync yet: ${errorMessage(err)}; retrying`);
+        await sleep(RETRY_MS);
+      }
+    }
+    this.events = this.docker.watchEvents(
+      (event) => void this.onDockerEvent(event),
+      () => void this.reconcileWithDocker().catch((err: unknown) => console.error(`sluice agent: reconcile: ${errorMessage(err)}`)),
+    );
+    this.every(this.config.resyncInterval * 1000, () => this.resync());
+    this.every(60_000, () => this.register());
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.events?.close();
+    await this.watch?.close();
+    // The liveness lease is left to expire: a restart within its TTL looks like nothing happened.
+  }
+
+  // LocalConvergence: called by the driver during Docker's plugin calls.
+
+  async endpointChanged(endpoint: EndpointRecord, removed = false): Promise<void> {
+    const key = `${endpoint.node}/${endpoint.id}`;
+    if (removed) this.view.endpoints.delete(key);
+    else this.view.endpoints.set(key, endpoint);
+    await this.converge();
+  }
+
+  async networksChanged(): Promise<void> {
+    for (const key of [...this.view.dockerNets.keys()]) if (key.startsWith(`${this.node}/`)) this.view.dockerNets.delete(key);
+    for (const d of await this.registry.listDockerNets(this.node)) this.view.dockerNets.set(`${d.node}/${d.dockerNetworkId}`, d.network);
+    await this.converge();
+  }
+
+  /** Resolves once an apply that started after this call has finished. */
+  converge(): Promise<void> {
+    if (!this.inSync) return Promise.resolve();
+    return this.converger.run();
+  }
+
+  private async applyDesiredState(): Promise<void> {
+    const started = Date.now();
+    const view = this.view;
+    const local = view.networksOn(this.node);
+    const gateways = [...local].flatMap((net) => {
+      const network = view.networks.get(net);
+      return network ? [network.gateway] : [];
+    });
+    await this.dataplane.syncGateways(gateways);
+    await this.refreshPeerModes();
+    await this.dataplane.syncRoutes(blockRoutes(this.node, view.blocks.values(), view.nodes, (peer) => this.modeTowards(peer)));
+    await this.dataplane.applyFirewall(
+      compileFirewall({
+        node: this.node,
+        networks: [...view.networks.values()],
+        endpoints: [...view.endpoints.values()],
+        policies: [...view.policies.values()],
+      }),
+    );
+    debug('applied desired state in %d ms', Date.now() - started);
+  }
+
+  private modeTowards(peer: NodeRecord): PeerMode {
+    if (this.config.backend !== 'auto') return this.config.backend;
+    return this.peerModes.get(peer.ip) ?? 'vxlan';
+  }
+
+  /** host-gw needs a shared link; ask the kernel once per peer address. */
+  private async refreshPeerModes(): Promise<void> {
+    if (this.config.backend !== 'auto') return;
+    for (const peer of this.view.nodes.values()) {
+      if (peer.name === this.node || this.peerModes.has(peer.ip)) continue;
+      this.peerModes.set(peer.ip, (await this.dataplane.isOnLink(peer.ip)) ? 'host-gw' : 'vxlan');
+    }
+  }
+
+  private async register(): Promise<void> {
+    const record: NodeRecord = {
+      name: this.node,
+      ip: this.config.nodeIp,
+      backend: this.config.backend,
+      ...(this.vtepMac && { vtepMac: this.vtepMac }),
+      version: VERSION,
+      lastSeen: new Date().toISOString(),
+    };
+    await this.registry.putNode(record);
+    if (!this.lease) {
+      const lease = await this.registry.store.grantLease(LIVENESS_TTL_SECONDS);
+      lease.onLost(() => {
+        if (this.lease === lease) this.lease = undefined;
+        if (!this.stopped) setTimeout(() => void this.register().catch(() => undefined), RETRY_MS);
+      });
+      this.lease = lease;
+    }
+    await this.registry.markAlive(this.node, this.lease);
+  }
+
+  /** Lists the whole cluster and watches from there; a broken watch comes back here. */
+  private async relist(): Promise<void> {
+    await this.watch?.close();
+    const { kvs, revision } = await this.registry.store.list(ROOT);
+    this.view.reset(kvs);
+    this.inSync = true;
+    this.watch = this.registry.store.watch(ROOT, revision + 1, {
+      onEvents: (events) => {
+        this.view.apply(events);
+        void this.converge().catch((err: unknown) => console.error(`sluice agent: apply: ${errorMessage(err)}`));
+        void this.followManagedNetworks();
+      },
+      onReset: (reason) => {
+        debug('watch reset: %s', reason);
+        void this.retryUntilSynced();
+      },
+    });
+  }
+
+  private async retryUntilSynced(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        await this.relist();
+        await this.converge();
+        return;
+      } catch (err) {
+        debug('re-list failed: %s', errorMessage(err));
+        await sleep(RETRY_MS);
+      }
+    }
+  }
+
+  /** Periodic: repair the kernel if someone changed it, and pick up labels still unknown. */
+  private async resync(): Promise<void> {
+    if (!this.inSync) return;
+    await this.learnMissingLabels();
+    await this.converge();
+  }
+
+  private async onDockerEvent(event: ContainerEvent): Promise<void> {
+    if (event.kind === 'container' && event.action === 'start') await this.learnMissingLabels();
+    if (event.kind === 'network' && event.action === 'connect') await this.learnMissingLabels();
+  }
+
+  /** Endpoints whose container Docker could not name during Join stay fail-closed until this finds them. */
+  private async learnMissingLabels(): Promise<void> {
+    for (const endpoint of this.view.endpointsOf(this.node).filter((e) => e.labels === null)) {
+      const dockerNetworkId = this.view.dockerNetworkId(this.node, endpoint.network);
+      if (dockerNetworkId === undefined) continue;
+      const identity = await this.docker.containerOf(dockerNetworkId, endpoint.id).catch(() => undefined);
+      if (!identity) continue;
+      const updated = { ...endpoint, ...identity };
+      await this.registry.putEndpoint(updated);
+      await this.endpointChanged(updated);
+    }
+  }
+
+  /**
+   * Docker is the truth about which containers run here. Endpoints, veths and
+   * addresses with no container behind them are leftovers of a crash or of a
+   * dockerd restart that never sent Leave/DeleteEndpoint: remove them.
+   * Nothing that Docker still lists is touched.
+   */
+  async reconcileWithDocker(): Promise<void> {
+    const dockerNetworks = await this.docker.sluiceNetworks();
+    const liveEndpoints = new Set(dockerNetworks.flatMap((n) => n.endpoints.map((e) => e.endpointId)));
+    const liveNetworks = new Set(dockerNetworks.map((n) => n.id));
+
+    for (const mapping of await this.registry.listDockerNets(this.node)) {
+      if (liveNetworks.has(mapping.dockerNetworkId)) continue;
+      debug('docker network %s is gone: forgetting it', mapping.dockerNetworkId);
+      await this.registry.deleteDockerNet(this.node, mapping.dockerNetworkId);
+      await this.ipam.releaseBlocks(mapping.network);
+    }
+    for (const endpoint of await this.registry.listEndpoints(this.node)) {
+      if (liveEndpoints.has(endpoint.id)) continue;
+      debug('endpoint %s has no container: removing it', endpoint.id);
+      await this.dataplane.removeEndpoint(endpoint.hostIfname);
+      await this.registry.deleteEndpoint(this.node, endpoint.id);
+      await this.ipam.releaseAddress(endpoint.network, endpoint.address).catch(() => undefined);
+      this.view.endpoints.delete(`${this.node}/${endpoint.id}`);
+    }
+    const known = new Set((await this.registry.listEndpoints(this.node)).map((e) => e.hostIfname));
+    for (const ifname of await this.dataplane.listEndpoints()) {
+      if (isSluiceHostIfname(ifname) && !known.has(ifname)) await this.dataplane.removeEndpoint(ifname);
+    }
+    await this.releaseOrphanAddresses(liveEndpoints);
+    await this.networksChanged();
+  }
+
+  /** Addresses this node holds for endpoints that no longer exist (e.g. a start that failed mid-way). */
+  private async releaseOrphanAddresses(liveEndpoints: Set<string>): Promise<void> {
+    for (const network of await this.registry.listNetworks()) {
+      for (const { record } of await this.registry.listAddresses(network.key)) {
+        if (record.node !== this.node || record.kind !== 'endpoint') continue;
+        if (record.endpointId !== undefined && liveEndpoints.has(record.endpointId)) continue;
+        debug('address %s held by no endpoint: releasing it', record.address);
+        await this.ipam.releaseAddress(network.key, record.address);
+      }
+    }
+  }
+
+  /** Creates Docker networks defined with `sluice network create`, removes those whose definition is gone. */
+  private async followManagedNetworks(): Promise<void> {
+    // Creating a Docker network calls back into this plugin and changes the store: one pass at a time.
+    if (this.followingNetworks) return;
+    this.followingNetworks = true;
+    try {
+      const local = this.view.networksOn(this.node);
+      for (const network of this.view.networks.values()) {
+        if (!network.managed || !network.name || local.has(network.key)) continue;
+        debug('creating docker network %s (%s)', network.name, network.subnet);
+        await this.docker.createNetwork(network.name, network.subnet);
+      }
+      for (const [key, net] of this.view.dockerNets) {
+        if (!key.startsWith(`${this.node}/`) || this.view.networks.has(net)) continue;
+        await this.docker.removeNetwork(key.slice(this.node.length + 1));
+      }
+    } catch (err) {
+      debug('following managed networks: %s', errorMessage(err));
+    } finally {
+      this.followingNetworks = false;
+    }
+  }
+
+  private every(ms: number, task: () => Promise<void>): void {
+    this.timers.push(
+      setInterval(() => {
+        task().catch((err: unknown) => debug('periodic task: %s', errorMessage(err)));
+      }, ms),
+    );
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,157 @@
+/**
+ * The cluster-side commands of the `sluice` CLI: a thin front end over the
+ * registry. Each returns the text to print; errors are thrown as SluiceError
+ * and printed as one line by cli/main.ts.
+ */
+import { readFile } from 'node:fs/promises';
+import { BadRequestError, ConflictError, NotFoundError } from '../errors';
+import { BLOCK_SIZE_OPTION } from '../ipam/ipam-service';
+import { defaultGateway } from '../ipam/allocator';
+import type { NetworkRecord } from '../model';
+import { formatCidr, formatIp, overlaps, parseCidr } from '../net/ipv4';
+import { parsePolicies, policyToYaml } from '../policy/policy';
+import { cidrKey } from '../store/keys';
+import type { Registry } from '../store/registry';
+import { table } from './table';
+
+export async function status(registry: Registry): Promise<string> {
+  const [nodes, alive, blocks, endpoints, networks] = await Promise.all([
+    registry.listNodes(),
+    registry.listAlive(),
+    registry.listAllBlocks(),
+    registry.listEndpoints(),
+    registry.listNetworks(),
+  ]);
+  const names = new Map(networks.map((n) => [n.key, n.name ?? n.subnet]));
+  const nodeRows = nodes.map((n) => [
+    n.name,
+    alive.has(n.name) ? 'alive' : `dead (last seen ${n.lastSeen})`,
+    n.ip,
+    n.backend,
+    blocks.filter((b) => b.node === n.name).map((b) => b.block).join(',') || '-',
+    String(endpoints.filter((e) => e.node === n.name).length),
+  ]);
+  const networkRows = networks.map((n) => [n.name ?? '-', n.subnet, `/${n.blockSize}`, n.gateway, n.managed ? 'sluice' : 'docker']);
+  const endpointRows = endpoints.map((e) => [
+    e.containerName ?? e.id.slice(0, 12),
+    names.get(e.network) ?? e.network,
+    e.node,
+    e.address,
+    e.labels === null ? '(unknown: fail-closed)' : Object.entries(e.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-',
+  ]);
+  return [
+    'NODES',
+    table(['NAME', 'LIVENESS', 'ADDRESS', 'BACKEND', 'BLOCKS', 'ENDPOINTS'], nodeRows),
+    '',
+    'NETWORKS',
+    table(['NAME', 'SUBNET', 'BLOCK', 'GATEWAY', 'DEFINED BY'], networkRows),
+    '',
+    'ENDPOINTS',
+    table(['CONTAINER', 'NETWORK', 'NODE', 'ADDRESS', 'LABELS'], endpointRows),
+  ].join('\n');
+}
+
+export async function networkCreate(registry: Registry, name: string, subnetText: string, blockSize: number): Promise<string> {
+  const subnet = parseCidr(subnetText);
+  if (!subnet) throw new BadRequestError(`--subnet ${subnetText} is not an IPv4 CIDR such as 10.96.0.0/16`);
+  if (blockSize < subnet.prefix || blockSize > 30) {
+    throw new BadRequestError(`--${BLOCK_SIZE_OPTION} ${blockSize}: expected ${subnet.prefix} to 30`);
+  }
+  const networks = await registry.listNetworks();
+  if (networks.some((n) => n.name === name)) throw new ConflictError(`network ${name} already exists`);
+  const clash = networks.find((n) => overlaps(parseCidr(n.subnet)!, subnet));
+  if (clash) throw new ConflictError(`subnet ${formatCidr(subnet)} overlaps sluice network ${clash.name ?? clash.subnet} (${clash.subnet})`);
+  const network: NetworkRecord = {
+    key: cidrKey(formatCidr(subnet)),
+    subnet: formatCidr(subnet),
+    blockSize,
+    gateway: formatIp(defaultGateway(subnet)),
+    name,
+    managed: true,
+  };
+  if (!(await registry.createNetwork(network))) throw new ConflictError(`a network with subnet ${network.subnet} was created meanwhile`);
+  return `network ${name} (${network.subnet}) defined: every agent now creates it in Docker`;
+}
+
+export async function networkList(registry: Registry): Promise<string> {
+  const [networks, dockerNets] = await Promise.all([registry.listNetworks(), registry.listDockerNets()]);
+  return table(
+    ['NAME', 'SUBNET', 'GATEWAY', 'BLOCK', 'NODES'],
+    networks.map((n) => [
+      n.name ?? '-',
+      n.subnet,
+      n.gateway,
+      `/${n.blockSize}`,
+      [...new Set(dockerNets.filter((d) => d.network === n.key).map((d) => d.node))].join(',') || '-',
+    ]),
+  );
+}
+
+export async function networkRemove(registry: Registry, name: string): Promise<string> {
+  const network = (await registry.listNetworks()).find((n) => n.name === name || n.subnet === name);
+  if (!network) throw new NotFoundError(`no sluice network named ${name}`);
+  const endpoints = (await registry.listEndpoints()).filter((e) => e.network === network.key);
+  if (endpoints.length > 0) {
+    throw new ConflictError(`network ${name} still has ${endpoints.length} endpoint(s): stop its containers first`);
+  }
+  await registry.deleteNetwork(network.key);
+  return `network ${name} removed: every agent now removes it from Docker`;
+}
+
+export async function nodeRemove(registry: Registry, name: string, gracePeriodSeconds: number, force: boolean): Promise<string> {
+  const node = (await registry.listNodes()).find((n) => n.name === name);
+  if (!node) throw new NotFoundError(`no node named ${name}`);
+  if ((await registry.listAlive()).has(name)) throw new ConflictError(`node ${name} is alive: stop its agent first`);
+  const deadFor = (Date.now() - Date.parse(node.lastSeen)) / 1000;
+  if (deadFor < gracePeriodSeconds && !force) {
+    throw new ConflictError(
+      `node ${name} was last seen ${Math.round(deadFor)} s ago, within the grace period of ${gracePeriodSeconds} s: its containers may still run; pass --force if the host is really gone`,
+    );
+  }
+  const blocks = (await registry.listAllBlocks()).filter((b) => b.node === name);
+  for (const endpoint of await registry.listEndpoints(name)) await registry.deleteEndpoint(name, endpoint.id);
+  for (const block of blocks) {
+    for (const { record } of await registry.listAddresses(block.network, block.block)) {
+      if (record.node === name) await registry.releaseAddress(block.network, block.block, record.address);
+    }
+    await registry.releaseBlock(block.network, block.block);
+  }
+  for (const d of await registry.listDockerNets(name)) await registry.deleteDockerNet(name, d.dockerNetworkId);
+  await registry.deleteNode(name);
+  return `node ${name} removed; ${blocks.length} block(s) released`;
+}
+
+export async function policyApply(registry: Registry, file: string): Promise<string> {
+  const text = file === '-' ? await readStdin() : await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    throw new BadRequestError(`cannot read ${file}: ${err.code ?? err.message}`);
+  });
+  // Everything is validated before anything is written: a bad document applies nothing.
+  const policies = parsePolicies(text);
+  for (const policy of policies) await registry.putPolicy(policy);
+  return policies.map((p) => `policy ${p.name} applied`).join('\n');
+}
+
+export async function policyList(registry: Registry): Promise<string> {
+  const policies = await registry.listPolicies();
+  return table(
+    ['NAME', 'ORDER', 'NETWORK', 'SELECTOR', 'INGRESS', 'EGRESS'],
+    policies.map((p) => [p.name, String(p.order), p.network ?? '*', p.selector.toString(), String(p.ingress?.length ?? 0), String(p.egress?.length ?? 0)]),
+  );
+}
+
+export async function policyGet(registry: Registry, name: string): Promise<string> {
+  const policy = (await registry.listPolicies()).find((p) => p.name === name);
+  if (!policy) throw new NotFoundError(`no policy named ${name}`);
+  return policyToYaml(policy).trimEnd();
+}
+
+export async function policyRemove(registry: Registry, name: string): Promise<string> {
+  if (!(await registry.deletePolicy(name))) throw new NotFoundError(`no policy named ${name}`);
+  return `policy ${name} removed`;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -1,0 +1,118 @@
+/**
+ * `sluice` command line: argv → command → one line of output or one clear
+ * error line and a non-zero exit. No business logic here.
+ */
+import { parseArgs } from 'node:util';
+import { AGENT_FLAGS, agentHelp, envName, loadAgentConfig } from '../config';
+import { BadRequestError, errorMessage, SluiceError } from '../errors';
+import { runAgent } from '../main';
+import { DEFAULT_STORE_URL, openStore } from '../store/open-store';
+import { Registry } from '../store/registry';
+import { VERSION } from '../agent/agent';
+import * as commands from './commands';
+
+const USAGE = `Usage: sluice COMMAND
+
+Docker networks across hosts, with label-based policy.
+
+Commands:
+  agent [flags]                              run this host's plugin (sluice agent --help)
+  status                                     nodes, networks and endpoints of the cluster
+  network create NAME --subnet CIDR [--block-size N]
+                                             define a network once; every agent creates it in Docker
+  network ls | network rm NAME
+  policy apply -f FILE                       apply policies (YAML, several documents allowed)
+  policy ls | policy get NAME | policy rm NAME
+  node rm NAME [--force]                     decommission a dead node and release its blocks
+  version
+
+Every command but agent takes --store URL (env SLUICE_STORE; default ${DEFAULT_STORE_URL}).
+`;
+
+async function main(argv: string[]): Promise<string | undefined> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') return USAGE;
+  if (command === 'version' || command === '--version') return VERSION;
+  if (command === 'agent') {
+    const options = Object.fromEntries(AGENT_FLAGS.map((f) => [f.flag, { type: 'string' as const }]));
+    const { values } = parse(rest, { ...options, help: { type: 'boolean' } });
+    if (values.help) return agentHelp();
+    await runAgent(loadAgentConfig(values as Record<string, string | undefined>));
+    return undefined;
+  }
+  const { values, positionals } = parse(rest, {
+    store: { type: 'string' },
+    subnet: { type: 'string' },
+    'block-size': { type: 'string' },
+    file: { type: 'string', short: 'f' },
+    force: { type: 'boolean' },
+    'grace-period': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) return USAGE;
+  const store = openStore((values.store as string | undefined) ?? process.env[envName('store')] ?? DEFAULT_STORE_URL);
+  const registry = new Registry(store);
+  const [sub, name] = positionals;
+  const need = (what: string | undefined, usage: string): string => {
+    if (what === undefined) throw new BadRequestError(`usage: sluice ${usage}`);
+    return what;
+  };
+  try {
+    switch (`${command} ${sub ?? ''}`.trim()) {
+      case 'status':
+        return await commands.status(registry);
+      case 'network create':
+        return await commands.networkCreate(
+          registry,
+          need(name, 'network create NAME --subnet CIDR'),
+          need(values.subnet as string | undefined, 'network create NAME --subnet CIDR'),
+          Number((values['block-size'] as string | undefined) ?? '26'),
+        );
+      case 'network ls':
+        return await commands.networkList(registry);
+      case 'network rm':
+        return await commands.networkRemove(registry, need(name, 'network rm NAME'));
+      case 'policy apply':
+        return await commands.policyApply(registry, need(values.file as string | undefined, 'policy apply -f FILE'));
+      case 'policy ls':
+        return await commands.policyList(registry);
+      case 'policy get':
+        return await commands.policyGet(registry, need(name, 'policy get NAME'));
+      case 'policy rm':
+        return await commands.policyRemove(registry, need(name, 'policy rm NAME'));
+      case 'node rm':
+        return await commands.nodeRemove(
+          registry,
+          need(name, 'node rm NAME'),
+          Number((values['grace-period'] as string | undefined) ?? process.env[envName('grace-period')] ?? '86400'),
+          values.force === true,
+        );
+      default:
+        throw new BadRequestError(`unknown command "${[command, sub].filter(Boolean).join(' ')}": see sluice --help`);
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+type Options = NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>['options']>;
+
+function parse(args: string[], options: Options): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({ args, options, allowPositionals: true, strict: true });
+    return { values: values as Record<string, string | boolean | undefined>, positionals };
+  } catch (err) {
+    throw new BadRequestError(`${errorMessage(err)}: see sluice --help`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (output) => {
+    if (output !== undefined) process.stdout.write(output.endsWith('\n') ? output : `${output}\n`);
+  },
+  (err: unknown) => {
+    const message = err instanceof SluiceError ? err.message : `internal error: ${errorMessage(err)}`;
+    process.stderr.write(`sluice: ${message}\n`);
+    process.exit(err instanceof SluiceError ? 2 : 1);
+  },
+);

@@ -1,0 +1,113 @@
+/**
+ * The agent's configuration: flags, each also an env var SLUICE_<FLAG>
+ * (e.g. --node-ip or SLUICE_NODE_IP); a flag wins over its env var. The only
+ * place that reads process.env for settings; the result is frozen.
+ */
+import os from 'node:os';
+import { BadRequestError } from './errors';
+import { type Cidr, parseCidr, parseIp } from './net/ipv4';
+import { DEFAULT_STORE_URL } from './store/open-store';
+
+export type Backend = 'host-gw' | 'vxlan' | 'auto';
+
+export interface AgentConfig {
+  store: string;
+  socket: string;
+  node: string;
+  nodeIp: string;
+  dockerHost: string;
+  backend: Backend;
+  mtu: number | undefined;
+  defaultSupernet: Cidr;
+  defaultSubnetPrefix: number;
+  blockSize: number;
+  vxlanVni: number;
+  vxlanPort: number;
+  /** Seconds a node may be dead before its blocks may be reclaimed. */
+  gracePeriod: number;
+  /** Seconds between full resyncs of routes and firewall against the kernel. */
+  resyncInterval: number;
+}
+
+interface FlagSpec {
+  flag: string;
+  help: string;
+  default?: string;
+}
+
+export const AGENT_FLAGS: FlagSpec[] = [
+  { flag: 'store', help: 'etcd://HOST:PORT[,HOST:PORT…] for a cluster, file:PATH for one host', default: DEFAULT_STORE_URL },
+  { flag: 'socket', help: 'plugin socket; its file name is the driver name', default: '/run/docker/plugins/sluice.sock' },
+  { flag: 'node', help: 'this host\'s name in the cluster', default: '(hostname)' },
+  { flag: 'node-ip', help: 'this host\'s address that other hosts reach it on', default: '(first non-loopback IPv4)' },
+  { flag: 'docker-host', help: 'Docker Engine API: unix:///PATH or tcp://HOST:PORT', default: 'unix:///var/run/docker.sock' },
+  { flag: 'backend', help: 'how blocks of other hosts are reached: host-gw, vxlan or auto (host-gw when on the same link)', default: 'auto' },
+  { flag: 'mtu', help: 'container MTU', default: '(underlay MTU − 50 unless --backend host-gw)' },
+  { flag: 'default-supernet', help: 'where networks created without --subnet get one', default: '10.96.0.0/12' },
+  { flag: 'default-subnet-size', help: 'prefix length of subnets picked from the supernet', default: '16' },
+  { flag: 'block-size', help: 'prefix length of the address blocks each host claims (per network: --ipam-opt block-size=N)', default: '26' },
+  { flag: 'vxlan-vni', help: 'VXLAN network identifier', default: '4242' },
+  { flag: 'vxlan-port', help: 'VXLAN UDP port', default: '8472' },
+  { flag: 'grace-period', help: 'seconds a dead node keeps its blocks before `sluice node rm --reclaim` may take them', default: '86400' },
+  { flag: 'resync-interval', help: 'seconds between checks that routes and rules are still in the kernel', default: '10' },
+];
+
+export function envName(flag: string): string {
+  return `SLUICE_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+export function agentHelp(): string {
+  const lines = AGENT_FLAGS.map((f) => `  --${f.flag.padEnd(20)} ${f.help}\n  ${''.padEnd(22)} env ${envName(f.flag)}; default ${f.default ?? '-'}`);
+  return `Usage: sluice agent [flags]\n\nRuns the Docker network and IPAM plugin of this host.\n\n${lines.join('\n')}\n`;
+}
+
+function integer(flag: string, text: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new BadRequestError(`--${flag} ${text}: expected a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function firstIpv4(): string {
+  for (const addresses of Object.values(os.networkInterfaces())) {
+    const found = addresses?.find((a) => a.family === 'IPv4' && !a.internal);
+    if (found) return found.address;
+  }
+  throw new BadRequestError('no non-loopback IPv4 address found: pass --node-ip');
+}
+
+/** Builds the config from parsed flags (name → value) and the environment. */
+export function loadAgentConfig(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const get = (flag: string): string | undefined => flags[flag] ?? env[envName(flag)];
+  const text = (flag: string): string => get(flag) ?? AGENT_FLAGS.find((f) => f.flag === flag)!.default!;
+  const backend = text('backend');
+  if (backend !== 'host-gw' && backend !== 'vxlan' && backend !== 'auto') {
+    throw new BadRequestError(`--backend ${backend}: expected host-gw, vxlan or auto`);
+  }
+  const nodeIp = get('node-ip') ?? firstIpv4();
+  if (parseIp(nodeIp) === undefined) throw new BadRequestError(`--node-ip ${nodeIp} is not an IPv4 address`);
+  const supernet = parseCidr(text('default-supernet'));
+  if (!supernet) throw new BadRequestError(`--default-supernet ${text('default-supernet')} is not an IPv4 CIDR`);
+  const node = get('node') ?? os.hostname();
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(node)) {
+    throw new BadRequestError(`--node ${node}: use letters, digits, '.', '_' and '-' only`);
+  }
+  const mtu = get('mtu');
+  return Object.freeze({
+    store: text('store'),
+    socket: text('socket'),
+    node,
+    nodeIp,
+    dockerHost: text('docker-host'),
+    backend,
+    mtu: mtu === undefined ? undefined : integer('mtu', mtu, 576, 65000),
+    defaultSupernet: supernet,
+    defaultSubnetPrefix: integer('default-subnet-size', text('default-subnet-size'), supernet.prefix, 30),
+    blockSize: integer('block-size', text('block-size'), 16, 30),
+    vxlanVni: integer('vxlan-vni', text('vxlan-vni'), 1, 16777215),
+    vxlanPort: integer('vxlan-port', text('vxlan-port'), 1, 65535),
+    gracePeriod: integer('grace-period', text('grace-period'), 0, 10 * 365 * 86400),
+    resyncInterval: integer('resync-interval', text('resync-interval'), 1, 3600),
+  });
+}

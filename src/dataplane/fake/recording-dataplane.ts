@@ -1,0 +1,167 @@
+/**
+ * An in-memory Dataplane for unit tests of the driver and the agent: it holds
+ * the state a host would (endpoints, gateways, routes, the VXLAN device, the
+ * firewall), accepts and rejects input as the Linux one does, and records
+ * every call. Failures are injected per method (Felix's mocknetlink idea):
+ *
+ *   const dp = new RecordingDataplane();
+ *   dp.failNext('addEndpoint');
+ *   await expect(driver.join(req)).rejects.toThrow(DataplaneError);
+ *   expect(dp.endpoints.size).toBe(0);
+ */
+import { DataplaneError } from '../../errors';
+import { formatCidr, parseCidr } from '../../net/ipv4';
+import type { BlockRoute, Dataplane, EndpointLink, FirewallState, VxlanDevice } from '../dataplane';
+import { normalizeFirewall } from '../firewall-state';
+import { isSluiceHostIfname, vxlanMac } from '../names';
+
+export type DataplaneMethod = keyof Dataplane;
+
+export interface RecordedCall {
+  method: DataplaneMethod;
+  /** Deep copies, so later mutation by the caller does not rewrite history. */
+  args: unknown[];
+}
+
+export interface RecordingDataplaneOptions {
+  /** Addresses isOnLink() reports as on-link; everything else needs a gateway. */
+  onLink?: Iterable<string>;
+  /** What mtuTowards() reports for every address. */
+  mtu?: number;
+}
+
+export class RecordingDataplane implements Dataplane {
+  readonly calls: RecordedCall[] = [];
+  initialized = false;
+  /** By host-side interface name. */
+  readonly endpoints = new Map<string, EndpointLink>();
+  readonly gateways = new Set<string>();
+  /** By block, in canonical CIDR form. */
+  readonly routes = new Map<string, BlockRoute>();
+  vxlan: (VxlanDevice & { mac: string }) | undefined;
+  /** The last state applyFirewall accepted. */
+  firewall: FirewallState = { ipsets: [], filter: [], nat: [] };
+
+  private readonly onLink: Set<string>;
+  private readonly mtu: number;
+  private readonly failures = new Map<DataplaneMethod, Error[]>();
+  private firewallDamage: string | undefined;
+
+  constructor(options: RecordingDataplaneOptions = {}) {
+    this.onLink = new Set(options.onLink);
+    this.mtu = options.mtu ?? 1500;
+  }
+
+  /** Makes the next call to `method` reject with `error` and change nothing. Calls queue up. */
+  failNext(method: DataplaneMethod, error: Error = new DataplaneError(`injected failure in ${method}`)): void {
+    this.failures.set(method, [...(this.failures.get(method) ?? []), error]);
+  }
+
+  /** Simulates someone flushing Sluice's chains: verifyFirewall reports it until applyFirewall rewrites. */
+  damageFirewall(description = 'filter chain SLUICE-FORWARD was flushed out of band'): void {
+    this.firewallDamage = description;
+  }
+
+  /** The arguments of every call to `method`, oldest first. */
+  callsTo(method: DataplaneMethod): unknown[][] {
+    return this.calls.filter((c) => c.method === method).map((c) => c.args);
+  }
+
+  init(): Promise<void> {
+    return this.call('init', [], () => {
+      this.initialized = true;
+    });
+  }
+
+  addEndpoint(link: EndpointLink): Promise<void> {
+    return this.call('addEndpoint', [link], () => {
+      if (!isSluiceHostIfname(link.hostIfname)) throw new DataplaneError(`"${link.hostIfname}" is not a Sluice interface name`);
+      this.endpoints.set(link.hostIfname, { ...link });
+    });
+  }
+
+  removeEndpoint(hostIfname: string): Promise<void> {
+    return this.call('removeEndpoint', [hostIfname], () => {
+      this.endpoints.delete(hostIfname);
+    });
+  }
+
+  listEndpoints(): Promise<string[]> {
+    return this.call('listEndpoints', [], () => [...this.endpoints.keys()].sort());
+  }
+
+  syncGateways(gateways: string[]): Promise<void> {
+    return this.call('syncGateways', [gateways], () => {
+      this.gateways.clear();
+      for (const gateway of gateways) this.gateways.add(gateway);
+    });
+  }
+
+  ensureVxlan(device: VxlanDevice): Promise<{ mac: string }> {
+    return this.call('ensureVxlan', [device], () => {
+      const existing = this.vxlan;
+      const same = existing?.vni === device.vni && existing.localIp === device.localIp && existing.port === device.port;
+      if (existing !== undefined && same) {
+        this.vxlan = { ...device, mac: existing.mac };
+        return { mac: existing.mac };
+      }
+      // Re-creating the device takes the routes through it along, as in the kernel.
+      if (existing !== undefined) for (const [block, route] of this.routes) if (route.kind === 'vxlan') this.routes.delete(block);
+      const mac = vxlanMac(device.vni, device.localIp);
+      this.vxlan = { ...device, mac };
+      return { mac };
+    });
+  }
+
+  syncRoutes(routes: BlockRoute[]): Promise<void> {
+    return this.call('syncRoutes', [routes], () => {
+      if (this.vxlan === undefined && routes.some((r) => r.kind === 'vxlan')) {
+        throw new DataplaneError('vxlan route without the VXLAN device: call ensureVxlan first');
+      }
+      const next = new Map<string, BlockRoute>();
+      for (const route of routes) {
+        const cidr = parseCidr(route.block);
+        if (cidr === undefined) throw new DataplaneError(`route block "${route.block}" is not an IPv4 CIDR`);
+        next.set(formatCidr(cidr), { ...route });
+      }
+      this.routes.clear();
+      for (const [block, route] of next) this.routes.set(block, route);
+    });
+  }
+
+  applyFirewall(state: FirewallState): Promise<void> {
+    return this.call('applyFirewall', [state], () => {
+      normalizeFirewall(state);
+      this.firewall = structuredClone(state);
+      this.firewallDamage = undefined;
+    });
+  }
+
+  verifyFirewall(): Promise<string[]> {
+    return this.call('verifyFirewall', [], () => {
+      // Like the Linux one: reported once, then the next apply rewrites.
+      const damage = this.firewallDamage;
+      this.firewallDamage = undefined;
+      return damage === undefined ? [] : [damage];
+    });
+  }
+
+  isOnLink(ip: string): Promise<boolean> {
+    return this.call('isOnLink', [ip], () => this.onLink.has(ip));
+  }
+
+  mtuTowards(ip: string): Promise<number> {
+    return this.call('mtuTowards', [ip], () => this.mtu);
+  }
+
+  private call<T>(method: DataplaneMethod, args: unknown[], work: () => T): Promise<T> {
+    this.calls.push({ method, args: structuredClone(args) });
+    const failure = this.failures.get(method)?.shift();
+    if (failure !== undefined) return Promise.reject(failure);
+    try {
+      return Promise.resolve(work());
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+}

@@ -1,0 +1,239 @@
+/**
+ * Pure half of the firewall: read Sluice's part of `iptables-save` and
+ * `ipset save`, plan the restore inputs that turn the current state into the
+ * desired one, and compare the kernel with what was last applied.
+ *
+ * Decisions come from the last-applied desired state, not from parsing rules
+ * (the kernel rewrites rule text: `-s 10.0.0.1` comes back as
+ * `-s 10.0.0.1/32`). A kernel read only says which chains and sets exist and
+ * what the sets hold; chains whose rules are unknown are rewritten whole.
+ */
+import { DataplaneError } from '../../errors';
+import type { IpSetType } from '../dataplane';
+import { TABLES, ruleComments, ruleTarget, type NormalFirewall, type SetContent, type Table } from '../firewall-state';
+import {
+  CHAIN_PREFIX,
+  DNAT_CHAIN,
+  FORWARD_CHAIN,
+  HOOK_COMMENT,
+  IPSET_PREFIX,
+  POSTROUTING_CHAIN,
+  TEMP_IPSET,
+} from '../names';
+
+/** A jump from a built-in chain to one of ours, inserted once at the top of the built-in chain. */
+export interface Hook {
+  table: Table;
+  chain: string;
+  target: string;
+  rule: string;
+}
+
+function hook(table: Table, chain: string, match: string, target: string): Hook {
+  return { table, chain, target, rule: `${match}-m comment --comment "${HOOK_COMMENT}" -j ${target}` };
+}
+
+export const HOOKS: readonly Hook[] = [
+  hook('filter', 'FORWARD', '', FORWARD_CHAIN),
+  hook('nat', 'PREROUTING', '-m addrtype --dst-type LOCAL ', DNAT_CHAIN),
+  // Not for loopback destinations: DNAT there would need route_localnet.
+  hook('nat', 'OUTPUT', '-m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 ', DNAT_CHAIN),
+  hook('nat', 'POSTROUTING', '', POSTROUTING_CHAIN),
+];
+
+/** Sluice's part of one table as `iptables-save -t TABLE` shows it. */
+export interface SavedTable {
+  /** Chain → rule lines after `-A CHAIN `, in the kernel's spelling. */
+  chains: Map<string, string[]>;
+  /** Hooks present, as "BUILTIN>TARGET". */
+  hooks: Set<string>;
+}
+
+export function parseIptablesSave(text: string): SavedTable {
+  const chains = new Map<string, string[]>();
+  const hooks = new Set<string>();
+  for (const line of text.split('\n')) {
+    const declared = /^:(\S+) /.exec(line);
+    if (declared?.[1]?.startsWith(CHAIN_PREFIX)) {
+      chains.set(declared[1], chains.get(declared[1]) ?? []);
+      continue;
+    }
+    const appended = /^-A (\S+) (.*)$/.exec(line);
+    if (appended?.[1] === undefined || appended[2] === undefined) continue;
+    const [, chain, rule] = appended;
+    if (chain.startsWith(CHAIN_PREFIX)) {
+      const rules = chains.get(chain) ?? [];
+      rules.push(rule);
+      chains.set(chain, rules);
+    } else if (ruleComments(rule).includes(HOOK_COMMENT)) {
+      hooks.add(`${chain}>${ruleTarget(rule) ?? ''}`);
+    }
+  }
+  return { chains, hooks };
+}
+
+/** Sluice's sets (including a leftover scratch set) as `ipset save` shows them. */
+export function parseIpsetSave(text: string): Map<string, SetContent> {
+  const sets = new Map<string, { type: IpSetType; members: Set<string> }>();
+  for (const line of text.split('\n')) {
+    const [verb, name, value] = line.split(' ');
+    if (name === undefined || value === undefined || !name.startsWith(IPSET_PREFIX)) continue;
+    if (verb === 'create') sets.set(name, { type: value as IpSetType, members: new Set() });
+    else if (verb === 'add') sets.get(name)?.members.add(value);
+  }
+  return sets;
+}
+
+/**
+ * What the planner starts from: either the last applied state (rules known)
+ * or a kernel read (rules `undefined`: unknown, so rewritten).
+ */
+export interface CurrentFirewall {
+  sets: ReadonlyMap<string, SetContent>;
+  chains: Readonly<Record<Table, ReadonlyMap<string, readonly string[] | undefined>>>;
+  missingHooks: readonly Hook[];
+}
+
+export function currentFromKernel(saved: Readonly<Record<Table, SavedTable>>, sets: ReadonlyMap<string, SetContent>): CurrentFirewall {
+  const chains = { filter: new Map<string, undefined>(), nat: new Map<string, undefined>() };
+  for (const table of TABLES) for (const name of saved[table].chains.keys()) chains[table].set(name, undefined);
+  return { sets, chains, missingHooks: missingHooks(saved) };
+}
+
+export function missingHooks(saved: Readonly<Record<Table, SavedTable>>): Hook[] {
+  return HOOKS.filter((h) => !saved[h.table].hooks.has(`${h.chain}>${h.target}`));
+}
+
+export interface FirewallPlan {
+  /** `ipset restore -exist` input run first: creates, member additions, swaps. */
+  ipsetBefore: string[];
+  /** Per changed table, the whole `iptables-restore --noflush` input. */
+  iptables: { table: Table; input: string }[];
+  /** `ipset restore -exist` input run last, when no rule refers to what it removes. */
+  ipsetAfter: string[];
+  /** Chains written, for the caller's bookkeeping (their kernel spelling is now unknown). */
+  rewritten: Record<Table, string[]>;
+}
+
+/** The kernel's default of 65536 is reachable by a large cluster; Felix uses this. */
+const SET_OPTIONS = 'family inet hashsize 1024 maxelem 1048576';
+/** Above this many member changes a set is refilled in a scratch set and swapped in, atomically. */
+export const SWAP_THRESHOLD = 1000;
+
+export function planFirewall(current: CurrentFirewall, desired: NormalFirewall): FirewallPlan {
+  const ipsetBefore: string[] = [];
+  const ipsetAfter: string[] = [];
+  if (current.sets.has(TEMP_IPSET)) ipsetBefore.push(`destroy ${TEMP_IPSET}`); // left by an interrupted swap
+
+  for (const [name, want] of desired.sets) {
+    const have = current.sets.get(name);
+    if (have === undefined) {
+      ipsetBefore.push(`create ${name} ${want.type} ${SET_OPTIONS}`, ...[...want.members].map((m) => `add ${name} ${m}`));
+      continue;
+    }
+    if (have.type !== want.type) {
+      // Set names are derived from their content, so this is someone else's set under our prefix.
+      throw new DataplaneError(`ipset ${name} exists as ${have.type}, wanted ${want.type}; destroy it by hand`);
+    }
+    const adds = [...want.members].filter((m) => !have.members.has(m));
+    const dels = [...have.members].filter((m) => !want.members.has(m));
+    if (adds.length + dels.length > SWAP_THRESHOLD) {
+      ipsetBefore.push(
+        `create ${TEMP_IPSET} ${want.type} ${SET_OPTIONS}`,
+        ...[...want.members].map((m) => `add ${TEMP_IPSET} ${m}`),
+        `swap ${TEMP_IPSET} ${name}`,
+        `destroy ${TEMP_IPSET}`,
+      );
+    } else {
+      ipsetBefore.push(...adds.map((m) => `add ${name} ${m}`));
+      ipsetAfter.push(...dels.map((m) => `del ${name} ${m}`));
+    }
+  }
+  for (const name of current.sets.keys()) {
+    if (name !== TEMP_IPSET && !desired.sets.has(name)) ipsetAfter.push(`destroy ${name}`);
+  }
+
+  const iptables: FirewallPlan['iptables'] = [];
+  const rewritten: Record<Table, string[]> = { filter: [], nat: [] };
+  for (const table of TABLES) {
+    const have = current.chains[table];
+    const want = desired.chains[table];
+    const dirty = [...want].filter(([name, rules]) => !sameRules(have.get(name), rules));
+    const removed = [...have.keys()].filter((name) => !want.has(name));
+    const hooks = current.missingHooks.filter((h) => h.table === table);
+    if (dirty.length + removed.length + hooks.length === 0) continue;
+    // Declaring a chain in --noflush mode creates it or flushes it; flushing
+    // removed chains first drops their references to sets and other chains.
+    const lines = [
+      `*${table}`,
+      ...[...dirty.map(([name]) => name), ...removed].map((name) => `:${name} - [0:0]`),
+      ...dirty.flatMap(([name, rules]) => rules.map((rule) => `-A ${name} ${rule}`)),
+      ...hooks.map((h) => `-I ${h.chain} 1 ${h.rule}`),
+      ...removed.map((name) => `-X ${name}`),
+      'COMMIT',
+    ];
+    iptables.push({ table, input: lines.join('\n') + '\n' });
+    rewritten[table] = dirty.map(([name]) => name);
+  }
+  return { ipsetBefore, iptables, ipsetAfter, rewritten };
+}
+
+function sameRules(have: readonly string[] | undefined, want: readonly string[]): boolean {
+  return have !== undefined && have.length === want.length && have.every((rule, i) => rule === want[i]);
+}
+
+/**
+ * What was applied, with each chain's rules in the kernel's spelling once a
+ * check has seen them (`saved`): from then on the check is exact.
+ */
+export interface AppliedChain {
+  rules: readonly string[];
+  saved?: readonly string[];
+}
+
+export interface AppliedFirewall {
+  sets: ReadonlyMap<string, SetContent>;
+  chains: Record<Table, Map<string, AppliedChain>>;
+}
+
+/**
+ * Differences between the kernel and what was applied. A chain not seen since
+ * it was written is compared loosely (rule count, comments, targets), as the
+ * kernel respells rules; when it matches, its kernel spelling is recorded in
+ * `applied` so later checks compare text exactly.
+ */
+export function compareWithKernel(
+  applied: AppliedFirewall,
+  saved: Readonly<Record<Table, SavedTable>>,
+  sets: ReadonlyMap<string, SetContent>,
+): string[] {
+  const problems: string[] = [];
+  for (const table of TABLES) {
+    for (const [name, chain] of applied.chains[table]) {
+      const kernel = saved[table].chains.get(name);
+      if (kernel === undefined) problems.push(`${table} chain ${name} is missing`);
+      else if (chain.saved !== undefined ? !sameRules(chain.saved, kernel) : !looselySame(chain.rules, kernel)) {
+        problems.push(`${table} chain ${name} has ${kernel.length} rules that differ from the ${chain.rules.length} applied`);
+      } else chain.saved ??= kernel;
+    }
+    for (const name of saved[table].chains.keys()) {
+      if (!applied.chains[table].has(name)) problems.push(`${table} chain ${name} is not Sluice's current state`);
+    }
+  }
+  problems.push(...missingHooks(saved).map((h) => `hook from ${h.table} ${h.chain} to ${h.target} is missing`));
+  for (const [name, want] of applied.sets) {
+    const have = sets.get(name);
+    if (have === undefined) problems.push(`ipset ${name} is missing`);
+    else if (have.type !== want.type) problems.push(`ipset ${name} is ${have.type}, applied ${want.type}`);
+    else if (have.members.size !== want.members.size || [...want.members].some((m) => !have.members.has(m))) {
+      problems.push(`ipset ${name} holds ${have.members.size} members that differ from the ${want.members.size} applied`);
+    }
+  }
+  for (const name of sets.keys()) if (!applied.sets.has(name)) problems.push(`ipset ${name} is not Sluice's current state`);
+  return problems;
+}
+
+function looselySame(applied: readonly string[], kernel: readonly string[]): boolean {
+  const key = (rule: string): string => JSON.stringify([ruleComments(rule), ruleTarget(rule)]);
+  return applied.length === kernel.length && applied.every((rule, i) => key(rule) === key(kernel[i] ?? ''));
+}

@@ -1,0 +1,140 @@
+/**
+ * Sluice's iptables chains and ipsets, Felix style: the last applied state is
+ * kept in memory and each apply writes only the difference, in three batched
+ * steps — `ipset restore` (creates, additions), one `iptables-restore
+ * --noflush` per changed table (whole chains), `ipset restore` (removals,
+ * destroys) — so no rule ever refers to a set that does not exist.
+ *
+ * The kernel is read only when the cache is empty: at the first apply, after a
+ * failed one, or after check() found out-of-band damage. Then every chain is
+ * rewritten, since rule text read back cannot be compared with what was
+ * written.
+ */
+import { KeyedMutex } from '../../util/keyed-mutex';
+import type { FirewallState } from '../dataplane';
+import { TABLES, normalizeFirewall, type NormalFirewall, type SetContent, type Table } from '../firewall-state';
+import type { CommandRunner } from './command-runner';
+import {
+  compareWithKernel,
+  currentFromKernel,
+  missingHooks,
+  parseIpsetSave,
+  parseIptablesSave,
+  planFirewall,
+  type AppliedChain,
+  type AppliedFirewall,
+  type CurrentFirewall,
+  type FirewallPlan,
+  type SavedTable,
+} from './firewall-plan';
+
+interface KernelFirewall {
+  tables: Record<Table, SavedTable>;
+  sets: Map<string, SetContent>;
+}
+
+export class IptablesFirewall {
+  private applied: AppliedFirewall | undefined;
+  private readonly mutex = new KeyedMutex();
+
+  constructor(private readonly runner: CommandRunner) {}
+
+  /**
+   * Creates the top-level chains if absent and inserts the hooks from the
+   * built-in chains that are missing. Never flushes an existing chain: after
+   * a restart it still serves running containers.
+   */
+  ensureHooks(): Promise<void> {
+    return this.mutex.run('firewall', async () => {
+      const tables = await this.readTables();
+      const missing = missingHooks(tables);
+      for (const table of TABLES) {
+        const hooks = missing.filter((h) => h.table === table);
+        if (hooks.length === 0) continue;
+        const declare = [...new Set(hooks.map((h) => h.target))].filter((chain) => !tables[table].chains.has(chain));
+        await this.iptablesRestore(
+          [`*${table}`, ...declare.map((c) => `:${c} - [0:0]`), ...hooks.map((h) => `-I ${h.chain} 1 ${h.rule}`), 'COMMIT'].join('\n') + '\n',
+        );
+      }
+      // A top-level chain may have been re-created empty; the cache would not know.
+      if (missing.length > 0) this.applied = undefined;
+    });
+  }
+
+  apply(state: FirewallState): Promise<void> {
+    return this.mutex.run('firewall', async () => {
+      const desired = normalizeFirewall(state);
+      const previous = this.applied;
+      const current: CurrentFirewall = previous
+        ? { sets: previous.sets, chains: rulesOf(previous), missingHooks: [] }
+        : await this.readKernel().then((kernel) => currentFromKernel(kernel.tables, kernel.sets));
+      const plan = planFirewall(current, desired);
+      // Whatever happens below, the kernel may now be neither state: re-read it next time.
+      this.applied = undefined;
+      await this.execute(plan);
+      this.applied = nextApplied(previous, desired, plan);
+    });
+  }
+
+  /**
+   * Compares the kernel with the last applied state: a few ms, for a periodic
+   * check. Any difference empties the cache, so the next apply re-reads the
+   * kernel and rewrites Sluice's chains and sets.
+   */
+  check(): Promise<string[]> {
+    return this.mutex.run('firewall', async () => {
+      const applied = this.applied;
+      if (applied === undefined) return [];
+      const kernel = await this.readKernel();
+      const problems = compareWithKernel(applied, kernel.tables, kernel.sets);
+      if (problems.length > 0) this.applied = undefined;
+      return problems;
+    });
+  }
+
+  private async execute(plan: FirewallPlan): Promise<void> {
+    if (plan.ipsetBefore.length > 0) await this.ipsetRestore(plan.ipsetBefore);
+    for (const { input } of plan.iptables) await this.iptablesRestore(input);
+    if (plan.ipsetAfter.length > 0) await this.ipsetRestore(plan.ipsetAfter);
+  }
+
+  private async readKernel(): Promise<KernelFirewall> {
+    const [tables, sets] = await Promise.all([this.readTables(), this.runner.run('ipset', ['save'])]);
+    return { tables, sets: parseIpsetSave(sets) };
+  }
+
+  private async readTables(): Promise<Record<Table, SavedTable>> {
+    const save = (table: Table): Promise<string> => this.runner.run('iptables-save', ['-t', table]);
+    const [filter, nat] = await Promise.all([save('filter'), save('nat')]);
+    return { filter: parseIptablesSave(filter), nat: parseIptablesSave(nat) };
+  }
+
+  private async iptablesRestore(input: string): Promise<void> {
+    // --wait: legacy iptables shares a lock with every other writer; nft ignores it.
+    await this.runner.run('iptables-restore', ['--noflush', '--wait=10'], input);
+  }
+
+  private async ipsetRestore(lines: readonly string[]): Promise<void> {
+    await this.runner.run('ipset', ['restore', '-exist'], lines.join('\n') + '\n');
+  }
+}
+
+function rulesOf(applied: AppliedFirewall): CurrentFirewall['chains'] {
+  const rules = (table: Table): Map<string, readonly string[]> =>
+    new Map([...applied.chains[table]].map(([name, chain]) => [name, chain.rules]));
+  return { filter: rules('filter'), nat: rules('nat') };
+}
+
+/** The new cache: chains not rewritten keep the kernel spelling a check recorded. */
+function nextApplied(previous: AppliedFirewall | undefined, desired: NormalFirewall, plan: FirewallPlan): AppliedFirewall {
+  const chains = (table: Table): Map<string, AppliedChain> => {
+    const rewritten = new Set(plan.rewritten[table]);
+    return new Map(
+      [...desired.chains[table]].map(([name, rules]): [string, AppliedChain] => {
+        const saved = rewritten.has(name) ? undefined : previous?.chains[table].get(name)?.saved;
+        return [name, saved === undefined ? { rules } : { rules, saved }];
+      }),
+    );
+  };
+  return { sets: desired.sets, chains: { filter: chains('filter'), nat: chains('nat') } };
+}

@@ -1,0 +1,189 @@
+/**
+ * The Dataplane on a Linux host, through iproute2, iptables and ipset. Each
+ * call costs a fixed, small number of processes (spawning dominates the cost
+ * on small hosts): links and routes change in one `ip -batch -`, sysctls are
+ * plain file writes, the firewall is left to IptablesFirewall.
+ */
+import { writeFile } from 'node:fs/promises';
+import { DataplaneError } from '../../errors';
+import { KeyedMutex } from '../../util/keyed-mutex';
+import type { BlockRoute, Dataplane, EndpointLink, FirewallState, VxlanDevice } from '../dataplane';
+import { GATEWAY_DEVICE, ROUTE_PROTOCOL, VXLAN_DEVICE, isSluiceHostIfname, vxlanMac } from '../names';
+import { CommandError, SpawnRunner, type CommandRunner } from './command-runner';
+import { IptablesFirewall } from './firewall';
+import { involvesVxlan, parseJson, planRoutes, type KernelFdbEntry, type KernelNeighbour, type KernelRoute } from './routes';
+
+/** Writes `value` to /proc/sys/`key`, e.g. ("net/ipv4/ip_forward", "1"). */
+export type SysctlWriter = (key: string, value: string) => Promise<void>;
+
+export const writeProcSys: SysctlWriter = (key, value) => writeFile(`/proc/sys/${key}`, value);
+
+interface KernelLink {
+  ifname: string;
+  mtu?: number;
+  address?: string;
+  linkinfo?: { info_data?: { id?: number; local?: string; port?: number; learning?: boolean } };
+  addr_info?: { family?: string; local?: string }[];
+}
+
+export class LinuxDataplane implements Dataplane {
+  private readonly firewall: IptablesFirewall;
+  /** Route and gateway syncs each read, diff and write; two at once would undo each other. */
+  private readonly mutex = new KeyedMutex();
+
+  /** Tests of parsing pass a scripted runner and sysctl writer; production uses the defaults. */
+  constructor(
+    private readonly runner: CommandRunner = new SpawnRunner(),
+    private readonly writeSysctl: SysctlWriter = writeProcSys,
+  ) {
+    this.firewall = new IptablesFirewall(runner);
+  }
+
+  async init(): Promise<void> {
+    await this.writeSysctl('net/ipv4/ip_forward', '1');
+    // A bridge without ports, not a dummy: it holds addresses just as well, and
+    // some kernels (the project's build VMs among them) have no dummy driver.
+    await this.addLink(`link add ${GATEWAY_DEVICE} type bridge`, [`link set ${GATEWAY_DEVICE} up`]);
+    await this.firewall.ensureHooks();
+  }
+
+  async addEndpoint(link: EndpointLink): Promise<void> {
+    const { hostIfname: host, containerIfname: container, mtu } = link;
+    // Any other name would never be listed, so never cleaned up.
+    if (!isSluiceHostIfname(host)) throw new DataplaneError(`"${host}" is not a Sluice interface name`);
+    await this.addLink(`link add ${host} mtu ${mtu} type veth peer name ${container} mtu ${mtu}`, [
+      `link set ${host} mtu ${mtu} up`,
+      `route replace ${link.address}/32 dev ${host} scope link proto ${ROUTE_PROTOCOL}`,
+    ]);
+    // The container has the pool's prefix length and ARPs for its peers and
+    // the gateway; the host answers for them, at once (proxy_delay defaults
+    // to a random wait of up to 0.8 s per broadcast request).
+    await this.writeSysctl(`net/ipv4/conf/${host}/proxy_arp`, '1');
+    await this.writeSysctl(`net/ipv4/neigh/${host}/proxy_delay`, '0');
+  }
+
+  async removeEndpoint(hostIfname: string): Promise<void> {
+    try {
+      // The peer and the /32 route go with it.
+      await this.runner.run('ip', ['link', 'del', 'dev', hostIfname]);
+    } catch (err) {
+      if (!(err instanceof CommandError && err.stderr.includes('Cannot find device'))) throw err;
+    }
+  }
+
+  async listEndpoints(): Promise<string[]> {
+    const links = parseJson<KernelLink>(await this.runner.run('ip', ['-j', 'link', 'show', 'type', 'veth']), 'ip link');
+    return links.map((l) => l.ifname).filter(isSluiceHostIfname);
+  }
+
+  syncGateways(gateways: string[]): Promise<void> {
+    return this.mutex.run('gateways', async () => {
+      const shown = parseJson<KernelLink>(await this.runner.run('ip', ['-j', 'addr', 'show', 'dev', GATEWAY_DEVICE]), 'ip addr');
+      const have = new Set(
+        shown.flatMap((l) => l.addr_info ?? []).flatMap((a) => (a.family === 'inet' && a.local !== undefined ? [a.local] : [])),
+      );
+      const want = new Set(gateways);
+      const lines = [
+        ...[...want].filter((g) => !have.has(g)).map((g) => `address add ${g}/32 dev ${GATEWAY_DEVICE}`),
+        ...[...have].filter((g) => !want.has(g)).map((g) => `address del ${g}/32 dev ${GATEWAY_DEVICE}`),
+      ];
+      if (lines.length > 0) await this.ipBatch(lines);
+    });
+  }
+
+  ensureVxlan(device: VxlanDevice): Promise<{ mac: string }> {
+    return this.mutex.run('routes', async () => {
+      const links = parseJson<KernelLink>(await this.runner.run('ip', ['-j', '-d', 'link', 'show', 'type', 'vxlan']), 'ip link');
+      const existing = links.find((l) => l.ifname === VXLAN_DEVICE);
+      const info = existing?.linkinfo?.info_data;
+      if (
+        existing?.address !== undefined &&
+        info?.id === device.vni &&
+        info.local === device.localIp &&
+        info.port === device.port &&
+        info.learning === false
+      ) {
+        await this.ipBatch([`link set ${VXLAN_DEVICE} mtu ${device.mtu} up`]);
+        return { mac: existing.address };
+      }
+      // VNI, local address and port cannot be changed in place; the routes,
+      // neighbours and FDB entries on the old device go with it (syncRoutes restores them).
+      const mac = vxlanMac(device.vni, device.localIp);
+      await this.ipBatch([
+        ...(existing ? [`link del ${VXLAN_DEVICE}`] : []),
+        `link add ${VXLAN_DEVICE} mtu ${device.mtu} address ${mac} type vxlan id ${device.vni} local ${device.localIp} dstport ${device.port} nolearning`,
+        `link set ${VXLAN_DEVICE} up`,
+      ]);
+      return { mac };
+    });
+  }
+
+  syncRoutes(routes: BlockRoute[]): Promise<void> {
+    return this.mutex.run('routes', async () => {
+      const current = parseJson<KernelRoute>(
+        await this.runner.run('ip', ['-j', 'route', 'show', 'proto', String(ROUTE_PROTOCOL)]),
+        'ip route',
+      );
+      const [neighbours, fdb] = involvesVxlan(current, routes)
+        ? await Promise.all([
+            this.runner
+              .run('ip', ['-j', 'neigh', 'show', 'dev', VXLAN_DEVICE, 'nud', 'permanent'])
+              .then((out) => parseJson<KernelNeighbour>(out, 'ip neigh')),
+            this.runner
+              .run('bridge', ['-j', 'fdb', 'show', 'dev', VXLAN_DEVICE])
+              .then((out) => parseJson<KernelFdbEntry>(out, 'bridge fdb')),
+          ])
+        : [[], []];
+      const plan = planRoutes({ routes: current, neighbours, fdb }, routes);
+      if (plan.bridge.length > 0) await this.runner.run('bridge', ['-batch', '-'], plan.bridge.join('\n') + '\n');
+      if (plan.ip.length > 0) await this.ipBatch(plan.ip);
+    });
+  }
+
+  applyFirewall(state: FirewallState): Promise<void> {
+    return this.firewall.apply(state);
+  }
+
+  verifyFirewall(): Promise<string[]> {
+    return this.firewall.check();
+  }
+
+  async isOnLink(ip: string): Promise<boolean> {
+    return (await this.routeTo(ip)).gateway === undefined;
+  }
+
+  /** For one of this host's own addresses (the node IP), the MTU of the interface holding it, not of lo. */
+  async mtuTowards(ip: string): Promise<number> {
+    const route = await this.routeTo(ip);
+    const links =
+      route.type === 'local'
+        ? parseJson<KernelLink>(await this.runner.run('ip', ['-j', '-4', 'address', 'show', 'to', `${ip}/32`]), 'ip address')
+        : parseJson<KernelLink>(await this.runner.run('ip', ['-j', 'link', 'show', 'dev', route.dev]), 'ip link');
+    const mtu = links[0]?.mtu;
+    if (mtu === undefined) throw new DataplaneError(`no interface MTU found towards ${ip}`);
+    return mtu;
+  }
+
+  private async routeTo(ip: string): Promise<KernelRoute & { dev: string }> {
+    const [route] = parseJson<KernelRoute>(await this.runner.run('ip', ['-j', 'route', 'get', ip]), 'ip route get');
+    if (route?.dev === undefined) throw new DataplaneError(`ip route get ${ip} named no device`);
+    return { ...route, dev: route.dev };
+  }
+
+  private async ipBatch(lines: readonly string[]): Promise<void> {
+    await this.runner.run('ip', ['-batch', '-'], lines.join('\n') + '\n');
+  }
+
+  /**
+   * `add` then `configure` in one batch; if the link exists already (a retry,
+   * a restart), only `configure`. Costs a second spawn only in that case.
+   */
+  private async addLink(add: string, configure: readonly string[]): Promise<void> {
+    try {
+      await this.ipBatch([add, ...configure]);
+    } catch (err) {
+      if (!(err instanceof CommandError && err.failedLine === 1 && err.stderr.includes('File exists'))) throw err;
+      await this.ipBatch(configure);
+    }
+  }
+}

@@ -1,0 +1,313 @@
+/**
+ * Docker's IPAM calls on top of the cluster store. A network is identified by
+ * its subnet (PoolID = network key), so the same `--subnet` on every host is
+ * one network. Each host claims blocks of the subnet and hands out addresses
+ * from its own blocks; both claims are create-if-absent in the store, so no
+ * address is ever held twice, whatever the hosts do concurrently.
+ */
+import {
+  BadRequestError,
+  ConflictError,
+  ExhaustedError,
+  NotFoundError,
+  NotSupportedError,
+} from '../errors';
+import type { AddressRecord, NetworkRecord } from '../model';
+import {
+  type Cidr,
+  blockOf,
+  contains,
+  formatCidr,
+  formatIp,
+  overlaps,
+  parseCidr,
+  parseIp,
+} from '../net/ipv4';
+import type {
+  IpamService,
+  RequestAddressRequest,
+  RequestPoolRequest,
+  RequestPoolResult,
+} from '../driver/services';
+import { cidrKey } from '../store/keys';
+import type { Registry } from '../store/registry';
+import { KeyedMutex } from '../util/keyed-mutex';
+import { defaultGateway, freeAddresses, freeBlocks, isHostAddress, pickSubnet } from './allocator';
+
+export const GATEWAY_REQUEST = 'com.docker.network.gateway';
+export const BLOCK_SIZE_OPTION = 'block-size';
+
+export interface IpamOptions {
+  node: string;
+  /** Where networks created without --subnet get theirs. */
+  defaultSupernet: Cidr;
+  /** Prefix length of subnets picked from the supernet. */
+  defaultSubnetPrefix: number;
+  /** Prefix length of the blocks a host claims. */
+  defaultBlockSize: number;
+}
+
+/** How many times a lost create race is retried with a fresh list before giving up. */
+const RACE_RETRIES = 20;
+
+export class Ipam implements IpamService {
+  private readonly lock = new KeyedMutex();
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly options: IpamOptions,
+  ) {}
+
+  async requestPool(req: RequestPoolRequest): Promise<RequestPoolResult> {
+    if (req.v6) throw new NotSupportedError('IPv6 is not supported by sluice yet: create the network without --ipv6');
+    if (req.subPool !== undefined) {
+      throw new NotSupportedError('--ip-range is not supported by sluice: each host takes blocks of the whole --subnet');
+    }
+    const blockSize = this.blockSizeOption(req.options);
+    const network = await this.lock.run('pools', () =>
+      req.pool === undefined ? this.pickPool(blockSize) : this.ensurePool(req.pool, blockSize),
+    );
+    const subnet = parseCidr(network.subnet)!;
+    return {
+      poolId: network.key,
+      pool: network.subnet,
+      data: { 'com.docker.network.gateway': `${network.gateway}/${subnet.prefix}` },
+    };
+  }
+
+  /** Forgets a pool no host uses any more (Docker's retries for auto-picked pools, or a rolled-back create). */
+  async releasePool(poolId: string): Promise<void> {
+    await this.lock.run('pools', async () => {
+      const network = await this.registry.getNetwork(poolId);
+      if (!network || network.record.managed) return;
+      const [dockerNets, blocks] = await Promise.all([
+        this.registry.listDockerNets(),
+        this.registry.listBlocks(poolId),
+      ]);
+      if (dockerNets.some((d) => d.network === poolId) || blocks.length > 0) return;
+      await this.releaseGatewayClaim(network.record);
+      await this.registry.deleteNetwork(poolId);
+    });
+  }
+
+  async requestAddress(req: RequestAddressRequest): Promise<{ address: string }> {
+    const network = await this.getNetwork(req.poolId);
+    const subnet = parseCidr(network.subnet)!;
+    const withPrefix = (ip: string) => ({ address: `${ip}/${subnet.prefix}` });
+    if (req.requestType === GATEWAY_REQUEST) return withPrefix(await this.gatewayAddress(network, req.address));
+    return this.lock.run(network.key, async () =>
+      withPrefix(
+        req.address === undefined
+          ? await this.allocateAny(network, subnet)
+          : await this.allocateSpecific(network, subnet, req.address),
+      ),
+    );
+  }
+
+  async releaseAddress(poolId: string, address: string): Promise<void> {
+    const network = await this.getNetwork(poolId);
+    // The gateway is the same virtual address on every host: one host's network rm does not free it.
+    if (address === network.gateway) return;
+    const ip = parseIp(address);
+    if (ip === undefined) throw new BadRequestError(`ReleaseAddress: "${address}" is not an IPv4 address`);
+    const block = formatCidr(blockOf(ip, network.blockSize));
+    const held = await this.registry.getAddress(network.key, block, address);
+    // Another host's address is not ours to free, even if Docker asks.
+    if (!held || held.record.node !== this.options.node) return;
+    await this.registry.releaseAddress(network.key, block, address, held.modRevision);
+  }
+
+  /** Gives up this host's blocks of a network that no longer has addresses here. */
+  async releaseBlocks(net: string): Promise<void> {
+    await this.lock.run(net, async () => {
+      const blocks = await this.registry.listBlocks(net);
+      for (const block of blocks.filter((b) => b.node === this.options.node)) {
+        const addresses = await this.registry.listAddresses(net, block.block);
+        if (addresses.some((a) => a.record.kind !== 'gateway')) continue;
+        await this.registry.releaseBlock(net, block.block);
+      }
+    });
+  }
+
+  private blockSizeOption(options: Record<string, string>): number | undefined {
+    const value = options[BLOCK_SIZE_OPTION];
+    if (value === undefined) return undefined;
+    const size = Number(value);
+    if (!Number.isInteger(size) || size < 16 || size > 30) {
+      throw new BadRequestError(`--ipam-opt ${BLOCK_SIZE_OPTION}=${value}: expected a prefix length from 16 to 30, e.g. 26`);
+    }
+    return size;
+  }
+
+  private async getNetwork(poolId: string): Promise<NetworkRecord> {
+    const network = await this.registry.getNetwork(poolId);
+    if (!network) throw new NotFoundError(`unknown pool ${poolId}: no sluice network has this subnet (was it removed?)`);
+    return network.record;
+  }
+
+  /** The network for `--subnet`: the existing one with that subnet, or a new one. */
+  private async ensurePool(pool: string, blockSize: number | undefined): Promise<NetworkRecord> {
+    const subnet = parseCidr(pool);
+    if (!subnet) throw new BadRequestError(`--subnet ${pool} is not an IPv4 CIDR such as 10.96.0.0/16`);
+    if (subnet.prefix > 30) throw new BadRequestError(`--subnet ${pool} is too small: use a /30 or larger`);
+    const cidr = formatCidr(subnet);
+    const existing = await this.registry.listNetworks();
+    const same = existing.find((n) => n.subnet === cidr);
+    if (same) {
+      if (blockSize !== undefined && blockSize !== same.blockSize) {
+        throw new ConflictError(
+          `sluice network ${cidr} already exists with block size /${same.blockSize}; omit --ipam-opt ${BLOCK_SIZE_OPTION} or use ${same.blockSize}`,
+        );
+      }
+      return same;
+    }
+    const clash = existing.find((n) => overlaps(parseCidr(n.subnet)!, subnet));
+    if (clash) {
+      throw new ConflictError(
+        `subnet ${cidr} overlaps sluice network ${clash.subnet}${clash.name ? ` (${clash.name})` : ''}: pick a subnet outside it`,
+      );
+    }
+    return this.createNetworkRecord(subnet, blockSize);
+  }
+
+  /** Docker asked for any pool: a free subnet of the default supernet, a different one on each call. */
+  private async pickPool(blockSize: number | undefined): Promise<NetworkRecord> {
+    for (let attempt = 0; attempt < RACE_RETRIES; attempt++) {
+      const existing = (await this.registry.listNetworks()).map((n) => parseCidr(n.subnet)!);
+      const subnet = pickSubnet(this.options.defaultSupernet, this.options.defaultSubnetPrefix, existing);
+      if (!subnet) {
+        throw new ExhaustedError(
+          `no free /${this.options.defaultSubnetPrefix} left in the default supernet ${formatCidr(this.options.defaultSupernet)}: pass --subnet`,
+        );
+      }
+      const created = await this.tryCreateNetworkRecord(subnet, blockSize);
+      if (created) return created;
+    }
+    throw new ConflictError('too many concurrent network creations: try again');
+  }
+
+  private async createNetworkRecord(subnet: Cidr, blockSize: number | undefined): Promise<NetworkRecord> {
+    const created = await this.tryCreateNetworkRecord(subnet, blockSize);
+    if (created) return created;
+    // Another host created the same subnet at the same moment: it is the same network.
+    return this.getNetwork(cidrKey(formatCidr(subnet)));
+  }
+
+  private async tryCreateNetworkRecord(subnet: Cidr, blockSize: number | undefined): Promise<NetworkRecord | undefined> {
+    const size = Math.max(blockSize ?? this.options.defaultBlockSize, subnet.prefix);
+    const network: NetworkRecord = {
+      key: cidrKey(formatCidr(subnet)),
+      subnet: formatCidr(subnet),
+      blockSize: size,
+      gateway: formatIp(defaultGateway(subnet)),
+    };
+    if (!(await this.registry.createNetwork(network))) return undefined;
+    await this.claimGateway(network);
+    return network;
+  }
+
+  /** Marks the gateway as taken so no block hands it to a container. */
+  private async claimGateway(network: NetworkRecord): Promise<void> {
+    const ip = parseIp(network.gateway)!;
+    await this.registry.claimAddress(formatCidr(blockOf(ip, network.blockSize)), {
+      network: network.key,
+      address: network.gateway,
+      node: '*',
+      kind: 'gateway',
+    });
+  }
+
+  private async releaseGatewayClaim(network: NetworkRecord): Promise<void> {
+    const block = formatCidr(blockOf(parseIp(network.gateway)!, network.blockSize));
+    await this.registry.releaseAddress(network.key, block, network.gateway);
+  }
+
+  /** `--gateway G` on create: G becomes the network's gateway if no host uses the network yet. */
+  private async gatewayAddress(network: NetworkRecord, requested: string | undefined): Promise<string> {
+    if (requested === undefined || requested === network.gateway) return network.gateway;
+    const subnet = parseCidr(network.subnet)!;
+    const ip = parseIp(requested);
+    if (ip === undefined || !isHostAddress(subnet, ip)) {
+      throw new BadRequestError(`--gateway ${requested} is not a host address of ${network.subnet}`);
+    }
+    return this.lock.run(network.key, async () => {
+      const current = await this.registry.getNetwork(network.key);
+      if (!current) throw new NotFoundError(`network ${network.subnet} was removed meanwhile`);
+      const inUse = (await this.registry.listBlocks(network.key)).length > 0;
+      if (inUse) {
+        throw new ConflictError(
+          `network ${network.subnet} is in use with gateway ${current.record.gateway}: use --gateway ${current.record.gateway} or omit --gateway`,
+        );
+      }
+      const block = formatCidr(blockOf(ip, network.blockSize));
+      await this.releaseGatewayClaim(current.record);
+      const updated = { ...current.record, gateway: requested };
+      if (!(await this.registry.updateNetwork(updated, current.modRevision))) {
+        throw new ConflictError(`network ${network.subnet} changed meanwhile: try again`);
+      }
+      await this.registry.claimAddress(block, { network: network.key, address: requested, node: '*', kind: 'gateway' });
+      return requested;
+    });
+  }
+
+  /** `--ip` or `--aux-address`: that exact address, in a block this host holds or can claim. */
+  private async allocateSpecific(network: NetworkRecord, subnet: Cidr, requested: string): Promise<string> {
+    const ip = parseIp(requested);
+    if (ip === undefined) throw new BadRequestError(`"${requested}" is not an IPv4 address`);
+    if (!contains(subnet, ip)) throw new BadRequestError(`address ${requested} is outside the network's subnet ${network.subnet}`);
+    if (!isHostAddress(subnet, ip)) throw new BadRequestError(`address ${requested} is the network or broadcast address of ${network.subnet}`);
+    if (requested === network.gateway) throw new ConflictError(`address ${requested} is the network's gateway`);
+    const block = formatCidr(blockOf(ip, network.blockSize));
+    const owner = await this.ensureBlock(network, block);
+    if (owner !== this.options.node) {
+      throw new ConflictError(
+        `address ${requested} is in block ${block}, held by node ${owner}: choose an address in a block of this node (see sluice status) or omit --ip`,
+      );
+    }
+    const record: AddressRecord = { network: network.key, address: requested, node: this.options.node, kind: 'endpoint' };
+    if (await this.registry.claimAddress(block, record)) return requested;
+    const holder = await this.registry.getAddress(network.key, block, requested);
+    const by = holder?.record.endpointId ? ` by endpoint ${holder.record.endpointId.slice(0, 12)}` : '';
+    throw new ConflictError(`address ${requested} is already in use${by} on node ${holder?.record.node ?? '?'}`);
+  }
+
+  /** Claims `block` for this node if nobody holds it; returns the holder. */
+  private async ensureBlock(network: NetworkRecord, block: string): Promise<string> {
+    const held = await this.registry.getBlock(network.key, block);
+    if (held) return held.node;
+    if (await this.registry.claimBlock({ network: network.key, block, node: this.options.node })) return this.options.node;
+    return (await this.registry.getBlock(network.key, block))?.node ?? this.options.node;
+  }
+
+  /** Any free address: from this node's blocks first, then from a newly claimed block. */
+  private async allocateAny(network: NetworkRecord, subnet: Cidr): Promise<string> {
+    for (let attempt = 0; attempt < RACE_RETRIES; attempt++) {
+      const blocks = await this.registry.listBlocks(network.key);
+      for (const block of blocks.filter((b) => b.node === this.options.node)) {
+        const got = await this.allocateInBlock(network, subnet, parseCidr(block.block)!);
+        if (got) return got;
+      }
+      const claimed = new Set(blocks.map((b) => parseCidr(b.block)!.base));
+      const next = freeBlocks(subnet, network.blockSize, claimed).next();
+      if (next.done) {
+        throw new ExhaustedError(
+          `network ${network.subnet} is full: all ${claimed.size} blocks of /${network.blockSize} are held and this node's are used up`,
+        );
+      }
+      // Whether we win the claim or another node does, the next pass sees the new state.
+      await this.registry.claimBlock({ network: network.key, block: formatCidr(next.value), node: this.options.node });
+    }
+    throw new ConflictError(`could not allocate in ${network.subnet}: too much contention, try again`);
+  }
+
+  private async allocateInBlock(network: NetworkRecord, subnet: Cidr, block: Cidr): Promise<string | undefined> {
+    const blockText = formatCidr(block);
+    const taken = new Set((await this.registry.listAddresses(network.key, blockText)).map((a) => parseIp(a.record.address)!));
+    for (const candidate of freeAddresses(block, subnet, taken)) {
+      const address = formatIp(candidate);
+      const record: AddressRecord = { network: network.key, address, node: this.options.node, kind: 'endpoint' };
+      if (await this.registry.claimAddress(blockText, record)) return address;
+    }
+    return undefined;
+  }
+}

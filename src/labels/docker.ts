@@ -1,0 +1,177 @@
+/**
+ * What the agent learns from the Docker Engine API: which container holds an
+ * endpoint and its labels (Docker never sends them to a network plugin), the
+ * host's sluice networks for reconciliation, and events for live updates.
+ * Never ContainerInspect from inside a plugin call: it waits for the
+ * container lock that dockerd holds across Join (see the protocol notes).
+ */
+import Docker from 'dockerode';
+import createDebug from 'debug';
+import { BadRequestError } from '../errors';
+import type { Labels } from '../model';
+import type { ContainerIdentity, ContainerLookup } from '../driver/network-service';
+
+const debug = createDebug('sluice:docker');
+
+export const DRIVER_NAME = 'sluice';
+const API_TIMEOUT_MS = 5000;
+
+export function dockerClient(url: string): Docker {
+  if (url.startsWith('unix://')) return new Docker({ socketPath: url.slice('unix://'.length), timeout: API_TIMEOUT_MS });
+  const tcp = /^tcp:\/\/([^:/]+):(\d+)\/?$/.exec(url);
+  if (tcp) return new Docker({ host: tcp[1], port: Number(tcp[2]), timeout: API_TIMEOUT_MS });
+  throw new BadRequestError(`--docker-host ${url}: expected unix:///PATH or tcp://HOST:PORT`);
+}
+
+export interface DockerEndpoint {
+  endpointId: string;
+  containerId: string;
+}
+
+export interface DockerNetwork {
+  id: string;
+  name: string;
+  subnet: string | undefined;
+  endpoints: DockerEndpoint[];
+}
+
+export type ContainerEvent =
+  | { kind: 'container'; action: string; containerId: string; name: string; labels: Labels }
+  | { kind: 'network'; action: string; containerId: string; networkId: string };
+
+export class DockerApi implements ContainerLookup {
+  constructor(private readonly docker: Docker) {}
+
+  /**
+   * During Join the endpoint is listed in NetworkInspect under "ep-<id>" with
+   * the container's name; ContainerList (a lock-free snapshot) then gives the
+   * labels. Both calls are safe while dockerd holds the container lock.
+   */
+  async containerOf(dockerNetworkId: string, endpointId: string): Promise<ContainerIdentity | undefined> {
+    const network = await this.docker.getNetwork(dockerNetworkId).inspect();
+    const entry = Object.values(network.Containers ?? {}).find((c) => c.EndpointID === endpointId);
+    if (!entry) return undefined;
+    const containers = await this.docker.listContainers({ all: true, filters: { name: [`^/${entry.Name}$`] } });
+    const container = containers[0];
+    if (!container) return undefined;
+    return { containerId: container.Id, containerName: entry.Name, labels: container.Labels ?? {} };
+  }
+
+  async containerById(containerId: string): Promise<ContainerIdentity | undefined> {
+    const containers = await this.docker.listContainers({ all: true, filters: { id: [containerId] } });
+    const container = containers[0];
+    if (!container) return undefined;
+    return { containerId: container.Id, containerName: (container.Names[0] ?? '').replace(/^\//, ''), labels: container.Labels ?? {} };
+  }
+
+  /** This host's Docker networks with the sluice driver, and the endpoints Docker knows in them. */
+  async sluiceNetworks(): Promise<DockerNetwork[]> {
+    const networks = await this.docker.listNetworks({ filters: { driver: [DRIVER_NAME] } });
+    return Promise.all(
+      networks.map(async (summary) => {
+        const network = await this.docker.getNetwork(summary.Id).inspect();
+        return {
+          id: network.Id,
+          name: network.Name,
+          subnet: network.IPAM?.Config?.[0]?.Subnet,
+          endpoints: Object.entries(network.Containers ?? {}).map(([containerId, c]) => ({
+            endpointId: c.EndpointID,
+            containerId,
+          })),
+        };
+      }),
+    );
+  }
+
+  async createNetwork(name: string, subnet: string): Promise<void> {
+    await this.docker.createNetwork({
+      Name: name,
+      Driver: DRIVER_NAME,
+      CheckDuplicate: true,
+      IPAM: { Driver: DRIVER_NAME, Config: [{ Subnet: subnet }] },
+    });
+  }
+
+  async removeNetwork(id: string): Promise<void> {
+    await this.docker.getNetwork(id).remove();
+  }
+
+  /**
+   * Streams container and network events until closed, reconnecting after
+   * errors; `onReconnect` runs after each reconnect so missed events can be
+   * made up for by a re-list.
+   */
+  watchEvents(onEvent: (event: ContainerEvent) => void, onReconnect: () => void): { close(): void } {
+    let closed = false;
+    let stream: NodeJS.ReadableStream | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const connect = async (): Promise<void> => {
+      try {
+        stream = await this.docker.getEvents({ filters: { type: ['container', 'network'] } });
+        if (closed) return void destroy(stream);
+        onReconnect();
+        let buffered = '';
+        stream.on('data', (chunk: Buffer) => {
+          buffered += chunk.toString();
+          let newline: number;
+          while ((newline = buffered.indexOf('\n')) >= 0) {
+            const line = buffered.slice(0, newline);
+            buffered = buffered.slice(newline + 1);
+            const event = parseEvent(line);
+            if (event) onEvent(event);
+          }
+        });
+        stream.on('error', retry);
+        stream.on('end', retry);
+      } catch (err) {
+        retry(err);
+      }
+    };
+    const retry = (err?: unknown): void => {
+      if (closed || timer) return;
+      debug('event stream lost (%s), reconnecting', err instanceof Error ? err.message : 'ended');
+      timer = setTimeout(() => {
+        timer = undefined;
+        void connect();
+      }, 1000);
+    };
+    void connect();
+    return {
+      close: () => {
+        closed = true;
+        if (timer) clearTimeout(timer);
+        if (stream) destroy(stream);
+      },
+    };
+  }
+}
+
+function destroy(stream: NodeJS.ReadableStream): void {
+  (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+}
+
+interface RawEvent {
+  Type?: string;
+  Action?: string;
+  Actor?: { ID?: string; Attributes?: Record<string, string> };
+}
+
+/** Container events carry every label in Actor.Attributes, mixed with name and image. */
+function parseEvent(line: string): ContainerEvent | undefined {
+  let raw: RawEvent;
+  try {
+    raw = JSON.parse(line) as RawEvent;
+  } catch {
+    return undefined;
+  }
+  const attributes = raw.Actor?.Attributes ?? {};
+  if (raw.Type === 'container' && raw.Actor?.ID) {
+    // Docker adds the name and image beside the labels.
+    const { name = '', image, ...labels } = attributes;
+    return { kind: 'container', action: raw.Action ?? '', containerId: raw.Actor.ID, name, labels };
+  }
+  if (raw.Type === 'network' && raw.Actor?.ID && attributes.container) {
+    return { kind: 'network', action: raw.Action ?? '', containerId: attributes.container, networkId: raw.Actor.ID };
+  }
+  return undefined;
+}

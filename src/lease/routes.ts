@@ -1,0 +1,32 @@
+/**
+ * Pure: which routes this host needs, from the blocks every node holds.
+ * Own blocks get a blackhole (unused addresses are dropped here instead of
+ * bouncing to the default route); other nodes' blocks go straight to the
+ * node (host-gw) when it shares a link, else through VXLAN. A node whose
+ * liveness lapsed keeps its routes: its containers may well still run, and
+ * its blocks are only ever reclaimed after the grace period.
+ */
+import type { BlockRoute } from '../dataplane/dataplane';
+import type { BlockRecord, NodeRecord } from '../model';
+
+export type PeerMode = 'host-gw' | 'vxlan';
+
+export function blockRoutes(
+  me: string,
+  blocks: Iterable<BlockRecord>,
+  nodes: ReadonlyMap<string, NodeRecord>,
+  modeTowards: (peer: NodeRecord) => PeerMode,
+): BlockRoute[] {
+  const routes: BlockRoute[] = [];
+  for (const block of blocks) {
+    if (block.node === me) {
+      routes.push({ kind: 'blackhole', block: block.block });
+      continue;
+    }
+    const peer = nodes.get(block.node);
+    if (!peer) continue; // decommissioned: nothing to route to
+    if (modeTowards(peer) === 'host-gw') routes.push({ kind: 'host-gw', block: block.block, via: peer.ip });
+    else if (peer.vtepMac) routes.push({ kind: 'vxlan', block: block.block, nodeIp: peer.ip, vtepMac: peer.vtepMac });
+  }
+  return routes.sort((a, b) => a.block.localeCompare(b.block));
+}

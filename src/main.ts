@@ -1,0 +1,59 @@
+/**
+ * The composition root: the one place that builds the concrete store,
+ * dataplane and Docker client and wires them into the services, the agent
+ * and the plugin server.
+ */
+import createDebug from 'debug';
+import { Agent } from './agent/agent';
+import { buildApp } from './api/app';
+import { listenUnix } from './api/server';
+import type { AgentConfig } from './config';
+import { LinuxDataplane } from './dataplane/linux/linux-dataplane';
+import { NetworkDriver } from './driver/network-service';
+import { errorMessage } from './errors';
+import { Ipam } from './ipam/ipam-service';
+import { DockerApi, dockerClient } from './labels/docker';
+import { openStore } from './store/open-store';
+import { Registry } from './store/registry';
+
+const debug = createDebug('sluice:main');
+
+export async function runAgent(config: AgentConfig): Promise<void> {
+  const store = openStore(config.store);
+  const registry = new Registry(store);
+  const dataplane = new LinuxDataplane();
+  const docker = new DockerApi(dockerClient(config.dockerHost));
+  const ipam = new Ipam(registry, {
+    node: config.node,
+    defaultSupernet: config.defaultSupernet,
+    defaultSubnetPrefix: config.defaultSubnetPrefix,
+    defaultBlockSize: config.blockSize,
+  });
+  const agent = new Agent(config, registry, dataplane, docker, ipam);
+  const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: config.node, mtu: agent.mtu });
+  const server = await listenUnix(buildApp({ network: driver, ipam }), config.socket);
+  console.error(`sluice agent: node ${config.node} (${config.nodeIp}), store ${store.description}, serving ${config.socket}`);
+
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`sluice agent: ${signal}: stopping (containers keep their network)`);
+    void (async () => {
+      await server.close();
+      await agent.stop();
+      await store.close();
+      process.exit(0);
+    })().catch((err: unknown) => {
+      console.error(`sluice agent: shutdown: ${errorMessage(err)}`);
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  // A bug in one request must not take down the network of every container on the host.
+  process.on('unhandledRejection', (err) => console.error(`sluice agent: unhandled: ${errorMessage(err)}`));
+
+  await agent.start();
+  debug('agent in sync');
+}

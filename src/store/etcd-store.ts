@@ -1,0 +1,331 @@
+/**
+ * The store on an etcd v3 cluster, through npm `etcd3`.
+ *
+ * - create = txn `if version(key) == 0 then put`; compare-and-swap = txn
+ *   `if mod(key) == expected then put`; a checked delete likewise.
+ * - Every call has a deadline (3 s by default); an etcd that does not answer
+ *   rejects with StoreUnavailableError naming "etcd at HOST:PORT". Every error
+ *   of grpc or etcd is converted here, so nothing above sees them.
+ * - No automatic retries of calls that may have reached etcd: a txn retried
+ *   after a lost reply would report a create it made itself as lost. Only
+ *   calls that never left (no connection) move on to the next endpoint.
+ * - A watch ends with onReset when etcd cancels it (its start revision was
+ *   compacted) or the stream to etcd breaks; the caller lists again.
+ * - Leases are kept alive by the library; 'lost' becomes onLost.
+ */
+import { circuitBreaker, ConsecutiveBreaker, ConstantBackoff, handleWhen, isBrokenCircuitError, noop, retry } from 'cockatiel';
+import {
+  Etcd3,
+  EtcdLeaseInvalidError,
+  isRecoverableError,
+  type IKeyValue,
+  type Lease as EtcdLeaseHandle,
+  type PutBuilder,
+  type Watcher,
+} from 'etcd3';
+import { SluiceError, StoreUnavailableError, errorMessage } from '../errors';
+import { validateTtl } from './memory-store';
+import type { KeyValue, Lease, ListResult, Store, Watch, WatchEvent, WatchHandlers } from './store';
+
+export const DEFAULT_ETCD_TIMEOUT_MS = 3000;
+
+export interface EtcdStoreOptions {
+  /** "HOST:PORT" of each member. */
+  endpoints: string[];
+  /** Deadline of every call, and of a watch's start. */
+  timeoutMs?: number;
+}
+
+/** Our own deadline, a little after grpc's, for anything grpc's does not cover (e.g. waiting on a lease grant). */
+class DeadlineError extends Error {}
+
+export class EtcdStore implements Store {
+  readonly description: string;
+  private readonly client: Etcd3;
+  private readonly timeoutMs: number;
+  private readonly leases = new Set<EtcdLease>();
+  private readonly watches = new Set<EtcdWatch>();
+  private closed = false;
+
+  constructor(options: EtcdStoreOptions) {
+    if (options.endpoints.length === 0) throw new Error('EtcdStore needs at least one endpoint');
+    this.description = `etcd at ${options.endpoints.join(',')}`;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_ETCD_TIMEOUT_MS;
+    const several = options.endpoints.length > 1;
+    this.client = new Etcd3({
+      hosts: options.endpoints.map((endpoint) => `http://${endpoint}`),
+      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + this.timeoutMs }),
+      faultHandling: {
+        // Retry on another member only a call that never reached one.
+        global: several
+          ? retry(handleWhen(neverSent), { maxAttempts: options.endpoints.length - 1 })
+          : noop,
+        // With several members, skip a dead one for a second; with one there is nothing to skip to.
+        host: () =>
+          several
+            ? circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(1) })
+            : noop,
+        // Watches do not outlive a broken stream (onReset), so this only paces the library's own retry.
+        watchBackoff: new ConstantBackoff(500).next(),
+      },
+      // Reconnect within a second once etcd is back, not after grpc's default of up to two minutes.
+      grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1000 },
+    });
+  }
+
+  get(key: string): Promise<KeyValue | undefined> {
+    return this.call(`read ${key}`, undefined, async () => {
+      const res = await this.client.get(key).exec();
+      const kv = res.kvs[0];
+      return kv && toKeyValue(kv);
+    });
+  }
+
+  list(prefix: string): Promise<ListResult> {
+    return this.call(`list ${prefix}`, undefined, async () => {
+      const res = await this.client.getAll().prefix(prefix).sort('Key', 'Ascend').exec();
+      return { kvs: res.kvs.map(toKeyValue), revision: Number(res.header.revision) };
+    });
+  }
+
+  create(key: string, value: string, lease?: Lease): Promise<boolean> {
+    return this.call(`create ${key}`, lease, async () => {
+      const res = await this.client.if(key, 'Version', '==', 0).then(this.putOp(key, value, lease)).commit();
+      return res.succeeded;
+    });
+  }
+
+  compareAndSwap(key: string, value: string, expectedModRevision: number, lease?: Lease): Promise<boolean> {
+    return this.call(`update ${key}`, lease, async () => {
+      const res = await this.client
+        .if(key, 'Mod', '==', expectedModRevision)
+        .then(this.putOp(key, value, lease))
+        .commit();
+      return res.succeeded;
+    });
+  }
+
+  put(key: string, value: string, lease?: Lease): Promise<void> {
+    return this.call(`write ${key}`, lease, async () => {
+      await this.putOp(key, value, lease).exec();
+    });
+  }
+
+  delete(key: string, expectedModRevision?: number): Promise<boolean> {
+    return this.call(`delete ${key}`, undefined, async () => {
+      if (expectedModRevision === undefined) {
+        const res = await this.client.delete().key(key).exec();
+        return Number(res.deleted) > 0;
+      }
+      const res = await this.client
+        .if(key, 'Mod', '==', expectedModRevision)
+        .then(this.client.delete().key(key))
+        .commit();
+      // An absent key has mod 0: "deleted" only if something was there.
+      return res.succeeded && Number(res.responses[0]?.response_delete_range?.deleted ?? 0) > 0;
+    });
+  }
+
+  watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Watch {
+    if (this.closed) throw this.closedError();
+    const builder = this.client.watch().prefix(prefix);
+    if (fromRevision >= 1) builder.startRevision(String(fromRevision));
+    const watch = new EtcdWatch(builder.watcher(), fromRevision, handlers, this.description, this.timeoutMs, () =>
+      this.watches.delete(watch),
+    );
+    this.watches.add(watch);
+    return watch;
+  }
+
+  async grantLease(ttlSeconds: number): Promise<Lease> {
+    validateTtl(ttlSeconds);
+    if (this.closed) throw this.closedError();
+    const handle = this.client.lease(ttlSeconds);
+    let lease: EtcdLease | undefined;
+    handle.on('lost', () => {
+      if (!lease) return; // a failed grant: the call below rejects
+      this.leases.delete(lease);
+      lease.markLost();
+    });
+    try {
+      const id = await this.call('grant a lease', undefined, () => handle.grant());
+      lease = new EtcdLease(id, handle, (l) => this.revoke(l));
+      this.leases.add(lease);
+      return lease;
+    } catch (err) {
+      handle.release();
+      throw err;
+    }
+  }
+
+  /** Ends the watches and stops keeping leases alive (they expire after their TTL); frees every handle. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.watches].map((watch) => watch.close()));
+    for (const lease of this.leases) lease.handle.release();
+    this.leases.clear();
+    this.client.close();
+  }
+
+  private async revoke(lease: EtcdLease): Promise<void> {
+    this.leases.delete(lease);
+    await this.call(`revoke lease ${lease.id}`, undefined, () => lease.handle.revoke());
+  }
+
+  private putOp(key: string, value: string, lease: Lease | undefined): PutBuilder {
+    const put = this.client.put(key).value(value);
+    return lease ? put.lease(lease.id) : put;
+  }
+
+  /** Runs one call with a deadline and converts whatever it throws. */
+  private async call<T>(what: string, lease: Lease | undefined, fn: () => Promise<T>): Promise<T> {
+    if (this.closed) throw this.closedError();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DeadlineError('no answer')), this.timeoutMs + 250);
+    });
+    try {
+      return await Promise.race([fn(), deadline]);
+    } catch (err) {
+      throw this.convert(err, what, lease);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private convert(err: unknown, what: string, lease: Lease | undefined): Error {
+    if (err instanceof SluiceError) return err;
+    if (err instanceof EtcdLeaseInvalidError) {
+      if (lease instanceof EtcdLease && this.leases.delete(lease)) {
+        lease.handle.release();
+        lease.markLost();
+      }
+      return new StoreUnavailableError(
+        `${this.description} could not ${what}: the lease has expired or was revoked: grant a new lease and write again`,
+      );
+    }
+    if (!(err instanceof Error)) return new StoreUnavailableError(`${this.description} could not ${what}: ${String(err)}`);
+    if (err instanceof DeadlineError || isBrokenCircuitError(err) || isRecoverableError(err)) {
+      return new StoreUnavailableError(
+        `${this.description} did not answer within ${this.timeoutMs / 1000}s: is etcd running? (${what}: ${err.message})`,
+      );
+    }
+    return new StoreUnavailableError(`${this.description} refused to ${what}: ${err.message}`);
+  }
+
+  private closedError(): StoreUnavailableError {
+    return new StoreUnavailableError(`${this.description}: the store is closed: open it again`);
+  }
+}
+
+class EtcdLease implements Lease {
+  private readonly callbacks: (() => void)[] = [];
+  private lost = false;
+
+  constructor(
+    readonly id: string,
+    readonly handle: EtcdLeaseHandle,
+    private readonly revokeFn: (lease: EtcdLease) => Promise<void>,
+  ) {}
+
+  onLost(callback: () => void): void {
+    if (this.lost) queueMicrotask(callback);
+    else this.callbacks.push(callback);
+  }
+
+  revoke(): Promise<void> {
+    return this.revokeFn(this);
+  }
+
+  markLost(): void {
+    if (this.lost) return;
+    this.lost = true;
+    for (const callback of this.callbacks.splice(0)) queueMicrotask(callback);
+  }
+}
+
+class EtcdWatch implements Watch {
+  private active = true;
+  private connected = false;
+  private cancelled: Promise<void> | undefined;
+  private readonly startTimer: NodeJS.Timeout;
+
+  constructor(
+    private readonly watcher: Watcher,
+    fromRevision: number,
+    private readonly handlers: WatchHandlers,
+    description: string,
+    private readonly timeoutMs: number,
+    private readonly onClosed: () => void,
+  ) {
+    const from = fromRevision >= 1 ? `revision ${fromRevision}` : 'now';
+    this.startTimer = setTimeout(
+      () => this.reset(`${description} did not start a watch within ${timeoutMs / 1000}s: is etcd running?`, true),
+      timeoutMs,
+    );
+    watcher.on('connected', () => {
+      this.connected = true;
+      clearTimeout(this.startTimer);
+    });
+    watcher.on('data', (res) => {
+      if (!this.active) return;
+      const events = res.events.map(toWatchEvent);
+      if (events.length > 0) this.handlers.onEvents(events, Number(res.header.revision));
+    });
+    watcher.on('disconnected', (err) =>
+      this.reset(`lost the watch stream to ${description}: ${errorMessage(err)}`, true),
+    );
+    // etcd cancelled it; the library has already dropped it, so there is nothing to cancel.
+    watcher.on('error', (err) =>
+      this.reset(
+        `${description} ended the watch from ${from} (${errorMessage(err)}): its history was probably compacted; list again`,
+        false,
+      ),
+    );
+  }
+
+  close(): Promise<void> {
+    this.active = false;
+    return this.cancel(true);
+  }
+
+  /** Once: stops delivering, tells the caller, frees the library's watcher. Outside the library's call stack. */
+  private reset(reason: string, cancel: boolean): void {
+    if (!this.active) return;
+    this.active = false;
+    void this.cancel(cancel);
+    queueMicrotask(() => this.handlers.onReset(reason));
+  }
+
+  private cancel(viaEtcd: boolean): Promise<void> {
+    this.cancelled ??= (async () => {
+      clearTimeout(this.startTimer);
+      this.onClosed();
+      if (!viaEtcd) return;
+      // Bounded: a cancel waits for etcd's reply, and etcd may be gone.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.watcher.cancel().catch(() => undefined),
+        new Promise<void>((done) => (timer = setTimeout(done, this.connected ? this.timeoutMs : 0))),
+      ]);
+      clearTimeout(timer);
+    })();
+    return this.cancelled;
+  }
+}
+
+function toKeyValue(kv: IKeyValue): KeyValue {
+  return { key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision) };
+}
+
+function toWatchEvent(event: { type: 'Put' | 'Delete'; kv: IKeyValue }): WatchEvent {
+  return event.type === 'Put'
+    ? { type: 'put', kv: toKeyValue(event.kv) }
+    : { type: 'delete', key: event.kv.key.toString(), modRevision: Number(event.kv.mod_revision) };
+}
+
+/** grpc's "no connection established": the call was never sent, so another member may take it. */
+function neverSent(err: Error): boolean {
+  return /No connection established|ECONNREFUSED/.test(err.message);
+}

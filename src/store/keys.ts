@@ -1,0 +1,49 @@
+/**
+ * The only place store keys are built and parsed. Layout under /sluice/v1/:
+ *
+ *   nodes/<node>                        NodeRecord: address, backend, VTEP MAC (kept until `sluice node rm`)
+ *   alive/<node>                        liveness: on the node's short lease, kept alive by its agent
+ *   networks/<net>                      NetworkRecord (+ managed flag), net = subnet with '/' as '-'
+ *   blocks/<net>/<block>                BlockRecord: which node holds the block
+ *   addresses/<net>/<block>/<ip>        AddressRecord: who holds the address
+ *   endpoints/<node>/<endpoint>         EndpointRecord
+ *   dockernets/<node>/<docker net id>   network key: Docker's NetworkID differs on every host
+ *   policies/<name>                     Policy
+ */
+export const ROOT = '/sluice/v1/';
+
+export function cidrKey(cidr: string): string {
+  return cidr.replace('/', '-');
+}
+
+export function keyCidr(key: string): string {
+  return key.replace('-', '/');
+}
+
+export const keys = {
+  nodes: `${ROOT}nodes/`,
+  node: (node: string) => `${ROOT}nodes/${node}`,
+  alive: `${ROOT}alive/`,
+  aliveNode: (node: string) => `${ROOT}alive/${node}`,
+  networks: `${ROOT}networks/`,
+  network: (net: string) => `${ROOT}networks/${net}`,
+  blocks: (net: string) => `${ROOT}blocks/${net}/`,
+  allBlocks: `${ROOT}blocks/`,
+  block: (net: string, block: string) => `${ROOT}blocks/${net}/${cidrKey(block)}`,
+  addresses: (net: string) => `${ROOT}addresses/${net}/`,
+  blockAddresses: (net: string, block: string) => `${ROOT}addresses/${net}/${cidrKey(block)}/`,
+  address: (net: string, block: string, ip: string) => `${ROOT}addresses/${net}/${cidrKey(block)}/${ip}`,
+  allEndpoints: `${ROOT}endpoints/`,
+  endpoints: (node: string) => `${ROOT}endpoints/${node}/`,
+  endpoint: (node: string, id: string) => `${ROOT}endpoints/${node}/${id}`,
+  allDockerNets: `${ROOT}dockernets/`,
+  dockerNets: (node: string) => `${ROOT}dockernets/${node}/`,
+  dockerNet: (node: string, dockerNetworkId: string) => `${ROOT}dockernets/${node}/${dockerNetworkId}`,
+  policies: `${ROOT}policies/`,
+  policy: (name: string) => `${ROOT}policies/${name}`,
+};
+
+/** The last path segment of a key. */
+export function leaf(key: string): string {
+  return key.slice(key.lastIndexOf('/') + 1);
+}

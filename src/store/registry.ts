@@ -1,0 +1,185 @@
+/**
+ * Typed access to Sluice's records in the store. Values are JSON; the key
+ * layout lives in keys.ts. Callers get records, never raw key/value pairs.
+ */
+import type { AddressRecord, BlockRecord, EndpointRecord, NetworkRecord, NodeRecord } from '../model';
+import { type Policy, parsePolicies, policyToYaml } from '../policy/policy';
+import { keys, leaf } from './keys';
+import type { KeyValue, Lease, Store } from './store';
+
+export interface Versioned<T> {
+  record: T;
+  modRevision: number;
+}
+
+function decode<T>(kv: KeyValue): T {
+  return JSON.parse(kv.value) as T;
+}
+
+export class Registry {
+  constructor(readonly store: Store) {}
+
+  // Networks
+
+  async getNetwork(net: string): Promise<Versioned<NetworkRecord> | undefined> {
+    const kv = await this.store.get(keys.network(net));
+    return kv && { record: decode<NetworkRecord>(kv), modRevision: kv.modRevision };
+  }
+
+  async listNetworks(): Promise<NetworkRecord[]> {
+    const { kvs } = await this.store.list(keys.networks);
+    return kvs.map((kv) => decode<NetworkRecord>(kv));
+  }
+
+  createNetwork(network: NetworkRecord): Promise<boolean> {
+    return this.store.create(keys.network(network.key), JSON.stringify(network));
+  }
+
+  updateNetwork(network: NetworkRecord, modRevision: number): Promise<boolean> {
+    return this.store.compareAndSwap(keys.network(network.key), JSON.stringify(network), modRevision);
+  }
+
+  deleteNetwork(net: string): Promise<boolean> {
+    return this.store.delete(keys.network(net));
+  }
+
+  // Blocks
+
+  async listBlocks(net: string): Promise<BlockRecord[]> {
+    const { kvs } = await this.store.list(keys.blocks(net));
+    return kvs.map((kv) => decode<BlockRecord>(kv));
+  }
+
+  async listAllBlocks(): Promise<BlockRecord[]> {
+    const { kvs } = await this.store.list(keys.allBlocks);
+    return kvs.map((kv) => decode<BlockRecord>(kv));
+  }
+
+  async getBlock(net: string, block: string): Promise<BlockRecord | undefined> {
+    const kv = await this.store.get(keys.block(net, block));
+    return kv && decode<BlockRecord>(kv);
+  }
+
+  claimBlock(block: BlockRecord): Promise<boolean> {
+    return this.store.create(keys.block(block.network, block.block), JSON.stringify(block));
+  }
+
+  releaseBlock(net: string, block: string): Promise<boolean> {
+    return this.store.delete(keys.block(net, block));
+  }
+
+  // Addresses
+
+  async listAddresses(net: string, block?: string): Promise<Versioned<AddressRecord>[]> {
+    const prefix = block === undefined ? keys.addresses(net) : keys.blockAddresses(net, block);
+    const { kvs } = await this.store.list(prefix);
+    return kvs.map((kv) => ({ record: decode<AddressRecord>(kv), modRevision: kv.modRevision }));
+  }
+
+  async getAddress(net: string, block: string, ip: string): Promise<Versioned<AddressRecord> | undefined> {
+    const kv = await this.store.get(keys.address(net, block, ip));
+    return kv && { record: decode<AddressRecord>(kv), modRevision: kv.modRevision };
+  }
+
+  claimAddress(block: string, address: AddressRecord): Promise<boolean> {
+    return this.store.create(keys.address(address.network, block, address.address), JSON.stringify(address));
+  }
+
+  updateAddress(block: string, address: AddressRecord, modRevision: number): Promise<boolean> {
+    return this.store.compareAndSwap(
+      keys.address(address.network, block, address.address),
+      JSON.stringify(address),
+      modRevision,
+    );
+  }
+
+  releaseAddress(net: string, block: string, ip: string, modRevision?: number): Promise<boolean> {
+    return this.store.delete(keys.address(net, block, ip), modRevision);
+  }
+
+  // Endpoints
+
+  async getEndpoint(node: string, id: string): Promise<Versioned<EndpointRecord> | undefined> {
+    const kv = await this.store.get(keys.endpoint(node, id));
+    return kv && { record: decode<EndpointRecord>(kv), modRevision: kv.modRevision };
+  }
+
+  async listEndpoints(node?: string): Promise<EndpointRecord[]> {
+    const { kvs } = await this.store.list(node === undefined ? keys.allEndpoints : keys.endpoints(node));
+    return kvs.map((kv) => decode<EndpointRecord>(kv));
+  }
+
+  putEndpoint(endpoint: EndpointRecord): Promise<void> {
+    return this.store.put(keys.endpoint(endpoint.node, endpoint.id), JSON.stringify(endpoint));
+  }
+
+  deleteEndpoint(node: string, id: string): Promise<boolean> {
+    return this.store.delete(keys.endpoint(node, id));
+  }
+
+  // Docker network IDs of one node → network keys
+
+  async getDockerNet(node: string, dockerNetworkId: string): Promise<string | undefined> {
+    return (await this.store.get(keys.dockerNet(node, dockerNetworkId)))?.value;
+  }
+
+  /** Every node's Docker networks: [node, docker network id, network key]. */
+  async listDockerNets(node?: string): Promise<{ node: string; dockerNetworkId: string; network: string }[]> {
+    const { kvs } = await this.store.list(node === undefined ? keys.allDockerNets : keys.dockerNets(node));
+    return kvs.map((kv) => {
+      const parts = kv.key.split('/');
+      return { node: parts[parts.length - 2] ?? '', dockerNetworkId: leaf(kv.key), network: kv.value };
+    });
+  }
+
+  putDockerNet(node: string, dockerNetworkId: string, net: string): Promise<void> {
+    return this.store.put(keys.dockerNet(node, dockerNetworkId), net);
+  }
+
+  deleteDockerNet(node: string, dockerNetworkId: string): Promise<boolean> {
+    return this.store.delete(keys.dockerNet(node, dockerNetworkId));
+  }
+
+  // Nodes
+
+  async listNodes(): Promise<NodeRecord[]> {
+    const { kvs } = await this.store.list(keys.nodes);
+    return kvs.map((kv) => decode<NodeRecord>(kv));
+  }
+
+  putNode(node: NodeRecord): Promise<void> {
+    return this.store.put(keys.node(node.name), JSON.stringify(node));
+  }
+
+  deleteNode(name: string): Promise<boolean> {
+    return this.store.delete(keys.node(name));
+  }
+
+  /** Liveness: the key lives as long as the agent keeps `lease` alive. */
+  markAlive(name: string, lease: Lease): Promise<void> {
+    return this.store.put(keys.aliveNode(name), JSON.stringify({ since: new Date().toISOString() }), lease);
+  }
+
+  async listAlive(): Promise<Set<string>> {
+    const { kvs } = await this.store.list(keys.alive);
+    return new Set(kvs.map((kv) => leaf(kv.key)));
+  }
+
+  // Policies
+
+  // Policies are kept in their document form (YAML), read back through the same validating parser.
+
+  async listPolicies(): Promise<Policy[]> {
+    const { kvs } = await this.store.list(keys.policies);
+    return kvs.flatMap((kv) => parsePolicies(kv.value));
+  }
+
+  putPolicy(policy: Policy): Promise<void> {
+    return this.store.put(keys.policy(policy.name), policyToYaml(policy));
+  }
+
+  deletePolicy(name: string): Promise<boolean> {
+    return this.store.delete(keys.policy(name));
+  }
+}
+

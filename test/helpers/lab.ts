@@ -1,0 +1,213 @@
+// A thin wrapper over scripts/lab.sh for the jest e2e tests: several Docker hosts on this
+// machine, each a network namespace with its own dockerd (and sluice agent), etcd on the underlay.
+// Every call runs the script with a timeout; nothing here talks to the kernel itself.
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+
+export const LAB_SCRIPT = path.resolve(__dirname, '../../scripts/lab.sh');
+export const TEST_IMAGE = 'sluice-test/busybox:local';
+
+export type Topology = 'flat' | 'routed';
+export type Backend = 'auto' | 'host-gw' | 'vxlan';
+
+export interface LabOptions {
+  /** Lab name: namespaces, dirs and pidfiles are keyed by it (default "e2e"). */
+  name?: string;
+  /** Number of hosts h1..hN (default 2). */
+  hosts?: number;
+  /** flat: one /24; routed: two subnets joined by a router, no shared link across them. */
+  topology?: Topology;
+  /** Start a sluice agent per host (default true; needs `npm run build`). */
+  agent?: boolean;
+  backend?: Backend;
+  /** Timeout of `up` (default 180 s). */
+  upTimeoutMs?: number;
+  /** Timeout of every other call unless given (default 60 s). */
+  callTimeoutMs?: number;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+export class LabError extends Error {
+  constructor(
+    message: string,
+    readonly result?: RunResult,
+  ) {
+    super(message);
+    this.name = 'LabError';
+  }
+}
+
+/** Runs scripts/lab.sh; resolves with the exit code (never rejects on a non-zero exit), rejects on timeout. */
+export function runLab(args: string[], timeoutMs: number): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'bash',
+      [LAB_SCRIPT, ...args],
+      { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' },
+      (err, stdout, stderr) => {
+        if (err == null) {
+          resolve({ stdout, stderr, code: 0 });
+          return;
+        }
+        const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; code?: number | string };
+        if (e.killed === true || (e.signal != null && typeof e.code !== 'number')) {
+          reject(new LabError(`lab.sh ${args.join(' ')}: timed out after ${timeoutMs} ms\n${stderr}`, { stdout, stderr, code: -1 }));
+          return;
+        }
+        if (typeof e.code === 'number') {
+          resolve({ stdout, stderr, code: e.code });
+          return;
+        }
+        reject(new LabError(`lab.sh ${args.join(' ')}: ${e.message}`));
+      },
+    );
+  });
+}
+
+function must(what: string, r: RunResult): RunResult {
+  if (r.code !== 0) {
+    throw new LabError(`${what} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`, r);
+  }
+  return r;
+}
+
+export class Lab {
+  readonly hosts: string[];
+
+  private constructor(
+    readonly name: string,
+    readonly opts: Required<Omit<LabOptions, 'name'>>,
+  ) {
+    this.hosts = Array.from({ length: opts.hosts }, (_, i) => `h${i + 1}`);
+  }
+
+  /**
+   * Starts a lab (cleaning leftovers of an earlier one of the same name first). On failure it
+   * tears down what it made and throws with the script's output.
+   * Set SLUICE_LAB_KEEP=1 to keep labs after the tests for a look around.
+   */
+  static async up(options: LabOptions = {}): Promise<Lab> {
+    const name = options.name ?? 'e2e';
+    const opts = {
+      hosts: options.hosts ?? 2,
+      topology: options.topology ?? 'flat',
+      agent: options.agent ?? true,
+      backend: options.backend ?? 'auto',
+      upTimeoutMs: options.upTimeoutMs ?? 180_000,
+      callTimeoutMs: options.callTimeoutMs ?? 60_000,
+    } satisfies Required<Omit<LabOptions, 'name'>>;
+    const args = ['--lab', name, 'up', '--hosts', String(opts.hosts), '--topology', opts.topology, '--backend', opts.backend];
+    if (!opts.agent) args.push('--no-agent');
+    let r: RunResult;
+    try {
+      r = await runLab(args, opts.upTimeoutMs);
+    } catch (e) {
+      await Lab.down(name).catch(() => undefined);
+      throw e;
+    }
+    if (r.code !== 0) {
+      if (process.env.SLUICE_LAB_KEEP !== '1') await Lab.down(name).catch(() => undefined);
+      throw new LabError(`lab up failed (exit ${r.code}):\n${r.stdout}${r.stderr}`, r);
+    }
+    return new Lab(name, opts);
+  }
+
+  /** Tears a lab down by name (safe when it is not up). */
+  static async down(name: string, timeoutMs = 180_000): Promise<void> {
+    must(`lab down ${name}`, await runLab(['--lab', name, 'down'], timeoutMs));
+  }
+
+  /** Any lab.sh command for this lab, e.g. run(['status']). */
+  run(args: string[], timeoutMs = this.opts.callTimeoutMs): Promise<RunResult> {
+    return runLab(['--lab', this.name, ...args], timeoutMs);
+  }
+
+  /** The docker CLI against a host's dockerd. */
+  docker(host: string, ...args: string[]): Promise<RunResult> {
+    return this.run(['docker', host, ...args]);
+  }
+
+  /** The docker CLI; throws with stderr on a non-zero exit, else returns stdout without the final newline. */
+  async dockerOk(host: string, ...args: string[]): Promise<string> {
+    const r = must(`docker ${host} ${args.join(' ')}`, await this.docker(host, ...args));
+    return r.stdout.replace(/\n$/, '');
+  }
+
+  /** A container's address on a network (or its only one). */
+  async containerIp(host: string, container: string, network?: string): Promise<string> {
+    const fmt =
+      network == null
+        ? '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}'
+        : `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`;
+    return (await this.dockerOk(host, 'inspect', '-f', fmt, container)).trim();
+  }
+
+  /** A command in the host's network (and mount) namespace; host may be 'underlay'. */
+  exec(host: string, cmd: string[], timeoutMs?: number): Promise<RunResult> {
+    return this.run(['exec', host, ...cmd], timeoutMs);
+  }
+
+  async execOk(host: string, cmd: string[], timeoutMs?: number): Promise<string> {
+    const r = must(`exec ${host} ${cmd.join(' ')}`, await this.exec(host, cmd, timeoutMs));
+    return r.stdout.replace(/\n$/, '');
+  }
+
+  /** The sluice CLI on a host, with SLUICE_STORE pointing at the lab's etcd. */
+  sluice(host: string, ...args: string[]): Promise<RunResult> {
+    return this.run(['sluice', host, ...args]);
+  }
+
+  /** The host's underlay address. */
+  async hostIp(host: string): Promise<string> {
+    return (must(`ip ${host}`, await this.run(['ip', host]))).stdout.trim();
+  }
+
+  /** The store URL, etcd://IP:2379 (reachable from the hosts' namespaces, not from the test process). */
+  async etcdEndpoint(): Promise<string> {
+    return must('etcd-endpoint', await this.run(['etcd-endpoint'])).stdout.trim();
+  }
+
+  /** The host's network namespace name (for `ip -n`). */
+  async netns(host: string): Promise<string> {
+    return must(`netns ${host}`, await this.run(['netns', host])).stdout.trim();
+  }
+
+  /** What runs, with pids (a stopped etcd, dockerd or agent shows as STOPPED). */
+  async status(): Promise<string> {
+    return (await this.run(['status'])).stdout;
+  }
+
+  async agentStop(host: string, signal: 'TERM' | 'KILL' = 'TERM'): Promise<void> {
+    must(`agent-stop ${host}`, await this.run(['agent-stop', host, signal]));
+  }
+
+  async agentStart(host: string): Promise<void> {
+    must(`agent-start ${host}`, await this.run(['agent-start', host]));
+  }
+
+  async etcdStop(signal: 'TERM' | 'KILL' = 'TERM'): Promise<void> {
+    must('etcd-stop', await this.run(['etcd-stop', signal]));
+  }
+
+  async etcdStart(): Promise<void> {
+    must('etcd-start', await this.run(['etcd-start']));
+  }
+
+  /** Restarts a host's dockerd (its containers stop with it). */
+  async dockerdRestart(host: string): Promise<void> {
+    must(`dockerd-restart ${host}`, await this.run(['dockerd-restart', host], 120_000));
+  }
+
+  async down(): Promise<void> {
+    if (process.env.SLUICE_LAB_KEEP === '1') {
+      process.stderr.write(`SLUICE_LAB_KEEP=1: lab '${this.name}' kept; bash scripts/lab.sh --lab ${this.name} down\n`);
+      return;
+    }
+    await Lab.down(this.name);
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * A tiny iptables interpreter for the rule subset the policy compiler emits,
+ * so tests can ask "would this packet pass?" of a FirewallState instead of
+ * reading rules. Any token it does not know throws, so a new kind of rule
+ * cannot be silently misjudged.
+ */
+import type { Chain, FirewallState, IpSet } from '../../src/dataplane/dataplane';
+import { contains, parseCidr, parseIp } from '../../src/net/ipv4';
+
+export interface Packet {
+  /** Interface the packet came in on ('' for none). */
+  inIf: string;
+  outIf: string;
+  src: string;
+  dst: string;
+  proto: 'tcp' | 'udp' | 'icmp';
+  dport?: number;
+  ctstate?: 'NEW' | 'ESTABLISHED' | 'RELATED' | 'INVALID';
+}
+
+/** RETURN: SLUICE-FORWARD fell through, leaving the packet to the host's other rules. */
+export type Verdict = 'ACCEPT' | 'DROP' | 'RETURN';
+
+function tokenize(rule: string): string[] {
+  return [...rule.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2] ?? '');
+}
+
+function inSet(set: IpSet, address: string): boolean {
+  const ip = parseIp(address)!;
+  return set.members.some((m) => (set.type === 'hash:ip' ? m === address : contains(parseCidr(m)!, ip)));
+}
+
+function ifaceMatches(pattern: string, iface: string): boolean {
+  return pattern.endsWith('+') ? iface.startsWith(pattern.slice(0, -1)) : iface === pattern;
+}
+
+function parseMark(text: string): [number, number] {
+  const [value, mask] = text.split('/');
+  return [Number(value), Number(mask ?? '0xffffffff')];
+}
+
+export class FilterSim {
+  private readonly chains: Map<string, Chain>;
+  private readonly sets: Map<string, IpSet>;
+
+  constructor(state: FirewallState) {
+    this.chains = new Map(state.filter.map((c) => [c.name, c]));
+    this.sets = new Map(state.ipsets.map((s) => [s.name, s]));
+  }
+
+  /** Verdict of SLUICE-FORWARD for the packet. */
+  forward(packet: Packet): Verdict {
+    const ctx = { mark: 0 };
+    return this.run('SLUICE-FORWARD', packet, ctx, 0);
+  }
+
+  private run(chainName: string, packet: Packet, ctx: { mark: number }, depth: number): Verdict {
+    const chain = this.chains.get(chainName);
+    if (chain === undefined) throw new Error(`jump to missing chain ${chainName}`);
+    if (depth > 10) throw new Error('chain loop');
+    for (const rule of chain.rules) {
+      const { matched, target, gotoChain, setMark } = this.evaluate(rule, packet, ctx);
+      if (!matched) continue;
+      if (setMark !== undefined) {
+        const [value, mask] = setMark;
+        ctx.mark = ((ctx.mark & ~mask) ^ value) >>> 0;
+        continue;
+      }
+      if (gotoChain !== undefined) return this.run(gotoChain, packet, ctx, depth + 1);
+      if (target === 'ACCEPT' || target === 'DROP' || target === 'RETURN') return target;
+      if (target === undefined) continue;
+      const verdict = this.run(target, packet, ctx, depth + 1);
+      if (verdict !== 'RETURN') return verdict;
+    }
+    return 'RETURN';
+  }
+
+  private evaluate(
+    rule: string,
+    packet: Packet,
+    ctx: { mark: number },
+  ): { matched: boolean; target?: string; gotoChain?: string; setMark?: [number, number] } {
+    const t = tokenize(rule);
+    let matched = true;
+    let negate = false;
+    let target: string | undefined;
+    let gotoChain: string | undefined;
+    let setMark: [number, number] | undefined;
+    const check = (result: boolean): void => {
+      if (result === negate) matched = false;
+      negate = false;
+    };
+    for (let i = 0; i < t.length; i++) {
+      const token = t[i]!;
+      const next = (): string => t[++i]!;
+      switch (token) {
+        case '!':
+          negate = true;
+          break;
+        case '-m': {
+          const module = next();
+          if (!['comment', 'conntrack', 'set', 'multiport', 'mark'].includes(module)) throw new Error(`unknown match ${module} in: ${rule}`);
+          break;
+        }
+        case '--comment':
+          next();
+          break;
+        case '-i':
+          check(ifaceMatches(next(), packet.inIf));
+          break;
+        case '-o':
+          check(ifaceMatches(next(), packet.outIf));
+          break;
+        case '-s':
+          check(contains(parseCidr(next())!, parseIp(packet.src)!));
+          break;
+        case '-d':
+          check(contains(parseCidr(next())!, parseIp(packet.dst)!));
+          break;
+        case '-p':
+          check(next() === packet.proto);
+          break;
+        case '--ctstate':
+          check(next().split(',').includes(packet.ctstate ?? 'NEW'));
+          break;
+        case '--match-set': {
+          const set = this.sets.get(next());
+          if (set === undefined) throw new Error(`missing set in: ${rule}`);
+          const side = next();
+          check(inSet(set, side === 'src' ? packet.src : packet.dst));
+          break;
+        }
+        case '--dports': {
+          const port = packet.dport ?? -1;
+          check(
+            next()
+              .split(',')
+              .some((p) => {
+                const [first, last] = p.split(':').map(Number);
+                return port >= first! && port <= (last ?? first)!;
+              }),
+          );
+          break;
+        }
+        case '--mark': {
+          const [value, mask] = parseMark(next());
+          check((ctx.mark & mask) >>> 0 === value);
+          break;
+        }
+        case '-j':
+          target = next();
+          break;
+        case '-g':
+          gotoChain = next();
+          break;
+        case '--set-xmark':
+          if (target !== 'MARK') throw new Error(`--set-xmark without -j MARK in: ${rule}`);
+          setMark = parseMark(next());
+          break;
+        default:
+          throw new Error(`unknown token ${token} in: ${rule}`);
+      }
+    }
+    return { matched, target, gotoChain, setMark };
+  }
+}

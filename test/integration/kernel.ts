@@ -1,0 +1,70 @@
+/**
+ * Helpers for integration tests: run a tool and read its output, and fake
+ * "containers" and "peer hosts" as network namespaces made inside the test's
+ * own throwaway namespace (see netns-guard.ts).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import type { CommandRunner } from '../../src/dataplane/linux/command-runner';
+
+/** Runs a tool in this namespace, throwing with its stderr on failure. */
+export function sh(command: string, ...args: string[]): string {
+  return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+export function json<T>(command: string, ...args: string[]): T {
+  const out = sh(command, ...args).trim();
+  return (out === '' ? [] : JSON.parse(out)) as T;
+}
+
+/**
+ * A network namespace standing in for a container or another host. Named
+ * sluice-it-PID-LABEL, so scripts/in-netns.sh deletes it if this process dies
+ * before delete() runs.
+ */
+export class Netns {
+  readonly name: string;
+
+  constructor(label: string) {
+    this.name = `sluice-it-${process.pid}-${label}`;
+    sh('ip', 'netns', 'add', this.name);
+    this.sh('ip', 'link', 'set', 'lo', 'up');
+  }
+
+  sh(command: string, ...args: string[]): string {
+    return sh('nsenter', `--net=/run/netns/${this.name}`, command, ...args);
+  }
+
+  /** Moves `ifname` in, addresses it and routes everything via `gateway`, as Docker does after Join. */
+  adopt(ifname: string, cidr: string, gateway: string): void {
+    sh('ip', 'link', 'set', ifname, 'netns', this.name);
+    this.sh('ip', 'link', 'set', ifname, 'up');
+    this.sh('ip', 'address', 'add', cidr, 'dev', ifname);
+    this.sh('ip', 'route', 'add', 'default', 'via', gateway);
+  }
+
+  canPing(ip: string): boolean {
+    return spawnSync('nsenter', [`--net=/run/netns/${this.name}`, 'ping', '-c1', '-W1', ip], { stdio: 'ignore' }).status === 0;
+  }
+
+  delete(): void {
+    sh('ip', 'netns', 'delete', this.name);
+  }
+}
+
+/** Passes commands to the real runner and keeps them, to assert what was written. */
+export class TapRunner implements CommandRunner {
+  readonly calls: { commandLine: string; input?: string }[] = [];
+
+  constructor(private readonly inner: CommandRunner) {}
+
+  run(command: string, args: readonly string[], input?: string): Promise<string> {
+    const commandLine = [command, ...args].join(' ');
+    this.calls.push(input === undefined ? { commandLine } : { commandLine, input });
+    return this.inner.run(command, args, input);
+  }
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
+}

@@ -1,0 +1,263 @@
+import { DataplaneError } from '../../../src/errors';
+import type { FirewallState } from '../../../src/dataplane/dataplane';
+import { LinuxDataplane } from '../../../src/dataplane/linux/linux-dataplane';
+import { endpointIfnames, vxlanMac } from '../../../src/dataplane/names';
+import { ScriptedRunner, type Script } from './scripted-runner';
+
+function dataplane(script: Script) {
+  const runner = new ScriptedRunner(script);
+  const sysctls: string[] = [];
+  const dp = new LinuxDataplane(runner, (key, value) => {
+    sysctls.push(`${key}=${value}`);
+    return Promise.resolve();
+  });
+  return { dp, runner, sysctls };
+}
+
+const names = endpointIfnames('0123456789abcdef0123');
+const link = { ...names, address: '10.96.0.5', mtu: 1450 };
+
+describe('endpoints', () => {
+  it('adds an endpoint with one process: link, up, MTU and route in one batch; proxy ARP by sysctl', async () => {
+    const { dp, runner, sysctls } = dataplane(() => '');
+    await dp.addEndpoint(link);
+    expect(runner.calls).toEqual([
+      {
+        command: 'ip',
+        args: ['-batch', '-'],
+        input:
+          'link add sl0123456789a mtu 1450 type veth peer name sc0123456789a mtu 1450\n' +
+          'link set sl0123456789a mtu 1450 up\n' +
+          'route replace 10.96.0.5/32 dev sl0123456789a scope link proto 252\n',
+      },
+    ]);
+    expect(sysctls).toEqual(['net/ipv4/conf/sl0123456789a/proxy_arp=1', 'net/ipv4/neigh/sl0123456789a/proxy_delay=0']);
+  });
+
+  it('is idempotent: an existing link is configured, not re-created', async () => {
+    const { dp, runner } = dataplane((call) =>
+      call.input?.startsWith('link add') ? { fail: 'RTNETLINK answers: File exists\nCommand failed -:1' } : '',
+    );
+    await dp.addEndpoint(link);
+    expect(runner.calls.map((c) => c.input)).toEqual([
+      expect.stringMatching(/^link add /),
+      'link set sl0123456789a mtu 1450 up\nroute replace 10.96.0.5/32 dev sl0123456789a scope link proto 252\n',
+    ]);
+  });
+
+  it('fails on any other error, naming the failing line', async () => {
+    const { dp, sysctls } = dataplane(() => ({ fail: 'Error: inet prefix is expected rather than "10.96.0.5/32".\nCommand failed -:3' }));
+    await expect(dp.addEndpoint(link)).rejects.toThrow(/input line 3: route replace 10.96.0.5\/32/);
+    expect(sysctls).toEqual([]);
+  });
+
+  it('refuses a host-side name it would never list again', async () => {
+    const { dp, runner } = dataplane(() => '');
+    await expect(dp.addEndpoint({ ...link, hostIfname: 'eth1' })).rejects.toThrow(DataplaneError);
+    expect(runner.calls).toEqual([]);
+  });
+
+  it('removes an endpoint; an absent one is fine, other failures are not', async () => {
+    const absent = dataplane(() => ({ fail: 'Cannot find device "sl0123456789a"' }));
+    await absent.dp.removeEndpoint('sl0123456789a');
+    expect(absent.runner.commandLines).toEqual(['ip link del dev sl0123456789a']);
+    const busy = dataplane(() => ({ fail: 'RTNETLINK answers: Operation not permitted' }));
+    await expect(busy.dp.removeEndpoint('sl0123456789a')).rejects.toThrow(/Operation not permitted/);
+  });
+
+  it('lists only Sluice host-side veths', async () => {
+    const { dp } = dataplane(() =>
+      JSON.stringify([{ ifname: 'sl0123456789a', link: 'sc0123456789a' }, { ifname: 'sc0123456789a' }, { ifname: 'vethab12' }]),
+    );
+    await expect(dp.listEndpoints()).resolves.toEqual(['sl0123456789a']);
+  });
+});
+
+describe('init and gateways', () => {
+  it('enables forwarding, creates the gateway device and leaves present hooks alone', async () => {
+    const save = (table: string) =>
+      table === 'filter'
+        ? '*filter\n:FORWARD ACCEPT [0:0]\n:SLUICE-FORWARD - [0:0]\n-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\nCOMMIT\n'
+        : '*nat\n:SLUICE-DNAT - [0:0]\n-A SLUICE-DNAT -j RETURN\nCOMMIT\n';
+    const { dp, runner, sysctls } = dataplane((call) => (call.command === 'iptables-save' ? save(call.args[1]!) : ''));
+    await dp.init();
+    expect(sysctls).toEqual(['net/ipv4/ip_forward=1']);
+    expect(runner.calls[0]).toEqual({ command: 'ip', args: ['-batch', '-'], input: 'link add sluice0 type bridge\nlink set sluice0 up\n' });
+    const restores = runner.calls.filter((c) => c.command === 'iptables-restore');
+    // Only nat lacks hooks; SLUICE-DNAT exists (with rules a container may need), so only SLUICE-POSTROUTING is declared.
+    expect(restores.map((c) => c.input)).toEqual([
+      '*nat\n:SLUICE-POSTROUTING - [0:0]\n' +
+        '-I PREROUTING 1 -m addrtype --dst-type LOCAL -m comment --comment "sluice hook" -j SLUICE-DNAT\n' +
+        '-I OUTPUT 1 -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -m comment --comment "sluice hook" -j SLUICE-DNAT\n' +
+        '-I POSTROUTING 1 -m comment --comment "sluice hook" -j SLUICE-POSTROUTING\nCOMMIT\n',
+    ]);
+  });
+
+  it('makes the gateway addresses exactly the given ones in one batch', async () => {
+    const shown = [{ ifname: 'sluice0', addr_info: [{ family: 'inet', local: '10.96.0.1', prefixlen: 32 }, { family: 'inet', local: '10.97.0.1', prefixlen: 32 }, { family: 'inet6', local: 'fe80::1', prefixlen: 64 }] }];
+    const { dp, runner } = dataplane((call) => (call.args[0] === '-j' ? JSON.stringify(shown) : ''));
+    await dp.syncGateways(['10.96.0.1', '10.98.0.1']);
+    expect(runner.calls[1]?.input).toBe('address add 10.98.0.1/32 dev sluice0\naddress del 10.97.0.1/32 dev sluice0\n');
+    runner.calls.length = 0;
+    await dp.syncGateways(['10.96.0.1', '10.97.0.1']);
+    expect(runner.calls).toHaveLength(1);
+  });
+});
+
+describe('vxlan and routes', () => {
+  const device = { vni: 7, localIp: '192.168.77.1', port: 8472, mtu: 1450 };
+  const existing = (info: object) =>
+    JSON.stringify([{ ifname: 'sluice.vxlan', address: '0e:12:34:56:78:9a', linkinfo: { info_kind: 'vxlan', info_data: info } }]);
+
+  it('keeps a matching device and its MAC, fixing MTU and state', async () => {
+    const { dp, runner } = dataplane((call) => (call.args[0] === '-j' ? existing({ id: 7, local: '192.168.77.1', port: 8472, learning: false }) : ''));
+    await expect(dp.ensureVxlan(device)).resolves.toEqual({ mac: '0e:12:34:56:78:9a' });
+    expect(runner.calls[1]?.input).toBe('link set sluice.vxlan mtu 1450 up\n');
+  });
+
+  it('re-creates a device with other parameters, with the stable MAC', async () => {
+    const { dp, runner } = dataplane((call) => (call.args[0] === '-j' ? existing({ id: 8, local: '192.168.77.1', port: 8472, learning: false }) : ''));
+    const mac = vxlanMac(7, '192.168.77.1');
+    await expect(dp.ensureVxlan(device)).resolves.toEqual({ mac });
+    expect(runner.calls[1]?.input).toBe(
+      'link del sluice.vxlan\n' +
+        `link add sluice.vxlan mtu 1450 address ${mac} type vxlan id 7 local 192.168.77.1 dstport 8472 nolearning\n` +
+        'link set sluice.vxlan up\n',
+    );
+  });
+
+  it('creates an absent device', async () => {
+    const { dp, runner } = dataplane(() => '');
+    await dp.ensureVxlan(device);
+    expect(runner.calls[1]?.input).toMatch(/^link add sluice.vxlan /);
+  });
+
+  it('syncs host-gw routes with one read and one batch, not looking at VXLAN tables', async () => {
+    const { dp, runner } = dataplane((call) =>
+      call.args.includes('show') ? '[{"dst":"10.96.9.0/26","gateway":"192.168.77.9","dev":"eth0","flags":[]}]' : '',
+    );
+    await dp.syncRoutes([{ kind: 'host-gw', block: '10.96.2.0/26', via: '192.168.77.2' }]);
+    expect(runner.commandLines).toEqual(['ip -j route show proto 252', 'ip -batch -']);
+    expect(runner.calls[1]?.input).toBe('route replace 10.96.2.0/26 via 192.168.77.2 proto 252\nroute del 10.96.9.0/26 proto 252\n');
+  });
+
+  it('reads and programs neighbours and FDB entries for VXLAN peers, FDB first', async () => {
+    const { dp, runner } = dataplane((call) => (call.args.includes('show') ? '[]' : ''));
+    await dp.syncRoutes([{ kind: 'vxlan', block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: '0e:00:00:00:00:03' }]);
+    expect(runner.commandLines).toEqual([
+      'ip -j route show proto 252',
+      'ip -j neigh show dev sluice.vxlan nud permanent',
+      'bridge -j fdb show dev sluice.vxlan',
+      'bridge -batch -',
+      'ip -batch -',
+    ]);
+  });
+
+  it('answers on-link and MTU questions from the route the kernel would take', async () => {
+    const { dp, runner } = dataplane((call) => {
+      if (call.args.includes('get')) {
+        if (call.args[3] === '192.168.77.1') return '[{"type":"local","dst":"192.168.77.1","dev":"lo","prefsrc":"192.168.77.1"}]';
+        return call.args[3] === '192.168.77.2' ? '[{"dst":"192.168.77.2","dev":"eth0"}]' : '[{"dst":"10.1.1.1","gateway":"192.168.77.254","dev":"eth1"}]';
+      }
+      if (call.args.includes('address')) return '[{"ifname":"eth0","mtu":1500,"addr_info":[{"family":"inet","local":"192.168.77.1","prefixlen":24}]}]';
+      return call.args.includes('eth1') ? '[{"ifname":"eth1","mtu":9000}]' : '[{"ifname":"eth0","mtu":1500}]';
+    });
+    await expect(dp.isOnLink('192.168.77.2')).resolves.toBe(true);
+    await expect(dp.isOnLink('10.1.1.1')).resolves.toBe(false);
+    await expect(dp.mtuTowards('10.1.1.1')).resolves.toBe(9000);
+    expect(runner.commandLines.slice(-2)).toEqual(['ip -j route get 10.1.1.1', 'ip -j link show dev eth1']);
+    // The node's own address routes via lo; what matters is the interface holding it.
+    await expect(dp.mtuTowards('192.168.77.1')).resolves.toBe(1500);
+    expect(runner.commandLines.slice(-1)).toEqual(['ip -j -4 address show to 192.168.77.1/32']);
+  });
+});
+
+describe('firewall', () => {
+  const state: FirewallState = {
+    ipsets: [{ name: 'sluice-a', type: 'hash:ip', members: ['10.96.0.6'] }],
+    filter: [
+      { name: 'SLUICE-FORWARD', rules: ['-g SLUICE-X'] },
+      { name: 'SLUICE-X', rules: ['-m set --match-set sluice-a src -j DROP'] },
+    ],
+    nat: [],
+  };
+  const hooked = {
+    filter: '*filter\n:SLUICE-FORWARD - [0:0]\n-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\nCOMMIT\n',
+    nat:
+      '*nat\n:SLUICE-DNAT - [0:0]\n:SLUICE-POSTROUTING - [0:0]\n' +
+      '-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment "sluice hook" -j SLUICE-DNAT\n' +
+      '-A OUTPUT -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -m comment --comment "sluice hook" -j SLUICE-DNAT\n' +
+      '-A POSTROUTING -m comment --comment "sluice hook" -j SLUICE-POSTROUTING\nCOMMIT\n',
+  };
+  const kernel: Script = (call) => {
+    if (call.command === 'iptables-save') return call.args[1] === 'filter' ? hooked.filter : hooked.nat;
+    return '';
+  };
+
+  it('reads the kernel once, then writes only differences; an unchanged state costs no process', async () => {
+    const { dp, runner } = dataplane(kernel);
+    await dp.applyFirewall(state);
+    // Rules read back cannot be compared with rules written, so every chain is written once, empty ones too.
+    expect(runner.commandLines).toEqual([
+      'iptables-save -t filter',
+      'iptables-save -t nat',
+      'ipset save',
+      'ipset restore -exist',
+      'iptables-restore --noflush --wait=10',
+      'iptables-restore --noflush --wait=10',
+    ]);
+    expect(runner.calls[5]?.input).toBe('*nat\n:SLUICE-DNAT - [0:0]\n:SLUICE-POSTROUTING - [0:0]\nCOMMIT\n');
+    runner.calls.length = 0;
+
+    await dp.applyFirewall(state);
+    expect(runner.calls).toEqual([]);
+
+    await dp.applyFirewall({ ...state, filter: [state.filter[0]!, { name: 'SLUICE-X', rules: ['-j RETURN'] }] });
+    expect(runner.calls.map((c) => c.input)).toEqual(['*filter\n:SLUICE-X - [0:0]\n-A SLUICE-X -j RETURN\nCOMMIT\n']);
+  });
+
+  it('re-reads the kernel after a failed apply', async () => {
+    let failRestore = true;
+    const { dp, runner } = dataplane((call) => {
+      if (call.command === 'iptables-restore' && failRestore) return { fail: 'iptables-restore: line 4 failed' };
+      return kernel(call);
+    });
+    await expect(dp.applyFirewall(state)).rejects.toThrow(/input line 4: -A SLUICE-FORWARD -g SLUICE-X/);
+    failRestore = false;
+    runner.calls.length = 0;
+    await dp.applyFirewall(state);
+    expect(runner.commandLines.slice(0, 3)).toEqual(['iptables-save -t filter', 'iptables-save -t nat', 'ipset save']);
+  });
+
+  it('keeps the cache when the state is invalid, touching nothing', async () => {
+    const { dp, runner } = dataplane(kernel);
+    await expect(dp.applyFirewall({ ...state, filter: [{ name: 'SLUICE-FORWARD', rules: ['-j SLUICE-gone'] }] })).rejects.toThrow(/SLUICE-gone/);
+    expect(runner.calls).toEqual([]);
+  });
+
+  it('verifies against the kernel: intact is quiet, damage empties the cache so the next apply rewrites', async () => {
+    let filterSave = '';
+    const { dp, runner } = dataplane((call) => {
+      if (call.command === 'iptables-save' && call.args[1] === 'filter' && filterSave !== '') return filterSave;
+      if (call.command === 'ipset' && call.args[0] === 'save') return 'create sluice-a hash:ip family inet\nadd sluice-a 10.96.0.6\n';
+      return kernel(call);
+    });
+    await expect(dp.verifyFirewall()).resolves.toEqual([]); // nothing applied yet
+    await dp.applyFirewall(state);
+    filterSave = hooked.filter.replace('COMMIT', ':SLUICE-X - [0:0]\n-A SLUICE-FORWARD -g SLUICE-X\n-A SLUICE-X -m set --match-set sluice-a src -j DROP\nCOMMIT');
+    await expect(dp.verifyFirewall()).resolves.toEqual([]);
+
+    filterSave = filterSave.replace(/^-A SLUICE-X.*\n/m, ''); // someone ran iptables -F SLUICE-X
+    await expect(dp.verifyFirewall()).resolves.toEqual(['filter chain SLUICE-X has 0 rules that differ from the 1 applied']);
+    runner.calls.length = 0;
+    await dp.applyFirewall(state);
+    expect(runner.commandLines).toEqual([
+      'iptables-save -t filter',
+      'iptables-save -t nat',
+      'ipset save',
+      'iptables-restore --noflush --wait=10',
+      'iptables-restore --noflush --wait=10',
+    ]);
+    expect(runner.calls[3]?.input).toContain('-A SLUICE-X -m set --match-set sluice-a src -j DROP');
+  });
+});

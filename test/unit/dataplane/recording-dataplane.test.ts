@@ -1,0 +1,92 @@
+import { DataplaneError } from '../../../src/errors';
+import { RecordingDataplane } from '../../../src/dataplane/fake/recording-dataplane';
+import { endpointIfnames, vxlanMac } from '../../../src/dataplane/names';
+
+const link = { ...endpointIfnames('abcdef0123456789'), address: '10.96.0.5', mtu: 1500 };
+
+describe('RecordingDataplane', () => {
+  it('holds endpoints like a host: idempotent add, absent remove is fine', async () => {
+    const dp = new RecordingDataplane();
+    await dp.addEndpoint(link);
+    await dp.addEndpoint(link);
+    await expect(dp.listEndpoints()).resolves.toEqual(['slabcdef01234']);
+    await dp.removeEndpoint('slabcdef01234');
+    await dp.removeEndpoint('slabcdef01234');
+    expect(dp.endpoints.size).toBe(0);
+  });
+
+  it('records calls with copies of their arguments', async () => {
+    const dp = new RecordingDataplane();
+    const gateways = ['10.96.0.1'];
+    await dp.syncGateways(gateways);
+    gateways.push('10.97.0.1');
+    expect(dp.calls).toEqual([{ method: 'syncGateways', args: [['10.96.0.1']] }]);
+    expect([...dp.gateways]).toEqual(['10.96.0.1']);
+  });
+
+  it('fails the next call of a method once per injection, changing nothing', async () => {
+    const dp = new RecordingDataplane();
+    dp.failNext('addEndpoint');
+    dp.failNext('addEndpoint', new DataplaneError('RTNETLINK answers: File exists'));
+    await expect(dp.addEndpoint(link)).rejects.toThrow('injected failure in addEndpoint');
+    await expect(dp.addEndpoint(link)).rejects.toThrow('File exists');
+    expect(dp.endpoints.size).toBe(0);
+    await dp.addEndpoint(link);
+    expect(dp.endpoints.size).toBe(1);
+    expect(dp.callsTo('addEndpoint')).toHaveLength(3);
+  });
+
+  it('keeps block routes by canonical block, exactly the last set given', async () => {
+    const dp = new RecordingDataplane();
+    await dp.syncRoutes([
+      { kind: 'blackhole', block: '10.96.0.0/26' },
+      { kind: 'host-gw', block: '10.96.1.7/26', via: '192.168.1.2' },
+    ]);
+    expect([...dp.routes.keys()]).toEqual(['10.96.0.0/26', '10.96.1.0/26']);
+    await dp.syncRoutes([{ kind: 'blackhole', block: '10.96.0.0/26' }]);
+    expect([...dp.routes.keys()]).toEqual(['10.96.0.0/26']);
+    await expect(dp.syncRoutes([{ kind: 'blackhole', block: 'nope' }])).rejects.toThrow(DataplaneError);
+  });
+
+  it('needs the VXLAN device before VXLAN routes, and drops them when the device is re-created', async () => {
+    const dp = new RecordingDataplane();
+    const route = { kind: 'vxlan' as const, block: '10.96.2.0/26', nodeIp: '192.168.2.2', vtepMac: '0e:00:00:00:00:01' };
+    await expect(dp.syncRoutes([route])).rejects.toThrow(/ensureVxlan/);
+    const device = { vni: 1, localIp: '192.168.1.1', port: 8472, mtu: 1450 };
+    await expect(dp.ensureVxlan(device)).resolves.toEqual({ mac: vxlanMac(1, '192.168.1.1') });
+    await dp.syncRoutes([route]);
+    await dp.ensureVxlan({ ...device, mtu: 1400 });
+    expect(dp.routes.size).toBe(1);
+    await dp.ensureVxlan({ ...device, vni: 2 });
+    expect(dp.routes.size).toBe(0);
+  });
+
+  it('accepts and rejects firewall states as the Linux dataplane does', async () => {
+    const dp = new RecordingDataplane();
+    const state = { ipsets: [{ name: 'sluice-a', type: 'hash:ip' as const, members: ['10.96.0.5'] }], filter: [{ name: 'SLUICE-FORWARD', rules: ['-m set --match-set sluice-a src -j DROP'] }], nat: [] };
+    await dp.applyFirewall(state);
+    expect(dp.firewall).toEqual(state);
+    await expect(dp.applyFirewall({ ...state, filter: [{ name: 'SLUICE-FORWARD', rules: ['-j SLUICE-missing'] }] })).rejects.toThrow(DataplaneError);
+    expect(dp.firewall).toEqual(state);
+  });
+
+  it('reports simulated out-of-band damage once, until the next apply repairs it', async () => {
+    const dp = new RecordingDataplane();
+    await expect(dp.verifyFirewall()).resolves.toEqual([]);
+    dp.damageFirewall();
+    await expect(dp.verifyFirewall()).resolves.toEqual(['filter chain SLUICE-FORWARD was flushed out of band']);
+    await expect(dp.verifyFirewall()).resolves.toEqual([]);
+    dp.damageFirewall('ipset sluice-a is missing');
+    await dp.applyFirewall({ ipsets: [], filter: [], nat: [] });
+    await expect(dp.verifyFirewall()).resolves.toEqual([]);
+  });
+
+  it('answers on-link and MTU questions from its options', async () => {
+    const dp = new RecordingDataplane({ onLink: ['192.168.1.2'], mtu: 9000 });
+    await expect(dp.isOnLink('192.168.1.2')).resolves.toBe(true);
+    await expect(dp.isOnLink('10.0.0.1')).resolves.toBe(false);
+    await expect(dp.mtuTowards('10.0.0.1')).resolves.toBe(9000);
+    await dp.init();
+    expect(dp.initialized).toBe(true);
+  });
+});

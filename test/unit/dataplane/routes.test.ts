@@ -1,0 +1,105 @@
+import { DataplaneError } from '../../../src/errors';
+import { involvesVxlan, parseJson, planRoutes, type KernelRoute } from '../../../src/dataplane/linux/routes';
+
+// As printed by `ip -j route show proto 252` (iproute2 6.1), with an endpoint /32 among the block routes.
+const shown = `[{"dst":"10.96.0.5","dev":"sl0123456789a","scope":"link","flags":["linkdown"]},
+{"type":"blackhole","dst":"10.96.1.0/26","flags":[]},
+{"dst":"10.96.2.0/26","gateway":"192.168.77.2","dev":"eth0","flags":[]},
+{"dst":"10.96.3.0/26","gateway":"192.168.77.3","dev":"sluice.vxlan","flags":["onlink"]}]`;
+const current = parseJson<KernelRoute>(shown, 'ip route');
+const mac3 = '0e:00:00:00:00:03';
+const nothing = { neighbours: [], fdb: [] };
+const asIs = { neighbours: [{ dst: '192.168.77.3', lladdr: mac3 }], fdb: [{ mac: mac3, dst: '192.168.77.3' }] };
+const desiredAsIs = [
+  { kind: 'blackhole' as const, block: '10.96.1.0/26' },
+  { kind: 'host-gw' as const, block: '10.96.2.0/26', via: '192.168.77.2' },
+  { kind: 'vxlan' as const, block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: mac3.toUpperCase() },
+];
+
+describe('planRoutes', () => {
+  it('writes nothing when the kernel already matches', () => {
+    expect(planRoutes({ routes: current, ...asIs }, desiredAsIs)).toEqual({ bridge: [], ip: [] });
+  });
+
+  it('leaves endpoint /32 routes alone even when no block routes are wanted', () => {
+    const plan = planRoutes({ routes: current, ...asIs }, []);
+    expect(plan.ip).toEqual([
+      'route del 10.96.1.0/26 proto 252',
+      'route del 10.96.2.0/26 proto 252',
+      'route del 10.96.3.0/26 proto 252',
+      'neigh del 192.168.77.3 dev sluice.vxlan',
+    ]);
+    expect(plan.bridge).toEqual([`fdb del ${mac3} dev sluice.vxlan dst 192.168.77.3 self`]);
+  });
+
+  it('replaces a route whose kind or next hop changed, and adds new ones', () => {
+    const plan = planRoutes({ routes: current, ...asIs }, [
+      { kind: 'host-gw', block: '10.96.1.0/26', via: '192.168.77.9' },
+      { kind: 'blackhole', block: '10.96.2.0/26' },
+      { kind: 'vxlan', block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: mac3 },
+      { kind: 'host-gw', block: '10.96.4.5/26', via: '192.168.77.4' },
+    ]);
+    expect(plan.ip).toEqual([
+      'route replace 10.96.1.0/26 via 192.168.77.9 proto 252',
+      'route replace blackhole 10.96.2.0/26 proto 252',
+      'route replace 10.96.4.0/26 via 192.168.77.4 proto 252',
+    ]);
+    expect(plan.bridge).toEqual([]);
+  });
+
+  it('programs one neighbour and FDB entry per VXLAN peer, before its routes', () => {
+    const mac = '0e:aa:bb:cc:dd:ee';
+    const plan = planRoutes({ routes: [], ...nothing }, [
+      { kind: 'vxlan', block: '10.96.5.0/26', nodeIp: '192.168.77.5', vtepMac: mac },
+      { kind: 'vxlan', block: '10.96.6.0/26', nodeIp: '192.168.77.5', vtepMac: mac },
+    ]);
+    expect(plan.ip).toEqual([
+      `neigh replace 192.168.77.5 lladdr ${mac} dev sluice.vxlan nud permanent`,
+      'route replace 10.96.5.0/26 via 192.168.77.5 dev sluice.vxlan onlink proto 252',
+      'route replace 10.96.6.0/26 via 192.168.77.5 dev sluice.vxlan onlink proto 252',
+    ]);
+    expect(plan.bridge).toEqual([`fdb replace ${mac} dev sluice.vxlan dst 192.168.77.5 self permanent`]);
+  });
+
+  it('moves a peer to its new VTEP MAC: stale FDB entry out first', () => {
+    const fresh = '0e:00:00:00:00:33';
+    const plan = planRoutes({ routes: current, ...asIs }, [{ kind: 'vxlan', block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: fresh }]);
+    expect(plan.bridge).toEqual([
+      `fdb del ${mac3} dev sluice.vxlan dst 192.168.77.3 self`,
+      `fdb replace ${fresh} dev sluice.vxlan dst 192.168.77.3 self permanent`,
+    ]);
+    expect(plan.ip[0]).toBe(`neigh replace 192.168.77.3 lladdr ${fresh} dev sluice.vxlan nud permanent`);
+  });
+
+  it('treats a VXLAN route without onlink or on another device as different', () => {
+    const routes: KernelRoute[] = [{ dst: '10.96.3.0/26', gateway: '192.168.77.3', dev: 'eth0', flags: [] }];
+    expect(planRoutes({ routes, ...asIs }, [desiredAsIs[2]!]).ip).toEqual([
+      'route replace 10.96.3.0/26 via 192.168.77.3 dev sluice.vxlan onlink proto 252',
+    ]);
+  });
+
+  it('ignores FDB entries without a remote (the device\'s own)', () => {
+    const plan = planRoutes({ routes: [], neighbours: [], fdb: [{ mac: '0e:11:11:11:11:11' }] }, []);
+    expect(plan.bridge).toEqual([]);
+  });
+
+  it('rejects a block that is not a CIDR', () => {
+    expect(() => planRoutes({ routes: [], ...nothing }, [{ kind: 'blackhole', block: '10.96.0.0' }])).toThrow(DataplaneError);
+  });
+});
+
+describe('involvesVxlan', () => {
+  it('is true if a VXLAN route is wanted or one is still in the kernel', () => {
+    expect(involvesVxlan([], [])).toBe(false);
+    expect(involvesVxlan(current, [])).toBe(true);
+    expect(involvesVxlan([], [desiredAsIs[2]!])).toBe(true);
+    expect(involvesVxlan([current[2]!], [desiredAsIs[0]!])).toBe(false);
+  });
+});
+
+describe('parseJson', () => {
+  it('takes empty output as an empty list and names the tool on garbage', () => {
+    expect(parseJson('\n', 'ip route')).toEqual([]);
+    expect(() => parseJson('RTNETLINK', 'ip route')).toThrow(/ip route output/);
+  });
+});

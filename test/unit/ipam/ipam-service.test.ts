@@ -1,0 +1,145 @@
+import { BadRequestError, ConflictError, ExhaustedError, NotSupportedError } from '../../../src/errors';
+import { GATEWAY_REQUEST, Ipam, type IpamOptions } from '../../../src/ipam/ipam-service';
+import { parseCidr } from '../../../src/net/ipv4';
+import { MemoryStore } from '../../../src/store/memory-store';
+import { Registry } from '../../../src/store/registry';
+
+function ipamFor(registry: Registry, node: string, overrides: Partial<IpamOptions> = {}): Ipam {
+  return new Ipam(registry, {
+    node,
+    defaultSupernet: parseCidr('10.96.0.0/12')!,
+    defaultSubnetPrefix: 16,
+    defaultBlockSize: 26,
+    ...overrides,
+  });
+}
+
+const ip = (cidr: string) => cidr.split('/')[0]!;
+
+describe('Ipam', () => {
+  let store: MemoryStore;
+  let registry: Registry;
+  let ipam: Ipam;
+
+  beforeEach(() => {
+    store = new MemoryStore();
+    registry = new Registry(store);
+    ipam = ipamFor(registry, 'h1');
+  });
+  afterEach(() => store.close());
+
+  it('gives a --subnet pool the same ID on every host, with the first address as gateway', async () => {
+    const a = await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    const b = await ipamFor(registry, 'h2').requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    expect(a).toEqual({ poolId: '10.96.0.0-16', pool: '10.96.0.0/16', data: { 'com.docker.network.gateway': '10.96.0.1/16' } });
+    expect(b.poolId).toBe(a.poolId);
+  });
+
+  it('refuses a subnet overlapping another sluice network, naming it', async () => {
+    await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    await expect(ipam.requestPool({ pool: '10.96.128.0/17', options: {}, v6: false })).rejects.toThrow(
+      new ConflictError('subnet 10.96.128.0/17 overlaps sluice network 10.96.0.0/16: pick a subnet outside it'),
+    );
+  });
+
+  it('refuses IPv6, --ip-range and malformed subnets with clear errors', async () => {
+    await expect(ipam.requestPool({ options: {}, v6: true })).rejects.toBeInstanceOf(NotSupportedError);
+    await expect(ipam.requestPool({ pool: '10.1.0.0/16', subPool: '10.1.1.0/24', options: {}, v6: false })).rejects.toBeInstanceOf(NotSupportedError);
+    await expect(ipam.requestPool({ pool: '10.1.0.0/33', options: {}, v6: false })).rejects.toBeInstanceOf(BadRequestError);
+    await expect(ipam.requestPool({ pool: '10.1.0.0/16', options: { 'block-size': '8' }, v6: false })).rejects.toThrow(/block-size=8/);
+  });
+
+  it('picks a different free /16 for each pool requested without --subnet, and says when none is left', async () => {
+    const small = ipamFor(registry, 'h1', { defaultSupernet: parseCidr('10.200.0.0/15')! });
+    const a = await small.requestPool({ options: {}, v6: false });
+    const b = await small.requestPool({ options: {}, v6: false });
+    expect([a.pool, b.pool]).toEqual(['10.200.0.0/16', '10.201.0.0/16']);
+    await expect(small.requestPool({ options: {}, v6: false })).rejects.toBeInstanceOf(ExhaustedError);
+  });
+
+  it('forgets an unused pool on ReleasePool, so it can be picked again', async () => {
+    const a = await ipam.requestPool({ options: {}, v6: false });
+    await ipam.releasePool(a.poolId);
+    const b = await ipam.requestPool({ options: {}, v6: false });
+    expect(b.pool).toBe(a.pool);
+  });
+
+  it('hands out distinct addresses, skipping the network address and the gateway', async () => {
+    const { poolId } = await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    const first = await ipam.requestAddress({ poolId });
+    const second = await ipam.requestAddress({ poolId });
+    expect([first.address, second.address]).toEqual(['10.96.0.2/16', '10.96.0.3/16']);
+    const gateway = await ipam.requestAddress({ poolId, requestType: GATEWAY_REQUEST });
+    expect(gateway.address).toBe('10.96.0.1/16');
+  });
+
+  it('never hands out one address twice under 50 concurrent requests from each of three hosts', async () => {
+    const { poolId } = await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    const hosts = ['h1', 'h2', 'h3'].map((node) => ipamFor(new Registry(store), node));
+    const results = await Promise.all(hosts.flatMap((h) => Array.from({ length: 50 }, () => h.requestAddress({ poolId }))));
+    const addresses = results.map((r) => r.address);
+    expect(new Set(addresses).size).toBe(150);
+    // Each host allocated from blocks it holds alone.
+    const blocks = await registry.listBlocks(poolId);
+    expect(new Set(blocks.map((b) => b.block)).size).toBe(blocks.length);
+    for (const { record } of await registry.listAddresses(poolId)) {
+      if (record.kind !== 'endpoint') continue;
+      const block = blocks.find((b) => parseCidr(`${record.address}/26`)!.base === parseCidr(b.block)!.base);
+      expect(block?.node).toBe(record.node);
+    }
+  });
+
+  it('gives --ip exactly, and refuses it when taken, outside the pool, or in another host\'s block', async () => {
+    const { poolId } = await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    expect(await ipam.requestAddress({ poolId, address: '10.96.3.7' })).toEqual({ address: '10.96.3.7/16' });
+    await expect(ipam.requestAddress({ poolId, address: '10.96.3.7' })).rejects.toThrow(/already in use on node h1/);
+    await expect(ipam.requestAddress({ poolId, address: '10.97.0.5' })).rejects.toThrow(/outside the network's subnet/);
+    await expect(ipam.requestAddress({ poolId, address: '10.96.255.255' })).rejects.toThrow(/broadcast/);
+    await expect(ipamFor(registry, 'h2').requestAddress({ poolId, address: '10.96.3.8' })).rejects.toThrow(
+      /in block 10.96.3.0\/26, held by node h1/,
+    );
+  });
+
+  it('reuses a released address, and ignores a release of another host\'s address', async () => {
+    const { poolId } = await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    const { address } = await ipam.requestAddress({ poolId });
+    await ipamFor(registry, 'h2').releaseAddress(poolId, ip(address));
+    expect((await registry.listAddresses(poolId)).map((a) => a.record.address)).toContain(ip(address));
+    await ipam.releaseAddress(poolId, ip(address));
+    expect((await ipam.requestAddress({ poolId })).address).toBe(address);
+  });
+
+  it('claims further blocks as blocks fill, then reports an exhausted pool', async () => {
+    const { poolId } = await ipam.requestPool({ pool: '10.99.0.0/28', options: { 'block-size': '30' }, v6: false });
+    const got: string[] = [];
+    // 16 addresses - network - broadcast - gateway = 13 usable.
+    for (let i = 0; i < 13; i++) got.push((await ipam.requestAddress({ poolId })).address);
+    expect(new Set(got).size).toBe(13);
+    expect((await registry.listBlocks(poolId)).length).toBe(4);
+    await expect(ipam.requestAddress({ poolId })).rejects.toThrow(/network 10.99.0.0\/28 is full/);
+  });
+
+  it('keeps the gateway address for the network when another host releases it at network rm', async () => {
+    const { poolId } = await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    await ipam.releaseAddress(poolId, '10.96.0.1');
+    await expect(ipam.requestAddress({ poolId, address: '10.96.0.1' })).rejects.toThrow(/gateway/);
+  });
+
+  it('accepts --gateway while no host uses the network, and refuses a different one later', async () => {
+    const { poolId } = await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    expect(await ipam.requestAddress({ poolId, address: '10.96.0.254', requestType: GATEWAY_REQUEST })).toEqual({ address: '10.96.0.254/16' });
+    await ipam.requestAddress({ poolId });
+    await expect(ipamFor(registry, 'h2').requestAddress({ poolId, address: '10.96.0.9', requestType: GATEWAY_REQUEST })).rejects.toThrow(
+      /use --gateway 10.96.0.254/,
+    );
+  });
+
+  it('releases a host\'s empty blocks and keeps those still holding addresses', async () => {
+    const { poolId } = await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    await ipam.requestAddress({ poolId, address: '10.96.1.5' });
+    const { address } = await ipam.requestAddress({ poolId, address: '10.96.2.5' });
+    await ipam.releaseAddress(poolId, ip(address));
+    await ipam.releaseBlocks(poolId);
+    expect((await registry.listBlocks(poolId)).map((b) => b.block)).toEqual(['10.96.1.0/26']);
+  });
+});

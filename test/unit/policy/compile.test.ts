@@ -1,0 +1,291 @@
+import type { FirewallState } from '../../../src/dataplane/dataplane';
+import type { EndpointRecord } from '../../../src/model';
+import { compileFirewall, type CompileInput } from '../../../src/policy/compile';
+import { netSetName, selectorSetName } from '../../../src/policy/names';
+import { parsePolicies } from '../../../src/policy/policy';
+import { renderForGolden } from '../../helpers/firewall-text';
+import { expectGolden } from '../../helpers/golden';
+import { FilterSim, type Packet, type Verdict } from '../../helpers/packet-sim';
+import { CLIENT_EGRESS, WEB_FROM_CLIENT, appnet, client1, client2, db1, db2, dbnet, endpoint, fixtures, web1 } from './fixtures';
+
+describe('compileFirewall golden output', () => {
+  it.each(Object.keys(fixtures))('%s', (name) => {
+    expectGolden(`compile-${name}.txt`, renderForGolden(compileFirewall(fixtures[name]!)));
+  });
+
+  it('does not depend on the order of its input', () => {
+    for (const input of Object.values(fixtures)) {
+      const reversed: CompileInput = {
+        node: input.node,
+        networks: [...input.networks].reverse(),
+        endpoints: [...input.endpoints].reverse(),
+        policies: [...input.policies].reverse(),
+      };
+      expect(compileFirewall(reversed)).toEqual(compileFirewall(input));
+    }
+  });
+});
+
+/** From a local container's veth, or from the underlay ('eth0') for remote and outside sources. */
+function packet(from: EndpointRecord | string, to: EndpointRecord | string, extra: Partial<Packet> = {}): Packet {
+  const side = (e: EndpointRecord | string, local: (e: EndpointRecord) => boolean): [string, string] =>
+    typeof e === 'string' ? ['eth0', e] : [local(e) ? e.hostIfname : 'eth0', e.address];
+  const isLocal = (e: EndpointRecord): boolean => e.node === 'h1';
+  const [inIf, src] = side(from, isLocal);
+  const [outIf, dst] = side(to, isLocal);
+  return { inIf, outIf, src, dst, proto: 'tcp', dport: 80, ...extra };
+}
+
+function verdicts(state: FirewallState, cases: [string, Packet][]): Record<string, Verdict> {
+  const sim = new FilterSim(state);
+  return Object.fromEntries(cases.map(([label, p]) => [label, sim.forward(p)]));
+}
+
+describe('default policy (no policy selects the endpoint)', () => {
+  const state = compileFirewall(fixtures['two-networks']!);
+  const other = endpoint('other1', 'h1', appnet, '10.96.0.9', { role: 'x' });
+  const withOther = compileFirewall({ ...fixtures['two-networks']!, endpoints: [web1, other, db1, db2] });
+
+  it('allows the same network, refuses other sluice networks, allows the outside world', () => {
+    expect(
+      verdicts(withOther, [
+        ['same network, same host', packet(other, web1)],
+        ['other network, same host', packet(db1, web1)],
+        ['other network, remote host', packet(db2, web1)],
+        ['outside to container', packet('203.0.113.9', web1)],
+        ['container to outside', packet(web1, '203.0.113.9')],
+        ['container to other network (its egress allows, the receiver refuses)', packet(web1, db1)],
+      ]),
+    ).toEqual({
+      'same network, same host': 'ACCEPT',
+      'other network, same host': 'DROP',
+      'other network, remote host': 'DROP',
+      'outside to container': 'ACCEPT',
+      'container to outside': 'ACCEPT',
+      'container to other network (its egress allows, the receiver refuses)': 'DROP',
+    });
+  });
+
+  it('drops spoofed sources and unknown sluice interfaces, passes replies, leaves other traffic alone', () => {
+    expect(
+      verdicts(state, [
+        ['spoofed', { ...packet(web1, '203.0.113.9'), src: '10.96.0.99' }],
+        ['unknown veth in', { ...packet(web1, '203.0.113.9'), inIf: 'slstale' }],
+        ['unknown veth out', { ...packet('203.0.113.9', web1), outIf: 'slstale' }],
+        ['reply', packet(db2, web1, { ctstate: 'ESTABLISHED' })],
+        ['invalid', packet(web1, '203.0.113.9', { ctstate: 'INVALID' })],
+        ['not sluice', { ...packet('192.0.2.1', '203.0.113.9'), outIf: 'eth1' }],
+      ]),
+    ).toEqual({
+      spoofed: 'DROP',
+      'unknown veth in': 'DROP',
+      'unknown veth out': 'DROP',
+      reply: 'ACCEPT',
+      invalid: 'DROP',
+      'not sluice': 'RETURN',
+    });
+  });
+});
+
+describe('ingress policy', () => {
+  const state = compileFirewall(fixtures['web-from-client']!);
+
+  it('allows only what a rule matches, from local and remote sources', () => {
+    expect(
+      verdicts(state, [
+        ['local client :80', packet(client1, web1)],
+        ['remote client :80', packet(client2, web1)],
+        ['client in range', packet(client1, web1, { dport: 8050 })],
+        ['client range end', packet(client1, web1, { dport: 8100 })],
+        ['client outside range', packet(client1, web1, { dport: 8101 })],
+        ['client udp :80', packet(client1, web1, { proto: 'udp' })],
+        ['other network :80', packet(db1, web1)],
+        ['outside :80', packet('198.51.100.1', web1)],
+        ['fromNets :443', packet('192.0.2.7', web1, { dport: 443 })],
+        ['fromNets :80', packet('192.0.2.7', web1)],
+        ['icmp from anywhere', packet('198.51.100.1', web1, { proto: 'icmp', dport: undefined })],
+        ['client, not selected, keeps the default', packet(web1, client1, { dport: 22 })],
+      ]),
+    ).toEqual({
+      'local client :80': 'ACCEPT',
+      'remote client :80': 'ACCEPT',
+      'client in range': 'ACCEPT',
+      'client range end': 'ACCEPT',
+      'client outside range': 'DROP',
+      'client udp :80': 'DROP',
+      'other network :80': 'DROP',
+      'outside :80': 'DROP',
+      'fromNets :443': 'ACCEPT',
+      'fromNets :80': 'DROP',
+      'icmp from anywhere': 'ACCEPT',
+      'client, not selected, keeps the default': 'ACCEPT',
+    });
+  });
+
+  it('puts matching endpoints of every host in the selector set, never those with unknown labels', () => {
+    const input = fixtures['web-from-client']!;
+    const unknown = endpoint('new9', 'h2', appnet, '10.96.0.70', null);
+    const { ipsets } = compileFirewall({ ...input, endpoints: [...input.endpoints, unknown] });
+    const clients = ipsets.find((s) => s.name === selectorSetName("role == 'client'"));
+    expect(clients).toEqual({ name: selectorSetName("role == 'client'"), type: 'hash:ip', members: ['10.96.0.3', '10.96.0.66'] });
+  });
+
+  it('applies a policy with network: only to endpoints of that network', () => {
+    const webOnDbnet = endpoint('web9', 'h1', dbnet, '10.97.0.9', { role: 'web' });
+    const sim = new FilterSim(compileFirewall({ ...fixtures['web-from-client']!, endpoints: [web1, webOnDbnet, db1] }));
+    expect(sim.forward(packet(db1, webOnDbnet, { dport: 22 }))).toBe('ACCEPT');
+    expect(sim.forward(packet(db1, web1, { dport: 22 }))).toBe('DROP');
+  });
+
+  it('denies all ingress with an empty rule list, and lets the first matching rule across policies decide', () => {
+    const policies = parsePolicies(`
+kind: NetworkPolicy
+name: lockdown
+selector: all()
+order: 500
+ingress: []
+---
+kind: NetworkPolicy
+name: deny-ssh
+selector: role == 'web'
+order: 1
+ingress: [{action: deny, protocol: tcp, ports: [22]}]
+---
+kind: NetworkPolicy
+name: allow-all-to-web
+selector: role == 'web'
+order: 2
+ingress: [{action: allow}]
+`);
+    const sim = new FilterSim(compileFirewall({ node: 'h1', networks: [appnet], endpoints: [web1, client1], policies }));
+    expect(sim.forward(packet(client1, web1, { dport: 22 }))).toBe('DROP');
+    expect(sim.forward(packet(client1, web1, { dport: 80 }))).toBe('ACCEPT');
+    expect(sim.forward(packet(web1, client1, { dport: 80 }))).toBe('DROP');
+  });
+});
+
+describe('two local containers', () => {
+  it('checks the receiver even after the sender\'s egress policy allowed the packet', () => {
+    const policies = parsePolicies(`
+kind: NetworkPolicy
+name: client-out
+selector: role == 'client'
+egress: [{action: allow}]
+---
+kind: NetworkPolicy
+name: web-closed
+selector: role == 'web'
+ingress: []
+`);
+    const sim = new FilterSim(compileFirewall({ node: 'h1', networks: [appnet], endpoints: [web1, client1], policies }));
+    expect(sim.forward(packet(client1, '203.0.113.9'))).toBe('ACCEPT');
+    expect(sim.forward(packet(client1, web1))).toBe('DROP');
+  });
+});
+
+describe('egress policy', () => {
+  const state = compileFirewall(fixtures['egress-rules']!);
+
+  it('takes policies in order and rules in order, first match wins, default deny', () => {
+    expect(
+      verdicts(state, [
+        ['to db :5432 (denied first)', packet(client1, db2, { dport: 5432 })],
+        ['to db :80 (allowed by 0.0.0.0/0)', packet(client1, db2, { dport: 80 })],
+        ['to outside', packet(client1, '203.0.113.5', { proto: 'udp', dport: 53 })],
+        ['db egress untouched', packet(db1, '203.0.113.5')],
+      ]),
+    ).toEqual({
+      'to db :5432 (denied first)': 'DROP',
+      'to db :80 (allowed by 0.0.0.0/0)': 'ACCEPT',
+      'to outside': 'ACCEPT',
+      'db egress untouched': 'ACCEPT',
+    });
+  });
+
+  it('matches 0.0.0.0/0 without a set (hash:net cannot hold /0) and shares net sets with networks', () => {
+    expect(state.ipsets.map((s) => s.name)).not.toContain(netSetName(['0.0.0.0/0']));
+    const dns = state.ipsets.find((s) => s.name === netSetName(['198.51.100.53/32', '10.97.0.0/16']));
+    expect(dns?.members).toEqual(['10.97.0.0/16', '198.51.100.53/32']);
+  });
+
+  it('allows only what its rules allow once a policy selects it', () => {
+    const [, dnsOnly] = parsePolicies(CLIENT_EGRESS);
+    const sim = new FilterSim(compileFirewall({ ...fixtures['egress-rules']!, policies: [dnsOnly!] }));
+    expect(sim.forward(packet(client1, '198.51.100.53', { proto: 'udp', dport: 53 }))).toBe('ACCEPT');
+    expect(sim.forward(packet(client1, '198.51.100.54', { proto: 'udp', dport: 53 }))).toBe('DROP');
+    expect(sim.forward(packet(client1, db2, { proto: 'udp', dport: 53 }))).toBe('ACCEPT');
+    expect(sim.forward(packet(client1, db2, { proto: 'tcp', dport: 53 }))).toBe('DROP');
+  });
+});
+
+describe('fail closed', () => {
+  const state = compileFirewall(fixtures['fail-closed']!);
+  const unlabelled = endpoint('new1', 'h1', appnet, '10.96.0.4', null);
+  const orphan = endpoint('orphan1', 'h1', dbnet, '10.97.0.9', { role: 'web' });
+
+  it('drops everything to and from an endpoint with unknown labels or network', () => {
+    expect(
+      verdicts(state, [
+        ['unlabelled out', packet(unlabelled, '203.0.113.9')],
+        ['unlabelled in (same network)', packet(client2, unlabelled)],
+        ['unlabelled reply', packet(unlabelled, '203.0.113.9', { ctstate: 'ESTABLISHED' })],
+        ['orphan out', packet(orphan, '203.0.113.9')],
+        ['orphan in', packet('203.0.113.9', orphan)],
+      ]),
+    ).toEqual({
+      'unlabelled out': 'DROP',
+      'unlabelled in (same network)': 'DROP',
+      // Conntrack comes first; an endpoint never had a connection allowed before its labels were known.
+      'unlabelled reply': 'ACCEPT',
+      'orphan out': 'DROP',
+      'orphan in': 'DROP',
+    });
+  });
+
+  it('keeps endpoints with unknown labels out of every selector set', () => {
+    const allSet = compileFirewall({
+      ...fixtures['fail-closed']!,
+      policies: parsePolicies('{kind: NetworkPolicy, name: p, selector: all(), ingress: [{action: allow, from: all()}]}'),
+    }).ipsets.find((s) => s.name === selectorSetName('all()'));
+    expect(allSet?.members).toEqual(['10.96.0.2', '10.97.0.9']);
+  });
+});
+
+describe('port mappings', () => {
+  it('maps tcp and udp host ports (and ranges) of local endpoints only', () => {
+    const dnat = compileFirewall(fixtures['port-mappings']!).nat.find((c) => c.name === 'SLUICE-DNAT');
+    expect(dnat?.rules).toEqual([
+      '-m comment --comment "sluice: publish web1" -p tcp --dport 8080 -j DNAT --to-destination 10.96.0.2:80',
+      '-m comment --comment "sluice: publish web1" -p tcp --dport 9000:9010 -j DNAT --to-destination 10.96.0.2:9000',
+      '-m comment --comment "sluice: publish web1" -p udp -d 192.0.2.10/32 --dport 5353 -j DNAT --to-destination 10.96.0.2:53',
+    ]);
+  });
+});
+
+describe('multiport limits', () => {
+  it('splits more than 15 port slots over several rules', () => {
+    const ports = Array.from({ length: 14 }, (_, i) => 1000 + i).join(', ');
+    const [policy] = parsePolicies(`
+kind: NetworkPolicy
+name: many-ports
+selector: role == 'web'
+ingress: [{action: allow, protocol: tcp, ports: [${ports}, "2000-2010", 3000]}]
+`);
+    const state = compileFirewall({ node: 'h1', networks: [appnet], endpoints: [web1], policies: [policy!] });
+    const chain = state.filter.find((c) => c.name.startsWith('SLUICE-pi-'));
+    const lists = chain?.rules.flatMap((r) => /--dports (\S+)/.exec(r)?.[1] ?? []);
+    expect(lists).toEqual([`${ports.replace(/ /g, '')}`, '2000:2010,3000']);
+    const sim = new FilterSim(state);
+    for (const dport of [1000, 1013, 2005, 3000]) expect(sim.forward(packet('198.51.100.1', web1, { dport }))).toBe('ACCEPT');
+    expect(sim.forward(packet('198.51.100.1', web1, { dport: 1014 }))).toBe('DROP');
+  });
+});
+
+describe('compiler input it cannot trust', () => {
+  it('names the policy whose stored selector does not parse', () => {
+    const [policy] = parsePolicies(WEB_FROM_CLIENT);
+    expect(() => compileFirewall({ ...fixtures['no-policies']!, policies: [{ ...policy!, selector: 'role ==' }] })).toThrow(
+      'policy web-from-client: selector "role ==": at column 8: expected a quoted string',
+    );
+  });
+});
