@@ -31,7 +31,7 @@ usage() {
   cat <<'EOF'
 usage: lab.sh [--lab NAME] COMMAND [ARGS…]        (NAME defaults to $SLUICE_LAB or "lab")
 
-  up [--hosts N] [--topology flat|routed] [--backend auto|host-gw|vxlan] [--no-agent]
+  up [--hosts N] [--topology flat|routed] [--backend auto|host-gw|vxlan] [--store etcd|file] [--no-agent]
                               clean leftovers of this lab, then start it (default 2 hosts, flat)
   down                        tear everything of this lab down (safe to run twice)
   status                      what runs, with pids and addresses
@@ -48,6 +48,10 @@ usage: lab.sh [--lab NAME] COMMAND [ARGS…]        (NAME defaults to $SLUICE_LA
   dockerd-restart HOST        stop HOST's dockerd (containers stop with it) and start it again
   etcd-stop [TERM|KILL]       stop etcd
   etcd-start                  start etcd and wait until healthy
+
+Logs: /run/sluice-lab/NAME/etcd.log, /run/sluice-lab/NAME/hN/{dockerd,agent}.log.
+Environment: SLUICE_LAB (lab name), SLUICE_LAB_SLUICE_BIN (the sluice entry point the agents
+run, default bin/sluice, which needs `npm run build`).
 EOF
 }
 
@@ -95,8 +99,8 @@ host_index() {
 host_ns() { echo "${NS_PREFIX}$1"; }
 host_dir() { echo "$LAB_DIR/$1"; }
 
-# Lab configuration written by `up`: LAB_HOSTS, LAB_TOPOLOGY, LAB_AGENT, LAB_BACKEND.
-LAB_HOSTS=0 LAB_TOPOLOGY=flat LAB_AGENT=0 LAB_BACKEND=auto
+# Lab configuration written by `up`: LAB_HOSTS, LAB_TOPOLOGY, LAB_AGENT, LAB_BACKEND, LAB_STORE.
+LAB_HOSTS=0 LAB_TOPOLOGY=flat LAB_AGENT=0 LAB_BACKEND=auto LAB_STORE=etcd
 load_env() {
   [[ -f $ENV_FILE ]] || die "lab '$LAB' is not up (no $ENV_FILE); run: scripts/lab.sh --lab $LAB up"
   # shellcheck disable=SC1090
@@ -308,9 +312,14 @@ start_agent() {
   # shellcheck disable=SC2016 # $$ and $1 are the inner shell's
   setsid nsenter --mount="$d/mntns" --net="/run/netns/$(host_ns "$h")" -- sh -c 'echo $$ > "$1"; shift; exec "$@"' sh \
     "$d/agent.pid" node "$SLUICE_BIN" agent \
-    --store "etcd://$(etcd_ip):2379" --socket /run/docker/plugins/sluice.sock \
+    --store "$(agent_store)" --socket /run/docker/plugins/sluice.sock \
     --node "$h" --node-ip "$ip" --docker-host "unix://$d/docker.sock" --backend "$LAB_BACKEND" \
     </dev/null >>"$d/agent.log" 2>&1 9>&- &
+}
+
+# etcd for a cluster; the embedded store (its default path, private to the host's mount namespace) for one host.
+agent_store() {
+  if [[ $LAB_STORE == file ]]; then echo file:/var/lib/sluice/state.json; else echo "etcd://$(etcd_ip):2379"; fi
 }
 
 # Ready when its socket is newer than the start marker (a socket left by a killed agent is older).
@@ -340,10 +349,11 @@ stop_agent() {
 # ---------------------------------------------------------------------------------- up
 
 cmd_up() {
-  local hosts=2 topology=flat agent=1 backend=auto
+  local hosts=2 topology=flat agent=1 backend=auto store=etcd
   while [[ $# -gt 0 ]]; do
     case $1 in
       --hosts) hosts=$2; shift 2 ;;
+      --store) store=$2; shift 2 ;;
       --topology) topology=$2; shift 2 ;;
       --backend) backend=$2; shift 2 ;;
       --no-agent) agent=0; shift ;;
@@ -354,6 +364,7 @@ cmd_up() {
   if ! [[ $hosts =~ ^[1-9][0-9]*$ ]] || ((hosts > MAX_HOSTS)); then die "--hosts wants 1..$MAX_HOSTS"; fi
   [[ $topology == flat || $topology == routed ]] || die "--topology wants flat or routed"
   [[ $backend =~ ^(auto|host-gw|vxlan)$ ]] || die "--backend wants auto, host-gw or vxlan"
+  [[ $store == etcd || $store == file ]] || die "--store wants etcd or file"
   require_tools
   if ((agent)); then need_build; fi
 
@@ -370,6 +381,7 @@ LAB_HOSTS=$hosts
 LAB_TOPOLOGY=$topology
 LAB_AGENT=$agent
 LAB_BACKEND=$backend
+LAB_STORE=$store
 EOF
   load_env
 
@@ -608,7 +620,7 @@ main() {
     sluice)
       load_env; check_host "${1:?sluice needs HOST}"
       local h=$1; shift
-      SLUICE_STORE="etcd://$(etcd_ip):2379" exec nsenter --mount="$(host_dir "$h")/mntns" \
+      SLUICE_STORE="$(agent_store)" exec nsenter --mount="$(host_dir "$h")/mntns" \
         --net="/run/netns/$(host_ns "$h")" --wd="$PWD" -- node "$SLUICE_BIN" "$@" ;;
     ip) load_env; check_host "${1:?ip needs HOST}"; host_ip "$1" ;;
     netns) load_env; check_host "${1:?netns needs HOST}"; host_ns "$1" ;;

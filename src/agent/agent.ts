@@ -14,7 +14,7 @@ import { isSluiceHostIfname } from '../dataplane/names';
 import type { LocalConvergence } from '../driver/network-service';
 import { errorMessage } from '../errors';
 import type { Ipam } from '../ipam/ipam-service';
-import type { DockerApi, ContainerEvent } from '../labels/docker';
+import type { ContainerEvent, DockerHost } from '../labels/docker';
 import { blockRoutes, type PeerMode } from '../lease/routes';
 import type { EndpointRecord, NodeRecord } from '../model';
 import { compileFirewall } from '../policy/compile';
@@ -34,6 +34,8 @@ export class Agent implements LocalConvergence {
   readonly view = new ClusterView();
   private readonly converger = new Coalescer(() => this.applyDesiredState());
   private readonly peerModes = new Map<string, PeerMode>();
+  /** What the last successful apply gave the kernel, so unchanged parts cost no process spawn. */
+  private applied: { gateways?: string; routes?: string } = {};
   private vtepMac: string | undefined;
   private watch: Watch | undefined;
   private lease: Lease | undefined;
@@ -47,7 +49,7 @@ export class Agent implements LocalConvergence {
     private readonly config: AgentConfig,
     private readonly registry: Registry,
     private readonly dataplane: Dataplane,
-    private readonly docker: DockerApi,
+    private readonly docker: DockerHost,
     private readonly ipam: Ipam,
   ) {}
 
@@ -132,9 +134,18 @@ export class Agent implements LocalConvergence {
       const network = view.networks.get(net);
       return network ? [network.gateway] : [];
     });
-    await this.dataplane.syncGateways(gateways);
+    const gatewaysText = JSON.stringify(gateways.sort());
+    if (gatewaysText !== this.applied.gateways) {
+      await this.dataplane.syncGateways(gateways);
+      this.applied.gateways = gatewaysText;
+    }
     await this.refreshPeerModes();
-    await this.dataplane.syncRoutes(blockRoutes(this.node, view.blocks.values(), view.nodes, (peer) => this.modeTowards(peer)));
+    const routes = blockRoutes(this.node, view.blocks.values(), view.nodes, (peer) => this.modeTowards(peer));
+    const routesText = JSON.stringify(routes);
+    if (routesText !== this.applied.routes) {
+      await this.dataplane.syncRoutes(routes);
+      this.applied.routes = routesText;
+    }
     await this.dataplane.applyFirewall(
       compileFirewall({
         node: this.node,
@@ -217,6 +228,10 @@ export class Agent implements LocalConvergence {
   private async resync(): Promise<void> {
     if (!this.inSync) return;
     await this.learnMissingLabels();
+    const damage = await this.dataplane.verifyFirewall();
+    if (damage.length > 0) console.error(`sluice agent: repairing firewall changed outside sluice: ${damage.join('; ')}`);
+    // Routes and gateways are re-read from the kernel, not trusted from memory.
+    this.applied = {};
     await this.converge();
   }
 

@@ -33,7 +33,8 @@ export interface VxlanDevice {
   mtu: number;
 }
 
-export type IpSetType = 'hash:ip' | 'hash:net';
+/** hash:net,iface members are "CIDR,IFNAME"; matched as `src,src` (source, in-interface) or `dst,dst` (destination, out-interface). */
+export type IpSetType = 'hash:ip' | 'hash:net' | 'hash:net,iface';
 
 export interface IpSet {
   name: string;
@@ -49,8 +50,8 @@ export interface Chain {
 
 /**
  * Everything Sluice wants in iptables and ipset. Top-level chains
- * (SLUICE-FORWARD in filter; SLUICE-DNAT, SLUICE-POSTROUTING in nat) are
- * hooked once from the built-in chains by the dataplane.
+ * (SLUICE-FORWARD, SLUICE-INPUT in filter; SLUICE-DNAT, SLUICE-POSTROUTING in
+ * nat) are hooked once from the built-in chains by the dataplane.
  */
 export interface FirewallState {
   ipsets: IpSet[];

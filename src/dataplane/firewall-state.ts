@@ -8,13 +8,13 @@
 import { DataplaneError } from '../errors';
 import { formatCidr, formatIp, parseCidr, parseIp } from '../net/ipv4';
 import type { FirewallState, IpSetType } from './dataplane';
-import { CHAIN_PREFIX, DNAT_CHAIN, FORWARD_CHAIN, IPSET_PREFIX, POSTROUTING_CHAIN, TEMP_IPSET } from './names';
+import { CHAIN_PREFIX, DNAT_CHAIN, FORWARD_CHAIN, INPUT_CHAIN, IPSET_PREFIX, POSTROUTING_CHAIN, TEMP_IPSET } from './names';
 
 export type Table = 'filter' | 'nat';
 export const TABLES: readonly Table[] = ['filter', 'nat'];
 
 export const TOP_CHAINS: Readonly<Record<Table, readonly string[]>> = {
-  filter: [FORWARD_CHAIN],
+  filter: [FORWARD_CHAIN, INPUT_CHAIN],
   nat: [DNAT_CHAIN, POSTROUTING_CHAIN],
 };
 
@@ -64,13 +64,26 @@ function normalizeTable(table: Table, given: FirewallState['filter'], sets: Read
   return chains;
 }
 
-/** Members as `ipset save` prints them: plain IPs, networks with host bits cleared, no "/32". */
+/** Interface names as the kernel takes them: 1 to 15 (IFNAMSIZ - 1) characters, none of them blank, "/" or ",". */
+const IFNAME = /^[^\s/,]{1,15}$/;
+
+/** Members as `ipset save` prints them: plain IPs, networks with host bits cleared, no "/32"; ",IFNAME" kept. */
 function canonicalMember(type: IpSetType, member: string, setName: string): string {
-  const ip = parseIp(member.endsWith('/32') ? member.slice(0, -3) : member);
+  const bad = (what: string): never => invalid(`ipset ${setName} (${type}): "${member}" is not ${what}`);
+  if (type === 'hash:net,iface') {
+    const comma = member.indexOf(',');
+    const ifname = member.slice(comma + 1);
+    const net = comma < 0 || !IFNAME.test(ifname) ? undefined : canonicalNet(member.slice(0, comma), true);
+    return net === undefined ? bad('an IPv4 network and an interface name (NETWORK,IFNAME)') : `${net},${ifname}`;
+  }
+  return canonicalNet(member, type === 'hash:net') ?? bad(type === 'hash:net' ? 'an IPv4 network' : 'an IPv4 address');
+}
+
+function canonicalNet(text: string, networks: boolean): string | undefined {
+  const ip = parseIp(text.endsWith('/32') ? text.slice(0, -3) : text);
   if (ip !== undefined) return formatIp(ip);
-  const cidr = type === 'hash:net' ? parseCidr(member) : undefined;
-  if (cidr === undefined) return invalid(`ipset ${setName} (${type}): "${member}" is not an IPv4 ${type === 'hash:net' ? 'network' : 'address'}`);
-  return formatCidr(cidr);
+  const cidr = networks ? parseCidr(text) : undefined;
+  return cidr === undefined ? undefined : formatCidr(cidr);
 }
 
 function invalid(message: string): never {

@@ -20,6 +20,8 @@ export const VXLAN_DEVICE = 'sluice.vxlan';
 
 export const CHAIN_PREFIX = 'SLUICE-';
 export const FORWARD_CHAIN = 'SLUICE-FORWARD';
+/** Traffic to the host itself: containers reach host services only as their egress policy allows. */
+export const INPUT_CHAIN = 'SLUICE-INPUT';
 export const DNAT_CHAIN = 'SLUICE-DNAT';
 export const POSTROUTING_CHAIN = 'SLUICE-POSTROUTING';
 /** Comment on the rules that jump from built-in chains to ours, so they are found again. */
@@ -29,9 +31,13 @@ export const IPSET_PREFIX = 'sluice-';
 /** Scratch set for atomic membership replacement (create, fill, swap, destroy); never a desired set. */
 export const TEMP_IPSET = 'sluice-tmp';
 
-const HOST_IFNAME_PREFIX = 'sl';
+/**
+ * `slv+` in iptables must match veths only: not sluice0 or sluice.vxlan,
+ * whose traffic (tunnelled peers, the gateway) is not a container's.
+ */
+export const HOST_IFNAME_PREFIX = 'slv';
 const CONTAINER_IFNAME_PREFIX = 'sc';
-/** 2 + 11 = 13 characters, within IFNAMSIZ (15); 44 bits keep collisions out of reach on one host. */
+/** 3 + 11 = 14 characters, within IFNAMSIZ (15); 44 bits keep collisions out of reach on one host. */
 const IFNAME_ID_LENGTH = 11;
 const HOST_IFNAME = new RegExp(`^${HOST_IFNAME_PREFIX}[0-9a-f]{${IFNAME_ID_LENGTH}}$`);
 
@@ -40,7 +46,7 @@ export interface EndpointIfnames {
   containerIfname: string;
 }
 
-/** Veth names for a Docker endpoint ID (64 hex characters): `sl` and `sc` plus its first 11. */
+/** Veth names for a Docker endpoint ID (64 hex characters): `slv` and `sc` plus its first 11. */
 export function endpointIfnames(endpointId: string): EndpointIfnames {
   const id = endpointId.toLowerCase().slice(0, IFNAME_ID_LENGTH);
   if (!/^[0-9a-f]+$/.test(id) || id.length < IFNAME_ID_LENGTH) {

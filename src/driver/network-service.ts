@@ -19,6 +19,16 @@ import type {
   NetworkService,
 } from './services';
 
+const PROTOCOL_NUMBERS = { tcp: 6, udp: 17, sctp: 132 } as const;
+
+/**
+ * Mappings Sluice can publish: tcp and udp with an explicit host port.
+ * (`-p 80` without a host port would need a host port allocator; not yet.)
+ */
+function publishable(ports: PortMapping[]): PortMapping[] {
+  return ports.filter((p) => p.proto !== 'sctp' && p.hostPort > 0);
+}
+
 export const ADDRESS_SPACE_LOCAL = 'sluice-local';
 export const ADDRESS_SPACE_GLOBAL = 'sluice-global';
 
@@ -94,18 +104,22 @@ export class NetworkDriver implements NetworkService {
         'CreateEndpoint without an address: the network must use sluice IPAM (--ipam-driver sluice)',
       );
     }
-    const address = req.address.split('/')[0]!;
+    const names = endpointIfnames(req.endpointId);
     const endpoint: EndpointRecord = {
       id: req.endpointId,
       network: network.key,
       node: this.options.node,
-      address,
-      hostIfname: endpointIfnames(req.endpointId).hostIfname,
+      address: req.address.split('/')[0]!,
+      hostIfname: names.hostIfname,
       labels: null,
-      ports: req.portMappings,
+      ports: publishable(req.portMappings),
     };
-    await this.registry.putEndpoint(endpoint);
-    await this.noteEndpointOnAddress(network, endpoint);
+    // Independent steps side by side; the veth is ready before Join asks for it.
+    await Promise.all([
+      this.registry.putEndpoint(endpoint),
+      this.noteEndpointOnAddress(network, endpoint),
+      this.dataplane.addEndpoint({ ...names, address: endpoint.address, mtu: this.options.mtu }),
+    ]);
     return {};
   }
 
@@ -117,27 +131,34 @@ export class NetworkDriver implements NetworkService {
     await this.local.endpointChanged(endpoint.record, true);
   }
 
+  /** What `docker inspect` and `docker port` show: the published ports, in libnetwork's own shape. */
   async endpointOperInfo(networkId: string, endpointId: string): Promise<Record<string, unknown>> {
     const endpoint = await this.endpointOf(networkId, endpointId);
-    return { address: endpoint.address, hostInterface: endpoint.hostIfname, node: endpoint.node };
+    return {
+      'com.docker.network.portmap': endpoint.ports.map((p) => ({
+        Proto: PROTOCOL_NUMBERS[p.proto],
+        IP: endpoint.address,
+        Port: p.containerPort,
+        HostIP: p.hostIp ?? '0.0.0.0',
+        HostPort: p.hostPort,
+        HostPortEnd: p.hostPortEnd,
+      })),
+    };
   }
 
   async join(req: JoinRequest): Promise<JoinResult> {
     const network = await this.networkOf(req.networkId);
     const endpoint = await this.endpointOf(req.networkId, req.endpointId);
     const names = endpointIfnames(req.endpointId);
-    // Plumbing and the label lookup are independent: run them side by side.
-    const [identity] = await Promise.all([
-      this.containers.containerOf(req.networkId, req.endpointId).catch(() => undefined),
-      this.dataplane.addEndpoint({ ...names, address: endpoint.address, mtu: this.options.mtu }),
-    ]);
+    const identity = await this.containers.containerOf(req.networkId, req.endpointId).catch(() => undefined);
+    const ports = publishable(req.portMappings);
     const joined: EndpointRecord = {
       ...endpoint,
       ...(identity && { containerId: identity.containerId, containerName: identity.containerName, labels: identity.labels }),
-      ports: req.portMappings.length > 0 ? req.portMappings : endpoint.ports,
+      ports: ports.length > 0 ? ports : endpoint.ports,
     };
-    await this.registry.putEndpoint(joined);
-    await this.local.endpointChanged(joined);
+    // The firewall for this endpoint is in force before Docker starts the container.
+    await Promise.all([this.registry.putEndpoint(joined), this.local.endpointChanged(joined)]);
     return {
       srcName: names.containerIfname,
       dstPrefix: 'eth',
@@ -153,7 +174,7 @@ export class NetworkDriver implements NetworkService {
   }
 
   async programExternalConnectivity(networkId: string, endpointId: string, portMappings: PortMapping[]): Promise<void> {
-    await this.setPorts(networkId, endpointId, portMappings);
+    await this.setPorts(networkId, endpointId, publishable(portMappings));
   }
 
   async revokeExternalConnectivity(networkId: string, endpointId: string): Promise<void> {

@@ -39,7 +39,15 @@ export type ContainerEvent =
   | { kind: 'container'; action: string; containerId: string; name: string; labels: Labels }
   | { kind: 'network'; action: string; containerId: string; networkId: string };
 
-export class DockerApi implements ContainerLookup {
+/** What the agent needs from the Docker Engine of its host. */
+export interface DockerHost extends ContainerLookup {
+  sluiceNetworks(): Promise<DockerNetwork[]>;
+  createNetwork(name: string, subnet: string): Promise<void>;
+  removeNetwork(id: string): Promise<void>;
+  watchEvents(onEvent: (event: ContainerEvent) => void, onReconnect: () => void): { close(): void };
+}
+
+export class DockerApi implements DockerHost {
   constructor(private readonly docker: Docker) {}
 
   /**
@@ -55,13 +63,6 @@ export class DockerApi implements ContainerLookup {
     const container = containers[0];
     if (!container) return undefined;
     return { containerId: container.Id, containerName: entry.Name, labels: container.Labels ?? {} };
-  }
-
-  async containerById(containerId: string): Promise<ContainerIdentity | undefined> {
-    const containers = await this.docker.listContainers({ all: true, filters: { id: [containerId] } });
-    const container = containers[0];
-    if (!container) return undefined;
-    return { containerId: container.Id, containerName: (container.Names[0] ?? '').replace(/^\//, ''), labels: container.Labels ?? {} };
   }
 
   /** This host's Docker networks with the sluice driver, and the endpoints Docker knows in them. */

@@ -4,40 +4,59 @@
  * (everything sorted), so equal inputs give byte-equal rules and the
  * dataplane rewrites only what changed.
  *
- * Filter table, hooked from FORWARD:
+ * No chain names an endpoint: which endpoints a rule applies to is ipset
+ * membership. So a container starting, stopping or having its labels learned
+ * changes only sets (one `ipset restore`, ~3 ms); chains change only with
+ * policies, networks and port mappings (an `iptables-restore`, ~15-20 ms).
  *
- *   SLUICE-FORWARD    not from or to a sluice veth → RETURN (untouched)
- *                     RELATED,ESTABLISHED → ACCEPT; INVALID → DROP
- *                     -i sl+ → SLUICE-FROM-WL ─goto─▶ SLUICE-fw-<if> (egress of the sender)
- *                     -o sl+ → SLUICE-TO-WL   ─goto─▶ SLUICE-tw-<if> (ingress of the receiver)
- *                     → ACCEPT (both sides that apply on this host let it through)
+ * Filter table:
  *
- * A per-endpoint chain DROPs what it refuses and RETURNs what it allows, so
- * traffic between two local containers passes both chains; traffic from a
- * remote container meets only the receiver's chain here (its sender's host
- * applied the egress side). The dispatch chains end in DROP for a sluice veth
- * this host does not know. Policy chains (`SLUICE-pi-`/`-po-`) are shared by
- * every endpoint a policy selects; as in Felix, an allow rule sets ACCEPT_MARK
- * and returns, and the endpoint chain returns as soon as the mark is set, so
- * the first matching rule across policies (in policy order) decides.
+ *   SLUICE-FORWARD (from FORWARD)
+ *                  not from or to a sluice veth → RETURN (untouched)
+ *                  RELATED,ESTABLISHED → ACCEPT; INVALID → DROP
+ *                  -i slv+ → SLUICE-FROM-WL (egress of the sender)
+ *                  -o slv+ → SLUICE-TO-WL   (ingress of the receiver)
+ *                  → ACCEPT (both sides that apply on this host let it through)
+ *   SLUICE-INPUT   (from INPUT) from a sluice veth, not a reply → SLUICE-FROM-WL,
+ *                  so the host's own services are reached only as egress allows
+ *
+ *   SLUICE-FROM-WL source,in-veth not in sluice-local → DROP (spoofed, or fail closed)
+ *                  for each policy with egress rules, in order:
+ *                    source in its target set → SLUICE-po-<policy>; mark set → RETURN
+ *                  source in sluice-egress-governed → DROP (default deny)
+ *                  → RETURN (default allow)
+ *   SLUICE-TO-WL   the same with destination,out-veth, ingress policies and
+ *                  sluice-ingress-governed; then the default: same network
+ *                  RETURN, other sluice networks DROP, anything else RETURN
+ *
+ * A policy chain (`SLUICE-pi-`/`-po-`) DROPs on a deny rule, and on an allow
+ * rule sets ACCEPT_MARK and returns, as in Felix; the caller returns as soon as
+ * the mark is set, so the first matching rule across policies (in policy
+ * order) decides. Each workload chain clears the mark first: a packet between
+ * two local containers carries the mark its sender's egress set into the
+ * receiver's ingress. Traffic from a remote container meets only the
+ * receiver's side here (its sender's host applied the egress side).
  *
  * Selectors and CIDR lists become ipsets, so the per-packet cost does not grow
  * with the number of endpoints in the cluster.
  */
-import { DNAT_CHAIN, FORWARD_CHAIN, POSTROUTING_CHAIN } from '../dataplane/names';
+import { DNAT_CHAIN, FORWARD_CHAIN, INPUT_CHAIN, POSTROUTING_CHAIN } from '../dataplane/names';
 import type { Chain, FirewallState, IpSet } from '../dataplane/dataplane';
 import { PolicyError } from '../errors';
 import type { EndpointRecord, Labels, NetworkRecord, PortMapping } from '../model';
 import { isIpv6, parseCidr, parseIp } from '../net/ipv4';
 import {
+  EGRESS_GOVERNED_SET,
   FROM_WORKLOAD_CHAIN,
   HOST_IFNAME_PREFIX,
+  INGRESS_GOVERNED_SET,
+  LOCAL_SET,
   POOLS_SET,
   TO_WORKLOAD_CHAIN,
-  endpointChainName,
   netSetName,
   policyChainName,
   selectorSetName,
+  targetSetName,
 } from './names';
 import type { EgressRule, IngressRule, Policy, PortSpec } from './policy';
 import { matches, parseSelector, type Selector } from './selector';
@@ -53,7 +72,7 @@ export interface CompileInput {
 }
 
 /**
- * Packet mark bit an allow rule sets for the endpoint chain to see. Bit 24:
+ * Packet mark bit an allow rule sets for the workload chain to see. Bit 24:
  * clear of kube-proxy (0x4000, 0x8000) and Docker, which use low bits.
  */
 const ACCEPT_MARK = '0x1000000';
@@ -82,6 +101,13 @@ interface CompiledPolicy {
   egress?: CompiledRule[];
 }
 
+/** A local endpoint whose policy is known: its labels and its network are. */
+interface KnownEndpoint {
+  endpoint: EndpointRecord;
+  network: NetworkRecord;
+  labels: Labels;
+}
+
 /** Computes every ipset, filter chain and nat chain Sluice wants on `input.node`. */
 export function compileFirewall(input: CompileInput): FirewallState {
   const networks = new Map(input.networks.map((n) => [n.key, n]));
@@ -90,12 +116,23 @@ export function compileFirewall(input: CompileInput): FirewallState {
   sets.add({ name: POOLS_SET, type: 'hash:net', members: input.networks.map((n) => n.subnet) });
 
   const local = input.endpoints.filter((e) => e.node === input.node).sort((a, b) => compareText(a.hostIfname, b.hostIfname));
-  const used: Record<Direction, Set<CompiledPolicy>> = { ingress: new Set(), egress: new Set() };
-  const endpointChains = local.flatMap((e) => endpointChainsOf(e, networks.get(e.network), policies, sets, used));
-  const policyChains = (['ingress', 'egress'] as const).flatMap((direction) =>
-    [...used[direction]].map((p) => policyChain(p, direction, sets)),
-  );
-  const filter = [forwardChain(), ...dispatchChains(local), ...endpointChains, ...policyChains];
+  // No packet may pass under the wrong policy: an endpoint without labels or network is left out, so gets nothing.
+  const known = local.flatMap((endpoint): KnownEndpoint[] => {
+    const network = networks.get(endpoint.network);
+    return endpoint.labels !== null && network !== undefined ? [{ endpoint, network, labels: endpoint.labels }] : [];
+  });
+  sets.add({ name: LOCAL_SET, type: 'hash:net,iface', members: known.map(({ endpoint: e }) => `${e.address},${e.hostIfname}`) });
+
+  const sameNetwork = [...input.networks].sort((a, b) => compareText(a.key, b.key)).map((n) => ({ key: n.key, set: sets.networkSet(n) }));
+  const filter = [
+    forwardChain(),
+    inputChain(),
+    workloadChain('egress', policies, known, sets, [rule('sluice: default allow egress', '-j RETURN')]),
+    workloadChain('ingress', policies, known, sets, defaultIngress(sameNetwork)),
+    ...(['ingress', 'egress'] as const).flatMap((direction) =>
+      policies.filter((p) => p[direction] !== undefined).map((p) => policyChain(p, direction, sets)),
+    ),
+  ];
   const nat: Chain[] = [
     { name: DNAT_CHAIN, rules: local.flatMap(dnatRules) },
     {
@@ -188,62 +225,45 @@ function multiportChunks(ports: readonly PortSpec[]): string[] {
   return chunks.map((chunk) => chunk.join(','));
 }
 
-// ---- per-endpoint chains ----
+// ---- workload chains ----
 
-/** The from-workload and to-workload chains of one local endpoint; records the policies they jump to in `used`. */
-function endpointChainsOf(
-  endpoint: EndpointRecord,
-  network: NetworkRecord | undefined,
-  policies: CompiledPolicy[],
-  sets: IpSetBook,
-  used: Record<Direction, Set<CompiledPolicy>>,
-): Chain[] {
-  const from = endpointChainName('from', endpoint.hostIfname);
-  const to = endpointChainName('to', endpoint.hostIfname);
-  // No packet may pass under the wrong policy: without labels (or its network) the endpoint gets nothing.
-  const failClosed = (reason: string): Chain[] => [
-    { name: from, rules: [rule(`sluice: ${reason} (fail closed)`, '-j DROP')] },
-    { name: to, rules: [rule(`sluice: ${reason} (fail closed)`, '-j DROP')] },
+/**
+ * SLUICE-FROM-WL (egress, matching the source) or SLUICE-TO-WL (ingress,
+ * matching the destination): the policies of the direction in order, each
+ * gated by the set of local endpoints it selects, then default-deny for every
+ * endpoint some of them selected, then `defaults` for the rest.
+ */
+function workloadChain(direction: Direction, policies: CompiledPolicy[], known: KnownEndpoint[], sets: IpSetBook, defaults: string[]): Chain {
+  const side = direction === 'egress' ? 'src' : 'dst';
+  const rules = [
+    // Sets of addresses alone would let a container use its neighbour's address; the veth pins it.
+    rule('sluice: not a local endpoint with known policy (anti-spoofing, fail closed)', `-m set ! --match-set ${LOCAL_SET} ${side},${side} -j DROP`),
   ];
-  const labels = endpoint.labels;
-  if (labels === null) return failClosed(`labels of ${endpoint.id} not known yet`);
-  if (network === undefined) return failClosed(`network ${endpoint.network} of ${endpoint.id} not known`);
-  const selecting = (direction: Direction): CompiledPolicy[] => {
-    const found = policies.filter((p) => p[direction] !== undefined && selects(p, network, labels));
-    found.forEach((p) => used[direction].add(p));
-    return found;
-  };
-  return [
-    { name: from, rules: [rule(`sluice: anti-spoofing ${endpoint.id}`, `! -s ${endpoint.address}/32 -j DROP`), ...egressRules(selecting('egress'))] },
-    { name: to, rules: ingressRules(selecting('ingress'), sets.networkSet(network)) },
-  ];
-}
-
-/** Jumps to the policies in order; the first allow returns (mark set), the first deny drops. */
-function policyJumps(policies: CompiledPolicy[], direction: Direction): string[] {
-  return [
-    rule('sluice: clear accept mark', `-j MARK --set-xmark 0x0/${ACCEPT_MARK}`),
-    ...policies.flatMap((p) => [
-      rule(`policy ${p.name}`, `-j ${policyChainName(direction, p.name)}`),
-      rule(`policy ${p.name} allowed`, `-m mark --mark ${ACCEPT_MARK}/${ACCEPT_MARK} -j RETURN`),
-    ]),
-    rule(`sluice: default deny ${direction} (selected by policy)`, '-j DROP'),
-  ];
-}
-
-function egressRules(policies: CompiledPolicy[]): string[] {
-  return policies.length > 0 ? policyJumps(policies, 'egress') : [rule('sluice: default allow egress', '-j RETURN')];
+  const governing = policies.filter((p) => p[direction] !== undefined);
+  if (governing.length > 0) {
+    const targets = governing.map((policy) => ({ policy, set: sets.targetSet(policy, known.filter((k) => selects(policy, k.network, k.labels))) }));
+    const governedSet = direction === 'egress' ? EGRESS_GOVERNED_SET : INGRESS_GOVERNED_SET;
+    sets.add({ name: governedSet, type: 'hash:ip', members: targets.flatMap((t) => t.set.members) });
+    rules.push(
+      rule('sluice: clear accept mark', `-j MARK --set-xmark 0x0/${ACCEPT_MARK}`),
+      ...targets.flatMap(({ policy: p, set }) => [
+        rule(`policy ${p.name}`, `-m set --match-set ${set.name} ${side} -j ${policyChainName(direction, p.name)}`),
+        rule(`policy ${p.name} allowed`, `-m mark --mark ${ACCEPT_MARK}/${ACCEPT_MARK} -j RETURN`),
+      ]),
+      rule(`sluice: default deny ${direction} (selected by policy)`, `-m set --match-set ${governedSet} ${side} -j DROP`),
+    );
+  }
+  return { name: direction === 'egress' ? FROM_WORKLOAD_CHAIN : TO_WORKLOAD_CHAIN, rules: [...rules, ...defaults] };
 }
 
 /**
- * Without a selecting policy: own network in, other sluice networks out, and
- * anything else (the outside world, the host, published ports, since DNAT
- * keeps the outside source) in.
+ * Ingress of an endpoint no policy selects: own network in, other sluice
+ * networks out, and anything else (the outside world, the host, published
+ * ports, since DNAT keeps the outside source) in.
  */
-function ingressRules(policies: CompiledPolicy[], sameNetworkSet: string): string[] {
-  if (policies.length > 0) return policyJumps(policies, 'ingress');
+function defaultIngress(networks: { key: string; set: string }[]): string[] {
   return [
-    rule('sluice: default same-network', `-m set --match-set ${sameNetworkSet} src -j RETURN`),
+    ...networks.map((n) => rule(`sluice: default same network ${n.key}`, `-m set --match-set ${n.set} dst -m set --match-set ${n.set} src -j RETURN`)),
     rule('sluice: default deny other sluice networks', `-m set --match-set ${POOLS_SET} src -j DROP`),
     rule('sluice: default allow non-sluice sources', '-j RETURN'),
   ];
@@ -267,19 +287,19 @@ function forwardChain(): Chain {
 }
 
 /**
- * One rule per local endpoint: fine up to the ~100 endpoints a host runs
- * (Felix switches to a prefix tree beyond that). Goto, so an endpoint
- * chain's RETURN goes straight back to SLUICE-FORWARD.
+ * Containers reaching the host itself pass their egress side too. What is
+ * allowed RETURNs, not ACCEPTs, so the host's own INPUT rules still decide,
+ * replies included.
  */
-function dispatchChains(local: EndpointRecord[]): Chain[] {
-  const dispatch = (name: string, flag: '-i' | '-o', direction: 'from' | 'to'): Chain => ({
-    name,
+function inputChain(): Chain {
+  return {
+    name: INPUT_CHAIN,
     rules: [
-      ...local.map((e) => rule(`sluice: endpoint ${e.id}`, `${flag} ${e.hostIfname} -g ${endpointChainName(direction, e.hostIfname)}`)),
-      rule('sluice: unknown interface', '-j DROP'),
+      rule('sluice: not from a workload', `! -i ${ALL_SLUICE_IFACES} -j RETURN`),
+      rule('sluice: established (left to the host rules)', '-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN'),
+      rule('sluice: from workload', `-j ${FROM_WORKLOAD_CHAIN}`),
     ],
-  });
-  return [dispatch(FROM_WORKLOAD_CHAIN, '-i', 'from'), dispatch(TO_WORKLOAD_CHAIN, '-o', 'to')];
+  };
 }
 
 /**
@@ -328,6 +348,12 @@ class IpSetBook {
     return this.add({ name, type: 'hash:ip', members });
   }
 
+  /** The local endpoints a policy applies to: `selected`, already filtered by its selector and network. */
+  targetSet(policy: CompiledPolicy, selected: KnownEndpoint[]): { name: string; members: string[] } {
+    const members = selected.map((k) => k.endpoint.address);
+    return { name: this.add({ name: targetSetName(policy.selector.toString(), policy.network), type: 'hash:ip', members }), members };
+  }
+
   /** The set of one network's subnet: the same set a rule with that one CIDR uses. */
   networkSet(network: NetworkRecord): string {
     return this.add({ name: netSetName([network.subnet]), type: 'hash:net', members: [network.subnet] });
@@ -359,10 +385,10 @@ function byName<T extends { name: string }>(items: T[]): T[] {
   return items.sort((a, b) => compareText(a.name, b.name));
 }
 
-/** Numeric order ("10.0.0.2" before "10.0.0.10"), duplicates dropped. */
+/** Numeric order ("10.0.0.2" before "10.0.0.10"; an interface after a comma breaks ties), duplicates dropped. */
 function sortAddresses(members: readonly string[]): string[] {
   const key = (member: string): number => {
-    const [ip, prefix] = member.split('/');
+    const [ip, prefix] = (member.split(',')[0] ?? '').split('/');
     return (parseIp(ip ?? '') ?? 0) * 64 + Number(prefix ?? 32);
   };
   return [...new Set(members)].sort((a, b) => key(a) - key(b) || compareText(a, b));

@@ -12,22 +12,28 @@ export const MAX_IPSET_NAME = 31;
 /** The kernel's limit on iptables chain names (XT_EXTENSION_MAXNAMELEN 29, including the NUL); Felix uses the same. */
 export const MAX_CHAIN_NAME = 28;
 
-/**
- * Host-side veth names start with this; iptables matches every Sluice
- * interface with `sl+`. Must equal the prefix dataplane/names.ts gives veths
- * (kept there unexported).
- */
-export const HOST_IFNAME_PREFIX = 'sl';
+/** iptables matches every Sluice veth with `<prefix>+`. */
+export { HOST_IFNAME_PREFIX } from '../dataplane/names';
 
 /** Every sluice network's subnet, for "from another sluice network" and masquerading. */
 export const POOLS_SET = 'sluice-pools';
+/**
+ * hash:net,iface of "ADDRESS,HOST_VETH" for each local endpoint whose policy
+ * is known (labels and network known): the only sources and destinations a
+ * sluice veth may carry, so anti-spoofing and fail-closed are one set match.
+ */
+export const LOCAL_SET = 'sluice-local';
+/** hash:ip of the local endpoints some policy with ingress (egress) rules selects: default-deny for them. */
+export const INGRESS_GOVERNED_SET = 'sluice-ingress-governed';
+export const EGRESS_GOVERNED_SET = 'sluice-egress-governed';
 
-/** Dispatch chains from SLUICE-FORWARD (the top-level chains are named in dataplane/names.ts). */
+/** The egress (from-workload) and ingress (to-workload) chains, jumped to from the top-level chains named in dataplane/names.ts. */
 export const FROM_WORKLOAD_CHAIN = 'SLUICE-FROM-WL';
 export const TO_WORKLOAD_CHAIN = 'SLUICE-TO-WL';
 
 const SELECTOR_SET_PREFIX = 'sluice-s-';
 const NET_SET_PREFIX = 'sluice-n-';
+const TARGET_SET_PREFIX = 'sluice-t-';
 
 /** base64url of SHA-224, cut to `length` characters: 6 bits per character, so 18 characters keep 108 bits. */
 function shortHash(text: string, length: number): string {
@@ -37,6 +43,15 @@ function shortHash(text: string, length: number): string {
 /** The hash:ip set of the addresses of the endpoints a selector matches; `canonical` is Selector.toString(). */
 export function selectorSetName(canonical: string): string {
   return SELECTOR_SET_PREFIX + shortHash(canonical, MAX_IPSET_NAME - SELECTOR_SET_PREFIX.length);
+}
+
+/**
+ * The hash:ip set of the local endpoints a policy applies to: its selector
+ * (canonical text) within its `network:` (undefined: every network). Named by
+ * content, so policies selecting alike share it and a rename changes nothing.
+ */
+export function targetSetName(canonical: string, network: string | undefined): string {
+  return TARGET_SET_PREFIX + shortHash(JSON.stringify([network ?? null, canonical]), MAX_IPSET_NAME - TARGET_SET_PREFIX.length);
 }
 
 /** The hash:net set holding exactly `cidrs`: equal lists (in any order) share one set. */
@@ -51,10 +66,3 @@ export function policyChainName(direction: 'ingress' | 'egress', policyName: str
   return prefix + shortHash(policyName, MAX_CHAIN_NAME - prefix.length);
 }
 
-/**
- * The chain of traffic to (`tw`) or from (`fw`) one local endpoint. Interface
- * names are at most 15 characters (IFNAMSIZ), so the result stays within 25.
- */
-export function endpointChainName(direction: 'to' | 'from', hostIfname: string): string {
-  return (direction === 'to' ? 'SLUICE-tw-' : 'SLUICE-fw-') + hostIfname;
-}

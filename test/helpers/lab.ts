@@ -20,6 +20,8 @@ export interface LabOptions {
   /** Start a sluice agent per host (default true; needs `npm run build`). */
   agent?: boolean;
   backend?: Backend;
+  /** etcd (default) or the embedded file store, one per host. */
+  store?: 'etcd' | 'file';
   /** Timeout of `up` (default 180 s). */
   upTimeoutMs?: number;
   /** Timeout of every other call unless given (default 60 s). */
@@ -98,10 +100,11 @@ export class Lab {
       topology: options.topology ?? 'flat',
       agent: options.agent ?? true,
       backend: options.backend ?? 'auto',
+      store: options.store ?? 'etcd',
       upTimeoutMs: options.upTimeoutMs ?? 180_000,
       callTimeoutMs: options.callTimeoutMs ?? 60_000,
     } satisfies Required<Omit<LabOptions, 'name'>>;
-    const args = ['--lab', name, 'up', '--hosts', String(opts.hosts), '--topology', opts.topology, '--backend', opts.backend];
+    const args = ['--lab', name, 'up', '--hosts', String(opts.hosts), '--topology', opts.topology, '--backend', opts.backend, '--store', opts.store];
     if (!opts.agent) args.push('--no-agent');
     let r: RunResult;
     try {
@@ -160,6 +163,11 @@ export class Lab {
   /** The sluice CLI on a host, with SLUICE_STORE pointing at the lab's etcd. */
   sluice(host: string, ...args: string[]): Promise<RunResult> {
     return this.run(['sluice', host, ...args]);
+  }
+
+  /** The host's plugin socket, as dockerd there sees /run/docker/plugins/sluice.sock. */
+  pluginSocket(host: string): string {
+    return `/run/sluice-lab/${this.name}/${host}/plugins/sluice.sock`;
   }
 
   /** The host's underlay address. */

@@ -18,16 +18,26 @@ export interface Packet {
   ctstate?: 'NEW' | 'ESTABLISHED' | 'RELATED' | 'INVALID';
 }
 
-/** RETURN: SLUICE-FORWARD fell through, leaving the packet to the host's other rules. */
+/** RETURN: the top-level chain fell through, leaving the packet to the host's other rules. */
 export type Verdict = 'ACCEPT' | 'DROP' | 'RETURN';
 
 function tokenize(rule: string): string[] {
   return [...rule.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2] ?? '');
 }
 
-function inSet(set: IpSet, address: string): boolean {
+/** `sides` as in `--match-set NAME src` or, for hash:net,iface, `src,src` (source, in-interface) / `dst,dst` (destination, out-interface). */
+function inSet(set: IpSet, sides: string, packet: Packet): boolean {
+  const [side, ifaceSide, extra] = sides.split(',');
+  if (extra !== undefined || (side !== 'src' && side !== 'dst')) throw new Error(`unknown set sides ${sides}`);
+  if ((set.type === 'hash:net,iface') !== (ifaceSide !== undefined)) throw new Error(`sides ${sides} do not fit ${set.type} set ${set.name}`);
+  const address = side === 'src' ? packet.src : packet.dst;
+  const iface = ifaceSide === undefined ? undefined : ifaceSide === 'src' ? packet.inIf : packet.outIf;
   const ip = parseIp(address)!;
-  return set.members.some((m) => (set.type === 'hash:ip' ? m === address : contains(parseCidr(m)!, ip)));
+  return set.members.some((m) => {
+    const [net, memberIface] = m.split(',');
+    const netMatches = set.type === 'hash:ip' ? net === address : contains(parseCidr(net!.includes('/') ? net! : `${net}/32`)!, ip);
+    return netMatches && memberIface === iface;
+  });
 }
 
 function ifaceMatches(pattern: string, iface: string): boolean {
@@ -50,8 +60,12 @@ export class FilterSim {
 
   /** Verdict of SLUICE-FORWARD for the packet. */
   forward(packet: Packet): Verdict {
-    const ctx = { mark: 0 };
-    return this.run('SLUICE-FORWARD', packet, ctx, 0);
+    return this.run('SLUICE-FORWARD', packet, { mark: 0 }, 0);
+  }
+
+  /** Verdict of SLUICE-INPUT for a packet to the host itself (`outIf` unused). */
+  input(packet: Packet): Verdict {
+    return this.run('SLUICE-INPUT', packet, { mark: 0 }, 0);
   }
 
   private run(chainName: string, packet: Packet, ctx: { mark: number }, depth: number): Verdict {
@@ -59,14 +73,13 @@ export class FilterSim {
     if (chain === undefined) throw new Error(`jump to missing chain ${chainName}`);
     if (depth > 10) throw new Error('chain loop');
     for (const rule of chain.rules) {
-      const { matched, target, gotoChain, setMark } = this.evaluate(rule, packet, ctx);
+      const { matched, target, setMark } = this.evaluate(rule, packet, ctx);
       if (!matched) continue;
       if (setMark !== undefined) {
         const [value, mask] = setMark;
         ctx.mark = ((ctx.mark & ~mask) ^ value) >>> 0;
         continue;
       }
-      if (gotoChain !== undefined) return this.run(gotoChain, packet, ctx, depth + 1);
       if (target === 'ACCEPT' || target === 'DROP' || target === 'RETURN') return target;
       if (target === undefined) continue;
       const verdict = this.run(target, packet, ctx, depth + 1);
@@ -79,12 +92,11 @@ export class FilterSim {
     rule: string,
     packet: Packet,
     ctx: { mark: number },
-  ): { matched: boolean; target?: string; gotoChain?: string; setMark?: [number, number] } {
+  ): { matched: boolean; target?: string; setMark?: [number, number] } {
     const t = tokenize(rule);
     let matched = true;
     let negate = false;
     let target: string | undefined;
-    let gotoChain: string | undefined;
     let setMark: [number, number] | undefined;
     const check = (result: boolean): void => {
       if (result === negate) matched = false;
@@ -111,12 +123,6 @@ export class FilterSim {
         case '-o':
           check(ifaceMatches(next(), packet.outIf));
           break;
-        case '-s':
-          check(contains(parseCidr(next())!, parseIp(packet.src)!));
-          break;
-        case '-d':
-          check(contains(parseCidr(next())!, parseIp(packet.dst)!));
-          break;
         case '-p':
           check(next() === packet.proto);
           break;
@@ -126,8 +132,7 @@ export class FilterSim {
         case '--match-set': {
           const set = this.sets.get(next());
           if (set === undefined) throw new Error(`missing set in: ${rule}`);
-          const side = next();
-          check(inSet(set, side === 'src' ? packet.src : packet.dst));
+          check(inSet(set, next(), packet));
           break;
         }
         case '--dports': {
@@ -150,9 +155,6 @@ export class FilterSim {
         case '-j':
           target = next();
           break;
-        case '-g':
-          gotoChain = next();
-          break;
         case '--set-xmark':
           if (target !== 'MARK') throw new Error(`--set-xmark without -j MARK in: ${rule}`);
           setMark = parseMark(next());
@@ -161,6 +163,6 @@ export class FilterSim {
           throw new Error(`unknown token ${token} in: ${rule}`);
       }
     }
-    return { matched, target, gotoChain, setMark };
+    return { matched, target, setMark };
   }
 }

@@ -46,6 +46,11 @@ export class Netns {
     return spawnSync('nsenter', [`--net=/run/netns/${this.name}`, 'ping', '-c1', '-W1', ip], { stdio: 'ignore' }).status === 0;
   }
 
+  /** Ping with `source` as the source address (one of this namespace's). */
+  canPingFrom(source: string, ip: string): boolean {
+    return spawnSync('nsenter', [`--net=/run/netns/${this.name}`, 'ping', '-c1', '-W1', '-I', source, ip], { stdio: 'ignore' }).status === 0;
+  }
+
   delete(): void {
     sh('ip', 'netns', 'delete', this.name);
   }

@@ -16,6 +16,7 @@ import {
   DNAT_CHAIN,
   FORWARD_CHAIN,
   HOOK_COMMENT,
+  INPUT_CHAIN,
   IPSET_PREFIX,
   POSTROUTING_CHAIN,
   TEMP_IPSET,
@@ -35,6 +36,7 @@ function hook(table: Table, chain: string, match: string, target: string): Hook 
 
 export const HOOKS: readonly Hook[] = [
   hook('filter', 'FORWARD', '', FORWARD_CHAIN),
+  hook('filter', 'INPUT', '', INPUT_CHAIN),
   hook('nat', 'PREROUTING', '-m addrtype --dst-type LOCAL ', DNAT_CHAIN),
   // Not for loopback destinations: DNAT there would need route_localnet.
   hook('nat', 'OUTPUT', '-m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 ', DNAT_CHAIN),

@@ -1,4 +1,5 @@
 import { DataplaneError } from '../../../src/errors';
+import type { FirewallState } from '../../../src/dataplane/dataplane';
 import { normalizeFirewall, ruleComments, ruleTarget, ruleWords } from '../../../src/dataplane/firewall-state';
 
 const empty = { ipsets: [], filter: [], nat: [] };
@@ -6,7 +7,10 @@ const empty = { ipsets: [], filter: [], nat: [] };
 describe('normalizeFirewall', () => {
   it('always has the top-level chains, empty unless given', () => {
     const normal = normalizeFirewall({ ...empty, filter: [{ name: 'SLUICE-FORWARD', rules: ['-j ACCEPT'] }] });
-    expect([...normal.chains.filter]).toEqual([['SLUICE-FORWARD', ['-j ACCEPT']]]);
+    expect([...normal.chains.filter]).toEqual([
+      ['SLUICE-FORWARD', ['-j ACCEPT']],
+      ['SLUICE-INPUT', []],
+    ]);
     expect([...normal.chains.nat]).toEqual([
       ['SLUICE-DNAT', []],
       ['SLUICE-POSTROUTING', []],
@@ -19,10 +23,12 @@ describe('normalizeFirewall', () => {
       ipsets: [
         { name: 'sluice-a', type: 'hash:ip', members: ['10.0.0.1', '10.0.0.2/32'] },
         { name: 'sluice-n', type: 'hash:net', members: ['10.0.0.1/32', '10.1.2.3/16', '10.2.0.0/24'] },
+        { name: 'sluice-l', type: 'hash:net,iface', members: ['10.0.0.1/32,slv0123456789a', '10.1.2.3/16,eth0', '10.0.0.2,sl0123456789b'] },
       ],
     });
     expect([...normal.sets.get('sluice-a')!.members]).toEqual(['10.0.0.1', '10.0.0.2']);
     expect([...normal.sets.get('sluice-n')!.members]).toEqual(['10.0.0.1', '10.1.0.0/16', '10.2.0.0/24']);
+    expect([...normal.sets.get('sluice-l')!.members]).toEqual(['10.0.0.1,slv0123456789a', '10.1.0.0/16,eth0', '10.0.0.2,sl0123456789b']);
   });
 
   it.each([
@@ -30,6 +36,13 @@ describe('normalizeFirewall', () => {
     ['the scratch set', { ...empty, ipsets: [{ name: 'sluice-tmp', type: 'hash:ip' as const, members: [] }] }, /not Sluice's/],
     ['a network in a hash:ip set', { ...empty, ipsets: [{ name: 'sluice-a', type: 'hash:ip' as const, members: ['10.0.0.0/24'] }] }, /not an IPv4 address/],
     ['a bad member', { ...empty, ipsets: [{ name: 'sluice-n', type: 'hash:net' as const, members: ['nope'] }] }, /not an IPv4 network/],
+    ...['10.0.0.1', '10.0.0.1,', 'nope,sl0', '10.0.0.1,sl 0', '10.0.0.1,a/b', '10.0.0.1,sl0,x', `10.0.0.1,${'s'.repeat(16)}`].map(
+      (member): [string, FirewallState, RegExp] => [
+        `"${member}" in a hash:net,iface set`,
+        { ...empty, ipsets: [{ name: 'sluice-l', type: 'hash:net,iface', members: [member] }] },
+        /not an IPv4 network and an interface name/,
+      ],
+    ),
     ['a duplicate set', { ...empty, ipsets: [{ name: 'sluice-a', type: 'hash:ip' as const, members: [] }, { name: 'sluice-a', type: 'hash:ip' as const, members: [] }] }, /twice/],
     ['a foreign chain', { ...empty, filter: [{ name: 'FORWARD', rules: [] }] }, /not Sluice's/],
     ['a duplicate chain', { ...empty, nat: [{ name: 'SLUICE-X', rules: [] }, { name: 'SLUICE-X', rules: [] }] }, /twice/],
@@ -61,7 +74,7 @@ describe('rule words', () => {
   it('finds comments and the last jump or goto', () => {
     expect(ruleComments(rule)).toEqual(['allow "web" in', 'two']);
     expect(ruleTarget(rule)).toBe('SLUICE-X');
-    expect(ruleTarget('-i sl+ -g SLUICE-tw-sl0')).toBe('SLUICE-tw-sl0');
+    expect(ruleTarget('-i sl+ -g SLUICE-FROM-WL')).toBe('SLUICE-FROM-WL');
     expect(ruleTarget('-m comment --comment "-j X"')).toBeUndefined();
   });
 });

@@ -14,6 +14,19 @@ function dataplane(script: Script) {
   return { dp, runner, sysctls };
 }
 
+/** iptables-save of a host Sluice has hooked. */
+const hooked = {
+  filter:
+    '*filter\n:SLUICE-FORWARD - [0:0]\n:SLUICE-INPUT - [0:0]\n' +
+    '-A INPUT -m comment --comment "sluice hook" -j SLUICE-INPUT\n' +
+    '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\nCOMMIT\n',
+  nat:
+    '*nat\n:SLUICE-DNAT - [0:0]\n:SLUICE-POSTROUTING - [0:0]\n' +
+    '-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment "sluice hook" -j SLUICE-DNAT\n' +
+    '-A OUTPUT -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -m comment --comment "sluice hook" -j SLUICE-DNAT\n' +
+    '-A POSTROUTING -m comment --comment "sluice hook" -j SLUICE-POSTROUTING\nCOMMIT\n',
+};
+
 const names = endpointIfnames('0123456789abcdef0123');
 const link = { ...names, address: '10.96.0.5', mtu: 1450 };
 
@@ -26,12 +39,12 @@ describe('endpoints', () => {
         command: 'ip',
         args: ['-batch', '-'],
         input:
-          'link add sl0123456789a mtu 1450 type veth peer name sc0123456789a mtu 1450\n' +
-          'link set sl0123456789a mtu 1450 up\n' +
-          'route replace 10.96.0.5/32 dev sl0123456789a scope link proto 252\n',
+          'link add slv0123456789a mtu 1450 type veth peer name sc0123456789a mtu 1450\n' +
+          'link set slv0123456789a mtu 1450 up\n' +
+          'route replace 10.96.0.5/32 dev slv0123456789a scope link proto 252\n',
       },
     ]);
-    expect(sysctls).toEqual(['net/ipv4/conf/sl0123456789a/proxy_arp=1', 'net/ipv4/neigh/sl0123456789a/proxy_delay=0']);
+    expect(sysctls).toEqual(['net/ipv4/conf/slv0123456789a/proxy_arp=1', 'net/ipv4/neigh/slv0123456789a/proxy_delay=0']);
   });
 
   it('is idempotent: an existing link is configured, not re-created', async () => {
@@ -41,7 +54,7 @@ describe('endpoints', () => {
     await dp.addEndpoint(link);
     expect(runner.calls.map((c) => c.input)).toEqual([
       expect.stringMatching(/^link add /),
-      'link set sl0123456789a mtu 1450 up\nroute replace 10.96.0.5/32 dev sl0123456789a scope link proto 252\n',
+      'link set slv0123456789a mtu 1450 up\nroute replace 10.96.0.5/32 dev slv0123456789a scope link proto 252\n',
     ]);
   });
 
@@ -58,18 +71,18 @@ describe('endpoints', () => {
   });
 
   it('removes an endpoint; an absent one is fine, other failures are not', async () => {
-    const absent = dataplane(() => ({ fail: 'Cannot find device "sl0123456789a"' }));
-    await absent.dp.removeEndpoint('sl0123456789a');
-    expect(absent.runner.commandLines).toEqual(['ip link del dev sl0123456789a']);
+    const absent = dataplane(() => ({ fail: 'Cannot find device "slv0123456789a"' }));
+    await absent.dp.removeEndpoint('slv0123456789a');
+    expect(absent.runner.commandLines).toEqual(['ip link del dev slv0123456789a']);
     const busy = dataplane(() => ({ fail: 'RTNETLINK answers: Operation not permitted' }));
-    await expect(busy.dp.removeEndpoint('sl0123456789a')).rejects.toThrow(/Operation not permitted/);
+    await expect(busy.dp.removeEndpoint('slv0123456789a')).rejects.toThrow(/Operation not permitted/);
   });
 
   it('lists only Sluice host-side veths', async () => {
     const { dp } = dataplane(() =>
-      JSON.stringify([{ ifname: 'sl0123456789a', link: 'sc0123456789a' }, { ifname: 'sc0123456789a' }, { ifname: 'vethab12' }]),
+      JSON.stringify([{ ifname: 'slv0123456789a', link: 'sc0123456789a' }, { ifname: 'sc0123456789a' }, { ifname: 'vethab12' }]),
     );
-    await expect(dp.listEndpoints()).resolves.toEqual(['sl0123456789a']);
+    await expect(dp.listEndpoints()).resolves.toEqual(['slv0123456789a']);
   });
 });
 
@@ -77,7 +90,9 @@ describe('init and gateways', () => {
   it('enables forwarding, creates the gateway device and leaves present hooks alone', async () => {
     const save = (table: string) =>
       table === 'filter'
-        ? '*filter\n:FORWARD ACCEPT [0:0]\n:SLUICE-FORWARD - [0:0]\n-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\nCOMMIT\n'
+        ? '*filter\n:FORWARD ACCEPT [0:0]\n:SLUICE-FORWARD - [0:0]\n:SLUICE-INPUT - [0:0]\n' +
+          '-A INPUT -m comment --comment "sluice hook" -j SLUICE-INPUT\n' +
+          '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\nCOMMIT\n'
         : '*nat\n:SLUICE-DNAT - [0:0]\n-A SLUICE-DNAT -j RETURN\nCOMMIT\n';
     const { dp, runner, sysctls } = dataplane((call) => (call.command === 'iptables-save' ? save(call.args[1]!) : ''));
     await dp.init();
@@ -90,6 +105,14 @@ describe('init and gateways', () => {
         '-I PREROUTING 1 -m addrtype --dst-type LOCAL -m comment --comment "sluice hook" -j SLUICE-DNAT\n' +
         '-I OUTPUT 1 -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -m comment --comment "sluice hook" -j SLUICE-DNAT\n' +
         '-I POSTROUTING 1 -m comment --comment "sluice hook" -j SLUICE-POSTROUTING\nCOMMIT\n',
+    ]);
+  });
+
+  it('adds the hook from INPUT to a host hooked by a version without it, keeping SLUICE-FORWARD', async () => {
+    const { dp, runner } = dataplane((call) => (call.command === 'iptables-save' ? (call.args[1] === 'filter' ? hooked.filter.replace(/.*INPUT.*\n/g, '') : hooked.nat) : ''));
+    await dp.init();
+    expect(runner.calls.filter((c) => c.command === 'iptables-restore').map((c) => c.input)).toEqual([
+      '*filter\n:SLUICE-INPUT - [0:0]\n-I INPUT 1 -m comment --comment "sluice hook" -j SLUICE-INPUT\nCOMMIT\n',
     ]);
   });
 
@@ -181,14 +204,6 @@ describe('firewall', () => {
     ],
     nat: [],
   };
-  const hooked = {
-    filter: '*filter\n:SLUICE-FORWARD - [0:0]\n-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\nCOMMIT\n',
-    nat:
-      '*nat\n:SLUICE-DNAT - [0:0]\n:SLUICE-POSTROUTING - [0:0]\n' +
-      '-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment "sluice hook" -j SLUICE-DNAT\n' +
-      '-A OUTPUT -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -m comment --comment "sluice hook" -j SLUICE-DNAT\n' +
-      '-A POSTROUTING -m comment --comment "sluice hook" -j SLUICE-POSTROUTING\nCOMMIT\n',
-  };
   const kernel: Script = (call) => {
     if (call.command === 'iptables-save') return call.args[1] === 'filter' ? hooked.filter : hooked.nat;
     return '';
@@ -219,10 +234,10 @@ describe('firewall', () => {
   it('re-reads the kernel after a failed apply', async () => {
     let failRestore = true;
     const { dp, runner } = dataplane((call) => {
-      if (call.command === 'iptables-restore' && failRestore) return { fail: 'iptables-restore: line 4 failed' };
+      if (call.command === 'iptables-restore' && failRestore) return { fail: 'iptables-restore: line 5 failed' };
       return kernel(call);
     });
-    await expect(dp.applyFirewall(state)).rejects.toThrow(/input line 4: -A SLUICE-FORWARD -g SLUICE-X/);
+    await expect(dp.applyFirewall(state)).rejects.toThrow(/input line 5: -A SLUICE-FORWARD -g SLUICE-X/);
     failRestore = false;
     runner.calls.length = 0;
     await dp.applyFirewall(state);

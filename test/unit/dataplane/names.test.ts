@@ -6,7 +6,7 @@ describe('endpointIfnames', () => {
 
   it('derives host and container names from the first 11 hex digits, within IFNAMSIZ', () => {
     const names = endpointIfnames(id);
-    expect(names).toEqual({ hostIfname: 'sl3f2a9c0d1b7', containerIfname: 'sc3f2a9c0d1b7' });
+    expect(names).toEqual({ hostIfname: 'slv3f2a9c0d1b7', containerIfname: 'sc3f2a9c0d1b7' });
     expect(names.hostIfname.length).toBeLessThanOrEqual(15);
   });
 

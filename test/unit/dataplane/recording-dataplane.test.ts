@@ -9,9 +9,9 @@ describe('RecordingDataplane', () => {
     const dp = new RecordingDataplane();
     await dp.addEndpoint(link);
     await dp.addEndpoint(link);
-    await expect(dp.listEndpoints()).resolves.toEqual(['slabcdef01234']);
-    await dp.removeEndpoint('slabcdef01234');
-    await dp.removeEndpoint('slabcdef01234');
+    await expect(dp.listEndpoints()).resolves.toEqual(['slvabcdef01234']);
+    await dp.removeEndpoint('slvabcdef01234');
+    await dp.removeEndpoint('slvabcdef01234');
     expect(dp.endpoints.size).toBe(0);
   });
 

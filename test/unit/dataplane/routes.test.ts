@@ -2,7 +2,7 @@ import { DataplaneError } from '../../../src/errors';
 import { involvesVxlan, parseJson, planRoutes, type KernelRoute } from '../../../src/dataplane/linux/routes';
 
 // As printed by `ip -j route show proto 252` (iproute2 6.1), with an endpoint /32 among the block routes.
-const shown = `[{"dst":"10.96.0.5","dev":"sl0123456789a","scope":"link","flags":["linkdown"]},
+const shown = `[{"dst":"10.96.0.5","dev":"slv0123456789a","scope":"link","flags":["linkdown"]},
 {"type":"blackhole","dst":"10.96.1.0/26","flags":[]},
 {"dst":"10.96.2.0/26","gateway":"192.168.77.2","dev":"eth0","flags":[]},
 {"dst":"10.96.3.0/26","gateway":"192.168.77.3","dev":"sluice.vxlan","flags":["onlink"]}]`;

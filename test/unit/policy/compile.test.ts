@@ -1,7 +1,9 @@
 import type { FirewallState } from '../../../src/dataplane/dataplane';
+import { normalizeFirewall } from '../../../src/dataplane/firewall-state';
+import { planFirewall } from '../../../src/dataplane/linux/firewall-plan';
 import type { EndpointRecord } from '../../../src/model';
 import { compileFirewall, type CompileInput } from '../../../src/policy/compile';
-import { netSetName, selectorSetName } from '../../../src/policy/names';
+import { EGRESS_GOVERNED_SET, INGRESS_GOVERNED_SET, LOCAL_SET, netSetName, selectorSetName, targetSetName } from '../../../src/policy/names';
 import { parsePolicies } from '../../../src/policy/policy';
 import { renderForGolden } from '../../helpers/firewall-text';
 import { expectGolden } from '../../helpers/golden';
@@ -70,14 +72,18 @@ describe('default policy (no policy selects the endpoint)', () => {
     expect(
       verdicts(state, [
         ['spoofed', { ...packet(web1, '203.0.113.9'), src: '10.96.0.99' }],
-        ['unknown veth in', { ...packet(web1, '203.0.113.9'), inIf: 'slstale' }],
-        ['unknown veth out', { ...packet('203.0.113.9', web1), outIf: 'slstale' }],
+        ["spoofed as a local neighbour", { ...packet(web1, '203.0.113.9'), src: db1.address }],
+        ["to a local endpoint through another's veth", { ...packet('203.0.113.9', web1), outIf: db1.hostIfname }],
+        ['unknown veth in', { ...packet(web1, '203.0.113.9'), inIf: 'slvstale' }],
+        ['unknown veth out', { ...packet('203.0.113.9', web1), outIf: 'slvstale' }],
         ['reply', packet(db2, web1, { ctstate: 'ESTABLISHED' })],
         ['invalid', packet(web1, '203.0.113.9', { ctstate: 'INVALID' })],
         ['not sluice', { ...packet('192.0.2.1', '203.0.113.9'), outIf: 'eth1' }],
       ]),
     ).toEqual({
       spoofed: 'DROP',
+      'spoofed as a local neighbour': 'DROP',
+      "to a local endpoint through another's veth": 'DROP',
       'unknown veth in': 'DROP',
       'unknown veth out': 'DROP',
       reply: 'ACCEPT',
@@ -242,12 +248,138 @@ describe('fail closed', () => {
     });
   });
 
+  it('leaves them out of the local set and of every policy target set, so no rule lets them pass', () => {
+    const members = (name: string) => state.ipsets.find((s) => s.name === name)?.members;
+    expect(members(LOCAL_SET)).toEqual(['10.96.0.2,slvweb1']);
+    expect(members(targetSetName("role == 'web'", 'appnet'))).toEqual(['10.96.0.2']);
+    expect(members(INGRESS_GOVERNED_SET)).toEqual(['10.96.0.2']);
+  });
+
+  it('keeps them from the host too, except for replies', () => {
+    const sim = new FilterSim(state);
+    expect(sim.input(packet(unlabelled, appnet.gateway))).toBe('DROP');
+    expect(sim.input(packet(orphan, dbnet.gateway))).toBe('DROP');
+    expect(sim.input(packet(unlabelled, appnet.gateway, { ctstate: 'ESTABLISHED' }))).toBe('RETURN');
+    expect(sim.input(packet(web1, appnet.gateway))).toBe('RETURN');
+  });
+
   it('keeps endpoints with unknown labels out of every selector set', () => {
     const allSet = compileFirewall({
       ...fixtures['fail-closed']!,
       policies: parsePolicies('{kind: NetworkPolicy, name: p, selector: all(), ingress: [{action: allow, from: all()}]}'),
     }).ipsets.find((s) => s.name === selectorSetName('all()'));
     expect(allSet?.members).toEqual(['10.96.0.2', '10.97.0.9']);
+  });
+});
+
+describe('traffic to the host itself', () => {
+  const [lockdown] = parsePolicies(`
+kind: NetworkPolicy
+name: client-no-egress
+selector: role == 'client'
+egress: []
+`);
+  const sim = new FilterSim(compileFirewall({ node: 'h1', networks: [appnet], endpoints: [web1, client1, client2], policies: [lockdown!] }));
+
+  it('passes as egress of the container allows, leaving the verdict on what passes to the host rules', () => {
+    expect({
+      'allowed container': sim.input(packet(web1, appnet.gateway)),
+      'egress-denied container': sim.input(packet(client1, appnet.gateway)),
+      'egress-denied container, reply': sim.input(packet(client1, appnet.gateway, { ctstate: 'ESTABLISHED' })),
+      spoofed: sim.input({ ...packet(web1, appnet.gateway), src: client1.address }),
+      'unknown veth': sim.input({ ...packet(web1, appnet.gateway), inIf: 'slvstale' }),
+      'not from a container': sim.input(packet('192.0.2.1', '192.0.2.2')),
+      'remote container': sim.input(packet(client2, '192.0.2.2')),
+    }).toEqual({
+      'allowed container': 'RETURN',
+      'egress-denied container': 'DROP',
+      'egress-denied container, reply': 'RETURN',
+      spoofed: 'DROP',
+      'unknown veth': 'DROP',
+      'not from a container': 'RETURN',
+      'remote container': 'RETURN',
+    });
+  });
+});
+
+describe('egress policy order', () => {
+  it('lets the policy with the lower order decide, whichever way', () => {
+    const state = (denyOrder: number) =>
+      compileFirewall({
+        node: 'h1',
+        networks: [appnet],
+        endpoints: [web1, client1],
+        policies: parsePolicies(`
+kind: NetworkPolicy
+name: deny-web
+selector: role == 'client'
+order: ${denyOrder}
+egress: [{action: deny, to: role == 'web'}]
+---
+kind: NetworkPolicy
+name: allow-all
+selector: all()
+order: 50
+egress: [{action: allow}]
+`),
+      });
+    expect(new FilterSim(state(10)).forward(packet(client1, web1))).toBe('DROP');
+    expect(new FilterSim(state(90)).forward(packet(client1, web1))).toBe('ACCEPT');
+    // The deny applies to clients only; web's egress is decided by allow-all.
+    expect(new FilterSim(state(10)).forward(packet(web1, client1))).toBe('ACCEPT');
+  });
+});
+
+describe('endpoint churn', () => {
+  const base: CompileInput = {
+    ...fixtures['web-from-client']!,
+    policies: [...fixtures['web-from-client']!.policies, ...parsePolicies(CLIENT_EGRESS)],
+  };
+  const web2 = endpoint('web2', 'h1', appnet, '10.96.0.4', { role: 'web' });
+  const withClient1 = (labels: EndpointRecord['labels']): CompileInput => ({
+    ...base,
+    endpoints: [...base.endpoints.filter((e) => e !== client1), { ...client1, labels }],
+  });
+  // Each from base to the other state and back.
+  const changes: [string, CompileInput][] = [
+    ['a local endpoint added or removed', { ...base, endpoints: [...base.endpoints, web2] }],
+    ['a remote endpoint added or removed', { ...base, endpoints: [...base.endpoints, endpoint('client3', 'h2', appnet, '10.96.0.67', { role: 'client' })] }],
+    ['labels learned or lost', withClient1(null)],
+    ['labels changed', withClient1({ role: 'web' })],
+  ];
+
+  it.each(changes)('%s: changes set members only, so the dataplane runs no iptables-restore', (_what, other) => {
+    for (const [from, to] of [[base, other], [other, base]] as const) {
+      const before = compileFirewall(from);
+      const after = compileFirewall(to);
+      expect(after.filter).toEqual(before.filter);
+      expect(after.nat).toEqual(before.nat);
+      expect(after.ipsets.map((s) => s.name)).toEqual(before.ipsets.map((s) => s.name));
+      expect(after.ipsets).not.toEqual(before.ipsets);
+      const current = normalizeFirewall(before);
+      const plan = planFirewall({ sets: current.sets, chains: current.chains, missingHooks: [] }, normalizeFirewall(after));
+      expect(plan.iptables).toEqual([]);
+      expect(plan.ipsetBefore.length + plan.ipsetAfter.length).toBeGreaterThan(0);
+    }
+  });
+
+  it('keeps the governed sets the union of what the policies select', () => {
+    const { ipsets } = compileFirewall({ ...base, endpoints: [...base.endpoints, web2] });
+    const members = (name: string) => ipsets.find((s) => s.name === name)?.members;
+    expect(members(INGRESS_GOVERNED_SET)).toEqual(['10.96.0.2', '10.96.0.4']);
+    expect(members(EGRESS_GOVERNED_SET)).toEqual(['10.96.0.3']);
+    expect(members(LOCAL_SET)).toEqual(['10.96.0.2,slvweb1', '10.96.0.3,slvclient1', '10.96.0.4,slvweb2', '10.97.0.2,slvdb1']);
+  });
+
+  it('rewrites chains for what is not endpoint churn: a policy, a network, a port mapping', () => {
+    const chains = (input: CompileInput) => {
+      const { filter, nat } = compileFirewall(input);
+      return { filter, nat };
+    };
+    const published = { ...web2, ports: [{ proto: 'tcp' as const, containerPort: 80, hostPort: 8080, hostPortEnd: 8080 }] };
+    expect(chains({ ...base, policies: base.policies.slice(1) })).not.toEqual(chains(base));
+    expect(chains({ ...base, networks: [appnet] })).not.toEqual(chains(base));
+    expect(chains({ ...base, endpoints: [...base.endpoints, published] })).not.toEqual(chains(base));
   });
 });
 

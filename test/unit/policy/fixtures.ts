@@ -15,7 +15,7 @@ export function endpoint(
   labels: Labels | null,
   ports: PortMapping[] = [],
 ): EndpointRecord {
-  return { id, network: network.key, node, address, hostIfname: `sl${id}`, labels, ports };
+  return { id, network: network.key, node, address, hostIfname: `slv${id}`, labels, ports };
 }
 
 export const web1 = endpoint('web1', 'h1', appnet, '10.96.0.2', { role: 'web' });

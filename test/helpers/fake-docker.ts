@@ -1,0 +1,54 @@
+/** An in-memory Docker host: networks, their endpoints and containers, as the agent sees them. */
+import type { ContainerIdentity } from '../../src/driver/network-service';
+import type { ContainerEvent, DockerHost, DockerNetwork } from '../../src/labels/docker';
+
+export class FakeDocker implements DockerHost {
+  readonly networks = new Map<string, DockerNetwork>();
+  /** endpoint ID → container holding it. */
+  readonly containers = new Map<string, ContainerIdentity>();
+  readonly created: { name: string; subnet: string }[] = [];
+  private listeners: ((event: ContainerEvent) => void)[] = [];
+
+  addNetwork(id: string, name: string, subnet: string): void {
+    this.networks.set(id, { id, name, subnet, endpoints: [] });
+  }
+
+  /** A container Docker runs on `networkId` through `endpointId`. */
+  run(networkId: string, endpointId: string, identity: ContainerIdentity): void {
+    this.networks.get(networkId)!.endpoints.push({ endpointId, containerId: identity.containerId });
+    this.containers.set(endpointId, identity);
+  }
+
+  /** The container is gone, as after a crash: Docker never told the plugin. */
+  forget(endpointId: string): void {
+    for (const network of this.networks.values()) network.endpoints = network.endpoints.filter((e) => e.endpointId !== endpointId);
+    this.containers.delete(endpointId);
+  }
+
+  emit(event: ContainerEvent): void {
+    for (const listener of this.listeners) listener(event);
+  }
+
+  containerOf(_dockerNetworkId: string, endpointId: string): Promise<ContainerIdentity | undefined> {
+    return Promise.resolve(this.containers.get(endpointId));
+  }
+
+  sluiceNetworks(): Promise<DockerNetwork[]> {
+    return Promise.resolve(structuredClone([...this.networks.values()]));
+  }
+
+  createNetwork(name: string, subnet: string): Promise<void> {
+    this.created.push({ name, subnet });
+    return Promise.resolve();
+  }
+
+  removeNetwork(id: string): Promise<void> {
+    this.networks.delete(id);
+    return Promise.resolve();
+  }
+
+  watchEvents(onEvent: (event: ContainerEvent) => void): { close(): void } {
+    this.listeners.push(onEvent);
+    return { close: () => (this.listeners = this.listeners.filter((l) => l !== onEvent)) };
+  }
+}

@@ -1,0 +1,43 @@
+/** One simulated host for unit tests: the real IPAM, driver and agent over fakes of the kernel and Docker. */
+import { Agent } from '../../src/agent/agent';
+import { loadAgentConfig } from '../../src/config';
+import { RecordingDataplane } from '../../src/dataplane/fake/recording-dataplane';
+import { NetworkDriver } from '../../src/driver/network-service';
+import { Ipam } from '../../src/ipam/ipam-service';
+import type { MemoryStore } from '../../src/store/memory-store';
+import { Registry } from '../../src/store/registry';
+import { FakeDocker } from './fake-docker';
+
+export { eventually } from './eventually';
+
+export interface TestHost {
+  name: string;
+  ip: string;
+  registry: Registry;
+  dataplane: RecordingDataplane;
+  docker: FakeDocker;
+  ipam: Ipam;
+  agent: Agent;
+  driver: NetworkDriver;
+}
+
+export function testHost(
+  store: MemoryStore,
+  name: string,
+  ip: string,
+  opts: { onLink?: string[]; backend?: string; dataplane?: RecordingDataplane; docker?: FakeDocker } = {},
+): TestHost {
+  const config = loadAgentConfig({ node: name, 'node-ip': ip, backend: opts.backend ?? 'auto', 'resync-interval': '3600' }, {});
+  const registry = new Registry(store.connect());
+  const dataplane = opts.dataplane ?? new RecordingDataplane({ onLink: opts.onLink ?? [] });
+  const docker = opts.docker ?? new FakeDocker();
+  const ipam = new Ipam(registry, {
+    node: name,
+    defaultSupernet: config.defaultSupernet,
+    defaultSubnetPrefix: config.defaultSubnetPrefix,
+    defaultBlockSize: config.blockSize,
+  });
+  const agent = new Agent(config, registry, dataplane, docker, ipam);
+  const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: name, mtu: agent.mtu });
+  return { name, ip, registry, dataplane, docker, ipam, agent, driver };
+}

@@ -1,0 +1,128 @@
+import { MemoryStore } from '../../../src/store/memory-store';
+import { eventually, testHost, type TestHost } from '../../helpers/host';
+
+const SUBNET = '10.96.0.0/16';
+
+describe('Agent: routes between hosts', () => {
+  let store: MemoryStore;
+  let hosts: TestHost[];
+
+  beforeEach(() => {
+    store = new MemoryStore();
+    hosts = [];
+  });
+  afterEach(async () => {
+    for (const host of hosts) await host.agent.stop();
+    await store.close();
+  });
+
+  async function start(name: string, ip: string, opts: Parameters<typeof testHost>[3] = {}): Promise<TestHost> {
+    const host = testHost(store, name, ip, opts);
+    hosts.push(host);
+    await host.agent.start();
+    return host;
+  }
+
+  async function claimBlock(host: TestHost): Promise<string> {
+    const { poolId } = await host.ipam.requestPool({ pool: SUBNET, options: {}, v6: false });
+    await host.ipam.requestAddress({ poolId });
+    const blocks = await host.registry.listBlocks(poolId);
+    return blocks.find((b) => b.node === host.name)!.block;
+  }
+
+  it('routes a peer\'s block via the peer when it shares a link (host-gw), and blackholes its own', async () => {
+    const h1 = await start('h1', '192.0.2.1', { onLink: ['192.0.2.2'] });
+    const h2 = await start('h2', '192.0.2.2', { onLink: ['192.0.2.1'] });
+    const block2 = await claimBlock(h2);
+    await eventually(() => expect(h1.dataplane.routes.get(block2)).toEqual({ kind: 'host-gw', block: block2, via: '192.0.2.2' }));
+    await eventually(() => expect(h2.dataplane.routes.get(block2)).toEqual({ kind: 'blackhole', block: block2 }));
+  });
+
+  it('goes through VXLAN to a peer on another subnet, with the peer\'s VTEP MAC', async () => {
+    const h1 = await start('h1', '192.0.2.1');
+    const h2 = await start('h2', '198.51.100.2');
+    const block2 = await claimBlock(h2);
+    await eventually(() =>
+      expect(h1.dataplane.routes.get(block2)).toEqual({ kind: 'vxlan', block: block2, nodeIp: '198.51.100.2', vtepMac: h2.dataplane.vxlan!.mac }),
+    );
+  });
+
+  it('gives a host that joins later routes to every block already claimed, and everyone a route to it', async () => {
+    const h1 = await start('h1', '192.0.2.1', { onLink: ['192.0.2.3'] });
+    const block1 = await claimBlock(h1);
+    const h3 = await start('h3', '192.0.2.3', { onLink: ['192.0.2.1'] });
+    expect(h3.dataplane.routes.get(block1)).toEqual({ kind: 'host-gw', block: block1, via: '192.0.2.1' });
+    const block3 = await claimBlock(h3);
+    await eventually(() => expect(h1.dataplane.routes.get(block3)?.kind).toBe('host-gw'));
+  });
+
+  it('keeps a peer\'s routes when its liveness lapses, and drops them when the node is removed', async () => {
+    const h1 = await start('h1', '192.0.2.1', { onLink: ['192.0.2.2'] });
+    const h2 = await start('h2', '192.0.2.2', { onLink: ['192.0.2.1'] });
+    const block2 = await claimBlock(h2);
+    await eventually(() => expect(h1.dataplane.routes.has(block2)).toBe(true));
+    await h2.agent.stop();
+    await h2.registry.store.delete('/sluice/v1/alive/h2');
+    await h1.agent.converge();
+    expect(h1.dataplane.routes.has(block2)).toBe(true);
+    for (const block of await h1.registry.listBlocks('10.96.0.0-16')) {
+      if (block.node === 'h2') await h1.registry.releaseBlock(block.network, block.block);
+    }
+    await h1.registry.deleteNode('h2');
+    await eventually(() => expect(h1.dataplane.routes.has(block2)).toBe(false));
+  });
+
+  it('repairs the firewall when someone changed it behind its back', async () => {
+    const h1 = await start('h1', '192.0.2.1');
+    const applies = () => h1.dataplane.callsTo('applyFirewall').length;
+    const before = applies();
+    h1.dataplane.damageFirewall();
+    await (h1.agent as unknown as { resync(): Promise<void> }).resync();
+    expect(applies()).toBeGreaterThan(before);
+    expect(await h1.dataplane.verifyFirewall()).toEqual([]);
+  });
+});
+
+describe('Agent: reconciling with Docker after a restart', () => {
+  it('removes endpoints, veths and addresses of containers Docker no longer has, and keeps the rest', async () => {
+    const store = new MemoryStore();
+    const first = testHost(store, 'h1', '192.0.2.1');
+    await first.agent.start();
+    const { poolId, pool } = await first.ipam.requestPool({ pool: SUBNET, options: {}, v6: false });
+    first.docker.addNetwork('n'.repeat(64), 'appnet', pool);
+    await first.driver.createNetwork({
+      networkId: 'n'.repeat(64),
+      generic: {},
+      internal: false,
+      ipv6: false,
+      ipv4Data: [{ addressSpace: 'sluice-local', pool, auxAddresses: {} }],
+      ipv6Data: [],
+    });
+    const ids = ['a'.repeat(64), 'b'.repeat(64)];
+    const addresses: string[] = [];
+    for (const id of ids) {
+      const { address } = await first.ipam.requestAddress({ poolId });
+      addresses.push(address.split('/')[0]!);
+      first.docker.run('n'.repeat(64), id, { containerId: `c${id}`, containerName: `c${id[0]}`, labels: {} });
+      await first.driver.createEndpoint({ networkId: 'n'.repeat(64), endpointId: id, address, portMappings: [], driverOptions: {} });
+      await first.driver.join({ networkId: 'n'.repeat(64), endpointId: id, sandboxKey: 'x', portMappings: [] });
+    }
+    // An address allocated for a start that failed before CreateEndpoint.
+    const { address: orphan } = await first.ipam.requestAddress({ poolId });
+    await first.agent.stop(); // kill -9: nothing is cleaned up on the way out
+
+    // While the agent is down, container "a" goes away and Docker never says so.
+    first.docker.forget(ids[0]!);
+    const second = testHost(store, 'h1', '192.0.2.1', { dataplane: first.dataplane, docker: first.docker });
+    await second.agent.start();
+
+    expect((await second.registry.listEndpoints('h1')).map((e) => e.id)).toEqual([ids[1]]);
+    expect([...second.dataplane.endpoints.keys()]).toEqual([`slv${ids[1]!.slice(0, 11)}`]);
+    const held = (await second.registry.listAddresses(poolId)).map((a) => a.record.address);
+    expect(held).toContain(addresses[1]);
+    expect(held).not.toContain(addresses[0]);
+    expect(held).not.toContain(orphan.split('/')[0]);
+    await second.agent.stop();
+    await store.close();
+  });
+});

@@ -1,0 +1,137 @@
+import { BadRequestError, NotFoundError, NotSupportedError } from '../../../src/errors';
+import { MemoryStore } from '../../../src/store/memory-store';
+import { testHost, type TestHost } from '../../helpers/host';
+
+const NET = 'a'.repeat(64);
+const EP = 'e1'.repeat(32);
+
+async function createNetwork(host: TestHost, subnet = '10.96.0.0/16'): Promise<string> {
+  const { poolId, pool, data } = await host.ipam.requestPool({ pool: subnet, options: {}, v6: false });
+  host.docker.addNetwork(NET, 'appnet', pool);
+  await host.driver.createNetwork({
+    networkId: NET,
+    generic: {},
+    internal: false,
+    ipv6: false,
+    ipv4Data: [{ addressSpace: 'sluice-local', pool, gateway: data['com.docker.network.gateway'], auxAddresses: {} }],
+    ipv6Data: [],
+  });
+  return poolId;
+}
+
+/** Docker's calls for `docker run --net appnet`: RequestAddress, CreateEndpoint, Join. */
+async function run(host: TestHost, poolId: string, endpointId: string, labels: Record<string, string> | null = { role: 'web' }) {
+  const { address } = await host.ipam.requestAddress({ poolId });
+  if (labels) host.docker.run(NET, endpointId, { containerId: `c-${endpointId}`, containerName: `n-${endpointId.slice(0, 4)}`, labels });
+  await host.driver.createEndpoint({ networkId: NET, endpointId, address, portMappings: [], driverOptions: {} });
+  const join = await host.driver.join({ networkId: NET, endpointId, sandboxKey: '/var/run/docker/netns/x', portMappings: [] });
+  return { address, join };
+}
+
+describe('NetworkDriver', () => {
+  let store: MemoryStore;
+  let host: TestHost;
+
+  beforeEach(async () => {
+    store = new MemoryStore();
+    host = testHost(store, 'h1', '192.0.2.1');
+    await host.agent.start();
+  });
+  afterEach(async () => {
+    await host.agent.stop();
+    await store.close();
+  });
+
+  it('plumbs a container on Join and answers with its veth and the virtual gateway', async () => {
+    const poolId = await createNetwork(host);
+    const { address, join } = await run(host, poolId, EP);
+    expect(join).toEqual({
+      srcName: `sc${EP.slice(0, 11)}`,
+      dstPrefix: 'eth',
+      gateway: '10.96.0.1',
+      staticRoutes: [],
+      disableGatewayService: true,
+    });
+    expect(host.dataplane.endpoints.get(`slv${EP.slice(0, 11)}`)).toMatchObject({ address: address.split('/')[0], mtu: 1450 });
+    expect([...host.dataplane.gateways]).toEqual(['10.96.0.1']);
+    // The container's labels were learned during Join and stored with the endpoint.
+    expect((await host.registry.getEndpoint('h1', EP))?.record).toMatchObject({ labels: { role: 'web' }, containerName: `n-${EP.slice(0, 4)}` });
+  });
+
+  it('has the endpoint\'s policy in force before Join returns, and keeps it fail-closed while its labels are unknown', async () => {
+    const poolId = await createNetwork(host);
+    const localSet = () => host.dataplane.firewall.ipsets.find((s) => s.name === 'sluice-local')?.members ?? [];
+    const known = await run(host, poolId, EP);
+    expect(localSet()).toEqual([`${known.address.split('/')[0]},slv${EP.slice(0, 11)}`]);
+    const other = 'e2'.repeat(32);
+    await run(host, poolId, other, null);
+    expect(localSet()).toHaveLength(1);
+    expect((await host.registry.getEndpoint('h1', other))?.record.labels).toBeNull();
+  });
+
+  it('removes the veth on Leave and the endpoint on DeleteEndpoint, leaving nothing', async () => {
+    const poolId = await createNetwork(host);
+    const { address } = await run(host, poolId, EP);
+    await host.driver.leave(NET, EP);
+    expect(host.dataplane.endpoints.size).toBe(0);
+    await host.driver.deleteEndpoint(NET, EP);
+    await host.ipam.releaseAddress(poolId, address.split('/')[0]!);
+    expect(await host.registry.listEndpoints()).toEqual([]);
+    expect((await host.registry.listAddresses(poolId)).map((a) => a.record.kind)).toEqual(['gateway']);
+    expect(JSON.stringify(host.dataplane.firewall.ipsets)).not.toContain(address.split('/')[0]);
+  });
+
+  it('refuses a -d sluice network that does not use sluice IPAM, telling the right command', async () => {
+    await expect(
+      host.driver.createNetwork({
+        networkId: NET,
+        generic: {},
+        internal: false,
+        ipv6: false,
+        ipv4Data: [{ addressSpace: 'LocalDefault', pool: '172.18.0.0/16', gateway: '172.18.0.1/16', auxAddresses: {} }],
+        ipv6Data: [],
+      }),
+    ).rejects.toThrow(new BadRequestError('sluice networks need sluice IPAM: docker network create -d sluice --ipam-driver sluice --subnet CIDR NAME'));
+  });
+
+  it('refuses IPv6 and names unknown networks and endpoints', async () => {
+    await expect(
+      host.driver.createNetwork({ networkId: NET, generic: {}, internal: false, ipv6: true, ipv4Data: [], ipv6Data: [] }),
+    ).rejects.toBeInstanceOf(NotSupportedError);
+    await expect(host.driver.join({ networkId: 'f'.repeat(64), endpointId: EP, sandboxKey: 'x', portMappings: [] })).rejects.toThrow(
+      /unknown network ffffffffffff/,
+    );
+    await createNetwork(host);
+    await expect(host.driver.join({ networkId: NET, endpointId: EP, sandboxKey: 'x', portMappings: [] })).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('publishes -p mappings on ProgramExternalConnectivity and withdraws them on Revoke', async () => {
+    const poolId = await createNetwork(host);
+    const { address } = await run(host, poolId, EP);
+    await host.driver.programExternalConnectivity(NET, EP, [{ proto: 'tcp', containerPort: 80, hostPort: 8080, hostPortEnd: 8080 }]);
+    const dnat = () => JSON.stringify(host.dataplane.firewall.nat);
+    expect(dnat()).toContain(`${address.split('/')[0]}:80`);
+    expect(await host.driver.endpointOperInfo(NET, EP)).toEqual({
+      'com.docker.network.portmap': [{ Proto: 6, IP: address.split('/')[0], Port: 80, HostIP: '0.0.0.0', HostPort: 8080, HostPortEnd: 8080 }],
+    });
+    await host.driver.revokeExternalConnectivity(NET, EP);
+    expect(dnat()).not.toContain(':80');
+  });
+
+  it('keeps the network\'s blocks while a container holds an address, and gives them up on network rm', async () => {
+    const poolId = await createNetwork(host);
+    await run(host, poolId, EP);
+    expect(await host.registry.listBlocks(poolId)).toHaveLength(1);
+    await host.driver.deleteNetwork(NET);
+    expect(await host.registry.listBlocks(poolId)).toHaveLength(1);
+    expect(await host.registry.getNetwork(poolId)).toBeDefined();
+  });
+
+  it('forgets a network no host uses after docker network rm', async () => {
+    const poolId = await createNetwork(host);
+    await host.ipam.releasePool(poolId);
+    await host.driver.deleteNetwork(NET);
+    expect(await host.registry.getNetwork(poolId)).toBeUndefined();
+    expect(host.dataplane.gateways.size).toBe(0);
+  });
+});
