@@ -5,12 +5,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors';
-import { BLOCK_SIZE_OPTION } from '../ipam/ipam-service';
-import { defaultGateway } from '../ipam/allocator';
-import type { NetworkRecord } from '../model';
-import { formatCidr, formatIp, overlaps, parseCidr } from '../net/ipv4';
+import { BLOCK_SIZE_OPTION, defineNetwork, newNetworkRecord } from '../ipam/ipam-service';
+import { formatCidr, overlaps, parseCidr } from '../net/ipv4';
 import { parsePolicies, policyToYaml } from '../policy/policy';
-import { cidrKey } from '../store/keys';
 import type { Registry } from '../store/registry';
 import { table } from './table';
 
@@ -61,15 +58,8 @@ export async function networkCreate(registry: Registry, name: string, subnetText
   if (networks.some((n) => n.name === name)) throw new ConflictError(`network ${name} already exists`);
   const clash = networks.find((n) => overlaps(parseCidr(n.subnet)!, subnet));
   if (clash) throw new ConflictError(`subnet ${formatCidr(subnet)} overlaps sluice network ${clash.name ?? clash.subnet} (${clash.subnet})`);
-  const network: NetworkRecord = {
-    key: cidrKey(formatCidr(subnet)),
-    subnet: formatCidr(subnet),
-    blockSize,
-    gateway: formatIp(defaultGateway(subnet)),
-    name,
-    managed: true,
-  };
-  if (!(await registry.createNetwork(network))) throw new ConflictError(`a network with subnet ${network.subnet} was created meanwhile`);
+  const network = newNetworkRecord(subnet, blockSize, { name, managed: true });
+  if (!(await defineNetwork(registry, network))) throw new ConflictError(`a network with subnet ${network.subnet} was created meanwhile`);
   return `network ${name} (${network.subnet}) defined: every agent now creates it in Docker`;
 }
 

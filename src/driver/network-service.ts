@@ -19,8 +19,6 @@ import type {
   NetworkService,
 } from './services';
 
-const PROTOCOL_NUMBERS = { tcp: 6, udp: 17, sctp: 132 } as const;
-
 /**
  * Mappings Sluice can publish: tcp and udp with an explicit host port.
  * (`-p 80` without a host port would need a host port allocator; not yet.)
@@ -131,19 +129,9 @@ export class NetworkDriver implements NetworkService {
     await this.local.endpointChanged(endpoint.record, true);
   }
 
-  /** What `docker inspect` and `docker port` show: the published ports, in libnetwork's own shape. */
   async endpointOperInfo(networkId: string, endpointId: string): Promise<Record<string, unknown>> {
     const endpoint = await this.endpointOf(networkId, endpointId);
-    return {
-      'com.docker.network.portmap': endpoint.ports.map((p) => ({
-        Proto: PROTOCOL_NUMBERS[p.proto],
-        IP: endpoint.address,
-        Port: p.containerPort,
-        HostIP: p.hostIp ?? '0.0.0.0',
-        HostPort: p.hostPort,
-        HostPortEnd: p.hostPortEnd,
-      })),
-    };
+    return { 'sluice.node': endpoint.node, 'sluice.host_ifname': endpoint.hostIfname };
   }
 
   async join(req: JoinRequest): Promise<JoinResult> {

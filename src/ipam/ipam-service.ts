@@ -47,6 +47,28 @@ export interface IpamOptions {
   defaultBlockSize: number;
 }
 
+/** A network record for `subnet`, its gateway the first host address. */
+export function newNetworkRecord(subnet: Cidr, blockSize: number, extra: Partial<NetworkRecord> = {}): NetworkRecord {
+  return {
+    key: cidrKey(formatCidr(subnet)),
+    subnet: formatCidr(subnet),
+    blockSize: Math.max(blockSize, subnet.prefix),
+    gateway: formatIp(defaultGateway(subnet)),
+    ...extra,
+  };
+}
+
+/**
+ * Creates the network if its subnet is free and reserves its gateway, so no
+ * block hands the gateway to a container. False if the record exists.
+ */
+export async function defineNetwork(registry: Registry, network: NetworkRecord): Promise<boolean> {
+  if (!(await registry.createNetwork(network))) return false;
+  const block = formatCidr(blockOf(parseIp(network.gateway)!, network.blockSize));
+  await registry.claimAddress(block, { network: network.key, address: network.gateway, node: '*', kind: 'gateway' });
+  return true;
+}
+
 /** How many times a lost create race is retried with a fresh list before giving up. */
 const RACE_RETRIES = 20;
 
@@ -194,27 +216,8 @@ export class Ipam implements IpamService {
   }
 
   private async tryCreateNetworkRecord(subnet: Cidr, blockSize: number | undefined): Promise<NetworkRecord | undefined> {
-    const size = Math.max(blockSize ?? this.options.defaultBlockSize, subnet.prefix);
-    const network: NetworkRecord = {
-      key: cidrKey(formatCidr(subnet)),
-      subnet: formatCidr(subnet),
-      blockSize: size,
-      gateway: formatIp(defaultGateway(subnet)),
-    };
-    if (!(await this.registry.createNetwork(network))) return undefined;
-    await this.claimGateway(network);
-    return network;
-  }
-
-  /** Marks the gateway as taken so no block hands it to a container. */
-  private async claimGateway(network: NetworkRecord): Promise<void> {
-    const ip = parseIp(network.gateway)!;
-    await this.registry.claimAddress(formatCidr(blockOf(ip, network.blockSize)), {
-      network: network.key,
-      address: network.gateway,
-      node: '*',
-      kind: 'gateway',
-    });
+    const network = newNetworkRecord(subnet, blockSize ?? this.options.defaultBlockSize);
+    return (await defineNetwork(this.registry, network)) ? network : undefined;
   }
 
   private async releaseGatewayClaim(network: NetworkRecord): Promise<void> {

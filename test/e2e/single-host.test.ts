@@ -61,7 +61,6 @@ describe('sluice on one Docker host', () => {
     const hostIp = await lab.hostIp('h1');
     const page = await lab.execOk('underlay', ['timeout', '5', 'busybox', 'wget', '-q', '-O-', `http://${hostIp}:8080/`]);
     expect(page).toContain('h1');
-    expect(await docker('port', 'web')).toContain('80/tcp -> 0.0.0.0:8080');
     await docker('rm', '-f', 'web');
     const after = await lab.exec('underlay', ['timeout', '3', 'busybox', 'wget', '-q', '-O-', `http://${hostIp}:8080/`]);
     expect(after.code).not.toBe(0);
@@ -151,16 +150,18 @@ describe('sluice on one Docker host', () => {
   });
 
   describe('restarts', () => {
-    it('keeps running containers connected while the agent is killed and restarted, and cleans up what died meanwhile', async () => {
+    it('keeps running containers connected while the agent is killed and restarted, and finishes a docker rm issued meanwhile', async () => {
       await runDetached('survivor', '--net', NET);
       await runDetached('victim', '--net', NET);
       const survivorIp = await lab.containerIp('h1', 'survivor');
       const victimEndpoint = await docker('inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").EndpointID}}`, 'victim');
       await lab.agentStop('h1', 'KILL');
       expect((await ping('c1', survivorIp)).code).toBe(0);
-      // Docker cannot reach the plugin: it drops the container without Leave/DeleteEndpoint.
-      await lab.docker('h1', 'rm', '-f', 'victim');
+      // Docker retries the plugin until it is back (about 15 s per call before giving up).
+      const removing = lab.docker('h1', 'rm', '-f', 'victim');
+      await new Promise((resolve) => setTimeout(resolve, 1000));
       await lab.agentStart('h1');
+      expect((await removing).code).toBe(0);
       expect((await ping('c1', survivorIp)).code).toBe(0);
       const status = async () => (await lab.sluice('h1', 'status')).stdout;
       await eventually(async () => expect(await status()).not.toContain(victimEndpoint.slice(0, 12)));

@@ -111,9 +111,6 @@ describe('NetworkDriver', () => {
     await host.driver.programExternalConnectivity(NET, EP, [{ proto: 'tcp', containerPort: 80, hostPort: 8080, hostPortEnd: 8080 }]);
     const dnat = () => JSON.stringify(host.dataplane.firewall.nat);
     expect(dnat()).toContain(`${address.split('/')[0]}:80`);
-    expect(await host.driver.endpointOperInfo(NET, EP)).toEqual({
-      'com.docker.network.portmap': [{ Proto: 6, IP: address.split('/')[0], Port: 80, HostIP: '0.0.0.0', HostPort: 8080, HostPortEnd: 8080 }],
-    });
     await host.driver.revokeExternalConnectivity(NET, EP);
     expect(dnat()).not.toContain(':80');
   });

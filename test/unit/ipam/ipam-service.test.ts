@@ -1,5 +1,5 @@
 import { BadRequestError, ConflictError, ExhaustedError, NotSupportedError } from '../../../src/errors';
-import { GATEWAY_REQUEST, Ipam, type IpamOptions } from '../../../src/ipam/ipam-service';
+import { GATEWAY_REQUEST, Ipam, type IpamOptions, defineNetwork, newNetworkRecord } from '../../../src/ipam/ipam-service';
 import { parseCidr } from '../../../src/net/ipv4';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { Registry } from '../../../src/store/registry';
@@ -141,5 +141,12 @@ describe('Ipam', () => {
     await ipam.releaseAddress(poolId, ip(address));
     await ipam.releaseBlocks(poolId);
     expect((await registry.listBlocks(poolId)).map((b) => b.block)).toEqual(['10.96.1.0/26']);
+  });
+
+  it('never hands out the gateway of a network defined ahead (sluice network create)', async () => {
+    await defineNetwork(registry, newNetworkRecord(parseCidr('10.120.0.0/16')!, 26, { name: 'shared', managed: true }));
+    const { poolId, data } = await ipam.requestPool({ pool: '10.120.0.0/16', options: {}, v6: false });
+    expect(data['com.docker.network.gateway']).toBe('10.120.0.1/16');
+    expect((await ipam.requestAddress({ poolId })).address).toBe('10.120.0.2/16');
   });
 });
