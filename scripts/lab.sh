@@ -44,7 +44,7 @@ usage: lab.sh [--lab NAME] COMMAND [ARGS…]        (NAME defaults to $SLUICE_LA
   netns HOST                  HOST's network namespace name (for ip -n / ip netns)
   hosts                       the host names, one a line
   agent-stop HOST [TERM|KILL] stop HOST's agent (TERM waits for it to exit)
-  agent-start HOST            start HOST's agent and wait for its plugin socket
+  agent-start HOST [FLAGS…]   start HOST's agent (FLAGS override the lab's) and wait for its socket
   dockerd-restart HOST        stop HOST's dockerd (containers stop with it) and start it again
   etcd-stop [TERM|KILL]       stop etcd
   etcd-start                  start etcd and wait until healthy
@@ -304,8 +304,9 @@ import_image() {
 
 # -------------------------------------------------------------------------------- agent
 
+# Extra arguments go after the lab's own flags, so they override them (e.g. --docker-host).
 start_agent() {
-  local h=$1 d ip; d=$(host_dir "$h"); ip=$(host_ip "$h")
+  local h=$1 d ip; d=$(host_dir "$h"); ip=$(host_ip "$h"); shift
   need_build
   if lab_pid "$d/agent.pid" >/dev/null; then die "agent on $h already running"; fi
   touch "$d/agent.start"
@@ -313,7 +314,7 @@ start_agent() {
   setsid nsenter --mount="$d/mntns" --net="/run/netns/$(host_ns "$h")" -- sh -c 'echo $$ > "$1"; shift; exec "$@"' sh \
     "$d/agent.pid" node "$SLUICE_BIN" agent \
     --store "$(agent_store)" --socket /run/docker/plugins/sluice.sock \
-    --node "$h" --node-ip "$ip" --docker-host "unix://$d/docker.sock" --backend "$LAB_BACKEND" \
+    --node "$h" --node-ip "$ip" --docker-host "unix://$d/docker.sock" --backend "$LAB_BACKEND" "$@" \
     </dev/null >>"$d/agent.log" 2>&1 9>&- &
 }
 
@@ -633,7 +634,7 @@ main() {
       stop_agent "$1" "$sig" ;;
     agent-start)
       load_env; check_host "${1:?agent-start needs HOST}"
-      start_agent "$1"; wait_agent "$1" ;;
+      start_agent "$@"; wait_agent "$1" ;;
     dockerd-restart)
       load_env; check_host "${1:?dockerd-restart needs HOST}"
       stop_dockerd "$1"; start_dockerd "$1"; wait_dockerd "$1" ;;

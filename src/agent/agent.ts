@@ -310,8 +310,10 @@ export class Agent implements LocalConvergence {
         debug('creating docker network %s (%s)', network.name, network.subnet);
         await this.docker.createNetwork(network.name, network.subnet);
       }
-      for (const [key, net] of this.view.dockerNets) {
+      for (const [key, net] of [...this.view.dockerNets]) {
         if (!key.startsWith(`${this.node}/`) || this.view.networks.has(net)) continue;
+        // The view may simply not have seen a brand-new network yet: ask the store itself.
+        if (await this.registry.getNetwork(net)) continue;
         await this.docker.removeNetwork(key.slice(this.node.length + 1));
       }
     } catch (err) {

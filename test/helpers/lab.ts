@@ -194,8 +194,9 @@ export class Lab {
     must(`agent-stop ${host}`, await this.run(['agent-stop', host, signal]));
   }
 
-  async agentStart(host: string): Promise<void> {
-    must(`agent-start ${host}`, await this.run(['agent-start', host]));
+  /** Starts the host's agent; `extraArgs` override the lab's flags (e.g. ['--docker-host', …]). */
+  async agentStart(host: string, ...extraArgs: string[]): Promise<void> {
+    must(`agent-start ${host}`, await this.run(['agent-start', host, ...extraArgs]));
   }
 
   async etcdStop(signal: 'TERM' | 'KILL' = 'TERM'): Promise<void> {
