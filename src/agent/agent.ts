@@ -185,11 +185,24 @@ export class Agent implements LocalConvergence {
       const lease = await this.registry.store.grantLease(LIVENESS_TTL_SECONDS);
       lease.onLost(() => {
         if (this.lease === lease) this.lease = undefined;
-        if (!this.stopped) setTimeout(() => void this.register().catch(() => undefined), RETRY_MS);
+        void this.reregister();
       });
       this.lease = lease;
     }
     await this.registry.markAlive(this.node, this.lease);
+  }
+
+  /** Liveness lapsed (etcd was away longer than the TTL): say so again as soon as the store answers. */
+  private async reregister(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        await this.register();
+        return;
+      } catch (err) {
+        debug('re-registering: %s', errorMessage(err));
+        await sleep(RETRY_MS);
+      }
+    }
   }
 
   /** Lists the whole cluster and watches from there; a broken watch comes back here. */

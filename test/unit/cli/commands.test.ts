@@ -1,0 +1,80 @@
+import { ConflictError, NotFoundError } from '../../../src/errors';
+import { networkCreate, networkList, networkRemove, nodeRemove, policyApply, policyGet, policyList, policyRemove, status } from '../../../src/cli/commands';
+import { MemoryStore } from '../../../src/store/memory-store';
+import { Registry } from '../../../src/store/registry';
+import { Ipam } from '../../../src/ipam/ipam-service';
+import { parseCidr } from '../../../src/net/ipv4';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+describe('sluice CLI commands', () => {
+  let store: MemoryStore;
+  let registry: Registry;
+  beforeEach(() => {
+    store = new MemoryStore();
+    registry = new Registry(store);
+  });
+  afterEach(() => store.close());
+
+  async function deadNode(name: string, lastSeen: Date): Promise<void> {
+    await registry.putNode({ name, ip: '192.0.2.9', backend: 'auto', version: 'test', lastSeen: lastSeen.toISOString() });
+    const ipam = new Ipam(registry, { node: name, defaultSupernet: parseCidr('10.96.0.0/12')!, defaultSubnetPrefix: 16, defaultBlockSize: 26 });
+    const { poolId } = await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    await ipam.requestAddress({ poolId });
+  }
+
+  it('releases a dead node\'s blocks and addresses only after the grace period, or with --force', async () => {
+    await deadNode('gone', new Date(Date.now() - 3600_000));
+    await expect(nodeRemove(registry, 'gone', 86400, false)).rejects.toThrow(/within the grace period of 86400 s/);
+    expect(await registry.listBlocks('10.96.0.0-16')).toHaveLength(1);
+    expect(await nodeRemove(registry, 'gone', 600, false)).toBe('node gone removed; 1 block(s) released');
+    expect(await registry.listBlocks('10.96.0.0-16')).toEqual([]);
+    expect((await registry.listAddresses('10.96.0.0-16')).map((a) => a.record.kind)).toEqual(['gateway']);
+    expect(await registry.listNodes()).toEqual([]);
+  });
+
+  it('refuses to remove a live node or an unknown one', async () => {
+    await deadNode('busy', new Date());
+    await registry.markAlive('busy', await store.grantLease(30));
+    await expect(nodeRemove(registry, 'busy', 0, true)).rejects.toBeInstanceOf(ConflictError);
+    await expect(nodeRemove(registry, 'nobody', 0, true)).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('defines, lists and removes networks, refusing duplicates and overlaps', async () => {
+    expect(await networkCreate(registry, 'shared', '10.120.0.0/16', 26)).toContain('every agent now creates it');
+    await expect(networkCreate(registry, 'shared', '10.121.0.0/16', 26)).rejects.toThrow('network shared already exists');
+    await expect(networkCreate(registry, 'other', '10.120.5.0/24', 26)).rejects.toThrow(/overlaps sluice network shared/);
+    expect(await networkList(registry)).toMatch(/shared\s+10\.120\.0\.0\/16\s+10\.120\.0\.1\s+\/26/);
+    expect(await networkRemove(registry, 'shared')).toContain('removed');
+    expect(await registry.listNetworks()).toEqual([]);
+  });
+
+  it('applies policies from a file, shows and removes them, and applies nothing of an invalid file', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sluice-cli-'));
+    try {
+      const good = path.join(dir, 'good.yaml');
+      writeFileSync(good, "kind: NetworkPolicy\nname: web\nselector: role == 'web'\ningress:\n  - action: allow\n    from: role == 'client'\n");
+      expect(await policyApply(registry, good)).toBe('policy web applied');
+      expect(await policyList(registry)).toMatch(/web\s+1000\s+\*\s+role == 'web'\s+1\s+0/);
+      expect(await policyGet(registry, 'web')).toContain("from: role == 'client'");
+      const bad = path.join(dir, 'bad.yaml');
+      writeFileSync(bad, "kind: NetworkPolicy\nname: second\nselector: all()\negress: []\n---\nkind: NetworkPolicy\nname: third\nselector: role in {'a'\negress: []\n");
+      await expect(policyApply(registry, bad)).rejects.toThrow(/document 2 \(name: third\)/);
+      expect((await registry.listPolicies()).map((p) => p.name)).toEqual(['web']);
+      await expect(policyApply(registry, path.join(dir, 'missing.yaml'))).rejects.toThrow(/cannot read .*missing\.yaml: ENOENT/);
+      expect(await policyRemove(registry, 'web')).toBe('policy web removed');
+      await expect(policyRemove(registry, 'web')).rejects.toBeInstanceOf(NotFoundError);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('shows nodes with liveness, networks and endpoints with labels in status', async () => {
+    await deadNode('h9', new Date('2026-01-01T00:00:00Z'));
+    await registry.putEndpoint({ id: 'e'.repeat(64), network: '10.96.0.0-16', node: 'h9', address: '10.96.0.2', hostIfname: 'slveeeeeeeeeee', labels: null, ports: [] });
+    const text = await status(registry);
+    expect(text).toMatch(/h9\s+dead \(last seen 2026-01-01T00:00:00.000Z\)\s+192\.0\.2\.9\s+auto\s+10\.96\.0\.0\/26\s+1/);
+    expect(text).toMatch(/eeeeeeeeeeee\s+10\.96\.0\.0\/16\s+h9\s+10\.96\.0\.2\s+\(unknown: fail-closed\)/);
+  });
+});

@@ -1,0 +1,26 @@
+import { agentHelp, loadAgentConfig } from '../../src/config';
+
+describe('agent configuration', () => {
+  it('takes every flag also from SLUICE_<FLAG>, the flag winning', () => {
+    const config = loadAgentConfig(
+      { 'node-ip': '192.0.2.1', backend: 'vxlan' },
+      { SLUICE_NODE_IP: '192.0.2.99', SLUICE_NODE: 'h7', SLUICE_STORE: 'etcd://127.0.0.1:2379', SLUICE_BLOCK_SIZE: '24' },
+    );
+    expect(config).toMatchObject({ nodeIp: '192.0.2.1', node: 'h7', store: 'etcd://127.0.0.1:2379', backend: 'vxlan', blockSize: 24 });
+    expect(config.socket).toBe('/run/docker/plugins/sluice.sock');
+  });
+
+  it('refuses bad values with a message naming the flag', () => {
+    expect(() => loadAgentConfig({ backend: 'gre', 'node-ip': '192.0.2.1' }, {})).toThrow('--backend gre: expected host-gw, vxlan or auto');
+    expect(() => loadAgentConfig({ 'node-ip': '300.1.1.1' }, {})).toThrow('--node-ip 300.1.1.1 is not an IPv4 address');
+    expect(() => loadAgentConfig({ 'node-ip': '192.0.2.1', mtu: '9' }, {})).toThrow('--mtu 9: expected a whole number from 576 to 65000');
+    expect(() => loadAgentConfig({ 'node-ip': '192.0.2.1', node: 'a b' }, {})).toThrow(/--node a b/);
+  });
+
+  it('documents every flag with its env var in --help', () => {
+    for (const flag of ['store', 'socket', 'node', 'node-ip', 'docker-host', 'backend']) {
+      expect(agentHelp()).toContain(`--${flag}`);
+      expect(agentHelp()).toContain(`SLUICE_${flag.toUpperCase().replace('-', '_')}`);
+    }
+  });
+});
