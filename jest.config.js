@@ -6,6 +6,8 @@ const tier = (name, extra = {}) => ({
   testEnvironment: 'node',
   testMatch: [`<rootDir>/test/${name}/**/*.test.ts`],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
+  // plugin/build.sh puts a copy of the package (package.json, node_modules) in plugin/build.
+  modulePathIgnorePatterns: ['<rootDir>/plugin/build/'],
   ...extra,
 });
 

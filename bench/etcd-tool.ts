@@ -1,15 +1,15 @@
 // Writes the records of fake nodes straight to the store, through the Registry the agents read
 // with, so they see exactly what a real node would write. Run in the lab's underlay namespace:
 //
-//   node etcd-tool.js STORE_URL claim-blocks NODE NODE_IP NET FIRST_BLOCK COUNT GAP_MS
-//       registers NODE, then claims COUNT consecutive blocks from FIRST_BLOCK's base, one every
+//   node etcd-tool.js STORE_URL claim-blocks NODE NODE_IP NET FIRST_IP COUNT GAP_MS
+//       registers NODE, then claims COUNT consecutive blocks from the one holding FIRST_IP, one every
 //       GAP_MS (jittered); prints {"block","at"} per claim, at = when the create returned
 //   node etcd-tool.js STORE_URL fake-endpoints NODE NODE_IP NET FIRST_IP COUNT APPS
 //       registers NODE with COUNT endpoints from FIRST_IP on, labelled app=app<i mod APPS>
 //   node etcd-tool.js STORE_URL remove-node NODE        its endpoints, blocks and node record
 //   node etcd-tool.js STORE_URL remove-policies PREFIX  every policy whose name starts with PREFIX
 import { createHash } from 'node:crypto';
-import { formatCidr, formatIp, parseCidr, parseIp } from '../src/net/ipv4';
+import { blockOf, formatCidr, formatIp, parseIp } from '../src/net/ipv4';
 import type { EndpointRecord, NodeRecord } from '../src/model';
 import { openStore } from '../src/store/open-store';
 import { Registry } from '../src/store/registry';
@@ -40,8 +40,9 @@ async function each<T>(items: readonly T[], fn: (item: T) => Promise<unknown>): 
 
 async function claimBlocks(registry: Registry, [node, ip, net, first, count, gap]: string[]): Promise<void> {
   const network = (await registry.getNetwork(net!))?.record;
-  const start = parseCidr(first!);
-  if (!network || !start) throw new Error(`no network ${net} or bad block ${first}`);
+  const firstIp = parseIp(first!);
+  if (!network || firstIp === undefined) throw new Error(`no network ${net} or bad address ${first}`);
+  const start = blockOf(firstIp, network.blockSize);
   await registry.putNode(nodeRecord(node!, ip!));
   // Let the agents take the new node in (one route lookup each) before the first claim.
   await new Promise((resolve) => setTimeout(resolve, 1000));

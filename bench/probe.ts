@@ -1,6 +1,7 @@
 // Drives bench/prober.ts in a container's network namespace and reads its probes.
 import * as path from 'node:path';
 import { containerCommand } from './labs';
+import { matches, type Want } from './outcome';
 import { Background } from './proc';
 
 export interface Probe {
@@ -26,9 +27,17 @@ export class Prober {
     if (reply.ok !== true) throw new Error(`prober: ${reply.error ?? 'did not start'}`);
   }
 
-  /** Stops probing; resolves with every attempt once all have ended, in start order. */
-  async stop(): Promise<Probe[]> {
-    const reply = JSON.parse(await this.proc.request(JSON.stringify({ cmd: 'stop' }), 10_000)) as { probes?: [number, number, string][]; error?: string };
+  /**
+   * Stops probing; resolves with every attempt once all have ended, in start order. With
+   * `until`, first waits (at most maxMs) for an attempt that ended as `until.want` says,
+   * then probes settleMs longer.
+   */
+  async stop(until?: { want: Want; settleMs: number; maxMs: number }): Promise<Probe[]> {
+    const timeoutMs = 10_000 + (until?.maxMs ?? 0) + (until?.settleMs ?? 0);
+    const reply = JSON.parse(await this.proc.request(JSON.stringify({ cmd: 'stop', until: until?.want, settleMs: until?.settleMs, maxMs: until?.maxMs }), timeoutMs)) as {
+      probes?: [number, number, string][];
+      error?: string;
+    };
     if (reply.probes === undefined) throw new Error(`prober: ${reply.error ?? 'no probes'}`);
     return reply.probes.map(([start, ms, outcome]) => ({ start, ms, outcome }));
   }
@@ -39,26 +48,12 @@ export class Prober {
 }
 
 /**
- * The first attempt (by start time) whose outcome is `open === wantOpen`, and how many
- * attempts started after it still saw the old outcome (flaps: the change was not clean).
+ * The first attempt (by start time) whose outcome is what `want` says, and how many attempts
+ * started after it did not see that (flaps: the change did not take at once).
  */
-export function firstFlip(probes: readonly Probe[], wantOpen: boolean): { first?: Probe; flaps: number } {
-  const index = probes.findIndex((p) => (p.outcome === 'open') === wantOpen);
+export function firstMatch(probes: readonly Probe[], want: Want): { first?: Probe; flaps: number } {
+  const index = probes.findIndex((p) => matches(p.outcome, want));
   if (index < 0) return { flaps: 0 };
-  const flaps = probes.slice(index + 1).filter((p) => (p.outcome === 'open') !== wantOpen).length;
+  const flaps = probes.slice(index + 1).filter((p) => !matches(p.outcome, want)).length;
   return { first: probes[index], flaps };
-}
-
-/** Polls `start … stop` windows until one of `timeoutMs` sees the wanted outcome. */
-export async function probeUntil(prober: Prober, host: string, port: number, wantOpen: boolean, timeoutMs: number): Promise<Probe[]> {
-  const all: Probe[] = [];
-  await prober.start(host, port);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const done = Date.now() > deadline;
-    if (done) all.push(...(await prober.stop()));
-    else continue;
-    return all;
-  }
 }

@@ -21,9 +21,10 @@ export interface Finished {
 }
 
 /** Runs a command to completion; rejects only on timeout or if it cannot start. */
-export function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<Finished> {
+export function run(cmd: string, args: string[], timeoutMs = 60_000, env: NodeJS.ProcessEnv = process.env): Promise<Finished> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
+    const options = { timeout: timeoutMs, killSignal: 'SIGKILL' as const, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' as const, env };
+    execFile(cmd, args, options, (err, stdout, stderr) => {
       const endedAt = nowMs();
       if (err == null) return resolve({ stdout, stderr, code: 0, endedAt });
       const code = (err as { code?: unknown }).code;
@@ -34,8 +35,8 @@ export function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<Fi
 }
 
 /** Like run(), but throws with stderr on a non-zero exit. */
-export async function runOk(cmd: string, args: string[], timeoutMs?: number): Promise<Finished> {
-  const r = await run(cmd, args, timeoutMs);
+export async function runOk(cmd: string, args: string[], timeoutMs?: number, env?: NodeJS.ProcessEnv): Promise<Finished> {
+  const r = await run(cmd, args, timeoutMs, env);
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 500)}`);
   return r;
 }

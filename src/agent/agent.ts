@@ -18,7 +18,7 @@ import type { ContainerEvent, DockerHost } from '../labels/docker';
 import { blockRoutes, type PeerMode } from '../lease/routes';
 import type { EndpointRecord, NodeRecord } from '../model';
 import { compileFirewall } from '../policy/compile';
-import { ROOT } from '../store/keys';
+import { ROOT, keys, leaf } from '../store/keys';
 import type { Registry } from '../store/registry';
 import type { Lease, Watch } from '../store/store';
 import { Coalescer } from '../util/coalescer';
@@ -29,6 +29,11 @@ const debug = createDebug('sluice:agent');
 export const VERSION = '0.1.0';
 const LIVENESS_TTL_SECONDS = 30;
 const RETRY_MS = 1000;
+
+export interface AgentOptions {
+  /** How long a leftover must stay one before reconciliation removes it. */
+  reconcileConfirmMs: number;
+}
 
 export class Agent implements LocalConvergence {
   readonly view = new ClusterView();
@@ -51,6 +56,7 @@ export class Agent implements LocalConvergence {
     private readonly dataplane: Dataplane,
     private readonly docker: DockerHost,
     private readonly ipam: Ipam,
+    private readonly options: AgentOptions = { reconcileConfirmMs: 3000 },
   ) {}
 
   get node(): string {
@@ -270,45 +276,75 @@ export class Agent implements LocalConvergence {
    * Docker is the truth about which containers run here. Endpoints, veths and
    * addresses with no container behind them are leftovers of a crash or of a
    * dockerd restart that never sent Leave/DeleteEndpoint: remove them.
-   * Nothing that Docker still lists is touched.
+   * Nothing that Docker still lists is touched, and since a container that is
+   * starting right now is not listed yet either, only what is left over on two
+   * looks `reconcileConfirmMs` apart, unchanged in between, is removed.
    */
   async reconcileWithDocker(): Promise<void> {
-    const dockerNetworks = await this.docker.sluiceNetworks();
-    const liveEndpoints = new Set(dockerNetworks.flatMap((n) => n.endpoints.map((e) => e.endpointId)));
-    const liveNetworks = new Set(dockerNetworks.map((n) => n.id));
-
-    for (const mapping of await this.registry.listDockerNets(this.node)) {
-      if (liveNetworks.has(mapping.dockerNetworkId)) continue;
-      debug('docker network %s is gone: forgetting it', mapping.dockerNetworkId);
-      await this.registry.deleteDockerNet(this.node, mapping.dockerNetworkId);
-      await this.ipam.releaseBlocks(mapping.network);
+    const first = await this.findLeftovers();
+    if (first.size > 0) {
+      await sleep(this.options.reconcileConfirmMs);
+      const second = await this.findLeftovers();
+      for (const [key, leftover] of second) {
+        if (first.get(key)?.version !== leftover.version) continue;
+        debug('removing %s: Docker has no container for it', key);
+        await leftover.remove();
+      }
     }
-    for (const endpoint of await this.registry.listEndpoints(this.node)) {
-      if (liveEndpoints.has(endpoint.id)) continue;
-      debug('endpoint %s has no container: removing it', endpoint.id);
-      await this.dataplane.removeEndpoint(endpoint.hostIfname);
-      await this.registry.deleteEndpoint(this.node, endpoint.id);
-      await this.ipam.releaseAddress(endpoint.network, endpoint.address).catch(() => undefined);
-      this.view.endpoints.delete(`${this.node}/${endpoint.id}`);
-    }
-    const known = new Set((await this.registry.listEndpoints(this.node)).map((e) => e.hostIfname));
-    for (const ifname of await this.dataplane.listEndpoints()) {
-      if (isSluiceHostIfname(ifname) && !known.has(ifname)) await this.dataplane.removeEndpoint(ifname);
-    }
-    await this.releaseOrphanAddresses(liveEndpoints);
     await this.networksChanged();
   }
 
-  /** Addresses this node holds for endpoints that no longer exist (e.g. a start that failed mid-way). */
-  private async releaseOrphanAddresses(liveEndpoints: Set<string>): Promise<void> {
+  /** What this node holds that Docker does not know, keyed by what it is, with a version to compare. */
+  private async findLeftovers(): Promise<Map<string, { version: string; remove(): Promise<void> }>> {
+    const dockerNetworks = await this.docker.sluiceNetworks();
+    const liveEndpoints = new Set(dockerNetworks.flatMap((n) => n.endpoints.map((e) => e.endpointId)));
+    const liveNetworks = new Set(dockerNetworks.map((n) => n.id));
+    const found = new Map<string, { version: string; remove(): Promise<void> }>();
+    const store = this.registry.store;
+
+    for (const kv of (await store.list(keys.dockerNets(this.node))).kvs) {
+      const dockerNetworkId = leaf(kv.key);
+      if (liveNetworks.has(dockerNetworkId)) continue;
+      found.set(`docker network ${dockerNetworkId}`, {
+        version: String(kv.modRevision),
+        remove: async () => {
+          await this.registry.deleteDockerNet(this.node, dockerNetworkId);
+          await this.ipam.releaseBlocks(kv.value);
+        },
+      });
+    }
+    const endpoints = (await store.list(keys.endpoints(this.node))).kvs.map((kv) => ({
+      record: JSON.parse(kv.value) as EndpointRecord,
+      version: String(kv.modRevision),
+    }));
+    for (const { record, version } of endpoints) {
+      if (liveEndpoints.has(record.id)) continue;
+      found.set(`endpoint ${record.id}`, {
+        version,
+        remove: async () => {
+          await this.dataplane.removeEndpoint(record.hostIfname);
+          await this.registry.deleteEndpoint(this.node, record.id);
+          await this.ipam.releaseAddress(record.network, record.address).catch(() => undefined);
+          this.view.endpoints.delete(`${this.node}/${record.id}`);
+        },
+      });
+    }
+    const veths = new Set(endpoints.map((e) => e.record.hostIfname));
+    for (const ifname of await this.dataplane.listEndpoints()) {
+      if (!isSluiceHostIfname(ifname) || veths.has(ifname)) continue;
+      found.set(`veth ${ifname}`, { version: '', remove: () => this.dataplane.removeEndpoint(ifname) });
+    }
     for (const network of await this.registry.listNetworks()) {
-      for (const { record } of await this.registry.listAddresses(network.key)) {
+      for (const { record, modRevision } of await this.registry.listAddresses(network.key)) {
         if (record.node !== this.node || record.kind !== 'endpoint') continue;
         if (record.endpointId !== undefined && liveEndpoints.has(record.endpointId)) continue;
-        debug('address %s held by no endpoint: releasing it', record.address);
-        await this.ipam.releaseAddress(network.key, record.address);
+        found.set(`address ${record.address} of ${network.subnet}`, {
+          version: String(modRevision),
+          remove: () => this.ipam.releaseAddress(network.key, record.address),
+        });
       }
     }
+    return found;
   }
 
   /** Creates Docker networks defined with `sluice network create`, removes those whose definition is gone. */

@@ -37,7 +37,7 @@ export function testHost(
     defaultSubnetPrefix: config.defaultSubnetPrefix,
     defaultBlockSize: config.blockSize,
   });
-  const agent = new Agent(config, registry, dataplane, docker, ipam);
+  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0 });
   const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: name, mtu: agent.mtu });
   return { name, ip, registry, dataplane, docker, ipam, agent, driver };
 }

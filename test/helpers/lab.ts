@@ -2,10 +2,19 @@
 // machine, each a network namespace with its own dockerd (and sluice agent), etcd on the underlay.
 // Every call runs the script with a timeout; nothing here talks to the kernel itself.
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 
-export const LAB_SCRIPT = path.resolve(__dirname, '../../scripts/lab.sh');
+/** The checkout's scripts/lab.sh, from test/helpers (jest) or from a build of it (dist-bench/test/helpers). */
+export const LAB_SCRIPT = findUp(__dirname, path.join('scripts', 'lab.sh'));
 export const TEST_IMAGE = 'sluice-test/busybox:local';
+
+function findUp(from: string, file: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, file))) return path.join(dir, file);
+    if (path.dirname(dir) === dir) throw new Error(`no ${file} in ${from} or above`);
+  }
+}
 
 export type Topology = 'flat' | 'routed';
 export type Backend = 'auto' | 'host-gw' | 'vxlan';

@@ -1,3 +1,5 @@
+import { Agent } from '../../../src/agent/agent';
+import { loadAgentConfig } from '../../../src/config';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { eventually, testHost, type TestHost } from '../../helpers/host';
 
@@ -126,3 +128,36 @@ describe('Agent: reconciling with Docker after a restart', () => {
     await store.close();
   });
 });
+
+describe('Agent: reconciling while containers start', () => {
+  it('keeps an endpoint that Docker lists by the second look: a container that was just starting', async () => {
+    const store = new MemoryStore();
+    const host = testHost(store, 'h1', '192.0.2.1');
+    await host.agent.start();
+    const { poolId, pool } = await host.ipam.requestPool({ pool: SUBNET, options: {}, v6: false });
+    const net = 'n'.repeat(64);
+    host.docker.addNetwork(net, 'appnet', pool);
+    await host.driver.createNetwork({ networkId: net, generic: {}, internal: false, ipv6: false, ipv4Data: [{ addressSpace: 'sluice-local', pool, auxAddresses: {} }], ipv6Data: [] });
+    const id = 'c'.repeat(64);
+    const { address } = await host.ipam.requestAddress({ poolId });
+    await host.driver.createEndpoint({ networkId: net, endpointId: id, address, portMappings: [], driverOptions: {} });
+    const slow = testHost(store, 'h1', '192.0.2.1', { dataplane: host.dataplane, docker: host.docker });
+    const patient = new Agent(
+      loadAgentConfig({ node: 'h1', 'node-ip': '192.0.2.1' }, {}),
+      slow.registry,
+      host.dataplane,
+      host.docker,
+      slow.ipam,
+      { reconcileConfirmMs: 100 },
+    );
+    const reconciling = patient.reconcileWithDocker();
+    // Docker commits the endpoint while the agent waits for its second look.
+    setTimeout(() => host.docker.run(net, id, { containerId: 'c1', containerName: 'starting', labels: {} }), 20);
+    await reconciling;
+    expect((await host.registry.listEndpoints('h1')).map((e) => e.id)).toEqual([id]);
+    expect(host.dataplane.endpoints.size).toBe(1);
+    await host.agent.stop();
+    await store.close();
+  });
+});
+
