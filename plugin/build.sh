@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Builds the Sluice managed (v2) Docker plugin from this machine's own files: no registry, no
 # base image. Assembles plugin/build/{config.json,rootfs} with
-#   - node and the shared libraries it needs (ldd), debug symbols stripped when `strip` exists;
-#   - the agent at /opt/sluice: bin/sluice, dist/ (run `npm run build` first), plugin/shim.js
+#   - node and the shared libraries it needs (ldd), its symbol table stripped when `strip` exists;
+#   - the agent at /opt/sluice: bin/sluice, dist/ (run `npm run build` first)
 #     (preloaded: why, see there) and the production node_modules, installed from
 #     package-lock.json into a staging dir (`npm ci --omit=dev`; the checkout's own node_modules
 #     is never touched), without type declarations, source maps and docs;
 #   - ip and bridge (iproute2), iptables/iptables-save/iptables-restore (iptables-nft, one
 #     multi-call binary) with every xtables extension module, ipset, all with their libraries;
-#   - the /etc files they read (iproute2 tables, protocols, services, nsswitch.conf) and the empty
-#     mount points /run/docker/plugins, /var/lib/sluice, /tmp.
+#   - the /etc files they read (iproute2 tables, protocols, services, a files+dns nsswitch.conf), the
+#     empty mount points /run/docker/plugins, /var/lib/sluice, /host/proc/sys/net, and /tmp.
 # With --create NAME it then runs `docker [-H HOST] plugin create NAME plugin/build`: the plugin
 # is created disabled, to be configured with `docker plugin set` and started with
 # `docker plugin enable`.
@@ -124,9 +124,13 @@ fi
 
 # ---------------------------------------------------------------------------- /etc files
 
-for f in /etc/protocols /etc/services /etc/nsswitch.conf; do
+for f in /etc/protocols /etc/services; do
   if [[ -f $f ]]; then copy_file "$f"; fi
 done
+# Not the machine's own: it may name NSS modules (systemd, sss, …) the rootfs does not have.
+# /etc/hosts and /etc/resolv.conf are the host's, bind-mounted by dockerd (network type host).
+printf 'hosts: files dns\nnetworks: files\nprotocols: files\nservices: files\npasswd: files\ngroup: files\n' \
+  >"$ROOTFS/etc/nsswitch.conf"
 for d in /etc/iproute2 /usr/share/iproute2 /usr/lib/iproute2; do  # iproute2 ≥ 6.5 keeps its tables in /usr/share
   if [[ -d $d ]]; then mkdir -p "$ROOTFS$d" && cp -rL "$d/." "$ROOTFS$d/"; fi
 done
@@ -138,7 +142,6 @@ printf 'root:x:0:\nnogroup:x:65534:\n' >"$ROOTFS/etc/group"
 cp "$REPO/package.json" "$ROOTFS$APP/"
 mkdir -p "$ROOTFS$APP/bin"
 cp "$REPO/bin/sluice" "$ROOTFS$APP/bin/"
-cp "$PLUGIN_DIR/shim.js" "$ROOTFS$APP/shim.js"
 cp -r "$REPO/dist" "$ROOTFS$APP/dist"
 find "$ROOTFS$APP/dist" -name '*.map' -delete
 rm -rf "$ROOTFS$APP/dist/bench"
@@ -164,7 +167,7 @@ cp "$PLUGIN_DIR/config.json" "$OUT/config.json"
 # The rootfs must run the agent on its own: every tool finds its libraries and modules there.
 check() { chroot "$ROOTFS" "$@" >/dev/null 2>&1 || die "in the rootfs, '$*' does not run"; }
 if [[ $(id -u) == 0 ]] && command -v chroot >/dev/null 2>&1; then
-  check "$node_bin" --require "$APP/shim.js" "$APP/bin/sluice" agent --help
+  check "$node_bin" "$APP/bin/sluice" agent --help
   check /usr/sbin/ip -V
   check /usr/sbin/bridge -V
   check /usr/sbin/ipset version

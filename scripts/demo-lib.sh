@@ -4,7 +4,9 @@
 #
 # The caller sources this file and defines:
 #   on_docker HOST ARGS…   run the docker CLI on HOST (stdout/stderr through, its exit code back)
+#   on_sluice HOST ARGS…   run the sluice CLI on HOST, with the cluster's store
 #   DEMO_HOSTS=(A B C)     three host names: the client runs on A, web servers on B and C
+#   DEMO_POLICY=PATH       scripts/demo-policy.yaml as HOST sees it
 # then calls demo_scenario; it returns non-zero if any check failed.
 
 DEMO_NET=${DEMO_NET:-demo}
@@ -67,8 +69,9 @@ demo_ip() { # HOST CONTAINER -> its address on the demo network
 # Remove what an earlier run left on the hosts (quietly; nothing there is fine).
 demo_clean() {
   local h
+  on_sluice "${DEMO_HOSTS[0]}" policy rm web-from-client >/dev/null 2>&1 || true
   for h in "${DEMO_HOSTS[@]}"; do
-    on_docker "$h" rm -f "client-$h" "web-$h" >/dev/null 2>&1 || true
+    on_docker "$h" rm -f "client-$h" "web-$h" "intruder-$h" >/dev/null 2>&1 || true
     on_docker "$h" network rm "$DEMO_NET" >/dev/null 2>&1 || true
   done
 }
@@ -102,14 +105,31 @@ demo_scenario() {
   for h in "$b" "$c"; do
     ip=${DEMO_ADDR[$h]}
     demo_check "ping web-$h ($ip) on $h" 10 on_docker "$a" exec "client-$a" ping -c1 -W1 "$ip" || true
-    demo_check "GET http://$ip/ answers \"hello from $h\"" 5 demo_fetch "$a" "$ip" "hello from $h" || true
+    demo_check "GET http://$ip/ answers \"hello from $h\"" 5 demo_fetch "$a" "$ip" "hello from $h" "client-$a" || true
+  done
+
+  demo_heading "Policy by label: web servers take HTTP from role=client only"
+  demo_run "$a" docker run -d --name "intruder-$a" --network "$DEMO_NET" --label role=other "$DEMO_IMAGE" sleep 3600 || return 1
+  printf '%s[%s]$ sluice policy apply -f scripts/demo-policy.yaml%s\n' "$_D" "$a" "$_N"
+  on_sluice "$a" policy apply -f "$DEMO_POLICY" 2>&1 | sed 's/^/   /'
+  for h in "$b" "$c"; do
+    ip=${DEMO_ADDR[$h]}
+    demo_check "client-$a still gets http://$ip/ on $h" 5 demo_fetch "$a" "$ip" "hello from $h" "client-$a" || true
+    demo_check "intruder-$a (role=other) is refused by web-$h" 5 demo_refused "$a" "$ip" "intruder-$a" || true
   done
   ((DEMO_FAILED == 0))
 }
 
-demo_fetch() { # HOST IP EXPECTED: fetch the page from the client, compare
+demo_refused() { # HOST IP CONTAINER: the fetch must fail
+  if on_docker "$1" exec "$3" timeout 2 wget -q -O- "http://$2/" >/dev/null 2>&1; then
+    echo "the connection went through"
+    return 1
+  fi
+}
+
+demo_fetch() { # HOST IP EXPECTED CONTAINER: fetch the page from the container, compare
   local page
-  page=$(on_docker "$1" exec "client-$1" timeout 3 wget -q -O- "http://$2/") || return 1
+  page=$(on_docker "$1" exec "$4" timeout 3 wget -q -O- "http://$2/") || return 1
   [[ $page == *"$3"* ]] || { echo "got: $page"; return 1; }
 }
 

@@ -31,6 +31,8 @@ done
 
 DEMO_HOSTS=(h1 h2 h3)
 on_docker() { bash "$LAB_SH" --lab "$LAB" docker "$@"; }
+on_sluice() { bash "$LAB_SH" --lab "$LAB" sluice "$@"; }
+DEMO_POLICY=$REPO/scripts/demo-policy.yaml
 lab() { bash "$LAB_SH" --lab "$LAB" "$@"; }
 
 teardown() {

@@ -4,6 +4,7 @@
  * place that reads process.env for settings; the result is frozen.
  */
 import os from 'node:os';
+import path from 'node:path';
 import { BadRequestError } from './errors';
 import { type Cidr, parseCidr, parseIp } from './net/ipv4';
 import { DEFAULT_STORE_URL } from './store/open-store';
@@ -27,6 +28,10 @@ export interface AgentConfig {
   gracePeriod: number;
   /** Seconds between full resyncs of routes and firewall against the kernel. */
   resyncInterval: number;
+  /** What Docker calls this driver: the socket's file name, or a managed plugin's full name. */
+  driverName: string;
+  /** Where the net/ sysctls are written (a managed plugin gets the host's mounted elsewhere). */
+  sysctlNetDir: string;
 }
 
 interface FlagSpec {
@@ -50,6 +55,8 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'vxlan-port', help: 'VXLAN UDP port', default: '8472' },
   { flag: 'grace-period', help: 'seconds a dead node keeps its blocks before `sluice node rm --reclaim` may take them', default: '86400' },
   { flag: 'resync-interval', help: 'seconds between checks that routes and rules are still in the kernel', default: '10' },
+  { flag: 'driver-name', help: 'the driver name Docker uses (a managed plugin: its full name, e.g. sluice/sluice:latest)', default: '(the socket\'s file name)' },
+  { flag: 'sysctl-net-dir', help: 'where net/ sysctls are written', default: '/proc/sys/net' },
 ];
 
 export function envName(flag: string): string {
@@ -109,5 +116,7 @@ export function loadAgentConfig(flags: Record<string, string | undefined>, env: 
     vxlanPort: integer('vxlan-port', text('vxlan-port'), 1, 65535),
     gracePeriod: integer('grace-period', text('grace-period'), 0, 10 * 365 * 86400),
     resyncInterval: integer('resync-interval', text('resync-interval'), 1, 3600),
+    driverName: get('driver-name') ?? path.basename(text('socket'), '.sock'),
+    sysctlNetDir: text('sysctl-net-dir'),
   });
 }

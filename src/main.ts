@@ -8,7 +8,7 @@ import { Agent } from './agent/agent';
 import { buildApp } from './api/app';
 import { listenUnix } from './api/server';
 import type { AgentConfig } from './config';
-import { LinuxDataplane } from './dataplane/linux/linux-dataplane';
+import { LinuxDataplane, sysctlWriter } from './dataplane/linux/linux-dataplane';
 import { NetworkDriver } from './driver/network-service';
 import { errorMessage } from './errors';
 import { Ipam } from './ipam/ipam-service';
@@ -21,8 +21,8 @@ const debug = createDebug('sluice:main');
 export async function runAgent(config: AgentConfig): Promise<void> {
   const store = openStore(config.store);
   const registry = new Registry(store);
-  const dataplane = new LinuxDataplane();
-  const docker = new DockerApi(dockerClient(config.dockerHost));
+  const dataplane = new LinuxDataplane(undefined, sysctlWriter(config.sysctlNetDir));
+  const docker = new DockerApi(dockerClient(config.dockerHost), config.driverName);
   const ipam = new Ipam(registry, {
     node: config.node,
     defaultSupernet: config.defaultSupernet,

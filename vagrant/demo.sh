@@ -17,9 +17,11 @@ trap 'rm -f "$SSH_CFG"' EXIT
 vagrant ssh-config "${DEMO_HOSTS[@]}" >"$SSH_CFG"
 on_vm() { local h=$1; shift; ssh -F "$SSH_CFG" -q "$h" "$@"; }
 on_docker() { local h=$1; shift; on_vm "$h" "sudo docker $(printf '%q ' "$@")"; }
+on_sluice() { local h=$1; shift; on_vm "$h" "sudo SLUICE_STORE=etcd://192.168.56.11:2379 node /vagrant/bin/sluice $(printf '%q ' "$@")"; }
+DEMO_POLICY=/vagrant/scripts/demo-policy.yaml
 
 demo_heading "Cluster status (sluice status on node1)"
-if ! out=$(on_vm node1 'sudo SLUICE_STORE=etcd://192.168.56.11:2379 node /vagrant/bin/sluice status' 2>&1); then
+if ! out=$(on_sluice node1 status 2>&1); then
   demo_note "(sluice status is not available yet: $(printf '%s' "$out" | head -n 1))"
 else
   printf '%s\n' "$out" | sed 's/^/   /'
@@ -28,7 +30,7 @@ fi
 rc=0
 demo_scenario || rc=1
 if ((keep)); then
-  demo_note "kept: containers client-node1, web-node2, web-node3 and network $DEMO_NET"
+  demo_note "kept: containers client-node1, intruder-node1, web-node2, web-node3, network $DEMO_NET, policy web-from-client"
 else
   demo_heading "Removing the demo's containers and network"
   demo_clean

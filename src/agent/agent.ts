@@ -287,7 +287,7 @@ export class Agent implements LocalConvergence {
       const second = await this.findLeftovers();
       for (const [key, leftover] of second) {
         if (first.get(key)?.version !== leftover.version) continue;
-        debug('removing %s: Docker has no container for it', key);
+        console.error(`sluice agent: removing ${key}: Docker has no container for it`);
         await leftover.remove();
       }
     }

@@ -13,7 +13,6 @@ import type { ContainerIdentity, ContainerLookup } from '../driver/network-servi
 
 const debug = createDebug('sluice:docker');
 
-export const DRIVER_NAME = 'sluice';
 const API_TIMEOUT_MS = 5000;
 
 export function dockerClient(url: string): Docker {
@@ -48,7 +47,11 @@ export interface DockerHost extends ContainerLookup {
 }
 
 export class DockerApi implements DockerHost {
-  constructor(private readonly docker: Docker) {}
+  /** `driverName`: what Docker calls this plugin: the socket's name, or a managed plugin's full name. */
+  constructor(
+    private readonly docker: Docker,
+    private readonly driverName: string,
+  ) {}
 
   /**
    * During Join the endpoint is listed in NetworkInspect under "ep-<id>" with
@@ -67,7 +70,7 @@ export class DockerApi implements DockerHost {
 
   /** This host's Docker networks with the sluice driver, and the endpoints Docker knows in them. */
   async sluiceNetworks(): Promise<DockerNetwork[]> {
-    const networks = await this.docker.listNetworks({ filters: { driver: [DRIVER_NAME] } });
+    const networks = await this.docker.listNetworks({ filters: { driver: [this.driverName] } });
     return Promise.all(
       networks.map(async (summary) => {
         const network = await this.docker.getNetwork(summary.Id).inspect();
@@ -87,9 +90,9 @@ export class DockerApi implements DockerHost {
   async createNetwork(name: string, subnet: string): Promise<void> {
     await this.docker.createNetwork({
       Name: name,
-      Driver: DRIVER_NAME,
+      Driver: this.driverName,
       CheckDuplicate: true,
-      IPAM: { Driver: DRIVER_NAME, Config: [{ Subnet: subnet }] },
+      IPAM: { Driver: this.driverName, Config: [{ Subnet: subnet }] },
     });
   }
 

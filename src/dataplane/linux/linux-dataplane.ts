@@ -16,7 +16,16 @@ import { involvesVxlan, parseJson, planRoutes, type KernelFdbEntry, type KernelN
 /** Writes `value` to /proc/sys/`key`, e.g. ("net/ipv4/ip_forward", "1"). */
 export type SysctlWriter = (key: string, value: string) => Promise<void>;
 
-export const writeProcSys: SysctlWriter = (key, value) => writeFile(`/proc/sys/${key}`, value);
+/**
+ * Writes sysctls under /proc/sys; the net/ ones under `netDir` instead, since
+ * a managed plugin has /proc/sys read-only and gets the host's net/ mounted
+ * elsewhere (net/ sysctls follow the writer's network namespace).
+ */
+export function sysctlWriter(netDir = '/proc/sys/net'): SysctlWriter {
+  return (key, value) => writeFile(key.startsWith('net/') ? `${netDir}/${key.slice('net/'.length)}` : `/proc/sys/${key}`, value);
+}
+
+export const writeProcSys: SysctlWriter = sysctlWriter();
 
 interface KernelLink {
   ifname: string;
