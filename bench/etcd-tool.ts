@@ -8,9 +8,12 @@
 //       registers NODE with COUNT endpoints from FIRST_IP on, labelled app=app<i mod APPS>
 //   node etcd-tool.js STORE_URL remove-node NODE        its endpoints, blocks and node record
 //   node etcd-tool.js STORE_URL remove-policies PREFIX  every policy whose name starts with PREFIX
+//   node etcd-tool.js STORE_URL watch-policies          until killed: {"name","at"} per policy
+//       change, at = when the watch (as the agents' do) delivered it
 import { createHash } from 'node:crypto';
 import { blockOf, formatCidr, formatIp, parseIp } from '../src/net/ipv4';
 import type { EndpointRecord, NodeRecord } from '../src/model';
+import { keys, leaf } from '../src/store/keys';
 import { openStore } from '../src/store/open-store';
 import { Registry } from '../src/store/registry';
 
@@ -94,11 +97,24 @@ async function removePolicies(registry: Registry, [prefix]: string[]): Promise<v
   print({ policies: names.length });
 }
 
+async function watchPolicies(registry: Registry): Promise<void> {
+  await new Promise((_, reject) => {
+    registry.store.watch(keys.policies, 0, {
+      onEvents: (events) => {
+        const at = nowMs();
+        for (const event of events) print({ name: leaf(event.type === 'put' ? event.kv.key : event.key), at });
+      },
+      onReset: (reason) => reject(new Error(reason)),
+    });
+  });
+}
+
 const COMMANDS: Record<string, (registry: Registry, args: string[]) => Promise<void>> = {
   'claim-blocks': claimBlocks,
   'fake-endpoints': fakeEndpoints,
   'remove-node': removeNode,
   'remove-policies': removePolicies,
+  'watch-policies': watchPolicies,
 };
 
 async function main(): Promise<void> {

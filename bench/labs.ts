@@ -150,7 +150,13 @@ export function containerCommand(pid: string, cmd: string[]): [string, string[]]
 
 const ETCD_TOOL = path.join(__dirname, 'etcd-tool.js');
 
-/** Runs bench/etcd-tool.ts in the underlay (where etcd is reachable); returns its JSON lines. */
+/** bench/etcd-tool.ts with its arguments, as a command for the underlay namespace (where etcd is reachable). */
+export async function etcdToolCommand(lab: Lab, args: string[]): Promise<[string, string[]]> {
+  // lab.sh names the underlay namespace sluice-<lab>-ul.
+  return ['nsenter', [`--net=/run/netns/sluice-${lab.name}-ul`, '--', process.execPath, ETCD_TOOL, await lab.etcdEndpoint(), ...args]];
+}
+
+/** Runs bench/etcd-tool.ts in the underlay; returns its JSON lines. */
 export async function etcdTool(lab: Lab, args: string[], timeoutMs = 120_000): Promise<unknown[]> {
   const r = await lab.exec('underlay', [process.execPath, ETCD_TOOL, await lab.etcdEndpoint(), ...args], timeoutMs);
   if (r.code !== 0) throw new Error(`etcd-tool ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim().slice(0, 500)}`);

@@ -82,19 +82,13 @@ export class Agent implements LocalConvergence {
         await this.dataplane.ensureVxlan({ vni: this.config.vxlanVni, localIp: this.config.nodeIp, port: this.config.vxlanPort, mtu: mtu - 50 })
       ).mac;
     }
-    while (!this.stopped) {
-      try {
-        await this.register();
-        await this.relist();
-        await this.reconcileWithDocker();
-        await this.converge();
-        await this.followManagedNetworks();
-        break;
-      } catch (err) {
-        console.error(`sluice agent: cannot sync yet: ${errorMessage(err)}; retrying`);
-        await sleep(RETRY_MS);
-      }
-    }
+    await this.retryUntil('sync with the store and Docker', async () => {
+      await this.register();
+      await this.relist();
+      await this.reconcileWithDocker();
+      await this.converge();
+      await this.followManagedNetworks();
+    });
     this.events = this.docker.watchEvents(
       (event) => void this.onDockerEvent(event),
       () => void this.reconcileWithDocker().catch((err: unknown) => console.error(`sluice agent: reconcile: ${errorMessage(err)}`)),
@@ -200,15 +194,7 @@ export class Agent implements LocalConvergence {
 
   /** Liveness lapsed (etcd was away longer than the TTL): say so again as soon as the store answers. */
   private async reregister(): Promise<void> {
-    while (!this.stopped) {
-      try {
-        await this.register();
-        return;
-      } catch (err) {
-        debug('re-registering: %s', errorMessage(err));
-        await sleep(RETRY_MS);
-      }
-    }
+    await this.retryUntil('re-register', () => this.register());
   }
 
   /** Lists the whole cluster and watches from there; a broken watch comes back here. */
@@ -231,13 +217,20 @@ export class Agent implements LocalConvergence {
   }
 
   private async retryUntilSynced(): Promise<void> {
+    await this.retryUntil('re-list', async () => {
+      await this.relist();
+      await this.converge();
+    });
+  }
+
+  /** Runs `work` until it succeeds or the agent stops, a second apart: the store or Docker may be away for a while. */
+  private async retryUntil(what: string, work: () => Promise<void>): Promise<void> {
     while (!this.stopped) {
       try {
-        await this.relist();
-        await this.converge();
+        await work();
         return;
       } catch (err) {
-        debug('re-list failed: %s', errorMessage(err));
+        console.error(`sluice agent: ${what} failed: ${errorMessage(err)}; retrying`);
         await sleep(RETRY_MS);
       }
     }

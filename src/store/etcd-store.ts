@@ -13,6 +13,7 @@
  *   compacted) or the stream to etcd breaks; the caller lists again.
  * - Leases are kept alive by the library; 'lost' becomes onLost.
  */
+import { HeldLease } from './held-lease';
 import { circuitBreaker, ConsecutiveBreaker, ConstantBackoff, handleWhen, isBrokenCircuitError, noop, retry } from 'cockatiel';
 import {
   Etcd3,
@@ -219,29 +220,13 @@ export class EtcdStore implements Store {
   }
 }
 
-class EtcdLease implements Lease {
-  private readonly callbacks: (() => void)[] = [];
-  private lost = false;
-
+class EtcdLease extends HeldLease<EtcdLease> {
   constructor(
-    readonly id: string,
+    id: string,
     readonly handle: EtcdLeaseHandle,
-    private readonly revokeFn: (lease: EtcdLease) => Promise<void>,
-  ) {}
-
-  onLost(callback: () => void): void {
-    if (this.lost) queueMicrotask(callback);
-    else this.callbacks.push(callback);
-  }
-
-  revoke(): Promise<void> {
-    return this.revokeFn(this);
-  }
-
-  markLost(): void {
-    if (this.lost) return;
-    this.lost = true;
-    for (const callback of this.callbacks.splice(0)) queueMicrotask(callback);
+    revokeFn: (lease: EtcdLease) => Promise<void>,
+  ) {
+    super(id, revokeFn);
   }
 }
 

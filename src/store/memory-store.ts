@@ -16,6 +16,7 @@
  * injected clock. `MemoryEngine.expireLease()` expires one at once, for tests
  * of what happens when a lease is lost.
  */
+import { HeldLease } from './held-lease';
 import { randomBytes } from 'node:crypto';
 import { BadRequestError, StoreUnavailableError } from '../errors';
 import type { KeyValue, Lease, ListResult, Store, Watch, WatchEvent, WatchHandlers } from './store';
@@ -408,30 +409,13 @@ export class MemoryEngine {
 }
 
 /** The Lease handed out by the memory and file stores. */
-export class LocalLease implements Lease {
-  private readonly callbacks: (() => void)[] = [];
-  private lost = false;
-
+export class LocalLease extends HeldLease<LocalLease> {
   constructor(
-    readonly id: string,
+    id: string,
     readonly ttlSeconds: number,
-    private readonly revokeFn: (lease: LocalLease) => Promise<void>,
-  ) {}
-
-  onLost(callback: () => void): void {
-    if (this.lost) queueMicrotask(callback);
-    else this.callbacks.push(callback);
-  }
-
-  revoke(): Promise<void> {
-    return this.revokeFn(this);
-  }
-
-  /** Fires the onLost callbacks, once, outside the caller's stack. */
-  markLost(): void {
-    if (this.lost) return;
-    this.lost = true;
-    for (const callback of this.callbacks.splice(0)) queueMicrotask(callback);
+    revokeFn: (lease: LocalLease) => Promise<void>,
+  ) {
+    super(id, revokeFn);
   }
 }
 
