@@ -16,7 +16,7 @@ import { errorMessage } from '../errors';
 import type { Ipam } from '../ipam/ipam-service';
 import type { ContainerEvent, DockerHost } from '../labels/docker';
 import { blockRoutes, type PeerMode } from '../lease/routes';
-import type { EndpointRecord, NodeRecord } from '../model';
+import type { EndpointRecord, NetworkRecord, NodeRecord } from '../model';
 import { compileFirewall } from '../policy/compile';
 import { ROOT, keys, leaf } from '../store/keys';
 import type { Registry } from '../store/registry';
@@ -118,6 +118,11 @@ export class Agent implements LocalConvergence {
     for (const key of [...this.view.dockerNets.keys()]) if (key.startsWith(`${this.node}/`)) this.view.dockerNets.delete(key);
     for (const d of await this.registry.listDockerNets(this.node)) this.view.dockerNets.set(`${d.node}/${d.dockerNetworkId}`, d.network);
     await this.converge();
+  }
+
+  knownNetwork(dockerNetworkId: string): NetworkRecord | undefined {
+    const net = this.view.dockerNets.get(`${this.node}/${dockerNetworkId}`);
+    return net === undefined ? undefined : this.view.networks.get(net);
   }
 
   /** Resolves once an apply that started after this call has finished. */

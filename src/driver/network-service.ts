@@ -48,6 +48,8 @@ export interface LocalConvergence {
   endpointChanged(endpoint: EndpointRecord, removed?: boolean): Promise<void>;
   /** A Docker network of this host was created or removed. */
   networksChanged(): Promise<void>;
+  /** The network behind a Docker network ID of this host, as the agent's view has it (saves store reads on every start). */
+  knownNetwork(dockerNetworkId: string): NetworkRecord | undefined;
 }
 
 export interface NetworkDriverOptions {
@@ -136,9 +138,11 @@ export class NetworkDriver implements NetworkService {
 
   async join(req: JoinRequest): Promise<JoinResult> {
     const network = await this.networkOf(req.networkId);
-    const endpoint = await this.endpointOf(req.networkId, req.endpointId);
     const names = endpointIfnames(req.endpointId);
-    const identity = await this.containers.containerOf(req.networkId, req.endpointId).catch(() => undefined);
+    const [endpoint, identity] = await Promise.all([
+      this.endpointOf(req.networkId, req.endpointId),
+      this.containers.containerOf(req.networkId, req.endpointId).catch(() => undefined),
+    ]);
     const ports = publishable(req.portMappings);
     const joined: EndpointRecord = {
       ...endpoint,
@@ -179,6 +183,8 @@ export class NetworkDriver implements NetworkService {
   }
 
   private async networkOf(dockerNetworkId: string): Promise<NetworkRecord> {
+    const known = this.local.knownNetwork(dockerNetworkId);
+    if (known) return known;
     const net = await this.registry.getDockerNet(this.options.node, dockerNetworkId);
     const network = net === undefined ? undefined : await this.registry.getNetwork(net);
     if (!network) {
