@@ -24,12 +24,19 @@ const SPECS: Record<LabKey, LabOptions & { name: string }> = {
 /** Labs brought up on first use (with the sluice network on every host) and kept until released. */
 export class LabPool {
   private readonly labs = new Map<LabKey, Lab>();
+  private closed = false;
 
   async get(key: LabKey): Promise<Lab> {
     const existing = this.labs.get(key);
     if (existing) return existing;
+    if (this.closed) throw new Error('the bench is stopping');
     const lab = await Lab.up(SPECS[key]);
     this.labs.set(key, lab);
+    if (this.closed) {
+      // Came up while the bench was being stopped: nobody else would take it down.
+      await this.release(key);
+      throw new Error('the bench is stopping');
+    }
     for (const host of lab.hosts) await dockerOk(lab, host, 'network', 'create', '-d', 'sluice', '--ipam-driver', 'sluice', '--subnet', SUBNET, NET);
     return lab;
   }
@@ -47,7 +54,9 @@ export class LabPool {
     }
   }
 
+  /** Tears every lab down; labs asked for afterwards are refused. */
   async releaseAll(): Promise<void> {
+    this.closed = true;
     for (const key of [...this.labs.keys()]) await this.release(key);
   }
 }

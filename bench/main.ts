@@ -56,17 +56,20 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const started = Date.now();
 
+  let interrupted = false;
   const cleanUp = async () => {
     await stopAll();
     await pool.releaseAll();
     rmSync(tmp, { recursive: true, force: true });
   };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      log(`${signal}: tearing the labs down`);
-      void cleanUp().finally(() => process.exit(130));
-    });
-  }
+  const abort = (why: string, code: number) => {
+    interrupted = true;
+    log(`${why}: tearing the labs down`);
+    void cleanUp().finally(() => process.exit(code));
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => abort(signal, 130));
+  // A throw in an event handler (a helper's output, say) would otherwise exit with the labs up.
+  process.once('uncaughtException', (err) => abort(`uncaught ${err.stack ?? err.message}`, 1));
 
   try {
     for (const [i, scenario] of scenarios.entries()) {
@@ -98,6 +101,8 @@ async function main(): Promise<void> {
   } finally {
     await cleanUp();
   }
+  // An interrupted run keeps the last complete results.
+  if (interrupted) return;
 
   const table = markdownTable(rows);
   const header = [

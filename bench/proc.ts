@@ -55,7 +55,7 @@ export class Background {
     readonly what: string,
     cmd: string,
     args: string[],
-    private readonly onLine?: (line: string, at: number) => void,
+    private readonly onLine?: (line: string) => void,
   ) {
     this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     running.add(this);
@@ -63,8 +63,7 @@ export class Background {
     this.child.once('error', (err) => (this.stderr += `cannot start: ${err.message}`));
     this.child.stderr.on('data', (chunk: Buffer) => (this.stderr = (this.stderr + chunk.toString()).slice(-4000)));
     createInterface({ input: this.child.stdout }).on('line', (line) => {
-      const at = nowMs();
-      if (this.onLine) return this.onLine(line, at);
+      if (this.onLine) return this.onLine(line);
       const waiter = this.waiters.shift();
       if (waiter) waiter(line);
       else this.queued.push(line);

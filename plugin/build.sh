@@ -98,11 +98,13 @@ ln -s ../run "$ROOTFS/var/run"
 # -------------------------------------------------------------------------------- tools
 
 node_bin=$(command -v node)
+# bin/sluice starts node through `env -S` with the agent's V8 flags.
+env_bin=$(command -v env)
 ip_bin=$(command -v ip)
 bridge_bin=$(command -v bridge)
 ipset_bin=$(command -v ipset)
 xtables_bin=$(readlink -f "$(command -v "$XTABLES_MULTI")")
-copy_with_libs "$node_bin" "$ip_bin" "$bridge_bin" "$ipset_bin"
+copy_with_libs "$node_bin" "$env_bin" "$ip_bin" "$bridge_bin" "$ipset_bin"
 copy_file "$xtables_bin" "/usr/sbin/$XTABLES_MULTI"
 copy_with_libs "$xtables_bin"
 for name in iptables iptables-save iptables-restore; do
@@ -167,7 +169,7 @@ cp "$PLUGIN_DIR/config.json" "$OUT/config.json"
 # The rootfs must run the agent on its own: every tool finds its libraries and modules there.
 check() { chroot "$ROOTFS" "$@" >/dev/null 2>&1 || die "in the rootfs, '$*' does not run"; }
 if [[ $(id -u) == 0 ]] && command -v chroot >/dev/null 2>&1; then
-  check "$node_bin" "$APP/bin/sluice" agent --help
+  check "$APP/bin/sluice" agent --help
   check /usr/sbin/ip -V
   check /usr/sbin/bridge -V
   check /usr/sbin/ipset version

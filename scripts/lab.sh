@@ -312,7 +312,7 @@ start_agent() {
   touch "$d/agent.start"
   # shellcheck disable=SC2016 # $$ and $1 are the inner shell's
   setsid nsenter --mount="$d/mntns" --net="/run/netns/$(host_ns "$h")" -- sh -c 'echo $$ > "$1"; shift; exec "$@"' sh \
-    "$d/agent.pid" node "$SLUICE_BIN" agent \
+    "$d/agent.pid" "$SLUICE_BIN" agent \
     --store "$(agent_store)" --socket /run/docker/plugins/sluice.sock \
     --node "$h" --node-ip "$ip" --docker-host "unix://$d/docker.sock" --backend "$LAB_BACKEND" "$@" \
     </dev/null >>"$d/agent.log" 2>&1 9>&- &

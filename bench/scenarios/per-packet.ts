@@ -75,7 +75,9 @@ export const perPacket: Scenario = {
       const none: number[] = [];
       const withLoad: number[] = [];
       none.push(await measure());
+      const loadStarted = Date.now();
       await load();
+      const loadMs = Date.now() - loadStarted;
       const governed = await lab.exec('h1', ['ipset', 'test', 'sluice-ingress-governed', serverIp]);
       if (governed.code !== 0) throw new Error(`pp-server (${serverIp}) is not selected by any ingress policy on h1`);
       const entries = (await lab.execOk('h1', ['ipset', 'list', '-t'])).match(/^Number of entries: (\d+)$/gm) ?? [];
@@ -92,6 +94,7 @@ export const perPacket: Scenario = {
       ctx.add(figure('per-packet', 'no other endpoints, no policies: median', median(none), 'Gbit/s'));
       ctx.add(figure('per-packet', `${ENDPOINTS} endpoints, ${POLICIES} policies: median`, median(withLoad), 'Gbit/s'));
       ctx.add(figure('per-packet', 'ipset entries on h1 under load', members, 'count'));
+      ctx.add(figure('per-packet', 'writing them until both agents are quiet again (first load)', loadMs, 'ms'));
       ctx.add(figure('per-packet', 'median of paired ratios loaded/none', median(ratios(withLoad, none)), 'ratio', { op: '>=', limit: 0.95 }));
     } finally {
       await server?.stop();

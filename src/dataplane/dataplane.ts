@@ -16,6 +16,8 @@ export interface EndpointLink {
   containerIfname: string;
   /** The container's IPv4 address, without prefix length. */
   address: string;
+  /** The container-side MAC: known up front, so the host never has to ARP for the container. */
+  mac: string;
   mtu: number;
 }
 

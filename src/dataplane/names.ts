@@ -55,6 +55,12 @@ export function endpointIfnames(endpointId: string): EndpointIfnames {
   return { hostIfname: HOST_IFNAME_PREFIX + id, containerIfname: CONTAINER_IFNAME_PREFIX + id };
 }
 
+/** A container's MAC, derived from its address (locally administered, like Docker's bridge does with 02:42). */
+export function containerMac(address: string): string {
+  const bytes = address.split('.').map((b) => Number(b).toString(16).padStart(2, '0'));
+  return ['02', '73', ...bytes].join(':');
+}
+
 export function isSluiceHostIfname(name: string): boolean {
   return HOST_IFNAME.test(name);
 }

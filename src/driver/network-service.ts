@@ -7,7 +7,7 @@
 import { BadRequestError, NotFoundError, NotSupportedError } from '../errors';
 import type { EndpointRecord, Labels, NetworkRecord, PortMapping } from '../model';
 import { blockOf, formatCidr, parseCidr, parseIp } from '../net/ipv4';
-import { endpointIfnames } from '../dataplane/names';
+import { containerMac, endpointIfnames } from '../dataplane/names';
 import type { Dataplane } from '../dataplane/dataplane';
 import type { Ipam } from '../ipam/ipam-service';
 import type { Registry } from '../store/registry';
@@ -105,11 +105,13 @@ export class NetworkDriver implements NetworkService {
       );
     }
     const names = endpointIfnames(req.endpointId);
+    const address = req.address.split('/')[0]!;
+    const mac = req.macAddress ?? containerMac(address);
     const endpoint: EndpointRecord = {
       id: req.endpointId,
       network: network.key,
       node: this.options.node,
-      address: req.address.split('/')[0]!,
+      address,
       hostIfname: names.hostIfname,
       labels: null,
       ports: publishable(req.portMappings),
@@ -118,9 +120,10 @@ export class NetworkDriver implements NetworkService {
     await Promise.all([
       this.registry.putEndpoint(endpoint),
       this.noteEndpointOnAddress(network, endpoint),
-      this.dataplane.addEndpoint({ ...names, address: endpoint.address, mtu: this.options.mtu }),
+      this.dataplane.addEndpoint({ ...names, address, mac, mtu: this.options.mtu }),
     ]);
-    return {};
+    // Docker sets this MAC on the interface it moves into the container (unless the user gave one).
+    return { macAddress: mac };
   }
 
   async deleteEndpoint(_networkId: string, endpointId: string): Promise<void> {

@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import type { EndpointLink, FirewallState } from '../../src/dataplane/dataplane';
 import { SpawnRunner } from '../../src/dataplane/linux/command-runner';
 import { LinuxDataplane, writeProcSys } from '../../src/dataplane/linux/linux-dataplane';
-import { endpointIfnames, vxlanMac } from '../../src/dataplane/names';
+import { containerMac, endpointIfnames, vxlanMac } from '../../src/dataplane/names';
 import type { EndpointRecord, Labels, NetworkRecord } from '../../src/model';
 import { compileFirewall } from '../../src/policy/compile';
 import { parsePolicies, type Policy } from '../../src/policy/policy';
@@ -33,8 +33,8 @@ interface Route {
 
 const tap = new TapRunner(new SpawnRunner());
 const dp = new LinuxDataplane(tap, writeProcSys);
-const e1 = { ...endpointIfnames('e1e1e1e1e1e1e1e1'), address: '10.96.0.5', mtu: 1400 };
-const e2 = { ...endpointIfnames('e2e2e2e2e2e2e2e2'), address: '10.96.0.6', mtu: 1400 };
+const e1 = { ...endpointIfnames('e1e1e1e1e1e1e1e1'), address: '10.96.0.5', mac: containerMac('10.96.0.5'), mtu: 1400 };
+const e2 = { ...endpointIfnames('e2e2e2e2e2e2e2e2'), address: '10.96.0.6', mac: containerMac('10.96.0.6'), mtu: 1400 };
 const namespaces: Netns[] = [];
 let c1: Netns;
 let c2: Netns;
@@ -97,7 +97,13 @@ describe('endpoints', () => {
     expect(readFileSync(`/proc/sys/net/ipv4/conf/${e1.hostIfname}/proxy_arp`, 'utf8').trim()).toBe('1');
     expect(readFileSync(`/proc/sys/net/ipv4/neigh/${e1.hostIfname}/proxy_delay`, 'utf8').trim()).toBe('0');
     expect(routes()).toContainEqual(expect.objectContaining({ dst: '10.96.0.5', dev: e1.hostIfname, scope: 'link', protocol: '252' }));
-    expect(json<{ mtu: number }[]>('nsenter', `--net=/run/netns/${c1.name}`, 'ip', '-j', 'link', 'show', 'dev', e1.containerIfname)[0]?.mtu).toBe(1400);
+    const [inside] = json<{ mtu: number; address: string }[]>('nsenter', `--net=/run/netns/${c1.name}`, 'ip', '-j', 'link', 'show', 'dev', e1.containerIfname);
+    expect(inside).toMatchObject({ mtu: 1400, address: e1.mac });
+  });
+
+  it('knows the container\'s MAC from the start: no ARP for it, so no second of silence before it answers', () => {
+    const [neighbour] = json<{ dst: string; lladdr: string; state: string[] }[]>('ip', '-j', 'neigh', 'show', 'dev', e1.hostIfname);
+    expect(neighbour).toEqual(expect.objectContaining({ dst: '10.96.0.5', lladdr: e1.mac, state: ['PERMANENT'] }));
   });
 
   it('lets a container reach the gateway and another container', () => {
@@ -122,7 +128,7 @@ describe('endpoints', () => {
   });
 
   it('removes the link, its peer and its route; an absent endpoint is fine', async () => {
-    const e3 = { ...endpointIfnames('e3e3e3e3e3e3e3e3'), address: '10.96.0.7', mtu: 1400 };
+    const e3 = { ...endpointIfnames('e3e3e3e3e3e3e3e3'), address: '10.96.0.7', mac: containerMac('10.96.0.7'), mtu: 1400 };
     await dp.addEndpoint(e3);
     await dp.removeEndpoint(e3.hostIfname);
     await dp.removeEndpoint(e3.hostIfname);
@@ -135,7 +141,7 @@ describe('endpoints', () => {
   it('adds an endpoint in a few milliseconds', async () => {
     const times: number[] = [];
     for (let i = 0; i < 20; i++) {
-      const link = { ...endpointIfnames(`ee${String(i).padStart(2, '0')}eeeeeeeeeeee`), address: `10.96.1.${i + 1}`, mtu: 1400 };
+      const link = { ...endpointIfnames(`ee${String(i).padStart(2, '0')}eeeeeeeeeeee`), address: `10.96.1.${i + 1}`, mac: containerMac(`10.96.1.${i + 1}`), mtu: 1400 };
       const start = performance.now();
       await dp.addEndpoint(link);
       times.push(performance.now() - start);

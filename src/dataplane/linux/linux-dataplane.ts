@@ -60,9 +60,13 @@ export class LinuxDataplane implements Dataplane {
     const { hostIfname: host, containerIfname: container, mtu } = link;
     // Any other name would never be listed, so never cleaned up.
     if (!isSluiceHostIfname(host)) throw new DataplaneError(`"${host}" is not a Sluice interface name`);
-    await this.addLink(`link add ${host} mtu ${mtu} type veth peer name ${container} mtu ${mtu}`, [
+    await this.addLink(`link add ${host} mtu ${mtu} type veth peer name ${container} mtu ${mtu} address ${link.mac}`, [
       `link set ${host} mtu ${mtu} up`,
       `route replace ${link.address}/32 dev ${host} scope link proto ${ROUTE_PROTOCOL}`,
+      // Until Docker has moved and configured the container's end, an ARP
+      // request for it goes unanswered and the kernel waits a full second to
+      // retry: a permanent entry lets the first packets through at once.
+      `neigh replace ${link.address} lladdr ${link.mac} dev ${host} nud permanent`,
     ]);
     // The container has the pool's prefix length and ARPs for its peers and
     // the gateway; the host answers for them, at once (proxy_delay defaults

@@ -28,7 +28,7 @@ const hooked = {
 };
 
 const names = endpointIfnames('0123456789abcdef0123');
-const link = { ...names, address: '10.96.0.5', mtu: 1450 };
+const link = { ...names, address: '10.96.0.5', mac: '02:73:0a:60:00:05', mtu: 1450 };
 
 describe('endpoints', () => {
   it('adds an endpoint with one process: link, up, MTU and route in one batch; proxy ARP by sysctl', async () => {
@@ -39,9 +39,10 @@ describe('endpoints', () => {
         command: 'ip',
         args: ['-batch', '-'],
         input:
-          'link add slv0123456789a mtu 1450 type veth peer name sc0123456789a mtu 1450\n' +
+          'link add slv0123456789a mtu 1450 type veth peer name sc0123456789a mtu 1450 address 02:73:0a:60:00:05\n' +
           'link set slv0123456789a mtu 1450 up\n' +
-          'route replace 10.96.0.5/32 dev slv0123456789a scope link proto 252\n',
+          'route replace 10.96.0.5/32 dev slv0123456789a scope link proto 252\n' +
+          'neigh replace 10.96.0.5 lladdr 02:73:0a:60:00:05 dev slv0123456789a nud permanent\n',
       },
     ]);
     expect(sysctls).toEqual(['net/ipv4/conf/slv0123456789a/proxy_arp=1', 'net/ipv4/neigh/slv0123456789a/proxy_delay=0']);
@@ -54,7 +55,8 @@ describe('endpoints', () => {
     await dp.addEndpoint(link);
     expect(runner.calls.map((c) => c.input)).toEqual([
       expect.stringMatching(/^link add /),
-      'link set slv0123456789a mtu 1450 up\nroute replace 10.96.0.5/32 dev slv0123456789a scope link proto 252\n',
+      'link set slv0123456789a mtu 1450 up\nroute replace 10.96.0.5/32 dev slv0123456789a scope link proto 252\n' +
+        'neigh replace 10.96.0.5 lladdr 02:73:0a:60:00:05 dev slv0123456789a nud permanent\n',
     ]);
   });
 

@@ -2,7 +2,7 @@ import { DataplaneError } from '../../../src/errors';
 import { RecordingDataplane } from '../../../src/dataplane/fake/recording-dataplane';
 import { endpointIfnames, vxlanMac } from '../../../src/dataplane/names';
 
-const link = { ...endpointIfnames('abcdef0123456789'), address: '10.96.0.5', mtu: 1500 };
+const link = { ...endpointIfnames('abcdef0123456789'), address: '10.96.0.5', mac: '02:73:0a:60:00:05', mtu: 1500 };
 
 describe('RecordingDataplane', () => {
   it('holds endpoints like a host: idempotent add, absent remove is fine', async () => {
