@@ -7,19 +7,27 @@ import { readFile } from 'node:fs/promises';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors';
 import { BLOCK_SIZE_OPTION, defineNetwork, newNetworkRecord } from '../ipam/ipam-service';
 import { formatCidr, overlaps, parseCidr } from '../net/ipv4';
+import { policiesSelecting } from '../policy/compile';
 import { parsePolicies, policyToYaml } from '../policy/policy';
+import type { EndpointRecord } from '../model';
 import type { Registry } from '../store/registry';
 import { table } from './table';
 
 export async function status(registry: Registry): Promise<string> {
-  const [nodes, alive, blocks, endpoints, networks] = await Promise.all([
+  const [nodes, alive, blocks, endpoints, networks, policies] = await Promise.all([
     registry.listNodes(),
     registry.listAlive(),
     registry.listAllBlocks(),
     registry.listEndpoints(),
     registry.listNetworks(),
+    registry.listPolicies(),
   ]);
-  const names = new Map(networks.map((n) => [n.key, n.name ?? n.subnet]));
+  const byKey = new Map(networks.map((n) => [n.key, n]));
+  const policyState = (e: EndpointRecord): string => {
+    const network = byKey.get(e.network);
+    if (e.labels === null || !network) return 'fail-closed';
+    return policiesSelecting(policies, network, e.labels).join(',') || 'default';
+  };
   const nodeRows = nodes.map((n) => [
     n.name,
     alive.has(n.name) ? 'alive' : `dead (last seen ${n.lastSeen})`,
@@ -31,10 +39,11 @@ export async function status(registry: Registry): Promise<string> {
   const networkRows = networks.map((n) => [n.name ?? '-', n.subnet, `/${n.blockSize}`, n.gateway, n.managed ? 'sluice' : 'docker']);
   const endpointRows = endpoints.map((e) => [
     e.containerName ?? e.id.slice(0, 12),
-    names.get(e.network) ?? e.network,
+    byKey.get(e.network)?.name ?? byKey.get(e.network)?.subnet ?? e.network,
     e.node,
     e.address,
-    e.labels === null ? '(unknown: fail-closed)' : Object.entries(e.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-',
+    e.labels === null ? '(unknown)' : Object.entries(e.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-',
+    policyState(e),
   ]);
   return [
     'NODES',
@@ -44,7 +53,7 @@ export async function status(registry: Registry): Promise<string> {
     table(['NAME', 'SUBNET', 'BLOCK', 'GATEWAY', 'DEFINED BY'], networkRows),
     '',
     'ENDPOINTS',
-    table(['CONTAINER', 'NETWORK', 'NODE', 'ADDRESS', 'LABELS'], endpointRows),
+    table(['CONTAINER', 'NETWORK', 'NODE', 'ADDRESS', 'LABELS', 'POLICIES'], endpointRows),
   ].join('\n');
 }
 

@@ -145,6 +145,13 @@ export function compileFirewall(input: CompileInput): FirewallState {
 
 // ---- policies ----
 
+/** Names of the policies that select an endpoint of `network` with `labels`, in evaluation order (for `sluice status`). */
+export function policiesSelecting(policies: readonly Policy[], network: NetworkRecord, labels: Labels): string[] {
+  return compilePolicies(policies)
+    .filter((p) => selects(p, network, labels))
+    .map((p) => p.name);
+}
+
 /** Parses each policy's selectors once, and sorts the policies into evaluation order. */
 function compilePolicies(policies: readonly Policy[]): CompiledPolicy[] {
   const cache = new Map<string, Selector>();

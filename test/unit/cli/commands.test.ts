@@ -1,4 +1,5 @@
 import { ConflictError, NotFoundError } from '../../../src/errors';
+import { parsePolicies } from '../../../src/policy/policy';
 import { networkCreate, networkList, networkRemove, nodeRemove, policyApply, policyGet, policyList, policyRemove, status } from '../../../src/cli/commands';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { Registry } from '../../../src/store/registry';
@@ -75,6 +76,9 @@ describe('sluice CLI commands', () => {
     await registry.putEndpoint({ id: 'e'.repeat(64), network: '10.96.0.0-16', node: 'h9', address: '10.96.0.2', hostIfname: 'slveeeeeeeeeee', labels: null, ports: [] });
     const text = await status(registry);
     expect(text).toMatch(/h9\s+dead \(last seen 2026-01-01T00:00:00.000Z\)\s+192\.0\.2\.9\s+auto\s+10\.96\.0\.0\/26\s+1/);
-    expect(text).toMatch(/eeeeeeeeeeee\s+10\.96\.0\.0\/16\s+h9\s+10\.96\.0\.2\s+\(unknown: fail-closed\)/);
+    expect(text).toMatch(/eeeeeeeeeeee\s+10\.96\.0\.0\/16\s+h9\s+10\.96\.0\.2\s+\(unknown\)\s+fail-closed/);
+    await registry.putEndpoint({ id: 'f'.repeat(64), network: '10.96.0.0-16', node: 'h9', address: '10.96.0.3', hostIfname: 'slvfffffffffff', labels: { role: 'web' }, ports: [] });
+    await registry.putPolicy(parsePolicies("kind: NetworkPolicy\nname: web\nselector: role == 'web'\ningress: []\n")[0]!);
+    expect(await status(registry)).toMatch(/ffffffffffff\s+10\.96\.0\.0\/16\s+h9\s+10\.96\.0\.3\s+role=web\s+web$/m);
   });
 });
