@@ -1,7 +1,7 @@
 import { Agent } from '../../../src/agent/agent';
 import { loadAgentConfig } from '../../../src/config';
 import { MemoryStore } from '../../../src/store/memory-store';
-import { eventually, testHost, type TestHost } from '../../helpers/host';
+import { createDockerNetwork, eventually, testHost, type TestHost } from '../../helpers/host';
 
 const SUBNET = '10.96.0.0/16';
 
@@ -90,16 +90,7 @@ describe('Agent: reconciling with Docker after a restart', () => {
     const store = new MemoryStore();
     const first = testHost(store, 'h1', '192.0.2.1');
     await first.agent.start();
-    const { poolId, pool } = await first.ipam.requestPool({ pool: SUBNET, options: {}, v6: false });
-    first.docker.addNetwork('n'.repeat(64), 'appnet', pool);
-    await first.driver.createNetwork({
-      networkId: 'n'.repeat(64),
-      generic: {},
-      internal: false,
-      ipv6: false,
-      ipv4Data: [{ addressSpace: 'sluice-local', pool, auxAddresses: {} }],
-      ipv6Data: [],
-    });
+    const poolId = await createDockerNetwork(first, 'n'.repeat(64), SUBNET);
     const ids = ['a'.repeat(64), 'b'.repeat(64)];
     const addresses: string[] = [];
     for (const id of ids) {
@@ -134,10 +125,8 @@ describe('Agent: reconciling while containers start', () => {
     const store = new MemoryStore();
     const host = testHost(store, 'h1', '192.0.2.1');
     await host.agent.start();
-    const { poolId, pool } = await host.ipam.requestPool({ pool: SUBNET, options: {}, v6: false });
     const net = 'n'.repeat(64);
-    host.docker.addNetwork(net, 'appnet', pool);
-    await host.driver.createNetwork({ networkId: net, generic: {}, internal: false, ipv6: false, ipv4Data: [{ addressSpace: 'sluice-local', pool, auxAddresses: {} }], ipv6Data: [] });
+    const poolId = await createDockerNetwork(host, net, SUBNET);
     const id = 'c'.repeat(64);
     const { address } = await host.ipam.requestAddress({ poolId });
     await host.driver.createEndpoint({ networkId: net, endpointId: id, address, portMappings: [], driverOptions: {} });

@@ -1,23 +1,11 @@
 import { BadRequestError, NotFoundError, NotSupportedError } from '../../../src/errors';
 import { MemoryStore } from '../../../src/store/memory-store';
-import { testHost, type TestHost } from '../../helpers/host';
+import { createDockerNetwork, testHost, type TestHost } from '../../helpers/host';
 
 const NET = 'a'.repeat(64);
 const EP = 'e1'.repeat(32);
 
-async function createNetwork(host: TestHost, subnet = '10.96.0.0/16'): Promise<string> {
-  const { poolId, pool, data } = await host.ipam.requestPool({ pool: subnet, options: {}, v6: false });
-  host.docker.addNetwork(NET, 'appnet', pool);
-  await host.driver.createNetwork({
-    networkId: NET,
-    generic: {},
-    internal: false,
-    ipv6: false,
-    ipv4Data: [{ addressSpace: 'sluice-local', pool, gateway: data['com.docker.network.gateway'], auxAddresses: {} }],
-    ipv6Data: [],
-  });
-  return poolId;
-}
+const createNetwork = (host: TestHost) => createDockerNetwork(host, NET, '10.96.0.0/16');
 
 /** Docker's calls for `docker run --net appnet`: RequestAddress, CreateEndpoint, Join. */
 async function run(host: TestHost, poolId: string, endpointId: string, labels: Record<string, string> | null = { role: 'web' }) {
