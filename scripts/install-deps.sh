@@ -2,10 +2,11 @@
 # Install what Sluice, its tests, the lab and the demos need on Debian 12, idempotently and
 # quietly: Debian's docker.io (dockerd 20.10), etcd-server (3.4), iptables, ipset, iproute2,
 # busybox-static, iputils-ping, iperf3 (and Node.js + npm from Debian where there is no node),
-# then `npm ci` (only when package-lock.json changed) and `npm run build` in the checkout.
+# with --tests also vagrant (the tests validate the Vagrantfile), then `npm ci` (only when
+# package-lock.json changed) and `npm run build` in the checkout.
 # The one install script: used by .ci/run, scripts/demo.sh and the Vagrant provisioning.
 #
-# Usage: install-deps.sh [--system-only] [--no-build]
+# Usage: install-deps.sh [--system-only] [--no-build] [--tests]
 set -euo pipefail
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
@@ -13,11 +14,13 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOG=${TMPDIR:-/tmp}/sluice-install-deps.log
 system_only=0
 build=1
+tests=0
 for arg in "$@"; do
   case $arg in
     --system-only) system_only=1 ;;
     --no-build) build=0 ;;
-    *) echo "usage: $0 [--system-only] [--no-build]" >&2; exit 2 ;;
+    --tests) tests=1 ;;
+    *) echo "usage: $0 [--system-only] [--no-build] [--tests]" >&2; exit 2 ;;
   esac
 done
 
@@ -42,6 +45,9 @@ done
 # The test image needs the static busybox (Debian's plain `busybox` package is dynamic).
 if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed'; then
   missing+=(busybox-static)
+fi
+if ((tests)) && ! command -v vagrant >/dev/null 2>&1; then
+  missing+=(vagrant)
 fi
 if ((!system_only)) && ! command -v node >/dev/null 2>&1; then
   missing+=(nodejs npm)
