@@ -89,9 +89,15 @@ export class Agent implements LocalConvergence {
       await this.converge();
       await this.followManagedNetworks();
     });
+    // The stream's first connect follows the reconciliation above; a later one means dockerd
+    // went away (restarted?) and may have dropped containers without telling the plugin.
+    let connects = 0;
     this.events = this.docker.watchEvents(
       (event) => void this.onDockerEvent(event),
-      () => void this.reconcileWithDocker().catch((err: unknown) => console.error(`sluice agent: reconcile: ${errorMessage(err)}`)),
+      () => {
+        if (connects++ === 0) return;
+        this.reconcileWithDocker().catch((err: unknown) => console.error(`sluice agent: reconcile: ${errorMessage(err)}`));
+      },
     );
     this.every(this.config.resyncInterval * 1000, () => this.resync());
     this.every(60_000, () => this.register());
