@@ -13,6 +13,7 @@
  */
 import { parseAllDocuments, stringify } from 'yaml';
 import { PolicyError } from '../errors';
+import { DOCKER_NETWORK_NAME } from '../model';
 import { formatCidr, parseCidr } from '../net/ipv4';
 import { parseSelector } from './selector';
 
@@ -122,8 +123,6 @@ function firstLine(message: string): string {
 /** DNS-label-like, so a name is safe in messages, rule comments and store keys. */
 const NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const MAX_NAME = 63;
-/** Docker's rule for network names. */
-const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const POLICY_FIELDS = ['kind', 'name', 'network', 'selector', 'order', 'ingress', 'egress'];
 const INGRESS_FIELDS = ['action', 'protocol', 'from', 'fromNets', 'ports'];
 const EGRESS_FIELDS = ['action', 'protocol', 'to', 'toNets', 'ports'];
@@ -236,7 +235,7 @@ function validatePolicy(value: unknown, index: number): Policy {
 
 function networkName(value: unknown, ctx: Context): string {
   const network = string(value, ctx, 'network');
-  if (!NETWORK_NAME.test(network)) throw ctx.error('network', `${describe(network)} is not a valid network name`);
+  if (!DOCKER_NETWORK_NAME.test(network)) throw ctx.error('network', `${describe(network)} is not a valid network name`);
   return network;
 }
 
