@@ -11,7 +11,7 @@
  * store can keep it as JSON; and since JSON is YAML, parsePolicies() reads that
  * JSON back to an equal policy.
  */
-import { parseAllDocuments, stringify } from 'yaml';
+import { type Document, parseAllDocuments, stringify } from 'yaml';
 import { PolicyError } from '../errors';
 import { DOCKER_NETWORK_NAME } from '../model';
 import { formatCidr, parseCidr } from '../net/ipv4';
@@ -75,8 +75,34 @@ export interface Policy {
   egress?: EgressRule[];
 }
 
+/**
+ * Limits, so no policy costs every agent more than milliseconds per apply and
+ * no input can exhaust memory or the stack. Each is ten times or more what a
+ * real policy uses: a policy is a few hundred bytes with a handful of rules.
+ * Selectors have their own (MAX_SELECTOR_LENGTH, MAX_SELECTOR_DEPTH).
+ */
+export const POLICY_LIMITS = {
+  /** A `sluice policy apply` file (or a stored value): checked before the YAML is parsed. */
+  fileBytes: 256 * 1024,
+  /** One policy as stored (its canonical YAML, as `sluice policy get` prints it); etcd takes at most 1.5 MiB per request. */
+  policyBytes: 64 * 1024,
+  rulesPerDirection: 100,
+  /** Every 15 ports (a range counting two) is one more iptables rule. */
+  portsPerRule: 64,
+  /** Nodes YAML aliases may expand to: an alias bomb (a billion laughs) is refused, not expanded. */
+  aliasExpansions: 100,
+};
+
+const KIB = 1024;
+
 /** Parses and validates one or more YAML (or JSON) documents; throws PolicyError at the first problem. */
 export function parsePolicies(text: string): Policy[] {
+  const bytes = Buffer.byteLength(text);
+  if (bytes > POLICY_LIMITS.fileBytes) {
+    throw new PolicyError(
+      `policy text of ${Math.ceil(bytes / KIB)} KiB: over the limit of ${POLICY_LIMITS.fileBytes / KIB} KiB per file: split it into several files`,
+    );
+  }
   const policies: { policy: Policy; index: number }[] = [];
   parseAllDocuments(text).forEach((doc, i) => {
     const index = i + 1;
@@ -86,10 +112,16 @@ export function parsePolicies(text: string): Policy[] {
       const hint = problem.code === 'TAG_RESOLVE_FAILED' ? " (quote values that start with '!')" : '';
       throw new PolicyError(`document ${index}: invalid YAML: ${firstLine(problem.message)}${hint}`);
     }
-    const value: unknown = doc.toJS();
+    const value = toJS(doc, index);
     // An empty document, such as the one after a trailing `---`, holds nothing to apply.
     if (value === null || value === undefined) return;
     const policy = validatePolicy(value, index);
+    const stored = Buffer.byteLength(policyToYaml(policy));
+    if (stored > POLICY_LIMITS.policyBytes) {
+      throw new PolicyError(
+        `document ${index} (name: ${policy.name}): ${Math.ceil(stored / KIB)} KiB as stored: over the limit of ${POLICY_LIMITS.policyBytes / KIB} KiB per policy`,
+      );
+    }
     const earlier = policies.find((p) => p.policy.name === policy.name);
     if (earlier !== undefined) {
       throw new PolicyError(`document ${index} (name: ${policy.name}): name: already used by document ${earlier.index}`);
@@ -112,6 +144,18 @@ export function policyToYaml(policy: Policy): string {
     ingress: policy.ingress?.map((r) => ({ action: r.action, protocol: r.protocol, from: r.from, fromNets: r.fromNets, ports: r.ports })),
     egress: policy.egress?.map((r) => ({ action: r.action, protocol: r.protocol, to: r.to, toNets: r.toNets, ports: r.ports })),
   });
+}
+
+function toJS(doc: Document, index: number): unknown {
+  try {
+    return doc.toJS({ maxAliasCount: POLICY_LIMITS.aliasExpansions });
+  } catch (err) {
+    // yaml throws ReferenceError when aliases expand past maxAliasCount.
+    if (err instanceof ReferenceError) {
+      throw new PolicyError(`document ${index}: YAML aliases expand to more than ${POLICY_LIMITS.aliasExpansions} nodes: refused (an alias bomb?)`);
+    }
+    throw err;
+  }
 }
 
 function firstLine(message: string): string {
@@ -174,6 +218,12 @@ function list(value: unknown, ctx: Context, path: string): unknown[] {
   return value;
 }
 
+function limited(value: unknown, max: number, what: string, ctx: Context, path: string): unknown[] {
+  const items = list(value, ctx, path);
+  if (items.length > max) throw ctx.error(path, `${items.length} ${what}: over the limit of ${max}`);
+  return items;
+}
+
 function string(value: unknown, ctx: Context, path: string): string {
   if (typeof value !== 'string') throw ctx.error(path, `expected a string, found ${describe(value)}`);
   return value;
@@ -225,10 +275,14 @@ function validatePolicy(value: unknown, index: number): Policy {
     throw ctx.error('', 'needs ingress or egress (an empty list denies all traffic in that direction)');
   }
   if (fields.ingress !== undefined) {
-    policy.ingress = list(fields.ingress, ctx, 'ingress').map((r, i) => ingressRule(r, ctx, `ingress[${i}]`));
+    policy.ingress = limited(fields.ingress, POLICY_LIMITS.rulesPerDirection, 'rules', ctx, 'ingress').map((r, i) =>
+      ingressRule(r, ctx, `ingress[${i}]`),
+    );
   }
   if (fields.egress !== undefined) {
-    policy.egress = list(fields.egress, ctx, 'egress').map((r, i) => egressRule(r, ctx, `egress[${i}]`));
+    policy.egress = limited(fields.egress, POLICY_LIMITS.rulesPerDirection, 'rules', ctx, 'egress').map((r, i) =>
+      egressRule(r, ctx, `egress[${i}]`),
+    );
   }
   return policy;
 }
@@ -270,7 +324,7 @@ function common(fields: Fields, ctx: Context, path: string): RuleCommon {
     if (rule.protocol !== 'tcp' && rule.protocol !== 'udp') {
       throw ctx.error(`${path}.ports`, 'ports need protocol tcp or udp');
     }
-    const ports = list(fields.ports, ctx, `${path}.ports`);
+    const ports = limited(fields.ports, POLICY_LIMITS.portsPerRule, 'ports', ctx, `${path}.ports`);
     if (ports.length === 0) throw ctx.error(`${path}.ports`, 'empty (leave ports out to match every port)');
     rule.ports = ports.map((p, i) => port(p, ctx, `${path}.ports[${i}]`));
   }
