@@ -11,7 +11,7 @@
  * store can keep it as JSON; and since JSON is YAML, parsePolicies() reads that
  * JSON back to an equal policy.
  */
-import { type Document, parseAllDocuments, stringify } from 'yaml';
+import { type Document, Lexer, Parser, parseAllDocuments, stringify } from 'yaml';
 import { PolicyError } from '../errors';
 import { DOCKER_NETWORK_NAME } from '../model';
 import { formatCidr, parseCidr } from '../net/ipv4';
@@ -91,6 +91,8 @@ export const POLICY_LIMITS = {
   portsPerRule: 64,
   /** Nodes YAML aliases may expand to: an alias bomb (a billion laughs) is refused, not expanded. */
   aliasExpansions: 100,
+  /** Nested YAML collections (a policy uses 5): yaml's composer recurses, and deep enough input kills the process. */
+  yamlDepth: 32,
 };
 
 const KIB = 1024;
@@ -103,6 +105,7 @@ export function parsePolicies(text: string): Policy[] {
       `policy text of ${Math.ceil(bytes / KIB)} KiB: over the limit of ${POLICY_LIMITS.fileBytes / KIB} KiB per file: split it into several files`,
     );
   }
+  checkYamlDepth(text);
   const policies: { policy: Policy; index: number }[] = [];
   parseAllDocuments(text).forEach((doc, i) => {
     const index = i + 1;
@@ -144,6 +147,22 @@ export function policyToYaml(policy: Policy): string {
     ingress: policy.ingress?.map((r) => ({ action: r.action, protocol: r.protocol, from: r.from, fromNets: r.fromNets, ports: r.ports })),
     egress: policy.egress?.map((r) => ({ action: r.action, protocol: r.protocol, to: r.to, toNets: r.toNets, ports: r.ports })),
   });
+}
+
+/**
+ * Refuses text nested deeper than POLICY_LIMITS.yamlDepth before the composer
+ * recurses into it: yaml's CST parser keeps its nesting in an array, not on
+ * the call stack, so measuring it cannot overflow.
+ */
+function checkYamlDepth(text: string): void {
+  const parser = new Parser();
+  for (const lexeme of new Lexer().lex(text)) {
+    // Finished documents come out of next() and are dropped: only the depth is of interest.
+    Array.from(parser.next(lexeme));
+    if (parser.stack.length > POLICY_LIMITS.yamlDepth) {
+      throw new PolicyError(`policy text nests deeper than the limit of ${POLICY_LIMITS.yamlDepth} levels of YAML collections`);
+    }
+  }
 }
 
 function toJS(doc: Document, index: number): unknown {
