@@ -6,6 +6,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { BadRequestError } from './errors';
+import { NODE_NAME } from './model';
 import { type Cidr, parseCidr, parseIp } from './net/ipv4';
 import { DEFAULT_STORE_URL } from './store/open-store';
 
@@ -97,7 +98,7 @@ export function loadAgentConfig(flags: Record<string, string | undefined>, env: 
   const supernet = parseCidr(text('default-supernet'));
   if (!supernet) throw new BadRequestError(`--default-supernet ${text('default-supernet')} is not an IPv4 CIDR`);
   const node = get('node') ?? os.hostname();
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(node)) {
+  if (!NODE_NAME.test(node)) {
     throw new BadRequestError(`--node ${node}: use letters, digits, '.', '_' and '-' only`);
   }
   const mtu = get('mtu');

@@ -49,6 +49,26 @@ export class StoreUnavailableError extends SluiceError {
   override readonly httpStatus = 503;
 }
 
+/**
+ * The store answered but refused the request: too large, out of space, not
+ * permitted. Retrying will not help, unlike StoreUnavailableError.
+ */
+export class StoreRefusedError extends SluiceError {
+  readonly code = 'store-refused';
+}
+
+/** A record read from the store does not hold what its key says it should; the message names the key. */
+export class InvalidRecordError extends SluiceError {
+  readonly code = 'invalid-record';
+
+  constructor(
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(`invalid record in the store at ${key}: ${reason} (rewrite or delete the key)`);
+  }
+}
+
 /** A kernel operation (ip, iptables, ipset) failed. */
 export class DataplaneError extends SluiceError {
   readonly code = 'dataplane';

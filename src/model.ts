@@ -1,5 +1,10 @@
 /** Domain types shared by the driver, the agent, the policy compiler and the CLI. */
 
+/** A node's name: a hostname's characters, so it is safe in store keys and messages. */
+export const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+/** Docker's rule for network names. */
+export const DOCKER_NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
 export type Labels = Record<string, string>;
 
 export type Protocol = 'tcp' | 'udp' | 'sctp';

@@ -10,15 +10,16 @@
 import createDebug from 'debug';
 import type { AgentConfig } from '../config';
 import type { Dataplane } from '../dataplane/dataplane';
-import { isSluiceHostIfname } from '../dataplane/names';
+import { endpointIfnames, isSluiceHostIfname } from '../dataplane/names';
 import type { LocalConvergence } from '../driver/network-service';
-import { errorMessage } from '../errors';
+import { InvalidRecordError, errorMessage } from '../errors';
 import type { Ipam } from '../ipam/ipam-service';
 import type { ContainerEvent, DockerHost } from '../labels/docker';
 import { blockRoutes, type PeerMode } from '../lease/routes';
 import type { EndpointRecord, NetworkRecord, NodeRecord } from '../model';
 import { compileFirewall } from '../policy/compile';
 import { ROOT, keys, leaf } from '../store/keys';
+import { readEndpoint, tryRead } from '../store/records';
 import type { Registry } from '../store/registry';
 import type { Lease, Watch } from '../store/store';
 import { Coalescer } from '../util/coalescer';
@@ -317,10 +318,11 @@ export class Agent implements LocalConvergence {
         },
       });
     }
-    const endpoints = (await store.list(keys.endpoints(this.node))).kvs.map((kv) => ({
-      record: JSON.parse(kv.value) as EndpointRecord,
-      version: String(kv.modRevision),
-    }));
+    const endpointKvs = (await store.list(keys.endpoints(this.node))).kvs;
+    const endpoints = endpointKvs.flatMap((kv) => {
+      const record = tryRead(kv, readEndpoint);
+      return record instanceof InvalidRecordError ? [] : [{ record, version: String(kv.modRevision) }];
+    });
     for (const { record, version } of endpoints) {
       if (liveEndpoints.has(record.id)) continue;
       found.set(`endpoint ${record.id}`, {
@@ -333,7 +335,8 @@ export class Agent implements LocalConvergence {
         },
       });
     }
-    const veths = new Set(endpoints.map((e) => e.record.hostIfname));
+    // An endpoint whose record is invalid is left alone, its veth included: nothing acts on what it cannot read.
+    const veths = new Set(endpointKvs.flatMap((kv) => vethOf(leaf(kv.key))));
     for (const ifname of await this.dataplane.listEndpoints()) {
       if (!isSluiceHostIfname(ifname) || veths.has(ifname)) continue;
       found.set(`veth ${ifname}`, { version: '', remove: () => this.dataplane.removeEndpoint(ifname) });
@@ -382,6 +385,15 @@ export class Agent implements LocalConvergence {
         task().catch((err: unknown) => debug('periodic task: %s', errorMessage(err)));
       }, ms),
     );
+  }
+}
+
+/** The veth of an endpoint ID, if the ID can name one. */
+function vethOf(endpointId: string): string[] {
+  try {
+    return [endpointIfnames(endpointId).hostIfname];
+  } catch {
+    return [];
   }
 }
 

@@ -1,12 +1,15 @@
 /**
  * The agent's in-memory copy of the cluster, fed by one list and then one
  * watch over the whole /sluice/v1/ prefix. Pure: it only applies key/value
- * events and answers questions; whoever owns it decides when to act.
+ * events and answers questions; whoever owns it decides when to act. Every
+ * value is read through store/records.ts: an invalid one is logged once, kept
+ * in `invalid` and otherwise ignored, so no value can stop the agent.
  */
+import { InvalidRecordError } from '../errors';
 import type { BlockRecord, EndpointRecord, NetworkRecord, NodeRecord } from '../model';
-import { type Policy, parsePolicies } from '../policy/policy';
-import { errorMessage } from '../errors';
+import type { Policy } from '../policy/policy';
 import { ROOT, leaf } from '../store/keys';
+import { readRecord, tryRead } from '../store/records';
 import type { KeyValue, WatchEvent } from '../store/store';
 
 export class ClusterView {
@@ -20,51 +23,56 @@ export class ClusterView {
   /** Keyed by "<node>/<docker network id>" → network key. */
   readonly dockerNets = new Map<string, string>();
   readonly policies = new Map<string, Policy>();
+  /** Keys whose record is invalid → why. They are in none of the maps above: nothing acts on them. */
+  readonly invalid = new Map<string, string>();
 
   /** Replaces everything with a fresh list (startup, or after a broken watch). */
   reset(kvs: KeyValue[]): void {
-    for (const map of [this.networks, this.nodes, this.blocks, this.endpoints, this.dockerNets, this.policies]) map.clear();
+    const reported = new Map(this.invalid);
+    for (const map of [this.networks, this.nodes, this.blocks, this.endpoints, this.dockerNets, this.policies, this.invalid]) map.clear();
     this.alive.clear();
-    for (const kv of kvs) this.put(kv.key, kv.value);
+    for (const kv of kvs) this.put(kv, reported.get(kv.key));
   }
 
   apply(events: WatchEvent[]): void {
     for (const event of events) {
-      if (event.type === 'put') this.put(event.kv.key, event.kv.value);
+      if (event.type === 'put') this.put(event.kv, this.invalid.get(event.kv.key));
       else this.remove(event.key);
     }
   }
 
-  private put(key: string, value: string): void {
-    const [kind, rest] = split(key);
-    switch (kind) {
-      case 'networks':
-        this.networks.set(rest, JSON.parse(value) as NetworkRecord);
+  /** `reported`: why the key was already invalid, so a resync does not log it again. */
+  private put(kv: KeyValue, reported: string | undefined): void {
+    // Whatever the key held before is superseded, even by a value that turns out invalid.
+    this.remove(kv.key);
+    const read = tryRead(kv, readRecord);
+    if (read instanceof InvalidRecordError) {
+      if (read.reason !== reported) console.error(`sluice agent: ignoring ${read.message}`);
+      this.invalid.set(kv.key, read.reason);
+      return;
+    }
+    const [, rest] = split(kv.key);
+    switch (read.kind) {
+      case 'network':
+        this.networks.set(rest, read.record);
         break;
-      case 'nodes':
-        this.nodes.set(rest, JSON.parse(value) as NodeRecord);
+      case 'node':
+        this.nodes.set(rest, read.record);
         break;
       case 'alive':
         this.alive.add(rest);
         break;
-      case 'blocks':
-        this.blocks.set(rest, JSON.parse(value) as BlockRecord);
+      case 'block':
+        this.blocks.set(rest, read.record);
         break;
-      case 'endpoints':
-        this.endpoints.set(rest, JSON.parse(value) as EndpointRecord);
+      case 'endpoint':
+        this.endpoints.set(rest, read.record);
         break;
-      case 'dockernets':
-        this.dockerNets.set(rest, value);
+      case 'dockernet':
+        this.dockerNets.set(rest, read.record.network);
         break;
-      case 'policies':
-        try {
-          const [policy] = parsePolicies(value);
-          if (policy) this.policies.set(rest, policy);
-        } catch (err) {
-          // Only `sluice policy apply` writes here, after validation; anything else is not enforced.
-          console.error(`sluice agent: ignoring invalid policy ${rest}: ${errorMessage(err)}`);
-          this.policies.delete(rest);
-        }
+      case 'policy':
+        this.policies.set(rest, read.record);
         break;
       default: // addresses and anything newer than this agent: not needed here
     }
@@ -81,6 +89,7 @@ export class ClusterView {
       dockernets: this.dockerNets,
       policies: this.policies,
     };
+    this.invalid.delete(key);
     maps[kind]?.delete(rest);
   }
 

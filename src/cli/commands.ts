@@ -14,13 +14,14 @@ import type { Registry } from '../store/registry';
 import { table } from './table';
 
 export async function status(registry: Registry): Promise<string> {
-  const [nodes, alive, blocks, endpoints, networks, policies] = await Promise.all([
+  const [nodes, alive, blocks, endpoints, networks, policies, invalid] = await Promise.all([
     registry.listNodes(),
     registry.listAlive(),
     registry.listAllBlocks(),
     registry.listEndpoints(),
     registry.listNetworks(),
     registry.listPolicies(),
+    registry.invalidRecords(),
   ]);
   const byKey = new Map(networks.map((n) => [n.key, n]));
   const policyState = (e: EndpointRecord): string => {
@@ -54,6 +55,10 @@ export async function status(registry: Registry): Promise<string> {
     '',
     'ENDPOINTS',
     table(['CONTAINER', 'NETWORK', 'NODE', 'ADDRESS', 'LABELS', 'POLICIES'], endpointRows),
+    // Only when there are some: agents ignore these keys, so someone should look at them.
+    ...(invalid.length === 0
+      ? []
+      : ['', 'INVALID RECORDS (ignored by every agent)', table(['KEY', 'PROBLEM'], invalid.map((r) => [r.key, r.reason]))]),
   ].join('\n');
 }
 

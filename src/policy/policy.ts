@@ -11,8 +11,9 @@
  * store can keep it as JSON; and since JSON is YAML, parsePolicies() reads that
  * JSON back to an equal policy.
  */
-import { parseAllDocuments, stringify } from 'yaml';
+import { type Document, Lexer, Parser, parseAllDocuments, stringify } from 'yaml';
 import { PolicyError } from '../errors';
+import { DOCKER_NETWORK_NAME } from '../model';
 import { formatCidr, parseCidr } from '../net/ipv4';
 import { parseSelector } from './selector';
 
@@ -74,8 +75,37 @@ export interface Policy {
   egress?: EgressRule[];
 }
 
+/**
+ * Limits, so no policy costs every agent more than milliseconds per apply and
+ * no input can exhaust memory or the stack. Each is ten times or more what a
+ * real policy uses: a policy is a few hundred bytes with a handful of rules.
+ * Selectors have their own (MAX_SELECTOR_LENGTH, MAX_SELECTOR_DEPTH).
+ */
+export const POLICY_LIMITS = {
+  /** A `sluice policy apply` file (or a stored value): checked before the YAML is parsed. */
+  fileBytes: 256 * 1024,
+  /** One policy as stored (its canonical YAML, as `sluice policy get` prints it); etcd takes at most 1.5 MiB per request. */
+  policyBytes: 64 * 1024,
+  rulesPerDirection: 100,
+  /** Every 15 ports (a range counting two) is one more iptables rule. */
+  portsPerRule: 64,
+  /** Nodes YAML aliases may expand to: an alias bomb (a billion laughs) is refused, not expanded. */
+  aliasExpansions: 100,
+  /** Nested YAML collections (a policy uses 5): yaml's composer recurses, and deep enough input kills the process. */
+  yamlDepth: 32,
+};
+
+const KIB = 1024;
+
 /** Parses and validates one or more YAML (or JSON) documents; throws PolicyError at the first problem. */
 export function parsePolicies(text: string): Policy[] {
+  const bytes = Buffer.byteLength(text);
+  if (bytes > POLICY_LIMITS.fileBytes) {
+    throw new PolicyError(
+      `policy text of ${Math.ceil(bytes / KIB)} KiB: over the limit of ${POLICY_LIMITS.fileBytes / KIB} KiB per file: split it into several files`,
+    );
+  }
+  checkYamlDepth(text);
   const policies: { policy: Policy; index: number }[] = [];
   parseAllDocuments(text).forEach((doc, i) => {
     const index = i + 1;
@@ -85,10 +115,16 @@ export function parsePolicies(text: string): Policy[] {
       const hint = problem.code === 'TAG_RESOLVE_FAILED' ? " (quote values that start with '!')" : '';
       throw new PolicyError(`document ${index}: invalid YAML: ${firstLine(problem.message)}${hint}`);
     }
-    const value: unknown = doc.toJS();
+    const value = toJS(doc, index);
     // An empty document, such as the one after a trailing `---`, holds nothing to apply.
     if (value === null || value === undefined) return;
     const policy = validatePolicy(value, index);
+    const stored = Buffer.byteLength(policyToYaml(policy));
+    if (stored > POLICY_LIMITS.policyBytes) {
+      throw new PolicyError(
+        `document ${index} (name: ${policy.name}): ${Math.ceil(stored / KIB)} KiB as stored: over the limit of ${POLICY_LIMITS.policyBytes / KIB} KiB per policy`,
+      );
+    }
     const earlier = policies.find((p) => p.policy.name === policy.name);
     if (earlier !== undefined) {
       throw new PolicyError(`document ${index} (name: ${policy.name}): name: already used by document ${earlier.index}`);
@@ -113,6 +149,34 @@ export function policyToYaml(policy: Policy): string {
   });
 }
 
+/**
+ * Refuses text nested deeper than POLICY_LIMITS.yamlDepth before the composer
+ * recurses into it: yaml's CST parser keeps its nesting in an array, not on
+ * the call stack, so measuring it cannot overflow.
+ */
+function checkYamlDepth(text: string): void {
+  const parser = new Parser();
+  for (const lexeme of new Lexer().lex(text)) {
+    // Finished documents come out of next() and are dropped: only the depth is of interest.
+    Array.from(parser.next(lexeme));
+    if (parser.stack.length > POLICY_LIMITS.yamlDepth) {
+      throw new PolicyError(`policy text nests deeper than the limit of ${POLICY_LIMITS.yamlDepth} levels of YAML collections`);
+    }
+  }
+}
+
+function toJS(doc: Document, index: number): unknown {
+  try {
+    return doc.toJS({ maxAliasCount: POLICY_LIMITS.aliasExpansions });
+  } catch (err) {
+    // yaml throws ReferenceError when aliases expand past maxAliasCount.
+    if (err instanceof ReferenceError) {
+      throw new PolicyError(`document ${index}: YAML aliases expand to more than ${POLICY_LIMITS.aliasExpansions} nodes: refused (an alias bomb?)`);
+    }
+    throw err;
+  }
+}
+
 function firstLine(message: string): string {
   return (message.split('\n')[0] ?? message).replace(/:$/, '');
 }
@@ -122,8 +186,6 @@ function firstLine(message: string): string {
 /** DNS-label-like, so a name is safe in messages, rule comments and store keys. */
 const NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const MAX_NAME = 63;
-/** Docker's rule for network names. */
-const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const POLICY_FIELDS = ['kind', 'name', 'network', 'selector', 'order', 'ingress', 'egress'];
 const INGRESS_FIELDS = ['action', 'protocol', 'from', 'fromNets', 'ports'];
 const EGRESS_FIELDS = ['action', 'protocol', 'to', 'toNets', 'ports'];
@@ -173,6 +235,12 @@ function mapping(value: unknown, allowed: readonly string[], ctx: Context, path:
 function list(value: unknown, ctx: Context, path: string): unknown[] {
   if (!Array.isArray(value)) throw ctx.error(path, `expected a list, found ${describe(value)}`);
   return value;
+}
+
+function limited(value: unknown, max: number, what: string, ctx: Context, path: string): unknown[] {
+  const items = list(value, ctx, path);
+  if (items.length > max) throw ctx.error(path, `${items.length} ${what}: over the limit of ${max}`);
+  return items;
 }
 
 function string(value: unknown, ctx: Context, path: string): string {
@@ -226,17 +294,21 @@ function validatePolicy(value: unknown, index: number): Policy {
     throw ctx.error('', 'needs ingress or egress (an empty list denies all traffic in that direction)');
   }
   if (fields.ingress !== undefined) {
-    policy.ingress = list(fields.ingress, ctx, 'ingress').map((r, i) => ingressRule(r, ctx, `ingress[${i}]`));
+    policy.ingress = limited(fields.ingress, POLICY_LIMITS.rulesPerDirection, 'rules', ctx, 'ingress').map((r, i) =>
+      ingressRule(r, ctx, `ingress[${i}]`),
+    );
   }
   if (fields.egress !== undefined) {
-    policy.egress = list(fields.egress, ctx, 'egress').map((r, i) => egressRule(r, ctx, `egress[${i}]`));
+    policy.egress = limited(fields.egress, POLICY_LIMITS.rulesPerDirection, 'rules', ctx, 'egress').map((r, i) =>
+      egressRule(r, ctx, `egress[${i}]`),
+    );
   }
   return policy;
 }
 
 function networkName(value: unknown, ctx: Context): string {
   const network = string(value, ctx, 'network');
-  if (!NETWORK_NAME.test(network)) throw ctx.error('network', `${describe(network)} is not a valid network name`);
+  if (!DOCKER_NETWORK_NAME.test(network)) throw ctx.error('network', `${describe(network)} is not a valid network name`);
   return network;
 }
 
@@ -271,7 +343,7 @@ function common(fields: Fields, ctx: Context, path: string): RuleCommon {
     if (rule.protocol !== 'tcp' && rule.protocol !== 'udp') {
       throw ctx.error(`${path}.ports`, 'ports need protocol tcp or udp');
     }
-    const ports = list(fields.ports, ctx, `${path}.ports`);
+    const ports = limited(fields.ports, POLICY_LIMITS.portsPerRule, 'ports', ctx, `${path}.ports`);
     if (ports.length === 0) throw ctx.error(`${path}.ports`, 'empty (leave ports out to match every port)');
     rule.ports = ports.map((p, i) => port(p, ctx, `${path}.ports[${i}]`));
   }

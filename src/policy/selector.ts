@@ -41,9 +41,28 @@ export class Selector {
   }
 }
 
+/**
+ * Every selector becomes ipsets and is evaluated against every endpoint on
+ * every apply: 4 KiB holds a few hundred terms, far beyond any real selector,
+ * and keeps an apply within milliseconds (a 40,000-term one took seconds).
+ */
+export const MAX_SELECTOR_LENGTH = 4096;
+/** Nested '(' and '!': real selectors need two or three; the bound keeps every recursion here shallow. */
+export const MAX_SELECTOR_DEPTH = 32;
+
 /** Parses `text`; throws PolicyError naming the 1-based column and what was expected there. */
 export function parseSelector(text: string): Selector {
-  return new Selector(new Parser(text).parseAll());
+  // Checked before tokenizing: the length bounds the work, and the canonical form must fit too, as it is what is stored.
+  checkLength(text.length, '');
+  const selector = new Selector(new Parser(text).parseAll());
+  checkLength(selector.toString().length, ' in canonical form');
+  return selector;
+}
+
+function checkLength(length: number, form: string): void {
+  if (length > MAX_SELECTOR_LENGTH) {
+    throw new PolicyError(`selector of ${length} characters${form}: over the limit of ${MAX_SELECTOR_LENGTH} characters`);
+  }
 }
 
 /**
@@ -217,6 +236,8 @@ class Parser {
   private readonly tokens: Token[];
   private readonly end: Token;
   private pos = 0;
+  /** Open '(' and '!' around the current token: counted so no input can recurse deeper than MAX_SELECTOR_DEPTH. */
+  private depth = 0;
 
   constructor(private readonly source: string) {
     this.tokens = tokenize(source, (at, expected) => this.fail(at, expected));
@@ -243,15 +264,19 @@ class Parser {
   }
 
   private parseUnary(): SelectorExpr {
-    if (this.accept('!')) return { op: '!', expr: this.parseUnary() };
+    const bang = this.peek();
+    if (this.accept('!')) return this.nested(bang, () => ({ op: '!', expr: this.parseUnary() }));
     return this.parsePrimary();
   }
 
   private parsePrimary(): SelectorExpr {
+    const open = this.peek();
     if (this.accept('(')) {
-      const expr = this.parseOr();
-      this.expect(')', "'&&', '||' or ')'");
-      return expr;
+      return this.nested(open, () => {
+        const expr = this.parseOr();
+        this.expect(')', "'&&', '||' or ')'");
+        return expr;
+      });
     }
     const key = this.expect('key', "a label key, has(, all(), '!' or '('").text;
     // `has` and `all` are functions only when called; otherwise they are label keys like any other.
@@ -291,6 +316,17 @@ class Parser {
       values.push(this.expect('string', values.length === 0 ? "a quoted string or '}'" : 'a quoted string').text);
       if (this.accept('}')) return values;
       this.expect(',', "',' or '}'");
+    }
+  }
+
+  private nested(at: Token, parse: () => SelectorExpr): SelectorExpr {
+    if (++this.depth > MAX_SELECTOR_DEPTH) {
+      throw new PolicyError(`selector: at column ${at.at + 1}: nested deeper than the limit of ${MAX_SELECTOR_DEPTH} levels of '(' and '!'`);
+    }
+    try {
+      return parse();
+    } finally {
+      this.depth--;
     }
   }
 

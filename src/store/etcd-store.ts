@@ -4,8 +4,10 @@
  * - create = txn `if version(key) == 0 then put`; compare-and-swap = txn
  *   `if mod(key) == expected then put`; a checked delete likewise.
  * - Every call has a deadline (3 s by default); an etcd that does not answer
- *   rejects with StoreUnavailableError naming "etcd at HOST:PORT". Every error
- *   of grpc or etcd is converted here, so nothing above sees them.
+ *   rejects with StoreUnavailableError naming "etcd at HOST:PORT", one that
+ *   answers with a refusal (a request too large, a full database) with
+ *   StoreRefusedError. Every error of grpc or etcd is converted here, so
+ *   nothing above sees them.
  * - No automatic retries of calls that may have reached etcd: a txn retried
  *   after a lost reply would report a create it made itself as lost. Only
  *   calls that never left (no connection) move on to the next endpoint.
@@ -18,13 +20,14 @@ import { circuitBreaker, ConsecutiveBreaker, ConstantBackoff, handleWhen, isBrok
 import {
   Etcd3,
   EtcdLeaseInvalidError,
+  GRPCResourceExhastedError,
   isRecoverableError,
   type IKeyValue,
   type Lease as EtcdLeaseHandle,
   type PutBuilder,
   type Watcher,
 } from 'etcd3';
-import { SluiceError, StoreUnavailableError, errorMessage } from '../errors';
+import { SluiceError, StoreRefusedError, StoreUnavailableError, errorMessage } from '../errors';
 import { validateTtl } from './memory-store';
 import type { KeyValue, Lease, ListResult, Store, Watch, WatchEvent, WatchHandlers } from './store';
 
@@ -64,7 +67,7 @@ export class EtcdStore implements Store {
         // With several members, skip a dead one for a second; with one there is nothing to skip to.
         host: () =>
           several
-            ? circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(1) })
+            ? circuitBreaker(handleWhen(isUnavailability), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(1) })
             : noop,
         // Watches do not outlive a broken stream (onReset), so this only paces the library's own retry.
         watchBackoff: new ConstantBackoff(500).next(),
@@ -207,12 +210,14 @@ export class EtcdStore implements Store {
       );
     }
     if (!(err instanceof Error)) return new StoreUnavailableError(`${this.description} could not ${what}: ${String(err)}`);
-    if (err instanceof DeadlineError || isBrokenCircuitError(err) || isRecoverableError(err)) {
+    if (err instanceof DeadlineError || isBrokenCircuitError(err) || isUnavailability(err)) {
       return new StoreUnavailableError(
         `${this.description} did not answer within ${this.timeoutMs / 1000}s: is etcd running? (${what}: ${err.message})`,
       );
     }
-    return new StoreUnavailableError(`${this.description} refused to ${what}: ${err.message}`);
+    // It answered: retrying the same request will not help, so do not say it is down.
+    const tooLarge = /too large|larger than max/i.test(err.message) ? ' (the request is larger than etcd accepts: see its --max-request-bytes)' : '';
+    return new StoreRefusedError(`${this.description} refused to ${what}${tooLarge}: ${err.message}`);
   }
 
   private closedError(): StoreUnavailableError {
@@ -308,6 +313,14 @@ function toWatchEvent(event: { type: 'Put' | 'Delete'; kv: IKeyValue }): WatchEv
   return event.type === 'Put'
     ? { type: 'put', kv: toKeyValue(event.kv) }
     : { type: 'delete', key: event.kv.key.toString(), modRevision: Number(event.kv.mod_revision) };
+}
+
+/**
+ * etcd3 counts ResourceExhausted as recoverable, but etcd answers with it for a
+ * request over its size limit or a full database: a refusal, not an outage.
+ */
+function isUnavailability(err: Error): boolean {
+  return isRecoverableError(err) && !(err instanceof GRPCResourceExhastedError);
 }
 
 /** grpc's "no connection established": the call was never sent, so another member may take it. */

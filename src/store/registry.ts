@@ -1,10 +1,31 @@
 /**
  * Typed access to Sluice's records in the store. Values are JSON; the key
  * layout lives in keys.ts. Callers get records, never raw key/value pairs.
+ *
+ * Every record is read through records.ts. A get of an invalid record throws
+ * InvalidRecordError; a list skips invalid records (invalidRecords() names
+ * them), except that a block or address claim with an unreadable value is
+ * listed as held by UNKNOWN_HOLDER: it stays taken, so IPAM never hands it out.
  */
+import { InvalidRecordError } from '../errors';
 import type { AddressRecord, BlockRecord, EndpointRecord, NetworkRecord, NodeRecord } from '../model';
-import { type Policy, parsePolicies, policyToYaml } from '../policy/policy';
-import { keys, leaf } from './keys';
+import { type Policy, policyToYaml } from '../policy/policy';
+import { ROOT, keys } from './keys';
+import {
+  type DockerNetRecord,
+  readAddress,
+  readAddressClaim,
+  readAlive,
+  readBlock,
+  readBlockClaim,
+  readDockerNet,
+  readEndpoint,
+  readNetwork,
+  readNode,
+  readPolicy,
+  readRecord,
+  tryRead,
+} from './records';
 import type { KeyValue, Lease, Store } from './store';
 
 export interface Versioned<T> {
@@ -12,8 +33,12 @@ export interface Versioned<T> {
   modRevision: number;
 }
 
-function decode<T>(kv: KeyValue): T {
-  return JSON.parse(kv.value) as T;
+/** The records of `kvs` that `read` accepts; the others are left out. */
+function valid<T>(kvs: KeyValue[], read: (kv: KeyValue) => T): T[] {
+  return kvs.flatMap((kv) => {
+    const result = tryRead(kv, read);
+    return result instanceof InvalidRecordError ? [] : [result];
+  });
 }
 
 export class Registry {
@@ -23,12 +48,12 @@ export class Registry {
 
   async getNetwork(net: string): Promise<Versioned<NetworkRecord> | undefined> {
     const kv = await this.store.get(keys.network(net));
-    return kv && { record: decode<NetworkRecord>(kv), modRevision: kv.modRevision };
+    return kv && { record: readNetwork(kv), modRevision: kv.modRevision };
   }
 
   async listNetworks(): Promise<NetworkRecord[]> {
     const { kvs } = await this.store.list(keys.networks);
-    return kvs.map((kv) => decode<NetworkRecord>(kv));
+    return valid(kvs, readNetwork);
   }
 
   createNetwork(network: NetworkRecord): Promise<boolean> {
@@ -47,17 +72,17 @@ export class Registry {
 
   async listBlocks(net: string): Promise<BlockRecord[]> {
     const { kvs } = await this.store.list(keys.blocks(net));
-    return kvs.map((kv) => decode<BlockRecord>(kv));
+    return valid(kvs, readBlockClaim);
   }
 
   async listAllBlocks(): Promise<BlockRecord[]> {
     const { kvs } = await this.store.list(keys.allBlocks);
-    return kvs.map((kv) => decode<BlockRecord>(kv));
+    return valid(kvs, readBlockClaim);
   }
 
   async getBlock(net: string, block: string): Promise<BlockRecord | undefined> {
     const kv = await this.store.get(keys.block(net, block));
-    return kv && decode<BlockRecord>(kv);
+    return kv && readBlock(kv);
   }
 
   claimBlock(block: BlockRecord): Promise<boolean> {
@@ -73,12 +98,12 @@ export class Registry {
   async listAddresses(net: string, block?: string): Promise<Versioned<AddressRecord>[]> {
     const prefix = block === undefined ? keys.addresses(net) : keys.blockAddresses(net, block);
     const { kvs } = await this.store.list(prefix);
-    return kvs.map((kv) => ({ record: decode<AddressRecord>(kv), modRevision: kv.modRevision }));
+    return valid(kvs, (kv) => ({ record: readAddressClaim(kv), modRevision: kv.modRevision }));
   }
 
   async getAddress(net: string, block: string, ip: string): Promise<Versioned<AddressRecord> | undefined> {
     const kv = await this.store.get(keys.address(net, block, ip));
-    return kv && { record: decode<AddressRecord>(kv), modRevision: kv.modRevision };
+    return kv && { record: readAddress(kv), modRevision: kv.modRevision };
   }
 
   claimAddress(block: string, address: AddressRecord): Promise<boolean> {
@@ -101,12 +126,12 @@ export class Registry {
 
   async getEndpoint(node: string, id: string): Promise<Versioned<EndpointRecord> | undefined> {
     const kv = await this.store.get(keys.endpoint(node, id));
-    return kv && { record: decode<EndpointRecord>(kv), modRevision: kv.modRevision };
+    return kv && { record: readEndpoint(kv), modRevision: kv.modRevision };
   }
 
   async listEndpoints(node?: string): Promise<EndpointRecord[]> {
     const { kvs } = await this.store.list(node === undefined ? keys.allEndpoints : keys.endpoints(node));
-    return kvs.map((kv) => decode<EndpointRecord>(kv));
+    return valid(kvs, readEndpoint);
   }
 
   putEndpoint(endpoint: EndpointRecord): Promise<void> {
@@ -120,16 +145,14 @@ export class Registry {
   // Docker network IDs of one node → network keys
 
   async getDockerNet(node: string, dockerNetworkId: string): Promise<string | undefined> {
-    return (await this.store.get(keys.dockerNet(node, dockerNetworkId)))?.value;
+    const kv = await this.store.get(keys.dockerNet(node, dockerNetworkId));
+    return kv && readDockerNet(kv).network;
   }
 
   /** Every node's Docker networks: [node, docker network id, network key]. */
-  async listDockerNets(node?: string): Promise<{ node: string; dockerNetworkId: string; network: string }[]> {
+  async listDockerNets(node?: string): Promise<DockerNetRecord[]> {
     const { kvs } = await this.store.list(node === undefined ? keys.allDockerNets : keys.dockerNets(node));
-    return kvs.map((kv) => {
-      const parts = kv.key.split('/');
-      return { node: parts[parts.length - 2] ?? '', dockerNetworkId: leaf(kv.key), network: kv.value };
-    });
+    return valid(kvs, readDockerNet);
   }
 
   putDockerNet(node: string, dockerNetworkId: string, net: string): Promise<void> {
@@ -144,7 +167,7 @@ export class Registry {
 
   async listNodes(): Promise<NodeRecord[]> {
     const { kvs } = await this.store.list(keys.nodes);
-    return kvs.map((kv) => decode<NodeRecord>(kv));
+    return valid(kvs, readNode);
   }
 
   putNode(node: NodeRecord): Promise<void> {
@@ -162,7 +185,7 @@ export class Registry {
 
   async listAlive(): Promise<Set<string>> {
     const { kvs } = await this.store.list(keys.alive);
-    return new Set(kvs.map((kv) => leaf(kv.key)));
+    return new Set(valid(kvs, readAlive));
   }
 
   // Policies
@@ -171,7 +194,7 @@ export class Registry {
 
   async listPolicies(): Promise<Policy[]> {
     const { kvs } = await this.store.list(keys.policies);
-    return kvs.flatMap((kv) => parsePolicies(kv.value));
+    return valid(kvs, readPolicy);
   }
 
   putPolicy(policy: Policy): Promise<void> {
@@ -181,5 +204,15 @@ export class Registry {
   deletePolicy(name: string): Promise<boolean> {
     return this.store.delete(keys.policy(name));
   }
-}
 
+  // Validation
+
+  /** Every key whose record is invalid, and why: what the lists above leave out. */
+  async invalidRecords(): Promise<{ key: string; reason: string }[]> {
+    const { kvs } = await this.store.list(ROOT);
+    return kvs.flatMap((kv) => {
+      const result = tryRead(kv, readRecord);
+      return result instanceof InvalidRecordError ? [{ key: result.key, reason: result.reason }] : [];
+    });
+  }
+}

@@ -1,4 +1,4 @@
-import { ConflictError, NotFoundError } from '../../../src/errors';
+import { ConflictError, NotFoundError, PolicyError } from '../../../src/errors';
 import { parsePolicies } from '../../../src/policy/policy';
 import { networkCreate, networkList, networkRemove, nodeRemove, policyApply, policyGet, policyList, policyRemove, status } from '../../../src/cli/commands';
 import { MemoryStore } from '../../../src/store/memory-store';
@@ -80,5 +80,29 @@ describe('sluice CLI commands', () => {
     await registry.putEndpoint({ id: 'f'.repeat(64), network: '10.96.0.0-16', node: 'h9', address: '10.96.0.3', hostIfname: 'slvfffffffffff', labels: { role: 'web' }, ports: [] });
     await registry.putPolicy(parsePolicies("kind: NetworkPolicy\nname: web\nselector: role == 'web'\ningress: []\n")[0]!);
     expect(await status(registry)).toMatch(/ffffffffffff\s+10\.96\.0\.0\/16\s+h9\s+10\.96\.0\.3\s+role=web\s+web$/m);
+  });
+
+  it('refuses a 2 MB policy file with a policy error (exit 2), writing nothing', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sluice-cli-'));
+    try {
+      const huge = path.join(dir, 'huge.yaml');
+      writeFileSync(huge, `kind: NetworkPolicy\nname: huge\nselector: all()\ningress: []\n# ${'x'.repeat(2 * 1024 * 1024)}\n`);
+      const refused = policyApply(registry, huge);
+      await expect(refused).rejects.toBeInstanceOf(PolicyError);
+      await expect(refused).rejects.toThrow('over the limit of 256 KiB per file');
+      expect(await registry.listPolicies()).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('lists invalid records in status, and shows the valid rest as usual', async () => {
+    await deadNode('h9', new Date('2026-01-01T00:00:00Z'));
+    await store.put('/sluice/v1/networks/10.97.0.0-16', 'not json{');
+    const text = await status(registry);
+    expect(text).toMatch(/h9\s+dead/);
+    expect(text).toMatch(/INVALID RECORDS \(ignored by every agent\)\nKEY\s+PROBLEM\n\/sluice\/v1\/networks\/10\.97\.0\.0-16\s+value is not JSON: "not json\{"$/);
+    await store.delete('/sluice/v1/networks/10.97.0.0-16');
+    expect(await status(registry)).not.toContain('INVALID RECORDS');
   });
 });

@@ -1,0 +1,399 @@
+/**
+ * The store is untrusted input: a bug, a hand-edited key or a half-written
+ * value can put anything under /sluice/v1/. Every record read from it goes
+ * through one of these readers, which check the value's shape, its addresses
+ * and names, and that it agrees with its key (keys.ts), and throw
+ * InvalidRecordError naming the key otherwise. The agent's view and the typed
+ * Registry both read through here, so they agree on what is valid.
+ *
+ * Cheap on purpose: a JSON.parse and a few comparisons (policies excepted, which
+ * go through the policy parser), since the plugin reads records on every request.
+ * Unknown fields are allowed, so a newer agent may add some.
+ */
+import { InvalidRecordError, PolicyError } from '../errors';
+import {
+  DOCKER_NETWORK_NAME,
+  NODE_NAME,
+  type AddressRecord,
+  type BlockRecord,
+  type EndpointRecord,
+  type Labels,
+  type NetworkRecord,
+  type NodeRecord,
+  type PortMapping,
+} from '../model';
+import { type Cidr, contains, formatCidr, isIpv6, parseCidr, parseIp } from '../net/ipv4';
+import { isSluiceHostIfname } from '../dataplane/names';
+import { type Policy, parsePolicies } from '../policy/policy';
+import { ROOT, cidrKey, keyCidr } from './keys';
+import type { KeyValue } from './store';
+
+/** What a key under /sluice/v1/ holds, once read and checked. */
+export type StoreRecord =
+  | { kind: 'network'; record: NetworkRecord }
+  | { kind: 'node'; record: NodeRecord }
+  | { kind: 'alive'; node: string }
+  | { kind: 'block'; record: BlockRecord }
+  | { kind: 'address'; record: AddressRecord }
+  | { kind: 'endpoint'; record: EndpointRecord }
+  | { kind: 'dockernet'; record: DockerNetRecord }
+  | { kind: 'policy'; record: Policy }
+  /** A kind this version does not know (a newer agent's): not an error. */
+  | { kind: 'unknown' };
+
+/** One node's Docker network ID → the sluice network key (Docker's IDs differ per host). */
+export interface DockerNetRecord {
+  node: string;
+  dockerNetworkId: string;
+  network: string;
+}
+
+/** Holder of a block or address claim whose record is unreadable: the claim still stands, so nobody takes it. */
+export const UNKNOWN_HOLDER = '(invalid record)';
+
+/** Reads any key under ROOT; throws InvalidRecordError if the key or its value is not valid. */
+export function readRecord(kv: KeyValue): StoreRecord {
+  const kind = kindOf(kv.key);
+  switch (kind) {
+    case 'networks':
+      return { kind: 'network', record: readNetwork(kv) };
+    case 'nodes':
+      return { kind: 'node', record: readNode(kv) };
+    case 'alive':
+      return { kind: 'alive', node: readAlive(kv) };
+    case 'blocks':
+      return { kind: 'block', record: readBlock(kv) };
+    case 'addresses':
+      return { kind: 'address', record: readAddress(kv) };
+    case 'endpoints':
+      return { kind: 'endpoint', record: readEndpoint(kv) };
+    case 'dockernets':
+      return { kind: 'dockernet', record: readDockerNet(kv) };
+    case 'policies':
+      return { kind: 'policy', record: readPolicy(kv) };
+    default:
+      return { kind: 'unknown' };
+  }
+}
+
+/**
+ * `read(kv)`, or the InvalidRecordError it threw: for callers that go on
+ * past a bad record instead of failing.
+ */
+export function tryRead<T>(kv: KeyValue, read: (kv: KeyValue) => T): T | InvalidRecordError {
+  try {
+    return read(kv);
+  } catch (err) {
+    if (err instanceof InvalidRecordError) return err;
+    throw err;
+  }
+}
+
+export function readNetwork(kv: KeyValue): NetworkRecord {
+  return guard(kv, () => {
+    const [net] = segments(kv.key, 'networks', 1);
+    const subnet = networkKey(net, 'key');
+    const o = json(kv.value);
+    const record: NetworkRecord = {
+      key: same(o.key, net, 'key'),
+      subnet: same(o.subnet, formatCidr(subnet), 'subnet'),
+      blockSize: integer(o.blockSize, subnet.prefix, 32, 'blockSize'),
+      gateway: address(o.gateway, subnet, 'gateway'),
+    };
+    if (o.name !== undefined) record.name = text(o.name, DOCKER_NETWORK_NAME, 'a Docker network name', 'name');
+    if (o.managed !== undefined) record.managed = boolean(o.managed, 'managed');
+    return record;
+  });
+}
+
+export function readNode(kv: KeyValue): NodeRecord {
+  return guard(kv, () => {
+    const [name] = segments(kv.key, 'nodes', 1);
+    nodeName(name, 'key');
+    const o = json(kv.value);
+    const record: NodeRecord = {
+      name: same(o.name, name, 'name'),
+      ip: address(o.ip, undefined, 'ip'),
+      backend: oneOf(o.backend, ['host-gw', 'vxlan', 'auto'] as const, 'backend'),
+      version: string(o.version, 'version'),
+      lastSeen: text(o.lastSeen, { test: (s) => !Number.isNaN(Date.parse(s)) }, 'an ISO time', 'lastSeen'),
+    };
+    if (o.vtepMac !== undefined) record.vtepMac = text(o.vtepMac, MAC, 'a MAC address', 'vtepMac');
+    return record;
+  });
+}
+
+/** A live node's name; the value (when it said so) does not matter. */
+export function readAlive(kv: KeyValue): string {
+  return guard(kv, () => nodeName(segments(kv.key, 'alive', 1)[0], 'key'));
+}
+
+export function readBlock(kv: KeyValue): BlockRecord {
+  return guard(kv, () => {
+    const claim = blockClaim(kv.key);
+    const o = json(kv.value);
+    return {
+      network: same(o.network, claim.network, 'network'),
+      block: same(o.block, claim.block, 'block'),
+      node: nodeName(o.node, 'node'),
+    };
+  });
+}
+
+export function readAddress(kv: KeyValue): AddressRecord {
+  return guard(kv, () => {
+    const claim = addressClaim(kv.key);
+    const o = json(kv.value);
+    const record: AddressRecord = {
+      network: same(o.network, claim.network, 'network'),
+      address: same(o.address, claim.address, 'address'),
+      // The gateway is claimed by every node at once.
+      node: o.node === '*' ? '*' : nodeName(o.node, 'node'),
+      kind: oneOf(o.kind, ['endpoint', 'gateway', 'aux'] as const, 'kind'),
+    };
+    if (o.endpointId !== undefined) record.endpointId = string(o.endpointId, 'endpointId');
+    if (o.containerId !== undefined) record.containerId = string(o.containerId, 'containerId');
+    return record;
+  });
+}
+
+/**
+ * Claims as IPAM must see them: the record, or, if only the value is bad, the
+ * block or address held by UNKNOWN_HOLDER, so it is never handed out twice.
+ * Throw only if the key itself is not a claim's.
+ */
+export function readBlockClaim(kv: KeyValue): BlockRecord {
+  try {
+    return readBlock(kv);
+  } catch {
+    return { ...guard(kv, () => blockClaim(kv.key)), node: UNKNOWN_HOLDER };
+  }
+}
+
+export function readAddressClaim(kv: KeyValue): AddressRecord {
+  try {
+    return readAddress(kv);
+  } catch {
+    return { ...guard(kv, () => addressClaim(kv.key)), node: UNKNOWN_HOLDER, kind: 'endpoint' };
+  }
+}
+
+export function readEndpoint(kv: KeyValue): EndpointRecord {
+  return guard(kv, () => {
+    const [node, id] = segments(kv.key, 'endpoints', 2);
+    nodeName(node, 'key');
+    const o = json(kv.value);
+    const subnet = networkKey(o.network, 'network');
+    const record: EndpointRecord = {
+      id: same(o.id, id, 'id'),
+      network: o.network as string,
+      node: same(o.node, node, 'node'),
+      address: address(o.address, subnet, 'address'),
+      hostIfname: text(o.hostIfname, { test: isSluiceHostIfname }, 'a sluice veth name (slv + 11 hex digits)', 'hostIfname'),
+      labels: o.labels === null ? null : labels(o.labels),
+      ports: list(o.ports, 'ports').map((p, i) => portMapping(p, `ports[${i}]`)),
+    };
+    if (o.containerId !== undefined) record.containerId = string(o.containerId, 'containerId');
+    if (o.containerName !== undefined) record.containerName = string(o.containerName, 'containerName');
+    return record;
+  });
+}
+
+/** Not JSON: the value is the network key itself. */
+export function readDockerNet(kv: KeyValue): DockerNetRecord {
+  return guard(kv, () => {
+    const [node, dockerNetworkId] = segments(kv.key, 'dockernets', 2);
+    nodeName(node, 'key');
+    networkKey(kv.value, 'value');
+    return { node, dockerNetworkId, network: kv.value };
+  });
+}
+
+/** Policies are kept as their YAML document, read back through the policy parser with its limits. */
+export function readPolicy(kv: KeyValue): Policy {
+  return guard(kv, () => {
+    const [name] = segments(kv.key, 'policies', 1);
+    let policies: Policy[];
+    try {
+      policies = parsePolicies(kv.value);
+    } catch (err) {
+      if (err instanceof PolicyError) throw new Problem(err.message);
+      throw err;
+    }
+    const [policy, ...more] = policies;
+    if (policy === undefined || more.length > 0) throw new Problem(`holds ${policies.length} policies, expected one`);
+    same(policy.name, name, 'name');
+    return policy;
+  });
+}
+
+// ---- keys ----
+
+/** The first path segment under ROOT: which kind of record a key holds. */
+function kindOf(key: string): string {
+  const path = key.startsWith(ROOT) ? key.slice(ROOT.length) : key;
+  return path.split('/', 1)[0] ?? '';
+}
+
+/** The `count` segments after ROOT/<kind>/, each non-empty. */
+function segments(key: string, kind: string, count: 1): [string];
+function segments(key: string, kind: string, count: 2): [string, string];
+function segments(key: string, kind: string, count: 3): [string, string, string];
+function segments(key: string, kind: string, count: number): string[] {
+  const prefix = `${ROOT}${kind}/`;
+  const parts = key.startsWith(prefix) ? key.slice(prefix.length).split('/') : [];
+  if (parts.length !== count || parts.some((p) => p === '')) {
+    throw new Problem(`key is not ${prefix}${Array.from({ length: count }, (_, i) => `<${i + 1}>`).join('/')}`);
+  }
+  return parts;
+}
+
+function blockClaim(key: string): { network: string; block: string } {
+  const [network, blockPart] = segments(key, 'blocks', 2);
+  const subnet = networkKey(network, 'key');
+  const block = cidrIn(keyCidr(blockPart), subnet, 'key');
+  return { network, block: formatCidr(block) };
+}
+
+function addressClaim(key: string): { network: string; address: string } {
+  const [network, blockPart, ip] = segments(key, 'addresses', 3);
+  const block = cidrIn(keyCidr(blockPart), networkKey(network, 'key'), 'key');
+  return { network, address: address(ip, block, 'key') };
+}
+
+// ---- values ----
+
+/** A check failed; guard() turns it into an InvalidRecordError naming the key. */
+class Problem extends Error {}
+
+function guard<T>(kv: KeyValue, read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    if (err instanceof Problem) throw new InvalidRecordError(kv.key, err.message);
+    throw err;
+  }
+}
+
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const PREVIEW = 40;
+
+/** The value in a message, cut short: a record may hold a megabyte of garbage. */
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object' && value !== null) return 'an object';
+  const json = JSON.stringify(value);
+  return json.length > PREVIEW ? `${json.slice(0, PREVIEW)}…` : json;
+}
+
+function expected(what: string, value: unknown, path: string): Problem {
+  return new Problem(`${path}: expected ${what}, found ${describe(value)}`);
+}
+
+/** A record's value: a JSON object. */
+function json(value: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new Problem(`value is not JSON: ${describe(value)}`);
+  }
+  return object(parsed, 'value');
+}
+
+function object(value: unknown, path: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw expected('an object', value, path);
+  return value as Record<string, unknown>;
+}
+
+function string(value: unknown, path: string): string {
+  if (typeof value !== 'string') throw expected('a string', value, path);
+  return value;
+}
+
+function text(value: unknown, pattern: { test(s: string): boolean }, what: string, path: string): string {
+  const s = string(value, path);
+  if (!pattern.test(s)) throw expected(what, s, path);
+  return s;
+}
+
+/** A value that must equal what the key (or another field) already says. */
+function same(value: unknown, wanted: string, path: string): string {
+  if (value !== wanted) throw expected(`${JSON.stringify(wanted)} (as the key says)`, value, path);
+  return wanted;
+}
+
+function integer(value: unknown, min: number, max: number, path: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw expected(`an integer from ${min} to ${max}`, value, path);
+  }
+  return value;
+}
+
+function boolean(value: unknown, path: string): boolean {
+  if (typeof value !== 'boolean') throw expected('true or false', value, path);
+  return value;
+}
+
+function oneOf<T extends string>(value: unknown, options: readonly T[], path: string): T {
+  const found = options.find((o) => o === value);
+  if (found === undefined) throw expected(`one of ${options.join(', ')}`, value, path);
+  return found;
+}
+
+function list(value: unknown, path: string): unknown[] {
+  if (!Array.isArray(value)) throw expected('a list', value, path);
+  return value;
+}
+
+function nodeName(value: unknown, path: string): string {
+  return text(value, NODE_NAME, 'a node name', path);
+}
+
+/** A network key ("10.96.0.0-16"), canonical; returns its subnet. */
+function networkKey(value: unknown, path: string): Cidr {
+  const key = string(value, path);
+  const subnet = parseCidr(keyCidr(key));
+  if (subnet === undefined || cidrKey(formatCidr(subnet)) !== key) throw expected('a network key such as "10.96.0.0-16"', key, path);
+  return subnet;
+}
+
+/** A canonical CIDR within `outer`. */
+function cidrIn(value: string, outer: Cidr, path: string): Cidr {
+  const cidr = parseCidr(value);
+  if (cidr === undefined || formatCidr(cidr) !== value || cidr.prefix < outer.prefix || !contains(outer, cidr.base)) {
+    throw expected(`a block of ${formatCidr(outer)}`, value, path);
+  }
+  return cidr;
+}
+
+/** An IPv4 address in dotted form, within `within` if given. */
+function address(value: unknown, within: Cidr | undefined, path: string): string {
+  const s = string(value, path);
+  const ip = parseIp(s);
+  if (ip === undefined || (within !== undefined && !contains(within, ip))) {
+    throw expected(within === undefined ? 'an IPv4 address' : `an IPv4 address in ${formatCidr(within)}`, s, path);
+  }
+  return s;
+}
+
+function labels(value: unknown): Labels {
+  const o = object(value, 'labels');
+  for (const [k, v] of Object.entries(o)) string(v, `labels.${k}`);
+  return o as Labels;
+}
+
+function portMapping(value: unknown, path: string): PortMapping {
+  const o = object(value, path);
+  const mapping: PortMapping = {
+    proto: oneOf(o.proto, ['tcp', 'udp', 'sctp'] as const, `${path}.proto`),
+    containerPort: integer(o.containerPort, 0, 65535, `${path}.containerPort`),
+    hostPort: integer(o.hostPort, 0, 65535, `${path}.hostPort`),
+    hostPortEnd: integer(o.hostPortEnd, 0, 65535, `${path}.hostPortEnd`),
+  };
+  if (o.hostIp !== undefined) {
+    mapping.hostIp = text(o.hostIp, { test: (s) => parseIp(s) !== undefined || isIpv6(s) }, 'an IP address', `${path}.hostIp`);
+  }
+  return mapping;
+}
