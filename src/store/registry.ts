@@ -31,8 +31,30 @@ export class Registry {
     return kvs.map((kv) => decode<NetworkRecord>(kv));
   }
 
-  createNetwork(network: NetworkRecord): Promise<boolean> {
-    return this.store.create(keys.network(network.key), JSON.stringify(network));
+  /** The networks, and the pool guard's revision read before them: what createNetwork checks against. */
+  async listNetworksForCreate(): Promise<{ networks: NetworkRecord[]; guard: number }> {
+    const guard = (await this.store.get(keys.poolGuard))?.modRevision ?? 0;
+    return { networks: await this.listNetworks(), guard };
+  }
+
+  /**
+   * Creates the network with its gateway claim in one transaction, only if no
+   * network was created since the pool guard was at `guard`: the networks the
+   * caller listed then are still all there are. False if one was.
+   */
+  createNetwork(network: NetworkRecord, guard: number, gateway: { block: string; address: AddressRecord }): Promise<boolean> {
+    const key = keys.network(network.key);
+    return this.store.putIfUnchanged(
+      [
+        { key: keys.poolGuard, modRevision: guard },
+        { key, modRevision: 0 },
+      ],
+      [
+        { key, value: JSON.stringify(network) },
+        { key: keys.poolGuard, value: network.key },
+        { key: keys.address(network.key, gateway.block, gateway.address.address), value: JSON.stringify(gateway.address) },
+      ],
+    );
   }
 
   updateNetwork(network: NetworkRecord, modRevision: number): Promise<boolean> {

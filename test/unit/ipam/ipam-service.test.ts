@@ -144,7 +144,8 @@ describe('Ipam', () => {
   });
 
   it('never hands out the gateway of a network defined ahead (sluice network create)', async () => {
-    await defineNetwork(registry, newNetworkRecord(parseCidr('10.120.0.0/16')!, 26, { name: 'shared', managed: true }));
+    const shared = newNetworkRecord(parseCidr('10.120.0.0/16')!, 26, { name: 'shared', managed: true });
+    await defineNetwork(registry, () => shared);
     const { poolId, data } = await ipam.requestPool({ pool: '10.120.0.0/16', options: {}, v6: false });
     expect(data['com.docker.network.gateway']).toBe('10.120.0.1/16');
     expect((await ipam.requestAddress({ poolId })).address).toBe('10.120.0.2/16');
