@@ -30,7 +30,7 @@ import type {
   RequestPoolResult,
 } from '../driver/services';
 import { cidrKey } from '../store/keys';
-import type { Registry } from '../store/registry';
+import type { GatewayClaim, Registry } from '../store/registry';
 import { KeyedMutex } from '../util/keyed-mutex';
 import { defaultGateway, freeAddresses, freeBlocks, isHostAddress, pickSubnet } from './allocator';
 
@@ -78,10 +78,7 @@ export async function defineNetwork(
     const network = want(networks);
     const same = sameNetwork(networks, network);
     if (same) return { network: same, created: false };
-    const gateway: AddressRecord = { network: network.key, address: network.gateway, node: '*', kind: 'gateway' };
-    if (await registry.createNetwork(network, guard, { block: gatewayBlock(network), address: gateway })) {
-      return { network, created: true };
-    }
+    if (await registry.createNetwork(network, guard, gatewayClaim(network))) return { network, created: true };
   }
   throw new ConflictError('too many concurrent network creations: try again');
 }
@@ -102,6 +99,11 @@ function sameNetwork(existing: readonly NetworkRecord[], network: NetworkRecord)
 
 function gatewayBlock(network: NetworkRecord): string {
   return formatCidr(blockOf(parseIp(network.gateway)!, network.blockSize));
+}
+
+/** The record that keeps the network's gateway from being handed to a container. */
+function gatewayClaim(network: NetworkRecord): GatewayClaim {
+  return { block: gatewayBlock(network), address: { network: network.key, address: network.gateway, node: '*', kind: 'gateway' } };
 }
 
 export class Ipam implements IpamService {
@@ -248,19 +250,22 @@ export class Ipam implements IpamService {
     return this.lock.run(network.key, async () => {
       const current = await this.registry.getNetwork(network.key);
       if (!current) throw new NotFoundError(`network ${network.subnet} was removed meanwhile`);
+      // Another host's create with the same --gateway got here first.
+      if (current.record.gateway === requested) return requested;
       const inUse = (await this.registry.listBlocks(network.key)).length > 0;
       if (inUse) {
         throw new ConflictError(
           `network ${network.subnet} is in use with gateway ${current.record.gateway}: use --gateway ${current.record.gateway} or omit --gateway`,
         );
       }
-      const block = formatCidr(blockOf(ip, network.blockSize));
-      await this.releaseGatewayClaim(current.record);
       const updated = { ...current.record, gateway: requested };
-      if (!(await this.registry.updateNetwork(updated, current.modRevision))) {
+      // The new gateway is claimed with the change; the old one is freed only once the change is made.
+      if (!(await this.registry.updateNetwork(updated, current.modRevision, gatewayClaim(updated)))) {
+        // Lost to another host: fine if it set the same gateway.
+        if ((await this.registry.getNetwork(network.key))?.record.gateway === requested) return requested;
         throw new ConflictError(`network ${network.subnet} changed meanwhile: try again`);
       }
-      await this.registry.claimAddress(block, { network: network.key, address: requested, node: '*', kind: 'gateway' });
+      await this.releaseGatewayClaim(current.record);
       return requested;
     });
   }

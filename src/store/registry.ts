@@ -12,6 +12,19 @@ export interface Versioned<T> {
   modRevision: number;
 }
 
+/** The address record reserving a network's gateway, in the block it falls in. */
+export interface GatewayClaim {
+  block: string;
+  address: AddressRecord;
+}
+
+function networkPuts(network: NetworkRecord, gateway: GatewayClaim): { key: string; value: string }[] {
+  return [
+    { key: keys.network(network.key), value: JSON.stringify(network) },
+    { key: keys.address(network.key, gateway.block, gateway.address.address), value: JSON.stringify(gateway.address) },
+  ];
+}
+
 function decode<T>(kv: KeyValue): T {
   return JSON.parse(kv.value) as T;
 }
@@ -42,23 +55,20 @@ export class Registry {
    * network was created since the pool guard was at `guard`: the networks the
    * caller listed then are still all there are. False if one was.
    */
-  createNetwork(network: NetworkRecord, guard: number, gateway: { block: string; address: AddressRecord }): Promise<boolean> {
+  createNetwork(network: NetworkRecord, guard: number, gateway: GatewayClaim): Promise<boolean> {
     const key = keys.network(network.key);
     return this.store.putIfUnchanged(
       [
         { key: keys.poolGuard, modRevision: guard },
         { key, modRevision: 0 },
       ],
-      [
-        { key, value: JSON.stringify(network) },
-        { key: keys.poolGuard, value: network.key },
-        { key: keys.address(network.key, gateway.block, gateway.address.address), value: JSON.stringify(gateway.address) },
-      ],
+      [...networkPuts(network, gateway), { key: keys.poolGuard, value: network.key }],
     );
   }
 
-  updateNetwork(network: NetworkRecord, modRevision: number): Promise<boolean> {
-    return this.store.compareAndSwap(keys.network(network.key), JSON.stringify(network), modRevision);
+  /** Replaces the network and claims its (new) gateway in one transaction, only if the network is unchanged since `modRevision`. */
+  updateNetwork(network: NetworkRecord, modRevision: number, gateway: GatewayClaim): Promise<boolean> {
+    return this.store.putIfUnchanged([{ key: keys.network(network.key), modRevision }], networkPuts(network, gateway));
   }
 
   deleteNetwork(net: string): Promise<boolean> {
