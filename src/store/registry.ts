@@ -12,19 +12,6 @@ export interface Versioned<T> {
   modRevision: number;
 }
 
-/** The address record reserving a network's gateway, in the block it falls in. */
-export interface GatewayClaim {
-  block: string;
-  address: AddressRecord;
-}
-
-function networkPuts(network: NetworkRecord, gateway: GatewayClaim): { key: string; value: string }[] {
-  return [
-    { key: keys.network(network.key), value: JSON.stringify(network) },
-    { key: keys.address(network.key, gateway.block, gateway.address.address), value: JSON.stringify(gateway.address) },
-  ];
-}
-
 function decode<T>(kv: KeyValue): T {
   return JSON.parse(kv.value) as T;
 }
@@ -215,3 +202,15 @@ export class Registry {
   }
 }
 
+/** The address record reserving a network's gateway, in the block it falls in. */
+export interface GatewayClaim {
+  block: string;
+  address: AddressRecord;
+}
+
+function networkPuts(network: NetworkRecord, gateway: GatewayClaim): { key: string; value: string }[] {
+  return [
+    { key: keys.network(network.key), value: JSON.stringify(network) },
+    { key: keys.address(network.key, gateway.block, gateway.address.address), value: JSON.stringify(gateway.address) },
+  ];
+}
