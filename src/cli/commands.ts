@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors';
 import { BLOCK_SIZE_OPTION, defineNetwork, newNetworkRecord } from '../ipam/ipam-service';
-import { formatCidr, overlaps, parseCidr } from '../net/ipv4';
+import { parseCidr } from '../net/ipv4';
 import { policiesSelecting } from '../policy/compile';
 import { parsePolicies, policyToYaml } from '../policy/policy';
 import type { EndpointRecord } from '../model';
@@ -68,12 +68,12 @@ export async function networkCreate(registry: Registry, name: string, subnetText
   if (blockSize < subnet.prefix || blockSize > 30) {
     throw new BadRequestError(`--${BLOCK_SIZE_OPTION} ${blockSize}: expected ${subnet.prefix} to 30`);
   }
-  const networks = await registry.listNetworks();
-  if (networks.some((n) => n.name === name)) throw new ConflictError(`network ${name} already exists`);
-  const clash = networks.find((n) => overlaps(parseCidr(n.subnet)!, subnet));
-  if (clash) throw new ConflictError(`subnet ${formatCidr(subnet)} overlaps sluice network ${clash.name ?? clash.subnet} (${clash.subnet})`);
-  const network = newNetworkRecord(subnet, blockSize, { name, managed: true });
-  if (!(await defineNetwork(registry, network))) throw new ConflictError(`a network with subnet ${network.subnet} was created meanwhile`);
+  const wanted = newNetworkRecord(subnet, blockSize, { name, managed: true });
+  const { network, created } = await defineNetwork(registry, (networks) => {
+    if (networks.some((n) => n.name === name)) throw new ConflictError(`network ${name} already exists`);
+    return wanted;
+  });
+  if (!created) throw new ConflictError(`subnet ${network.subnet} is already sluice network ${network.name ?? network.subnet}`);
   return `network ${name} (${network.subnet}) defined: every agent now creates it in Docker`;
 }
 

@@ -30,7 +30,7 @@ import type {
   RequestPoolResult,
 } from '../driver/services';
 import { cidrKey } from '../store/keys';
-import type { Registry } from '../store/registry';
+import type { GatewayClaim, Registry } from '../store/registry';
 import { KeyedMutex } from '../util/keyed-mutex';
 import { defaultGateway, freeAddresses, freeBlocks, isHostAddress, pickSubnet } from './allocator';
 
@@ -58,19 +58,53 @@ export function newNetworkRecord(subnet: Cidr, blockSize: number, extra: Partial
   };
 }
 
-/**
- * Creates the network if its subnet is free and reserves its gateway, so no
- * block hands the gateway to a container. False if the record exists.
- */
-export async function defineNetwork(registry: Registry, network: NetworkRecord): Promise<boolean> {
-  if (!(await registry.createNetwork(network))) return false;
-  const block = formatCidr(blockOf(parseIp(network.gateway)!, network.blockSize));
-  await registry.claimAddress(block, { network: network.key, address: network.gateway, node: '*', kind: 'gateway' });
-  return true;
-}
-
 /** How many times a lost create race is retried with a fresh list before giving up. */
 const RACE_RETRIES = 20;
+
+/**
+ * Creates the network `want` picks from the existing ones. The network and
+ * its gateway claim (so no block hands the gateway to a container) are one
+ * store transaction, refused if any other network was created since the
+ * list: two overlapping subnets never both exist, whatever hosts race. A
+ * lost race lists and picks again. The same subnet is the same network: the
+ * existing one is returned with `created` false.
+ */
+export async function defineNetwork(
+  registry: Registry,
+  want: (existing: readonly NetworkRecord[]) => NetworkRecord,
+): Promise<{ network: NetworkRecord; created: boolean }> {
+  for (let attempt = 0; attempt < RACE_RETRIES; attempt++) {
+    const { networks, guard } = await registry.listNetworksForCreate();
+    const network = want(networks);
+    const same = sameNetwork(networks, network);
+    if (same) return { network: same, created: false };
+    if (await registry.createNetwork(network, guard, gatewayClaim(network))) return { network, created: true };
+  }
+  throw new ConflictError('too many concurrent network creations: try again');
+}
+
+/** The existing network with `network`'s subnet, if any; a ConflictError if another one overlaps it. */
+function sameNetwork(existing: readonly NetworkRecord[], network: NetworkRecord): NetworkRecord | undefined {
+  const same = existing.find((n) => n.subnet === network.subnet);
+  if (same) return same;
+  const subnet = parseCidr(network.subnet)!;
+  const clash = existing.find((n) => overlaps(parseCidr(n.subnet)!, subnet));
+  if (clash) {
+    throw new ConflictError(
+      `subnet ${network.subnet} overlaps sluice network ${clash.name ? `${clash.name} (${clash.subnet})` : clash.subnet}: pick a subnet outside it`,
+    );
+  }
+  return undefined;
+}
+
+function gatewayBlock(network: NetworkRecord): string {
+  return formatCidr(blockOf(parseIp(network.gateway)!, network.blockSize));
+}
+
+/** The record that keeps the network's gateway from being handed to a container. */
+function gatewayClaim(network: NetworkRecord): GatewayClaim {
+  return { block: gatewayBlock(network), address: { network: network.key, address: network.gateway, node: '*', kind: 'gateway' } };
+}
 
 export class Ipam implements IpamService {
   private readonly lock = new KeyedMutex();
@@ -172,57 +206,37 @@ export class Ipam implements IpamService {
     const subnet = parseCidr(pool);
     if (!subnet) throw new BadRequestError(`--subnet ${pool} is not an IPv4 CIDR such as 10.96.0.0/16`);
     if (subnet.prefix > 30) throw new BadRequestError(`--subnet ${pool} is too small: use a /30 or larger`);
-    const cidr = formatCidr(subnet);
-    const existing = await this.registry.listNetworks();
-    const same = existing.find((n) => n.subnet === cidr);
-    if (same) {
-      if (blockSize !== undefined && blockSize !== same.blockSize) {
-        throw new ConflictError(
-          `sluice network ${cidr} already exists with block size /${same.blockSize}; omit --ipam-opt ${BLOCK_SIZE_OPTION} or use ${same.blockSize}`,
-        );
-      }
-      return same;
-    }
-    const clash = existing.find((n) => overlaps(parseCidr(n.subnet)!, subnet));
-    if (clash) {
+    const { network, created } = await defineNetwork(this.registry, () =>
+      newNetworkRecord(subnet, blockSize ?? this.options.defaultBlockSize),
+    );
+    if (!created && blockSize !== undefined && blockSize !== network.blockSize) {
       throw new ConflictError(
-        `subnet ${cidr} overlaps sluice network ${clash.subnet}${clash.name ? ` (${clash.name})` : ''}: pick a subnet outside it`,
+        `sluice network ${network.subnet} already exists with block size /${network.blockSize}; omit --ipam-opt ${BLOCK_SIZE_OPTION} or use ${network.blockSize}`,
       );
     }
-    return this.createNetworkRecord(subnet, blockSize);
+    return network;
   }
 
   /** Docker asked for any pool: a free subnet of the default supernet, a different one on each call. */
   private async pickPool(blockSize: number | undefined): Promise<NetworkRecord> {
-    for (let attempt = 0; attempt < RACE_RETRIES; attempt++) {
-      const existing = (await this.registry.listNetworks()).map((n) => parseCidr(n.subnet)!);
-      const subnet = pickSubnet(this.options.defaultSupernet, this.options.defaultSubnetPrefix, existing);
+    const { network } = await defineNetwork(this.registry, (existing) => {
+      const subnet = pickSubnet(
+        this.options.defaultSupernet,
+        this.options.defaultSubnetPrefix,
+        existing.map((n) => parseCidr(n.subnet)!),
+      );
       if (!subnet) {
         throw new ExhaustedError(
           `no free /${this.options.defaultSubnetPrefix} left in the default supernet ${formatCidr(this.options.defaultSupernet)}: pass --subnet`,
         );
       }
-      const created = await this.tryCreateNetworkRecord(subnet, blockSize);
-      if (created) return created;
-    }
-    throw new ConflictError('too many concurrent network creations: try again');
-  }
-
-  private async createNetworkRecord(subnet: Cidr, blockSize: number | undefined): Promise<NetworkRecord> {
-    const created = await this.tryCreateNetworkRecord(subnet, blockSize);
-    if (created) return created;
-    // Another host created the same subnet at the same moment: it is the same network.
-    return this.getNetwork(cidrKey(formatCidr(subnet)));
-  }
-
-  private async tryCreateNetworkRecord(subnet: Cidr, blockSize: number | undefined): Promise<NetworkRecord | undefined> {
-    const network = newNetworkRecord(subnet, blockSize ?? this.options.defaultBlockSize);
-    return (await defineNetwork(this.registry, network)) ? network : undefined;
+      return newNetworkRecord(subnet, blockSize ?? this.options.defaultBlockSize);
+    });
+    return network;
   }
 
   private async releaseGatewayClaim(network: NetworkRecord): Promise<void> {
-    const block = formatCidr(blockOf(parseIp(network.gateway)!, network.blockSize));
-    await this.registry.releaseAddress(network.key, block, network.gateway);
+    await this.registry.releaseAddress(network.key, gatewayBlock(network), network.gateway);
   }
 
   /** `--gateway G` on create: G becomes the network's gateway if no host uses the network yet. */
@@ -236,19 +250,22 @@ export class Ipam implements IpamService {
     return this.lock.run(network.key, async () => {
       const current = await this.registry.getNetwork(network.key);
       if (!current) throw new NotFoundError(`network ${network.subnet} was removed meanwhile`);
+      // Another host's create with the same --gateway got here first.
+      if (current.record.gateway === requested) return requested;
       const inUse = (await this.registry.listBlocks(network.key)).length > 0;
       if (inUse) {
         throw new ConflictError(
           `network ${network.subnet} is in use with gateway ${current.record.gateway}: use --gateway ${current.record.gateway} or omit --gateway`,
         );
       }
-      const block = formatCidr(blockOf(ip, network.blockSize));
-      await this.releaseGatewayClaim(current.record);
       const updated = { ...current.record, gateway: requested };
-      if (!(await this.registry.updateNetwork(updated, current.modRevision))) {
+      // The new gateway is claimed with the change; the old one is freed only once the change is made.
+      if (!(await this.registry.updateNetwork(updated, current.modRevision, gatewayClaim(updated)))) {
+        // Lost to another host: fine if it set the same gateway.
+        if ((await this.registry.getNetwork(network.key))?.record.gateway === requested) return requested;
         throw new ConflictError(`network ${network.subnet} changed meanwhile: try again`);
       }
-      await this.registry.claimAddress(block, { network: network.key, address: requested, node: '*', kind: 'gateway' });
+      await this.releaseGatewayClaim(current.record);
       return requested;
     });
   }

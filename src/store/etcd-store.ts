@@ -2,7 +2,8 @@
  * The store on an etcd v3 cluster, through npm `etcd3`.
  *
  * - create = txn `if version(key) == 0 then put`; compare-and-swap = txn
- *   `if mod(key) == expected then put`; a checked delete likewise.
+ *   `if mod(key) == expected then put`; a checked delete likewise;
+ *   putIfUnchanged = txn `if mod(k1) == r1 and ... then put ...`.
  * - Every call has a deadline (3 s by default); an etcd that does not answer
  *   rejects with StoreUnavailableError naming "etcd at HOST:PORT", one that
  *   answers with a refusal (a request too large, a full database) with
@@ -29,7 +30,7 @@ import {
 } from 'etcd3';
 import { SluiceError, StoreRefusedError, StoreUnavailableError, errorMessage } from '../errors';
 import { validateTtl } from './memory-store';
-import type { KeyValue, Lease, ListResult, Store, Watch, WatchEvent, WatchHandlers } from './store';
+import type { KeyValue, Lease, ListResult, Store, Unchanged, Watch, WatchEvent, WatchHandlers } from './store';
 
 export const DEFAULT_ETCD_TIMEOUT_MS = 3000;
 
@@ -112,6 +113,16 @@ export class EtcdStore implements Store {
   put(key: string, value: string, lease?: Lease): Promise<void> {
     return this.call(`write ${key}`, lease, async () => {
       await this.putOp(key, value, lease).exec();
+    });
+  }
+
+  putIfUnchanged(expect: readonly [Unchanged, ...Unchanged[]], puts: readonly { key: string; value: string }[]): Promise<boolean> {
+    return this.call(`write ${puts.map((p) => p.key).join(', ')}`, undefined, async () => {
+      const [first, ...rest] = expect;
+      const txn = this.client.if(first.key, 'Mod', '==', first.modRevision);
+      for (const { key, modRevision } of rest) txn.and(key, 'Mod', '==', modRevision);
+      const res = await txn.then(...puts.map(({ key, value }) => this.putOp(key, value, undefined))).commit();
+      return res.succeeded;
     });
   }
 

@@ -44,7 +44,7 @@ import {
   type StoredKv,
   type StoredLease,
 } from './memory-store';
-import type { KeyValue, Lease, ListResult, Store, Watch, WatchEvent, WatchHandlers } from './store';
+import type { KeyValue, Lease, ListResult, Store, Unchanged, Watch, WatchEvent, WatchHandlers } from './store';
 
 export const DEFAULT_STATE_PATH = '/var/lib/sluice/state.json';
 
@@ -136,6 +136,11 @@ export class FileStore implements Store {
 
   put(key: string, value: string, lease?: Lease): Promise<void> {
     return this.write((s) => s.put(key, value, lease?.id));
+  }
+
+  /** Checked and applied under the lock, on the file's newest state: atomic across processes too. */
+  putIfUnchanged(expect: readonly [Unchanged, ...Unchanged[]], puts: readonly { key: string; value: string }[]): Promise<boolean> {
+    return this.write((s) => s.putIfUnchanged(expect, puts));
   }
 
   delete(key: string, expectedModRevision?: number): Promise<boolean> {

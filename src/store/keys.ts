@@ -4,6 +4,9 @@
  *   nodes/<node>                        NodeRecord: address, backend, VTEP MAC (kept until `sluice node rm`)
  *   alive/<node>                        liveness: on the node's short lease, kept alive by its agent
  *   networks/<net>                      NetworkRecord (+ managed flag), net = subnet with '/' as '-'
+ *   pool-guard                          key of the last network created: each create rewrites it in its
+ *                                       own transaction, on the condition that it is unchanged since the
+ *                                       create listed the networks, so overlapping creates never both win
  *   blocks/<net>/<block>                BlockRecord: which node holds the block
  *   addresses/<net>/<block>/<ip>        AddressRecord: who holds the address
  *   endpoints/<node>/<endpoint>         EndpointRecord
@@ -27,6 +30,7 @@ export const keys = {
   aliveNode: (node: string) => `${ROOT}alive/${node}`,
   networks: `${ROOT}networks/`,
   network: (net: string) => `${ROOT}networks/${net}`,
+  poolGuard: `${ROOT}pool-guard`,
   blocks: (net: string) => `${ROOT}blocks/${net}/`,
   allBlocks: `${ROOT}blocks/`,
   block: (net: string, block: string) => `${ROOT}blocks/${net}/${cidrKey(block)}`,

@@ -19,7 +19,7 @@
 import { HeldLease } from './held-lease';
 import { randomBytes } from 'node:crypto';
 import { BadRequestError, StoreUnavailableError } from '../errors';
-import type { KeyValue, Lease, ListResult, Store, Watch, WatchEvent, WatchHandlers } from './store';
+import type { KeyValue, Lease, ListResult, Store, Unchanged, Watch, WatchEvent, WatchHandlers } from './store';
 
 /** Time for the engine, injectable so unit tests can advance it by hand. */
 export interface Clock {
@@ -162,6 +162,13 @@ export class KvState {
     if ((this.kvs.get(key)?.modRevision ?? 0) !== expectedModRevision) return false;
     this.requireLease(leaseId);
     this.commit([{ key, value, lease: leaseId }]);
+    return true;
+  }
+
+  /** As etcd's txn `if mod(k1) == r1 and ... then put...`. */
+  putIfUnchanged(expect: readonly Unchanged[], puts: readonly { key: string; value: string }[]): boolean {
+    if (expect.some(({ key, modRevision }) => (this.kvs.get(key)?.modRevision ?? 0) !== modRevision)) return false;
+    if (puts.length > 0) this.commit([...puts]);
     return true;
   }
 
@@ -462,6 +469,10 @@ export class MemoryStore implements Store {
 
   put(key: string, value: string, lease?: Lease): Promise<void> {
     return this.run(() => this.engine.mutate((s) => s.put(key, value, lease?.id)));
+  }
+
+  putIfUnchanged(expect: readonly [Unchanged, ...Unchanged[]], puts: readonly { key: string; value: string }[]): Promise<boolean> {
+    return this.run(() => this.engine.mutate((s) => s.putIfUnchanged(expect, puts)));
   }
 
   delete(key: string, expectedModRevision?: number): Promise<boolean> {

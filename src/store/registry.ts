@@ -56,12 +56,31 @@ export class Registry {
     return valid(kvs, readNetwork);
   }
 
-  createNetwork(network: NetworkRecord): Promise<boolean> {
-    return this.store.create(keys.network(network.key), JSON.stringify(network));
+  /** The networks, and the pool guard's revision read before them: what createNetwork checks against. */
+  async listNetworksForCreate(): Promise<{ networks: NetworkRecord[]; guard: number }> {
+    const guard = (await this.store.get(keys.poolGuard))?.modRevision ?? 0;
+    return { networks: await this.listNetworks(), guard };
   }
 
-  updateNetwork(network: NetworkRecord, modRevision: number): Promise<boolean> {
-    return this.store.compareAndSwap(keys.network(network.key), JSON.stringify(network), modRevision);
+  /**
+   * Creates the network with its gateway claim in one transaction, only if no
+   * network was created since the pool guard was at `guard`: the networks the
+   * caller listed then are still all there are. False if one was.
+   */
+  createNetwork(network: NetworkRecord, guard: number, gateway: GatewayClaim): Promise<boolean> {
+    const key = keys.network(network.key);
+    return this.store.putIfUnchanged(
+      [
+        { key: keys.poolGuard, modRevision: guard },
+        { key, modRevision: 0 },
+      ],
+      [...networkPuts(network, gateway), { key: keys.poolGuard, value: network.key }],
+    );
+  }
+
+  /** Replaces the network and claims its (new) gateway in one transaction, only if the network is unchanged since `modRevision`. */
+  updateNetwork(network: NetworkRecord, modRevision: number, gateway: GatewayClaim): Promise<boolean> {
+    return this.store.putIfUnchanged([{ key: keys.network(network.key), modRevision }], networkPuts(network, gateway));
   }
 
   deleteNetwork(net: string): Promise<boolean> {
@@ -215,4 +234,17 @@ export class Registry {
       return result instanceof InvalidRecordError ? [{ key: result.key, reason: result.reason }] : [];
     });
   }
+}
+
+/** The address record reserving a network's gateway, in the block it falls in. */
+export interface GatewayClaim {
+  block: string;
+  address: AddressRecord;
+}
+
+function networkPuts(network: NetworkRecord, gateway: GatewayClaim): { key: string; value: string }[] {
+  return [
+    { key: keys.network(network.key), value: JSON.stringify(network) },
+    { key: keys.address(network.key, gateway.block, gateway.address.address), value: JSON.stringify(gateway.address) },
+  ];
 }

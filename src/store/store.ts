@@ -1,7 +1,7 @@
 /**
  * The store seam: everything Sluice keeps is a string value under a string key,
  * with etcd v3 semantics (a global revision, create-if-absent, compare-and-swap,
- * leases, watches that resume from a revision). Two implementations: etcd
+ * multi-key transactions, leases, watches that resume from a revision). Two implementations: etcd
  * (`etcd-store.ts`) for clusters and the embedded file store (`file-store.ts`)
  * for one host; `memory-store.ts` is the same engine without a file, for tests.
  *
@@ -50,6 +50,12 @@ export interface ListResult {
   revision: number;
 }
 
+/** A transaction's condition: `key` still has this modRevision (0: the key is absent). */
+export interface Unchanged {
+  key: string;
+  modRevision: number;
+}
+
 export interface Store {
   /** Names the store in error messages, e.g. "etcd at 127.0.0.1:2379" or "state file /var/lib/sluice/state.json". */
   readonly description: string;
@@ -61,6 +67,11 @@ export interface Store {
   /** Replaces `key` only if its modRevision is still `expectedModRevision`; true if it did. */
   compareAndSwap(key: string, value: string, expectedModRevision: number, lease?: Lease): Promise<boolean>;
   put(key: string, value: string, lease?: Lease): Promise<void>;
+  /**
+   * Puts every pair of `puts` (distinct keys) in one revision, only if every key of `expect`
+   * still has its modRevision; true if it did. All or nothing, for every client.
+   */
+  putIfUnchanged(expect: readonly [Unchanged, ...Unchanged[]], puts: readonly { key: string; value: string }[]): Promise<boolean>;
   /** Deletes `key` (only if unchanged since `expectedModRevision`, when given); true if it deleted it. */
   delete(key: string, expectedModRevision?: number): Promise<boolean>;
   /** Events for keys under `prefix` from `fromRevision` on (inclusive). */

@@ -177,6 +177,52 @@ function storeContract(name: string, backingFactory: () => Promise<Backing>): vo
       expect((await s.get(`${p}absent`))?.value).toBe('x');
     });
 
+    it('puts several keys in one revision only if every expected key is unchanged', async () => {
+      const s = open();
+      await s.put(`${p}guard`, 'g1');
+      const guard = (await s.get(`${p}guard`))!;
+      const puts = [
+        { key: `${p}a`, value: 'A' },
+        { key: `${p}guard`, value: 'g2' },
+      ];
+      // A stale revision, or a key expected absent that exists: nothing is written.
+      expect(await s.putIfUnchanged([{ key: `${p}guard`, modRevision: guard.modRevision + 1 }], puts)).toBe(false);
+      expect(await s.putIfUnchanged([{ key: `${p}guard`, modRevision: guard.modRevision }, { key: `${p}guard`, modRevision: 0 }], puts)).toBe(false);
+      expect(await s.get(`${p}a`)).toBeUndefined();
+      expect((await s.get(`${p}guard`))?.value).toBe('g1');
+
+      const expectations = [
+        { key: `${p}guard`, modRevision: guard.modRevision },
+        { key: `${p}a`, modRevision: 0 },
+      ] as const;
+      expect(await s.putIfUnchanged(expectations, puts)).toBe(true);
+      const [a, g] = [(await s.get(`${p}a`))!, (await s.get(`${p}guard`))!];
+      expect([a.value, g.value]).toEqual(['A', 'g2']);
+      expect(a.modRevision).toBe(g.modRevision);
+      expect(a.modRevision).toBeGreaterThan(guard.modRevision);
+      // The same expectations no longer hold.
+      expect(await s.putIfUnchanged(expectations, [{ key: `${p}b`, value: 'B' }])).toBe(false);
+      expect(await s.get(`${p}b`)).toBeUndefined();
+    });
+
+    it('lets exactly one of 50 concurrent transactions on one guard win, across two clients', async () => {
+      const a = open();
+      const b = open();
+      const guard = `${p}guard`;
+      const results = await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          (i % 2 === 0 ? a : b).putIfUnchanged([{ key: guard, modRevision: 0 }], [
+            { key: guard, value: `v${i}` },
+            { key: `${p}by/${i}`, value: 'x' },
+          ]),
+        ),
+      );
+      expect(results.filter((won) => won)).toHaveLength(1);
+      const winner = results.indexOf(true);
+      expect((await b.get(guard))?.value).toBe(`v${winner}`);
+      expect((await a.list(`${p}by/`)).kvs.map((kv) => kv.key)).toEqual([`${p}by/${winner}`]);
+    });
+
     it('deletes, unconditionally or only if unchanged', async () => {
       const s = open();
       await s.put(`${p}plain`, 'x');

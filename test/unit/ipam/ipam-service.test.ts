@@ -134,6 +134,26 @@ describe('Ipam', () => {
     );
   });
 
+  it('takes the same --gateway given on two hosts at once, and never hands it to a container', async () => {
+    const hosts = [ipam, ipamFor(registry, 'h2')];
+    const pools = await Promise.all(hosts.map((h) => h.requestPool({ pool: '10.96.0.0/28', options: {}, v6: false })));
+    const gateways = await Promise.all(
+      hosts.map((h, i) => h.requestAddress({ poolId: pools[i]!.poolId, address: '10.96.0.14', requestType: GATEWAY_REQUEST })),
+    );
+    expect(gateways).toEqual([{ address: '10.96.0.14/28' }, { address: '10.96.0.14/28' }]);
+    const poolId = pools[0]!.poolId;
+    const handedOut: string[] = [];
+    for (;;) {
+      const got = await ipam.requestAddress({ poolId }).catch((err: unknown) => err);
+      if (got instanceof ExhaustedError) break;
+      handedOut.push(ip((got as { address: string }).address));
+    }
+    // 16 - network - broadcast - gateway: the default gateway .1 is free again.
+    expect(handedOut).toHaveLength(13);
+    expect(handedOut).toContain('10.96.0.1');
+    expect(handedOut).not.toContain('10.96.0.14');
+  });
+
   it('releases a host\'s empty blocks and keeps those still holding addresses', async () => {
     const { poolId } = await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
     await ipam.requestAddress({ poolId, address: '10.96.1.5' });
@@ -144,7 +164,8 @@ describe('Ipam', () => {
   });
 
   it('never hands out the gateway of a network defined ahead (sluice network create)', async () => {
-    await defineNetwork(registry, newNetworkRecord(parseCidr('10.120.0.0/16')!, 26, { name: 'shared', managed: true }));
+    const shared = newNetworkRecord(parseCidr('10.120.0.0/16')!, 26, { name: 'shared', managed: true });
+    await defineNetwork(registry, () => shared);
     const { poolId, data } = await ipam.requestPool({ pool: '10.120.0.0/16', options: {}, v6: false });
     expect(data['com.docker.network.gateway']).toBe('10.120.0.1/16');
     expect((await ipam.requestAddress({ poolId })).address).toBe('10.120.0.2/16');
