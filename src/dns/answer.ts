@@ -68,10 +68,11 @@ export function buildNameIndex(networks: Iterable<NetworkRecord>, endpoints: Ite
   return { names, askers, endpoints: byAddress, networkNames, subnets };
 }
 
+/** Appends without a duplicate check: callers pass each value once, and a check would make big services quadratic. */
 function push(map: Map<string, string[]>, key: string, value: string): void {
   const list = map.get(key);
-  if (!list) map.set(key, [value]);
-  else if (!list.includes(value)) list.push(value);
+  if (list) list.push(value);
+  else map.set(key, [value]);
 }
 
 /**

@@ -34,11 +34,14 @@ describe('RateLimiter', () => {
     expect(taken(l, 'a', 100)).toBe(5);
   });
 
-  it('ignores a clock that goes backwards', () => {
+  it('does not punish a source when the clock steps backwards', () => {
     const { limiter: l, advance } = limiter();
     taken(l, 'a', 5);
     advance(-10_000);
     expect(l.take('a')).toBe(false);
+    // From there, time runs normally again: 100 ms bring one token, not a debt of 100 s.
+    advance(100);
+    expect(l.take('a')).toBe(true);
   });
 
   it('remembers a bounded number of sources under a flood of forged ones', () => {

@@ -137,14 +137,15 @@ describe('forwarding', () => {
     expect(silent.seen).toEqual([`${transport} example.com`]);
   });
 
-  it.each(['udp', 'tcp'] as const)('answers SERVFAIL over %s when nothing listens upstream', async (transport) => {
-    const server = await resolver([{ host: '127.0.0.1', port: await deadPort(), family: 4 }]);
+  it.each(['udp', 'tcp'] as const)('answers SERVFAIL over %s when nothing listens upstream, without waiting out the deadline', async (transport) => {
+    // A refused upstream fails at once: with this deadline, waiting would outlast the test's own timeout.
+    const server = await resolver([{ host: '127.0.0.1', port: await deadPort(), family: 4 }], { timing: { attemptMs: 60_000, deadlineMs: 60_000 } });
     const reply = transport === 'udp' ? await (await udpFrom(CLIENT, server)).ask('example.com') : await (await tcpFrom(CLIENT, server)).ask('example.com');
     expect(reply?.rcode).toBe('SERVFAIL');
   });
 
   it('answers SERVFAIL at once when there is no upstream at all', async () => {
-    const server = await resolver([]);
+    const server = await resolver([], { timing: { attemptMs: 60_000, deadlineMs: 60_000 } });
     expect((await (await udpFrom(CLIENT, server)).ask('example.com')).rcode).toBe('SERVFAIL');
   });
 
