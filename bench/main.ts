@@ -9,6 +9,7 @@ import { LabPool } from './labs';
 import { stopAll } from './proc';
 import { errorRow, markdownTable, type Row } from './report';
 import type { Context, Scenario } from './scenario';
+import { dnsThroughput } from './scenarios/dns-throughput';
 import { dockerRunCluster, dockerRunSingle } from './scenarios/docker-run';
 import { memory } from './scenarios/memory';
 import { perPacket } from './scenarios/per-packet';
@@ -29,6 +30,7 @@ const SCENARIOS: readonly Scenario[] = [
   policyConvergence,
   runToPolicy,
   perPacket,
+  dnsThroughput,
 ];
 
 const RESULTS = path.resolve(__dirname, '../../bench/results.md');

@@ -63,6 +63,8 @@ export interface EndpointRecord {
   hostIfname: string;
   containerId?: string;
   containerName?: string;
+  /** Other names of the container on this network (`--network-alias`, compose service names). */
+  aliases?: string[];
   /** Docker labels of the container; null until learned (the endpoint is then fail-closed). */
   labels: Labels | null;
   ports: PortMapping[];
