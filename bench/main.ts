@@ -9,6 +9,7 @@ import { LabPool } from './labs';
 import { stopAll } from './proc';
 import { errorRow, markdownTable, type Row } from './report';
 import type { Context, Scenario } from './scenario';
+import { decodeCost } from './scenarios/decode-cost';
 import { dnsThroughput } from './scenarios/dns-throughput';
 import { dockerRunCluster, dockerRunSingle } from './scenarios/docker-run';
 import { memory } from './scenarios/memory';
@@ -21,6 +22,7 @@ import { throughput } from './scenarios/throughput';
 
 // In run order: scenarios sharing a lab are next to each other, so few labs are up at once.
 const SCENARIOS: readonly Scenario[] = [
+  decodeCost,
   dockerRunSingle,
   pluginTime,
   memory,

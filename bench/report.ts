@@ -8,7 +8,7 @@ export interface Row {
   verdict: 'pass' | 'FAIL' | 'info' | 'error';
 }
 
-export type Unit = 'ms' | 'MB' | 'ratio' | 'Gbit/s' | 'count';
+export type Unit = 'µs' | 'ms' | 'MB' | 'ratio' | 'Gbit/s' | 'count';
 
 export interface Target {
   /** The measured value must be at most (<=) or at least (>=) the limit. */
@@ -18,6 +18,8 @@ export interface Target {
 
 export function format(value: number, unit: Unit): string {
   switch (unit) {
+    case 'µs':
+      return `${value.toFixed(1)} µs`;
     case 'ms':
       return `${value.toFixed(1)} ms`;
     case 'MB':

@@ -5,12 +5,20 @@
  *
  * What dockerd sends (docs/docker-plugin-protocol.md §1.3): Go field names in
  * PascalCase, `null` for nil maps and lists, `""` for nil IPs, an empty body
- * for argument-less calls and a trailing newline after the JSON. Decoders
- * check types and required fields only; CIDR and address checks belong to the
- * services. Every problem is a BadRequestError naming the method and field.
+ * for argument-less calls and a trailing newline after the JSON.
+ *
+ * Decoding is strict: every field that can reach a store key, a kernel
+ * command or a firewall rule is checked for its exact form here (Docker IDs
+ * are 64 hex digits, addresses parse, ports are in range), so a request
+ * carrying a separator or garbage is refused before anything happens. Whether
+ * a well-formed value fits the state (an address allocated to this node, a
+ * known endpoint) is for the services. Every problem is a BadRequestError
+ * naming the method and field.
  */
 import { BadRequestError } from '../errors';
 import type { PortMapping, Protocol } from '../model';
+import { formatCidr, isIpv6, parseCidr, parseIp } from '../net/ipv4';
+import { cidrKey, keyCidr } from '../store/keys';
 import type {
   CreateEndpointRequest,
   CreateNetworkRequest,
@@ -51,6 +59,37 @@ export function parseBody(method: string, raw: string): unknown {
   } catch (err) {
     throw new BadRequestError(`malformed JSON in ${method} request: ${err instanceof Error ? err.message : String(err)}`);
   }
+}
+
+/** What dockerd's `stringid.GenerateRandomID` makes: NetworkID and EndpointID. */
+const DOCKER_ID = /^[0-9a-f]{64}$/;
+/** Colon-hex, as libnetwork prints a net.HardwareAddr. */
+const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i;
+/** `/var/run/docker/netns/<12 hex>`, or the same under another exec root: no blanks, quotes or control characters. */
+const SANDBOX_KEY = /^\/[\w./@:+=,-]*$/;
+
+/** A bad value as shown in an error: JSON-quoted, so a newline shows as \n, and cut short. */
+function show(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+function isIpv4Cidr(text: string): boolean {
+  return parseCidr(text) !== undefined;
+}
+
+function isIpv6Cidr(text: string): boolean {
+  return /^[0-9a-f:.]+\/\d{1,3}$/i.test(text) && isIpv6(text) && Number(text.split('/')[1]) <= 128;
+}
+
+function isIpv6Address(text: string): boolean {
+  return !text.includes('/') && isIpv6(text);
+}
+
+/** Sluice's PoolID is the network key: the subnet in canonical form with '/' as '-'. */
+function isPoolId(text: string): boolean {
+  const cidr = parseCidr(keyCidr(text));
+  return cidr !== undefined && cidrKey(formatCidr(cidr)) === text;
 }
 
 function typeName(value: unknown): string {
@@ -107,6 +146,29 @@ class Fields {
     return value;
   }
 
+  /** A required string of the given form, e.g. a Docker ID. */
+  matching(key: string, valid: (text: string) => boolean, form: string): string {
+    const value = this.id(key);
+    if (!valid(value)) this.fail(key, `must be ${form}, got ${show(value)}`);
+    return value;
+  }
+
+  /** An optional string of the given form; "" counts as absent. */
+  optionalMatching(key: string, valid: (text: string) => boolean, form: string): string | undefined {
+    const value = this.optionalString(key);
+    if (value !== undefined && !valid(value)) this.fail(key, `must be ${form}, got ${show(value)}`);
+    return value;
+  }
+
+  /** NetworkID, EndpointID: 64 lowercase hex digits, never a prefix. */
+  dockerId(key: string): string {
+    return this.matching(key, (text) => DOCKER_ID.test(text), 'a Docker ID (64 lowercase hex digits)');
+  }
+
+  poolId(key: string): string {
+    return this.matching(key, isPoolId, 'a sluice PoolID such as "10.96.0.0-16"');
+  }
+
   /** An optional string; Go's zero value "" (a nil IP or unset flag) counts as absent. */
   optionalString(key: string): string | undefined {
     const value = this.obj[key];
@@ -130,11 +192,11 @@ class Fields {
     return value;
   }
 
-  /** A required integer in 0..65535 (Go uint16). */
-  port(key: string): number {
+  /** A required integer in `min`..65535 (Go uint16; 0 where Docker means "none"). */
+  port(key: string, min: 0 | 1): number {
     const value = this.present(key);
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 65535) {
-      this.fail(key, `must be a port number (0-65535), got ${JSON.stringify(value)}`);
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > 65535) {
+      this.fail(key, `must be a port number (${min}-65535), got ${show(value)}`);
     }
     return value;
   }
@@ -159,11 +221,11 @@ class Fields {
     });
   }
 
-  /** A string-to-string map; absent or null reads as empty. */
-  stringMap(key: string): Record<string, string> {
+  /** A string-to-string map; absent or null reads as empty. Values may be checked for a form. */
+  stringMap(key: string, valid?: (text: string) => boolean, form?: string): Record<string, string> {
     const nested = this.object(key);
     const out: Record<string, string> = {};
-    for (const k of nested.keys()) out[k] = nested.string(k);
+    for (const k of nested.keys()) out[k] = valid === undefined ? nested.string(k) : nested.matching(k, valid, form ?? 'valid');
     return out;
   }
 
@@ -183,37 +245,43 @@ export interface EndpointRef {
   endpointId: string;
 }
 
-function ipamData(f: Fields): IpamData {
-  const gateway = f.optionalString('Gateway');
-  return {
-    addressSpace: f.string('AddressSpace'),
-    pool: f.id('Pool'),
-    ...(gateway !== undefined && { gateway }),
-    auxAddresses: f.stringMap('AuxAddresses'),
+function ipamData(isCidr: (text: string) => boolean, form: string): (f: Fields) => IpamData {
+  return (f) => {
+    const gateway = f.optionalMatching('Gateway', isCidr, form);
+    return {
+      addressSpace: f.string('AddressSpace'),
+      pool: f.matching('Pool', isCidr, form),
+      ...(gateway !== undefined && { gateway }),
+      auxAddresses: f.stringMap('AuxAddresses', isCidr, form),
+    };
   };
 }
+
+const IPV4_CIDR = 'an IPv4 CIDR such as "10.96.0.5/16"';
+const IPV6_CIDR = 'an IPv6 CIDR';
+const IPV4_ADDRESS = 'an IPv4 address such as "10.96.0.5"';
 
 export function decodeCreateNetwork(body: unknown): CreateNetworkRequest {
   const f = Fields.body('CreateNetwork', body);
   const options = f.object('Options');
   return {
-    networkId: f.id('NetworkID'),
+    networkId: f.dockerId('NetworkID'),
     generic: options.stringMap(OPT.generic),
     internal: options.bool(OPT.internal),
     ipv6: options.bool(OPT.enableIpv6),
-    ipv4Data: f.list('IPv4Data').map(ipamData),
-    ipv6Data: f.list('IPv6Data').map(ipamData),
+    ipv4Data: f.list('IPv4Data').map(ipamData(isIpv4Cidr, IPV4_CIDR)),
+    ipv6Data: f.list('IPv6Data').map(ipamData(isIpv6Cidr, IPV6_CIDR)),
   };
 }
 
 export function decodeDeleteNetwork(body: unknown): { networkId: string } {
-  return { networkId: Fields.body('DeleteNetwork', body).id('NetworkID') };
+  return { networkId: Fields.body('DeleteNetwork', body).dockerId('NetworkID') };
 }
 
 /** DeleteEndpoint, EndpointOperInfo, Leave and RevokeExternalConnectivity carry only the two IDs. */
 export function decodeEndpointRef(method: string, body: unknown): EndpointRef {
   const f = Fields.body(method, body);
-  return { networkId: f.id('NetworkID'), endpointId: f.id('EndpointID') };
+  return { networkId: f.dockerId('NetworkID'), endpointId: f.dockerId('EndpointID') };
 }
 
 function portMapping(f: Fields): PortMapping {
@@ -223,13 +291,18 @@ function portMapping(f: Fields): PortMapping {
     if (protoNumber === undefined || protoNumber === null) f.fail('Proto', 'is missing');
     f.fail('Proto', `must be 6 (tcp), 17 (udp) or 132 (sctp), got ${JSON.stringify(protoNumber)}`);
   }
-  const hostIp = f.optionalString('HostIP');
+  const hostIp = f.optionalMatching('HostIP', (text) => parseIp(text) !== undefined || isIpv6Address(text), 'an IP address');
+  // HostPort 0 is `-p 80` (no host port); HostPortEnd 0 means "just HostPort".
+  const hostPort = f.port('HostPort', 0);
+  const hostPortEnd = f.port('HostPortEnd', 0);
+  if (hostPortEnd !== 0 && hostPortEnd < hostPort) f.fail('HostPortEnd', `must not be below HostPort ${hostPort}, got ${hostPortEnd}`);
+  if (hostPort === 0 && hostPortEnd !== 0) f.fail('HostPortEnd', `must be 0 without a HostPort, got ${hostPortEnd}`);
   return {
     proto,
-    containerPort: f.port('Port'),
+    containerPort: f.port('Port', 1),
     ...(hostIp !== undefined && { hostIp }),
-    hostPort: f.port('HostPort'),
-    hostPortEnd: f.port('HostPortEnd'),
+    hostPort,
+    hostPortEnd,
   };
 }
 
@@ -249,12 +322,12 @@ export function decodeCreateEndpoint(body: unknown): CreateEndpointRequest {
     const value = options.raw(key);
     if (!key.startsWith(DOCKER_OPTION_PREFIX) && typeof value === 'string') driverOptions[key] = value;
   }
-  const address = iface.optionalString('Address');
-  const addressIPv6 = iface.optionalString('AddressIPv6');
-  const macAddress = iface.optionalString('MacAddress');
+  const address = iface.optionalMatching('Address', isIpv4Cidr, IPV4_CIDR);
+  const addressIPv6 = iface.optionalMatching('AddressIPv6', isIpv6Cidr, IPV6_CIDR);
+  const macAddress = iface.optionalMatching('MacAddress', (text) => MAC.test(text), 'a MAC address such as "02:42:0a:60:00:05"');
   return {
-    networkId: f.id('NetworkID'),
-    endpointId: f.id('EndpointID'),
+    networkId: f.dockerId('NetworkID'),
+    endpointId: f.dockerId('EndpointID'),
     ...(address !== undefined && { address }),
     ...(addressIPv6 !== undefined && { addressIPv6 }),
     ...(macAddress !== undefined && { macAddress }),
@@ -266,9 +339,9 @@ export function decodeCreateEndpoint(body: unknown): CreateEndpointRequest {
 export function decodeJoin(body: unknown): JoinRequest {
   const f = Fields.body('Join', body);
   return {
-    networkId: f.id('NetworkID'),
-    endpointId: f.id('EndpointID'),
-    sandboxKey: f.id('SandboxKey'),
+    networkId: f.dockerId('NetworkID'),
+    endpointId: f.dockerId('EndpointID'),
+    sandboxKey: f.matching('SandboxKey', (text) => SANDBOX_KEY.test(text), 'an absolute path such as "/var/run/docker/netns/1a2b3c4d5e6f"'),
     portMappings: portMappings(f.object('Options')),
   };
 }
@@ -276,8 +349,8 @@ export function decodeJoin(body: unknown): JoinRequest {
 export function decodeProgramExternalConnectivity(body: unknown): EndpointRef & { portMappings: PortMapping[] } {
   const f = Fields.body('ProgramExternalConnectivity', body);
   return {
-    networkId: f.id('NetworkID'),
-    endpointId: f.id('EndpointID'),
+    networkId: f.dockerId('NetworkID'),
+    endpointId: f.dockerId('EndpointID'),
     portMappings: portMappings(f.object('Options')),
   };
 }
@@ -287,8 +360,9 @@ export function decodeProgramExternalConnectivity(body: unknown): EndpointRef & 
 export function decodeRequestPool(body: unknown): RequestPoolRequest {
   const f = Fields.body('RequestPool', body);
   // AddressSpace is not decoded: Sluice serves its local and global spaces alike.
-  const pool = f.optionalString('Pool');
-  const subPool = f.optionalString('SubPool');
+  const isCidr = (text: string): boolean => isIpv4Cidr(text) || isIpv6Cidr(text);
+  const pool = f.optionalMatching('Pool', isCidr, 'a CIDR such as "10.96.0.0/16"');
+  const subPool = f.optionalMatching('SubPool', isCidr, 'a CIDR such as "10.96.1.0/24"');
   return {
     ...(pool !== undefined && { pool }),
     ...(subPool !== undefined && { subPool }),
@@ -298,15 +372,15 @@ export function decodeRequestPool(body: unknown): RequestPoolRequest {
 }
 
 export function decodeReleasePool(body: unknown): { poolId: string } {
-  return { poolId: Fields.body('ReleasePool', body).id('PoolID') };
+  return { poolId: Fields.body('ReleasePool', body).poolId('PoolID') };
 }
 
 export function decodeRequestAddress(body: unknown): RequestAddressRequest {
   const f = Fields.body('RequestAddress', body);
-  const address = f.optionalString('Address');
+  const address = f.optionalMatching('Address', (text) => parseIp(text) !== undefined, IPV4_ADDRESS);
   const requestType = f.object('Options').optionalString('RequestAddressType');
   return {
-    poolId: f.id('PoolID'),
+    poolId: f.poolId('PoolID'),
     ...(address !== undefined && { address }),
     ...(requestType !== undefined && { requestType }),
   };
@@ -314,7 +388,7 @@ export function decodeRequestAddress(body: unknown): RequestAddressRequest {
 
 export function decodeReleaseAddress(body: unknown): { poolId: string; address: string } {
   const f = Fields.body('ReleaseAddress', body);
-  return { poolId: f.id('PoolID'), address: f.id('Address') };
+  return { poolId: f.poolId('PoolID'), address: f.matching('Address', (text) => parseIp(text) !== undefined, IPV4_ADDRESS) };
 }
 
 // ---- Replies --------------------------------------------------------------

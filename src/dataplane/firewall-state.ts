@@ -51,6 +51,10 @@ function normalizeTable(table: Table, given: FirewallState['filter'], sets: Read
   for (const top of TOP_CHAINS[table]) if (!chains.has(top)) chains.set(top, []);
   for (const [name, rules] of chains) {
     for (const rule of rules) {
+      // One rule is one line of iptables-restore input, its quoted arguments closed.
+      if (/[\n\r\0]/.test(rule) || /["']/.test(rule.replace(QUOTED, ''))) {
+        invalid(`${table} chain ${name}: rule ${JSON.stringify(rule)} has a line break or an unclosed quote`);
+      }
       const target = ruleTarget(rule);
       // A jump to a chain that will not exist fails the whole restore; say which rule.
       if (target?.startsWith(CHAIN_PREFIX) && !chains.has(target)) {
@@ -90,10 +94,13 @@ function invalid(message: string): never {
   throw new DataplaneError(`invalid firewall state: ${message}`);
 }
 
+/** A quoted argument of an iptables rule, in double (with backslash escapes) or single quotes. */
+const QUOTED = /"((?:[^"\\]|\\.)*)"|'([^']*)'/g;
+
 /** Splits an iptables rule into arguments the way iptables-restore does (double and single quotes). */
 export function ruleWords(rule: string): string[] {
   const words: string[] = [];
-  const pattern = /"((?:[^"\\]|\\.)*)"|'([^']*)'|(\S+)/g;
+  const pattern = new RegExp(`${QUOTED.source}|(\\S+)`, 'g');
   for (const match of rule.matchAll(pattern)) {
     words.push(match[1] !== undefined ? match[1].replace(/\\(.)/g, '$1') : (match[2] ?? match[3] ?? ''));
   }

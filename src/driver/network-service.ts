@@ -4,13 +4,13 @@
  * dataplane and tell the local agent, whose firewall apply the join waits
  * for: a container never starts before its policy is in force.
  */
-import { BadRequestError, NotFoundError, NotSupportedError } from '../errors';
-import type { EndpointRecord, Labels, NetworkRecord, PortMapping } from '../model';
-import { blockOf, formatCidr, parseCidr, parseIp } from '../net/ipv4';
+import { BadRequestError, ConflictError, NotFoundError, NotSupportedError } from '../errors';
+import type { AddressRecord, EndpointRecord, Labels, NetworkRecord, PortMapping } from '../model';
+import { blockOf, contains, formatCidr, parseCidr, parseIp } from '../net/ipv4';
 import { containerMac, endpointIfnames } from '../dataplane/names';
 import type { Dataplane } from '../dataplane/dataplane';
 import type { Ipam } from '../ipam/ipam-service';
-import type { Registry } from '../store/registry';
+import type { Registry, Versioned } from '../store/registry';
 import type {
   CreateEndpointRequest,
   CreateNetworkRequest,
@@ -106,6 +106,7 @@ export class NetworkDriver implements NetworkService {
     }
     const names = endpointIfnames(req.endpointId);
     const address = req.address.split('/')[0]!;
+    const claim = await this.addressClaimFor(network, req.endpointId, req.address, names.hostIfname);
     const mac = req.macAddress ?? containerMac(address);
     const endpoint: EndpointRecord = {
       id: req.endpointId,
@@ -117,19 +118,26 @@ export class NetworkDriver implements NetworkService {
       ports: publishable(req.portMappings),
     };
     // Independent steps side by side; the veth is ready before Join asks for it.
-    await Promise.all([
+    const steps = await Promise.allSettled([
+      this.noteEndpointOnAddress(claim, endpoint.id),
       this.registry.putEndpoint(endpoint),
-      this.noteEndpointOnAddress(network, endpoint),
       this.dataplane.addEndpoint({ ...names, address, mac, mtu: this.options.mtu }),
     ]);
+    const failed = steps.find((step): step is PromiseRejectedResult => step.status === 'rejected');
+    if (failed) {
+      // Docker releases the address next; nothing of this endpoint may outlive the failure.
+      await this.undoCreateEndpoint(endpoint, claim.block);
+      throw failed.reason;
+    }
     // Docker sets this MAC on the interface it moves into the container (unless the user gave one).
     return { macAddress: mac };
   }
 
+  /** Removes an endpoint of this host by its full ID; an unknown ID touches nothing (its veth may be another's). */
   async deleteEndpoint(_networkId: string, endpointId: string): Promise<void> {
     const endpoint = await this.registry.getEndpoint(this.options.node, endpointId);
-    await this.dataplane.removeEndpoint(endpointIfnames(endpointId).hostIfname);
-    if (!endpoint) return;
+    if (!endpoint) return; // already gone: Docker repeats deletes after restarts
+    await this.dataplane.removeEndpoint(endpoint.record.hostIfname);
     await this.registry.deleteEndpoint(this.options.node, endpointId);
     await this.local.endpointChanged(endpoint.record, true);
   }
@@ -164,8 +172,8 @@ export class NetworkDriver implements NetworkService {
   }
 
   async leave(networkId: string, endpointId: string): Promise<void> {
-    await this.endpointOf(networkId, endpointId);
-    await this.dataplane.removeEndpoint(endpointIfnames(endpointId).hostIfname);
+    const endpoint = await this.endpointOf(networkId, endpointId);
+    await this.dataplane.removeEndpoint(endpoint.hostIfname);
   }
 
   async programExternalConnectivity(networkId: string, endpointId: string, portMappings: PortMapping[]): Promise<void> {
@@ -208,11 +216,68 @@ export class NetworkDriver implements NetworkService {
     return endpoint.record;
   }
 
-  /** Records the endpoint on its address claim so a leaked address can be traced to its holder. */
-  private async noteEndpointOnAddress(network: NetworkRecord, endpoint: EndpointRecord): Promise<void> {
-    const block = formatCidr(blockOf(parseIp(endpoint.address)!, network.blockSize));
-    const held = await this.registry.getAddress(network.key, block, endpoint.address);
-    if (!held) return;
-    await this.registry.updateAddress(block, { ...held.record, endpointId: endpoint.id }, held.modRevision);
+  /**
+   * The address claim CreateEndpoint may use: IPAM handed `cidr` out in this
+   * network, to this node, and no other endpoint holds it or the veth name
+   * the ID gives (IDs sharing their first 11 digits would share a veth).
+   */
+  private async addressClaimFor(
+    network: NetworkRecord,
+    endpointId: string,
+    cidr: string,
+    hostIfname: string,
+  ): Promise<AddressClaim> {
+    const subnet = parseCidr(network.subnet)!;
+    const [address = '', prefix] = cidr.split('/');
+    const ip = parseIp(address);
+    if (ip === undefined || !contains(subnet, ip) || Number(prefix) !== subnet.prefix) {
+      throw new BadRequestError(`CreateEndpoint: address ${cidr} is not in the network's subnet ${network.subnet}`);
+    }
+    const block = formatCidr(blockOf(ip, network.blockSize));
+    const [held, local] = await Promise.all([
+      this.registry.getAddress(network.key, block, address),
+      this.registry.listEndpoints(this.options.node),
+    ]);
+    if (!held || held.record.kind !== 'endpoint' || held.record.node !== this.options.node) {
+      throw new BadRequestError(
+        `CreateEndpoint: address ${address} was not allocated to this node by sluice IPAM: request it with IpamDriver.RequestAddress first`,
+      );
+    }
+    const holder = held.record.endpointId;
+    if (holder !== undefined && holder !== endpointId) {
+      throw new ConflictError(`CreateEndpoint: address ${address} is already held by endpoint ${holder.slice(0, 12)}`);
+    }
+    const clash = local.find((e) => e.id !== endpointId && e.hostIfname === hostIfname);
+    if (clash) {
+      throw new ConflictError(
+        `CreateEndpoint: endpoint ${endpointId.slice(0, 12)} would share veth ${hostIfname} with endpoint ${clash.id.slice(0, 12)}`,
+      );
+    }
+    return { block, held };
   }
+
+  /** Records the endpoint on its address claim: a live container's address is then never released or reused. */
+  private async noteEndpointOnAddress({ block, held }: AddressClaim, endpointId: string): Promise<void> {
+    if (!(await this.registry.updateAddress(block, { ...held.record, endpointId }, held.modRevision))) {
+      throw new ConflictError(`CreateEndpoint: address ${held.record.address} changed meanwhile (another CreateEndpoint for it?)`);
+    }
+  }
+
+  /** Takes back what a failed CreateEndpoint did, so the ReleaseAddress Docker sends next succeeds. */
+  private async undoCreateEndpoint(endpoint: EndpointRecord, block: string): Promise<void> {
+    await Promise.allSettled([
+      this.dataplane.removeEndpoint(endpoint.hostIfname),
+      this.registry.deleteEndpoint(endpoint.node, endpoint.id),
+      this.registry.getAddress(endpoint.network, block, endpoint.address).then(async (now) => {
+        if (now?.record.endpointId !== endpoint.id) return;
+        const { endpointId: _, ...free } = now.record;
+        await this.registry.updateAddress(block, free, now.modRevision);
+      }),
+    ]);
+  }
+}
+
+interface AddressClaim {
+  block: string;
+  held: Versioned<AddressRecord>;
 }

@@ -170,6 +170,14 @@ export class Ipam implements IpamService {
     const held = await this.registry.getAddress(network.key, block, address);
     // Another host's address is not ours to free, even if Docker asks.
     if (!held || held.record.node !== this.options.node) return;
+    // Docker releases after DeleteEndpoint (or after a failed CreateEndpoint, which leaves no
+    // endpoint): an endpoint still there means a container is using the address.
+    const holder = held.record.endpointId;
+    if (holder !== undefined && (await this.registry.getEndpoint(this.options.node, holder))?.record.address === address) {
+      throw new ConflictError(
+        `ReleaseAddress: ${address} is in use by endpoint ${holder.slice(0, 12)}: it is released after DeleteEndpoint removes that endpoint`,
+      );
+    }
     await this.registry.releaseAddress(network.key, block, address, held.modRevision);
   }
 

@@ -82,6 +82,7 @@ export class RecordingDataplane implements Dataplane {
 
   removeEndpoint(hostIfname: string): Promise<void> {
     return this.call('removeEndpoint', [hostIfname], () => {
+      if (!isSluiceHostIfname(hostIfname)) throw new DataplaneError(`refusing to delete "${hostIfname}": not a Sluice interface`);
       this.endpoints.delete(hostIfname);
     });
   }

@@ -23,6 +23,36 @@ export class CommandError extends DataplaneError {
   }
 }
 
+/** Ends a command early in batch input (`ip -batch`, `bridge -batch`, `ipset restore`, `iptables-restore`). */
+const LINE_BREAK = /[\n\r\0]/;
+/** Ends or splits an argument: blanks, and the quotes and escapes these tools parse. */
+const ARGUMENT_BREAK = /[\s"'\\\0]/;
+
+function refuse(what: string, value: string): never {
+  throw new DataplaneError(`refusing ${what} ${JSON.stringify(value)} in batch input: it would split a command`);
+}
+
+/**
+ * Builds one line of batch input, every interpolated value checked to be
+ * exactly one argument. The last guard against injected commands: values are
+ * validated long before, but a line built here cannot smuggle another in.
+ *
+ * @example batchLine`link set ${ifname} mtu ${mtu} up`
+ */
+export function batchLine(text: TemplateStringsArray, ...values: readonly (string | number)[]): string {
+  return text.reduce((line, part, i) => {
+    const value = String(values[i - 1]);
+    if (value === '' || ARGUMENT_BREAK.test(value)) refuse('argument', value);
+    return line + value + part;
+  });
+}
+
+/** Joins lines into a batch tool's input; a line holding a line break would be two commands. */
+export function batchInput(lines: readonly string[]): string {
+  for (const line of lines) if (LINE_BREAK.test(line)) refuse('line', line);
+  return lines.join('\n') + '\n';
+}
+
 /** A tool stuck on a lock (xtables, RTNL) must not hang a Docker request forever. */
 const DEFAULT_TIMEOUT_MS = 30_000;
 

@@ -21,6 +21,7 @@ import {
   POSTROUTING_CHAIN,
   TEMP_IPSET,
 } from '../names';
+import { batchInput, batchLine } from './command-runner';
 
 /** A jump from a built-in chain to one of ours, inserted once at the top of the built-in chain. */
 export interface Hook {
@@ -125,12 +126,14 @@ export const SWAP_THRESHOLD = 1000;
 export function planFirewall(current: CurrentFirewall, desired: NormalFirewall): FirewallPlan {
   const ipsetBefore: string[] = [];
   const ipsetAfter: string[] = [];
-  if (current.sets.has(TEMP_IPSET)) ipsetBefore.push(`destroy ${TEMP_IPSET}`); // left by an interrupted swap
+  if (current.sets.has(TEMP_IPSET)) ipsetBefore.push(batchLine`destroy ${TEMP_IPSET}`); // left by an interrupted swap
+  const create = (name: string, type: IpSetType): string => `${batchLine`create ${name} ${type}`} ${SET_OPTIONS}`;
+  const add = (name: string, member: string): string => batchLine`add ${name} ${member}`;
 
   for (const [name, want] of desired.sets) {
     const have = current.sets.get(name);
     if (have === undefined) {
-      ipsetBefore.push(`create ${name} ${want.type} ${SET_OPTIONS}`, ...[...want.members].map((m) => `add ${name} ${m}`));
+      ipsetBefore.push(create(name, want.type), ...[...want.members].map((m) => add(name, m)));
       continue;
     }
     if (have.type !== want.type) {
@@ -141,18 +144,18 @@ export function planFirewall(current: CurrentFirewall, desired: NormalFirewall):
     const dels = [...have.members].filter((m) => !want.members.has(m));
     if (adds.length + dels.length > SWAP_THRESHOLD) {
       ipsetBefore.push(
-        `create ${TEMP_IPSET} ${want.type} ${SET_OPTIONS}`,
-        ...[...want.members].map((m) => `add ${TEMP_IPSET} ${m}`),
-        `swap ${TEMP_IPSET} ${name}`,
-        `destroy ${TEMP_IPSET}`,
+        create(TEMP_IPSET, want.type),
+        ...[...want.members].map((m) => add(TEMP_IPSET, m)),
+        batchLine`swap ${TEMP_IPSET} ${name}`,
+        batchLine`destroy ${TEMP_IPSET}`,
       );
     } else {
-      ipsetBefore.push(...adds.map((m) => `add ${name} ${m}`));
-      ipsetAfter.push(...dels.map((m) => `del ${name} ${m}`));
+      ipsetBefore.push(...adds.map((m) => add(name, m)));
+      ipsetAfter.push(...dels.map((m) => batchLine`del ${name} ${m}`));
     }
   }
   for (const name of current.sets.keys()) {
-    if (name !== TEMP_IPSET && !desired.sets.has(name)) ipsetAfter.push(`destroy ${name}`);
+    if (name !== TEMP_IPSET && !desired.sets.has(name)) ipsetAfter.push(batchLine`destroy ${name}`);
   }
 
   const iptables: FirewallPlan['iptables'] = [];
@@ -168,16 +171,25 @@ export function planFirewall(current: CurrentFirewall, desired: NormalFirewall):
     // removed chains first drops their references to sets and other chains.
     const lines = [
       `*${table}`,
-      ...[...dirty.map(([name]) => name), ...removed].map((name) => `:${name} - [0:0]`),
-      ...dirty.flatMap(([name, rules]) => rules.map((rule) => `-A ${name} ${rule}`)),
-      ...hooks.map((h) => `-I ${h.chain} 1 ${h.rule}`),
-      ...removed.map((name) => `-X ${name}`),
+      ...[...dirty.map(([name]) => name), ...removed].map(declareChain),
+      ...dirty.flatMap(([name, rules]) => rules.map((rule) => `${batchLine`-A ${name}`} ${rule}`)),
+      ...hooks.map(insertHook),
+      ...removed.map((name) => batchLine`-X ${name}`),
       'COMMIT',
     ];
-    iptables.push({ table, input: lines.join('\n') + '\n' });
+    iptables.push({ table, input: batchInput(lines) });
     rewritten[table] = dirty.map(([name]) => name);
   }
   return { ipsetBefore, iptables, ipsetAfter, rewritten };
+}
+
+/** `iptables-restore --noflush`: creates the chain, or flushes it if it exists. */
+export function declareChain(name: string): string {
+  return batchLine`:${name} - [0:0]`;
+}
+
+export function insertHook(hook: Hook): string {
+  return `${batchLine`-I ${hook.chain} 1`} ${hook.rule}`;
 }
 
 function sameRules(have: readonly string[] | undefined, want: readonly string[]): boolean {

@@ -13,10 +13,12 @@
 import { KeyedMutex } from '../../util/keyed-mutex';
 import type { FirewallState } from '../dataplane';
 import { TABLES, normalizeFirewall, type NormalFirewall, type SetContent, type Table } from '../firewall-state';
-import type { CommandRunner } from './command-runner';
+import { batchInput, type CommandRunner } from './command-runner';
 import {
   compareWithKernel,
   currentFromKernel,
+  declareChain,
+  insertHook,
   missingHooks,
   parseIpsetSave,
   parseIptablesSave,
@@ -52,9 +54,7 @@ export class IptablesFirewall {
         const hooks = missing.filter((h) => h.table === table);
         if (hooks.length === 0) continue;
         const declare = [...new Set(hooks.map((h) => h.target))].filter((chain) => !tables[table].chains.has(chain));
-        await this.iptablesRestore(
-          [`*${table}`, ...declare.map((c) => `:${c} - [0:0]`), ...hooks.map((h) => `-I ${h.chain} 1 ${h.rule}`), 'COMMIT'].join('\n') + '\n',
-        );
+        await this.iptablesRestore(batchInput([`*${table}`, ...declare.map(declareChain), ...hooks.map(insertHook), 'COMMIT']));
       }
       // A top-level chain may have been re-created empty; the cache would not know.
       if (missing.length > 0) this.applied = undefined;
@@ -115,7 +115,7 @@ export class IptablesFirewall {
   }
 
   private async ipsetRestore(lines: readonly string[]): Promise<void> {
-    await this.runner.run('ipset', ['restore', '-exist'], lines.join('\n') + '\n');
+    await this.runner.run('ipset', ['restore', '-exist'], batchInput(lines));
   }
 }
 

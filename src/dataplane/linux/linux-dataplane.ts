@@ -9,7 +9,7 @@ import { DataplaneError } from '../../errors';
 import { KeyedMutex } from '../../util/keyed-mutex';
 import type { BlockRoute, Dataplane, EndpointLink, FirewallState, VxlanDevice } from '../dataplane';
 import { GATEWAY_DEVICE, ROUTE_PROTOCOL, VXLAN_DEVICE, isSluiceHostIfname, vxlanMac } from '../names';
-import { CommandError, SpawnRunner, type CommandRunner } from './command-runner';
+import { CommandError, SpawnRunner, batchInput, batchLine, type CommandRunner } from './command-runner';
 import { IptablesFirewall } from './firewall';
 import { involvesVxlan, parseJson, planRoutes, type KernelFdbEntry, type KernelNeighbour, type KernelRoute } from './routes';
 
@@ -52,7 +52,7 @@ export class LinuxDataplane implements Dataplane {
     await this.writeSysctl('net/ipv4/ip_forward', '1');
     // A bridge without ports, not a dummy: it holds addresses just as well, and
     // some kernels (the project's build VMs among them) have no dummy driver.
-    await this.addLink(`link add ${GATEWAY_DEVICE} type bridge`, [`link set ${GATEWAY_DEVICE} up`]);
+    await this.addLink(batchLine`link add ${GATEWAY_DEVICE} type bridge`, [batchLine`link set ${GATEWAY_DEVICE} up`]);
     await this.firewall.ensureHooks();
   }
 
@@ -60,13 +60,13 @@ export class LinuxDataplane implements Dataplane {
     const { hostIfname: host, containerIfname: container, mtu } = link;
     // Any other name would never be listed, so never cleaned up.
     if (!isSluiceHostIfname(host)) throw new DataplaneError(`"${host}" is not a Sluice interface name`);
-    await this.addLink(`link add ${host} mtu ${mtu} type veth peer name ${container} mtu ${mtu} address ${link.mac}`, [
-      `link set ${host} mtu ${mtu} up`,
-      `route replace ${link.address}/32 dev ${host} scope link proto ${ROUTE_PROTOCOL}`,
+    await this.addLink(batchLine`link add ${host} mtu ${mtu} type veth peer name ${container} mtu ${mtu} address ${link.mac}`, [
+      batchLine`link set ${host} mtu ${mtu} up`,
+      batchLine`route replace ${link.address}/32 dev ${host} scope link proto ${ROUTE_PROTOCOL}`,
       // Until Docker has moved and configured the container's end, an ARP
       // request for it goes unanswered and the kernel waits a full second to
       // retry: a permanent entry lets the first packets through at once.
-      `neigh replace ${link.address} lladdr ${link.mac} dev ${host} nud permanent`,
+      batchLine`neigh replace ${link.address} lladdr ${link.mac} dev ${host} nud permanent`,
     ]);
     // The container has the pool's prefix length and ARPs for its peers and
     // the gateway; the host answers for them, at once (proxy_delay defaults
@@ -76,6 +76,7 @@ export class LinuxDataplane implements Dataplane {
   }
 
   async removeEndpoint(hostIfname: string): Promise<void> {
+    if (!isSluiceHostIfname(hostIfname)) throw new DataplaneError(`refusing to delete "${hostIfname}": not a Sluice interface`);
     try {
       // The peer and the /32 route go with it.
       await this.runner.run('ip', ['link', 'del', 'dev', hostIfname]);
@@ -97,8 +98,8 @@ export class LinuxDataplane implements Dataplane {
       );
       const want = new Set(gateways);
       const lines = [
-        ...[...want].filter((g) => !have.has(g)).map((g) => `address add ${g}/32 dev ${GATEWAY_DEVICE}`),
-        ...[...have].filter((g) => !want.has(g)).map((g) => `address del ${g}/32 dev ${GATEWAY_DEVICE}`),
+        ...[...want].filter((g) => !have.has(g)).map((g) => batchLine`address add ${g}/32 dev ${GATEWAY_DEVICE}`),
+        ...[...have].filter((g) => !want.has(g)).map((g) => batchLine`address del ${g}/32 dev ${GATEWAY_DEVICE}`),
       ];
       if (lines.length > 0) await this.ipBatch(lines);
     });
@@ -116,16 +117,16 @@ export class LinuxDataplane implements Dataplane {
         info.port === device.port &&
         info.learning === false
       ) {
-        await this.ipBatch([`link set ${VXLAN_DEVICE} mtu ${device.mtu} up`]);
+        await this.ipBatch([batchLine`link set ${VXLAN_DEVICE} mtu ${device.mtu} up`]);
         return { mac: existing.address };
       }
       // VNI, local address and port cannot be changed in place; the routes,
       // neighbours and FDB entries on the old device go with it (syncRoutes restores them).
       const mac = vxlanMac(device.vni, device.localIp);
       await this.ipBatch([
-        ...(existing ? [`link del ${VXLAN_DEVICE}`] : []),
-        `link add ${VXLAN_DEVICE} mtu ${device.mtu} address ${mac} type vxlan id ${device.vni} local ${device.localIp} dstport ${device.port} nolearning`,
-        `link set ${VXLAN_DEVICE} up`,
+        ...(existing ? [batchLine`link del ${VXLAN_DEVICE}`] : []),
+        batchLine`link add ${VXLAN_DEVICE} mtu ${device.mtu} address ${mac} type vxlan id ${device.vni} local ${device.localIp} dstport ${device.port} nolearning`,
+        batchLine`link set ${VXLAN_DEVICE} up`,
       ]);
       return { mac };
     });
@@ -148,7 +149,7 @@ export class LinuxDataplane implements Dataplane {
           ])
         : [[], []];
       const plan = planRoutes({ routes: current, neighbours, fdb }, routes);
-      if (plan.bridge.length > 0) await this.runner.run('bridge', ['-batch', '-'], plan.bridge.join('\n') + '\n');
+      if (plan.bridge.length > 0) await this.runner.run('bridge', ['-batch', '-'], batchInput(plan.bridge));
       if (plan.ip.length > 0) await this.ipBatch(plan.ip);
     });
   }
@@ -184,7 +185,7 @@ export class LinuxDataplane implements Dataplane {
   }
 
   private async ipBatch(lines: readonly string[]): Promise<void> {
-    await this.runner.run('ip', ['-batch', '-'], lines.join('\n') + '\n');
+    await this.runner.run('ip', ['-batch', '-'], batchInput(lines));
   }
 
   /**

@@ -9,6 +9,7 @@ import { DataplaneError } from '../../errors';
 import { formatCidr, parseCidr } from '../../net/ipv4';
 import type { BlockRoute } from '../dataplane';
 import { ROUTE_PROTOCOL, VXLAN_DEVICE, isSluiceHostIfname } from '../names';
+import { batchLine } from './command-runner';
 
 /** The fields of `ip -j route` output used here. */
 export interface KernelRoute {
@@ -67,7 +68,7 @@ export function planRoutes(
     const existing = have.get(block);
     if (existing === undefined || !sameRoute(existing, route)) routeLines.push(`route replace ${routeSpec(block, route)} proto ${ROUTE_PROTOCOL}`);
   }
-  const routeDeletes = [...have.keys()].filter((block) => !wanted.has(block)).map((block) => `route del ${block} proto ${ROUTE_PROTOCOL}`);
+  const routeDeletes = [...have.keys()].filter((block) => !wanted.has(block)).map((block) => batchLine`route del ${block} proto ${ROUTE_PROTOCOL}`);
 
   // One neighbour and one FDB entry per peer node, however many blocks it holds.
   const peers = new Map<string, string>();
@@ -78,22 +79,22 @@ export function planRoutes(
   const haveNeighbours = new Map(current.neighbours.map((n) => [n.dst, n.lladdr?.toLowerCase()]));
   for (const [nodeIp, mac] of peers) {
     if (haveNeighbours.get(nodeIp) !== mac) {
-      neighbourAdds.push(`neigh replace ${nodeIp} lladdr ${mac} dev ${VXLAN_DEVICE} nud permanent`);
+      neighbourAdds.push(batchLine`neigh replace ${nodeIp} lladdr ${mac} dev ${VXLAN_DEVICE} nud permanent`);
     }
   }
   for (const nodeIp of haveNeighbours.keys()) {
-    if (!peers.has(nodeIp)) neighbourDeletes.push(`neigh del ${nodeIp} dev ${VXLAN_DEVICE}`);
+    if (!peers.has(nodeIp)) neighbourDeletes.push(batchLine`neigh del ${nodeIp} dev ${VXLAN_DEVICE}`);
   }
 
   const bridge: string[] = [];
   const fdbAdds: string[] = [];
   const remotes = current.fdb.filter((entry): entry is Required<KernelFdbEntry> => entry.dst !== undefined);
   for (const entry of remotes) {
-    if (peers.get(entry.dst) !== entry.mac.toLowerCase()) bridge.push(`fdb del ${entry.mac} dev ${VXLAN_DEVICE} dst ${entry.dst} self`);
+    if (peers.get(entry.dst) !== entry.mac.toLowerCase()) bridge.push(batchLine`fdb del ${entry.mac} dev ${VXLAN_DEVICE} dst ${entry.dst} self`);
   }
   for (const [nodeIp, mac] of peers) {
     if (!remotes.some((entry) => entry.dst === nodeIp && entry.mac.toLowerCase() === mac)) {
-      fdbAdds.push(`fdb replace ${mac} dev ${VXLAN_DEVICE} dst ${nodeIp} self permanent`);
+      fdbAdds.push(batchLine`fdb replace ${mac} dev ${VXLAN_DEVICE} dst ${nodeIp} self permanent`);
     }
   }
   bridge.push(...fdbAdds);
@@ -110,12 +111,12 @@ function canonicalBlock(block: string): string {
 function routeSpec(block: string, route: BlockRoute): string {
   switch (route.kind) {
     case 'blackhole':
-      return `blackhole ${block}`;
+      return batchLine`blackhole ${block}`;
     case 'host-gw':
-      return `${block} via ${route.via}`;
+      return batchLine`${block} via ${route.via}`;
     case 'vxlan':
       // The peer's node IP doubles as the next hop: the neighbour entry maps it to the peer's VTEP MAC.
-      return `${block} via ${route.nodeIp} dev ${VXLAN_DEVICE} onlink`;
+      return batchLine`${block} via ${route.nodeIp} dev ${VXLAN_DEVICE} onlink`;
   }
 }
 

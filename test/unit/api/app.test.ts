@@ -21,7 +21,7 @@ import type { Reply } from './harness';
 
 const NET = '1720a8f3c0b1d2e3f40516273849aabbccddeeff00112233445566778899aabb';
 const EP = '54ae0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f';
-const POOL = 'sluice/10.77.0.0-16';
+const POOL = '10.77.0.0-16';
 const PORTMAP = 'com.docker.network.portmap';
 const EXPOSED = 'com.docker.network.endpoint.exposedports';
 
@@ -543,7 +543,7 @@ describe('bad requests → 400 {"Err"} naming the method and field, no service c
     [
       'NetworkDriver.CreateEndpoint',
       { NetworkID: NET, EndpointID: EP, Options: { [PORTMAP]: [{ Proto: 6, Port: 70000, HostPort: 80, HostPortEnd: 80 }] } },
-      'CreateEndpoint: Options["com.docker.network.portmap"][0].Port must be a port number (0-65535), got 70000',
+      'CreateEndpoint: Options["com.docker.network.portmap"][0].Port must be a port number (1-65535), got 70000',
     ],
     [
       'NetworkDriver.CreateEndpoint',

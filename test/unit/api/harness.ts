@@ -99,7 +99,7 @@ export class FakeNetworkService extends Recorder<keyof NetworkService> implement
 
 export class FakeIpamService extends Recorder<keyof IpamService> implements IpamService {
   poolResult: RequestPoolResult = {
-    poolId: 'sluice/10.77.0.0-16',
+    poolId: '10.77.0.0-16',
     pool: '10.77.0.0/16',
     data: { 'com.docker.network.gateway': '10.77.0.1/16' },
   };

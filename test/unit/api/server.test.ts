@@ -12,7 +12,7 @@ import type { UnixListener } from '../../../src/api/server';
 import { FakeIpamService, FakeNetworkService, goJson, send, tempDir } from './harness';
 
 const quiet = { debug: () => undefined, error: () => undefined };
-const JOIN = goJson({ NetworkID: 'n1', EndpointID: 'e1', SandboxKey: '/var/run/docker/netns/abc', Options: null });
+const JOIN = goJson({ NetworkID: 'a1'.repeat(32), EndpointID: 'e1'.repeat(32), SandboxKey: '/var/run/docker/netns/abc', Options: null });
 
 let dir: string;
 let network: FakeNetworkService;

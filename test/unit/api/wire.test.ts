@@ -13,6 +13,9 @@ import {
 import { BadRequestError } from '../../../src/errors';
 import type { CreateEndpointRequest } from '../../../src/driver/services';
 
+const NET = 'a1'.repeat(32);
+const EP = 'e1'.repeat(32);
+
 describe('parseBody', () => {
   it.each(['', '\n', ' \r\n'])('reads an empty body %j as undefined', (raw) => {
     expect(parseBody('Plugin.Activate', raw)).toBeUndefined();
@@ -32,18 +35,18 @@ describe('parseBody', () => {
 describe('decoders', () => {
   it('leave Go zero values out instead of passing empty strings on', () => {
     const req = decodeCreateEndpoint({
-      NetworkID: 'n',
-      EndpointID: 'e',
+      NetworkID: NET,
+      EndpointID: EP,
       Interface: { Address: '', AddressIPv6: '', MacAddress: '' },
       Options: { 'com.docker.network.portmap': [{ Proto: 6, IP: '', Port: 80, HostIP: '', HostPort: 80, HostPortEnd: 80 }] },
     });
     expect(Object.keys(req).sort()).toEqual(['driverOptions', 'endpointId', 'networkId', 'portMappings']);
     expect(Object.keys(req.portMappings[0] ?? {}).sort()).toEqual(['containerPort', 'hostPort', 'hostPortEnd', 'proto']);
-    expect(Object.keys(decodeRequestAddress({ PoolID: 'p', Address: '', Options: {} }))).toEqual(['poolId']);
+    expect(Object.keys(decodeRequestAddress({ PoolID: '10.96.0.0-16', Address: '', Options: {} }))).toEqual(['poolId']);
   });
 
   it('name the calling method in endpoint-reference errors', () => {
-    expect(() => decodeEndpointRef('Leave', { NetworkID: 'n', EndpointID: 5 })).toThrow(
+    expect(() => decodeEndpointRef('Leave', { NetworkID: NET, EndpointID: 5 })).toThrow(
       new BadRequestError('Leave: EndpointID must be a string, got number'),
     );
   });

@@ -1,5 +1,5 @@
 import { DataplaneError } from '../../../src/errors';
-import { CommandError, SpawnRunner, commandError } from '../../../src/dataplane/linux/command-runner';
+import { CommandError, SpawnRunner, batchInput, batchLine, commandError } from '../../../src/dataplane/linux/command-runner';
 
 // Harmless processes only: the runner's own plumbing, no kernel state.
 describe('SpawnRunner', () => {
@@ -45,5 +45,21 @@ describe('commandError', () => {
     ['ipset', 'ipset v7.17: The set with the given name does not exist', undefined],
   ])('finds the failing line in %s output', (tool, stderr, line) => {
     expect(commandError(tool, 'exit 1', stderr, 'one\ntwo\nthree\n').failedLine).toBe(line);
+  });
+});
+
+describe('batch text', () => {
+  it('builds lines from single-argument values and joins them, one command a line', () => {
+    expect(batchInput([batchLine`link set ${'slv0123456789a'} mtu ${1450} up`, batchLine`route del ${'10.96.0.0/26'} proto ${252}`])).toBe(
+      'link set slv0123456789a mtu 1450 up\nroute del 10.96.0.0/26 proto 252\n',
+    );
+  });
+
+  it.each(['', 'a b', 'a\tb', 'a\nb', 'a\rb', 'a\0b', 'a"b', "a'b", 'a\\b'])('refuses the argument %j', (value) => {
+    expect(() => batchLine`link set ${value} up`).toThrow(DataplaneError);
+  });
+
+  it.each(['a\nb', 'a\rb', 'a\0b'])('refuses a line holding %j', (line) => {
+    expect(() => batchInput(['link set x up', line])).toThrow(/refusing line/);
   });
 });

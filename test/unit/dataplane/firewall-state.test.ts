@@ -48,6 +48,13 @@ describe('normalizeFirewall', () => {
     ['a duplicate chain', { ...empty, nat: [{ name: 'SLUICE-X', rules: [] }, { name: 'SLUICE-X', rules: [] }] }, /twice/],
     ['a jump to a missing chain', { ...empty, filter: [{ name: 'SLUICE-FORWARD', rules: ['-g SLUICE-gone'] }] }, /jumps to SLUICE-gone/],
     ['a match on a missing set', { ...empty, nat: [{ name: 'SLUICE-DNAT', rules: ['-m set --match-set sluice-gone dst -j RETURN'] }] }, /matches ipset sluice-gone/],
+    ...['-m comment --comment "x"\n-A SLUICE-DNAT -j ACCEPT', '-j RETURN\r', '-j RETURN\0', '-m comment --comment "x -j RETURN', "-m comment --comment 'x -j RETURN"].map(
+      (rule): [string, FirewallState, RegExp] => [
+        `the rule ${JSON.stringify(rule)}`,
+        { ...empty, nat: [{ name: 'SLUICE-DNAT', rules: [rule] }] },
+        /has a line break or an unclosed quote/,
+      ],
+    ),
   ])('rejects %s', (_what, state, message) => {
     expect(() => normalizeFirewall(state)).toThrow(DataplaneError);
     expect(() => normalizeFirewall(state)).toThrow(message);

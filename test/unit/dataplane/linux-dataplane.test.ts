@@ -72,6 +72,22 @@ describe('endpoints', () => {
     expect(runner.calls).toEqual([]);
   });
 
+  it.each([
+    ['a MAC', { mac: '02:73:0a:60:00:05\nlink del sluice0' }],
+    ['an address', { address: '10.96.0.5 dev eth0' }],
+    ['an interface name', { containerIfname: 'sc"x' }],
+  ])('starts no process for %s that would split a command, even if validation was bypassed', async (_what, bad) => {
+    const { dp, runner } = dataplane(() => '');
+    await expect(dp.addEndpoint({ ...link, ...bad })).rejects.toThrow(/refusing argument .* in batch input/);
+    expect(runner.calls).toEqual([]);
+  });
+
+  it('refuses to delete an interface that is not a Sluice veth', async () => {
+    const { dp, runner } = dataplane(() => '');
+    await expect(dp.removeEndpoint('eth0')).rejects.toThrow(/not a Sluice interface/);
+    expect(runner.calls).toEqual([]);
+  });
+
   it('removes an endpoint; an absent one is fine, other failures are not', async () => {
     const absent = dataplane(() => ({ fail: 'Cannot find device "slv0123456789a"' }));
     await absent.dp.removeEndpoint('slv0123456789a');
