@@ -81,7 +81,7 @@ export function dryRun(
       }
     }
   }
-  return changes.sort((a, b) => compareText(a.from, b.from) || compareText(a.to, b.to) || compareText(a.protocol, b.protocol) || compareText(a.before, b.before));
+  return changes.sort((a, b) => compareText(a.from, b.from) || compareText(a.to, b.to) || PROTOCOLS.indexOf(a.protocol) - PROTOCOLS.indexOf(b.protocol) || compareText(a.before, b.before));
 }
 
 /**
