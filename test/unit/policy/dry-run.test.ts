@@ -72,4 +72,14 @@ describe('policy dry-run output', () => {
     expect(dryRun([appnet, dbnet], named, parsePolicies(WEB_FROM_CLIENT), parsePolicies(WEB_FROM_CLIENT))).toEqual([]);
   });
 
+  it('tells apart endpoints with equal labels that a CIDR rule splits', () => {
+    const neighbour = { ...client1, id: 'client9', address: '10.96.0.9', hostIfname: 'slvclient9', containerName: 'client9' };
+    const policy = parsePolicies("kind: NetworkPolicy\nname: web\nselector: role == 'web'\ningress: [{action: allow, fromNets: [10.96.0.0/30]}]\n");
+    expect(dryRun([appnet], [named[0]!, named[1]!, neighbour], [], policy).map((c) => `${c.from}>${c.to} ${c.protocol}`)).toEqual([
+      'client9>web tcp',
+      'client9>web udp',
+      'client9>web icmp',
+    ]);
+  });
+
 });

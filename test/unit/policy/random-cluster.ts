@@ -56,7 +56,8 @@ export function randomCluster(rand: () => number, endpointCount: number, policyC
     // A few endpoints fail closed: labels not learned yet.
     const labels = rand() < 0.1 ? null : { role: pick(rand, ['web', 'db', 'client']), ...(rand() < 0.5 ? { tier: pick(rand, ['a', 'b']) } : {}) };
     const network = rand() < 0.6 ? appnet : dbnet;
-    const address = `${network.subnet.split('.').slice(0, 2).join('.')}.${Math.floor(i / 200)}.${(i % 200) + 2}`;
+    // Scattered over the /24, so CIDR rules (a /25, a /28) split a network's endpoints.
+    const address = `${network.subnet.split('.').slice(0, 2).join('.')}.${Math.floor(i / 250)}.${((i * 37) % 250) + 2}`;
     return { ...endpoint(`e${i}`, pick(rand, NODES), network, address, labels), containerName: `c${i}` };
   });
   const policies = Array.from({ length: policyCount }, (_, i) => randomPolicy(rand, `p${i}`));
