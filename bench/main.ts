@@ -10,6 +10,7 @@ import { stopAll } from './proc';
 import { errorRow, markdownTable, type Row } from './report';
 import type { Context, Scenario } from './scenario';
 import { dockerRunCluster, dockerRunSingle } from './scenarios/docker-run';
+import { explainScenario } from './scenarios/explain';
 import { memory } from './scenarios/memory';
 import { perPacket } from './scenarios/per-packet';
 import { pluginTime } from './scenarios/plugin-time';
@@ -29,6 +30,7 @@ const SCENARIOS: readonly Scenario[] = [
   policyConvergence,
   runToPolicy,
   perPacket,
+  explainScenario,
 ];
 
 const RESULTS = path.resolve(__dirname, '../../bench/results.md');
