@@ -143,10 +143,14 @@ describe('policy explain and dry-run on two hosts', () => {
     const before = await all(connects);
     const dry = await lab.sluice('h1', 'policy', 'apply', '--dry-run', '-f', second, '-o', 'json');
     expect(dry.code).toBe(0);
-    const { changes } = JSON.parse(dry.stdout) as { changes: { from: string; to: string; protocol: string; ports?: string[]; after: string }[] };
+    const { changes } = JSON.parse(dry.stdout) as { changes: { from: string; to: string; protocol: string; ports?: (number | string)[]; after: string }[] };
     expect(await all(connects)).toEqual(before);
-    const covers = (ports: string[] | undefined, port: number): boolean =>
-      ports === undefined || ports.some((p) => { const [a, b] = p.split('-').map(Number); return port >= a! && port <= (b ?? a)!; });
+    const covers = (ports: (number | string)[] | undefined, port: number): boolean =>
+      ports === undefined ||
+      ports.some((p) => {
+        const [first, last] = String(p).split('-').map(Number);
+        return port >= first! && port <= (last ?? first)!;
+      });
     const predicted = pairs
       .filter((p) => changes.some((c) => c.from === p.from && c.to === p.to && c.protocol === 'tcp' && covers(c.ports, p.port)))
       .map((p) => `${p.from}->${p.to}:${p.port}`);
