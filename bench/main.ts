@@ -12,6 +12,7 @@ import type { Context, Scenario } from './scenario';
 import { decodeCost } from './scenarios/decode-cost';
 import { dnsThroughput } from './scenarios/dns-throughput';
 import { dockerRunCluster, dockerRunSingle } from './scenarios/docker-run';
+import { explainScenario } from './scenarios/explain';
 import { memory } from './scenarios/memory';
 import { perPacket } from './scenarios/per-packet';
 import { pluginTime } from './scenarios/plugin-time';
@@ -33,6 +34,7 @@ const SCENARIOS: readonly Scenario[] = [
   runToPolicy,
   perPacket,
   dnsThroughput,
+  explainScenario,
 ];
 
 const RESULTS = path.resolve(__dirname, '../../bench/results.md');

@@ -7,13 +7,22 @@ import { readFile } from 'node:fs/promises';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors';
 import { BLOCK_SIZE_OPTION, defineNetwork, newNetworkRecord } from '../ipam/ipam-service';
 import { parseCidr } from '../net/ipv4';
-import { policiesSelecting } from '../policy/compile';
-import { parsePolicies, policyToYaml } from '../policy/policy';
-import type { EndpointRecord } from '../model';
+import { compilePolicies, policiesSelecting } from '../policy/compile';
+import { type Change, dryRun } from '../policy/dry-run';
+import { explain, formatExplanation, resolvePair, type Packet } from '../policy/explain';
+import { type Policy, parsePolicies, policyToYaml } from '../policy/policy';
+import type { EndpointRecord, NetworkRecord } from '../model';
 import type { Registry } from '../store/registry';
 import { table } from './table';
 
-export async function status(registry: Registry): Promise<string> {
+/** How a read command prints: aligned text for people, or JSON for scripts. */
+export type Output = 'text' | 'json';
+
+function json(value: unknown): string {
+  return JSON.stringify(value, null, 2);
+}
+
+export async function status(registry: Registry, output: Output = 'text'): Promise<string> {
   const [nodes, alive, blocks, endpoints, networks, policies, invalid] = await Promise.all([
     registry.listNodes(),
     registry.listAlive(),
@@ -29,13 +38,24 @@ export async function status(registry: Registry): Promise<string> {
     if (e.labels === null || !network) return 'fail-closed';
     return policiesSelecting(policies, network, e.labels).join(',') || 'default';
   };
+  const nodeBlocks = (name: string): string[] => blocks.filter((b) => b.node === name).map((b) => b.block);
+  const nodeEndpoints = (name: string): number => endpoints.filter((e) => e.node === name).length;
+  if (output === 'json') {
+    return json({
+      nodes: nodes.map((n) => ({ ...n, alive: alive.has(n.name), blocks: nodeBlocks(n.name), endpoints: nodeEndpoints(n.name) })),
+      networks,
+      endpoints: endpoints.map((e) => ({ ...e, policies: policyState(e) })),
+      invalidRecords: invalid,
+    });
+  }
   const nodeRows = nodes.map((n) => [
     n.name,
     alive.has(n.name) ? 'alive' : `dead (last seen ${n.lastSeen})`,
     n.ip,
     n.backend,
-    blocks.filter((b) => b.node === n.name).map((b) => b.block).join(',') || '-',
-    String(endpoints.filter((e) => e.node === n.name).length),
+    n.version,
+    nodeBlocks(n.name).join(',') || '-',
+    String(nodeEndpoints(n.name)),
   ]);
   const networkRows = networks.map((n) => [n.name ?? '-', n.subnet, `/${n.blockSize}`, n.gateway, n.managed ? 'sluice' : 'docker']);
   const endpointRows = endpoints.map((e) => [
@@ -48,7 +68,7 @@ export async function status(registry: Registry): Promise<string> {
   ]);
   return [
     'NODES',
-    table(['NAME', 'LIVENESS', 'ADDRESS', 'BACKEND', 'BLOCKS', 'ENDPOINTS'], nodeRows),
+    table(['NAME', 'LIVENESS', 'ADDRESS', 'BACKEND', 'VERSION', 'BLOCKS', 'ENDPOINTS'], nodeRows),
     '',
     'NETWORKS',
     table(['NAME', 'SUBNET', 'BLOCK', 'GATEWAY', 'DEFINED BY'], networkRows),
@@ -77,17 +97,13 @@ export async function networkCreate(registry: Registry, name: string, subnetText
   return `network ${name} (${network.subnet}) defined: every agent now creates it in Docker`;
 }
 
-export async function networkList(registry: Registry): Promise<string> {
+export async function networkList(registry: Registry, output: Output = 'text'): Promise<string> {
   const [networks, dockerNets] = await Promise.all([registry.listNetworks(), registry.listDockerNets()]);
+  const nodes = (n: NetworkRecord): string[] => [...new Set(dockerNets.filter((d) => d.network === n.key).map((d) => d.node))];
+  if (output === 'json') return json(networks.map((n) => ({ ...n, nodes: nodes(n) })));
   return table(
     ['NAME', 'SUBNET', 'GATEWAY', 'BLOCK', 'NODES'],
-    networks.map((n) => [
-      n.name ?? '-',
-      n.subnet,
-      n.gateway,
-      `/${n.blockSize}`,
-      [...new Set(dockerNets.filter((d) => d.network === n.key).map((d) => d.node))].join(',') || '-',
-    ]),
+    networks.map((n) => [n.name ?? '-', n.subnet, n.gateway, `/${n.blockSize}`, nodes(n).join(',') || '-']),
   );
 }
 
@@ -125,33 +141,69 @@ export async function nodeRemove(registry: Registry, name: string, gracePeriodSe
   return `node ${name} removed; ${blocks.length} block(s) released`;
 }
 
-export async function policyApply(registry: Registry, file: string): Promise<string> {
+/** With `dryRun`, what would change instead of applying. */
+export interface WriteOptions {
+  dryRun?: boolean;
+  output?: Output;
+}
+
+export async function policyApply(registry: Registry, file: string, options: WriteOptions = {}): Promise<string> {
   const text = file === '-' ? await readStdin() : await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
     throw new BadRequestError(`cannot read ${file}: ${err.code ?? err.message}`);
   });
   // Everything is validated before anything is written: a bad document applies nothing.
   const policies = parsePolicies(text);
+  if (options.dryRun === true) {
+    const names = new Set(policies.map((p) => p.name));
+    return previewChange(registry, (current) => [...current.filter((p) => !names.has(p.name)), ...policies], options.output);
+  }
   for (const policy of policies) await registry.putPolicy(policy);
   return policies.map((p) => `policy ${p.name} applied`).join('\n');
 }
 
-export async function policyList(registry: Registry): Promise<string> {
+export async function policyList(registry: Registry, output: Output = 'text'): Promise<string> {
   const policies = await registry.listPolicies();
+  if (output === 'json') return json(policies);
   return table(
     ['NAME', 'ORDER', 'NETWORK', 'SELECTOR', 'INGRESS', 'EGRESS'],
     policies.map((p) => [p.name, String(p.order), p.network ?? '*', p.selector.toString(), String(p.ingress?.length ?? 0), String(p.egress?.length ?? 0)]),
   );
 }
 
-export async function policyGet(registry: Registry, name: string): Promise<string> {
+export async function policyGet(registry: Registry, name: string, output: Output = 'text'): Promise<string> {
   const policy = (await registry.listPolicies()).find((p) => p.name === name);
   if (!policy) throw new NotFoundError(`no policy named ${name}`);
-  return policyToYaml(policy).trimEnd();
+  return output === 'json' ? json(policy) : policyToYaml(policy).trimEnd();
 }
 
-export async function policyRemove(registry: Registry, name: string): Promise<string> {
+export async function policyRemove(registry: Registry, name: string, options: WriteOptions = {}): Promise<string> {
+  if (options.dryRun === true) {
+    if (!(await registry.listPolicies()).some((p) => p.name === name)) throw new NotFoundError(`no policy named ${name}`);
+    return previewChange(registry, (current) => current.filter((p) => p.name !== name), options.output);
+  }
   if (!(await registry.deletePolicy(name))) throw new NotFoundError(`no policy named ${name}`);
   return `policy ${name} removed`;
+}
+
+/** The verdict changes `change` would make to the stored policies; writes nothing. */
+async function previewChange(registry: Registry, change: (current: Policy[]) => Policy[], output: Output = 'text'): Promise<string> {
+  const [networks, endpoints, current] = await Promise.all([registry.listNetworks(), registry.listEndpoints(), registry.listPolicies()]);
+  const changes = dryRun(networks, endpoints, current, change(current));
+  if (output === 'json') return json({ changes });
+  if (changes.length === 0) return 'dry run: no verdict would change';
+  const rows = changes.map((c: Change) => [c.from, c.to, c.protocol, c.ports?.join(',') ?? '-', c.before, c.after]);
+  return `dry run: nothing written\n${table(['FROM', 'TO', 'PROTOCOL', 'PORTS', 'BEFORE', 'AFTER'], rows)}`;
+}
+
+/** `sluice policy explain FROM TO`: the verdict for one packet and why, from the stored cluster. */
+export async function policyExplain(registry: Registry, from: string, to: string, packet: Packet, output: Output = 'text'): Promise<string> {
+  if (packet.protocol === 'icmp' ? packet.port !== undefined : packet.port === undefined) {
+    throw new BadRequestError(packet.protocol === 'icmp' ? 'icmp has no ports: leave out --port' : `--port N is needed for ${packet.protocol}`);
+  }
+  const [networks, endpoints, policies] = await Promise.all([registry.listNetworks(), registry.listEndpoints(), registry.listPolicies()]);
+  const [sender, receiver] = resolvePair(endpoints, from, to);
+  const explanation = explain({ networks: new Map(networks.map((n) => [n.key, n])), policies: compilePolicies(policies) }, sender, receiver, packet);
+  return output === 'json' ? json(explanation) : formatExplanation(sender, receiver, packet, explanation);
 }
 
 async function readStdin(): Promise<string> {

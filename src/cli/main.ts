@@ -9,6 +9,8 @@ import { runAgent } from '../main';
 import { DEFAULT_STORE_URL, openStore } from '../store/open-store';
 import { Registry } from '../store/registry';
 import { VERSION } from '../agent/agent';
+import type { Packet } from '../policy/explain';
+import { MAX_PORT, PROTOCOLS } from '../policy/verdict';
 import * as commands from './commands';
 
 const USAGE = `Usage: sluice COMMAND
@@ -17,16 +19,21 @@ Docker networks across hosts, with label-based policy.
 
 Commands:
   agent [flags]                              run this host's plugin (sluice agent --help)
-  status                                     nodes, networks and endpoints of the cluster
+  status                                     nodes (with versions), networks and endpoints of the cluster
   network create NAME --subnet CIDR [--block-size N]
                                              define a network once; every agent creates it in Docker
   network ls | network rm NAME
-  policy apply -f FILE                       apply policies (YAML, several documents allowed)
-  policy ls | policy get NAME | policy rm NAME
+  policy apply -f FILE [--dry-run]           apply policies (YAML, several documents allowed);
+                                             --dry-run writes nothing and lists the verdicts that would change
+  policy ls | policy get NAME | policy rm NAME [--dry-run]
+  policy explain FROM TO [--protocol tcp|udp|icmp] [--port N]
+                                             whether FROM may reach TO (container names, IDs or
+                                             addresses), and which policy rule or default decided
   node rm NAME [--force]                     decommission a dead node and release its blocks
   version
 
 Every command but agent takes --store URL (env SLUICE_STORE; default ${DEFAULT_STORE_URL}).
+Read commands, explain and --dry-run take -o json for output a script can read.
 `;
 
 async function main(argv: string[]): Promise<string | undefined> {
@@ -47,12 +54,18 @@ async function main(argv: string[]): Promise<string | undefined> {
     file: { type: 'string', short: 'f' },
     force: { type: 'boolean' },
     'grace-period': { type: 'string' },
+    output: { type: 'string', short: 'o' },
+    'dry-run': { type: 'boolean' },
+    protocol: { type: 'string' },
+    port: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) return USAGE;
   const store = openStore((values.store as string | undefined) ?? process.env[envName('store')] ?? DEFAULT_STORE_URL);
   const registry = new Registry(store);
-  const [sub, name] = positionals;
+  const [sub, name, target] = positionals;
+  const output = outputFormat(values.output as string | undefined);
+  const write = { dryRun: values['dry-run'] === true, output };
   const need = (what: string | undefined, usage: string): string => {
     if (what === undefined) throw new BadRequestError(`usage: sluice ${usage}`);
     return what;
@@ -60,7 +73,7 @@ async function main(argv: string[]): Promise<string | undefined> {
   try {
     switch (`${command} ${sub ?? ''}`.trim()) {
       case 'status':
-        return await commands.status(registry);
+        return await commands.status(registry, output);
       case 'network create':
         return await commands.networkCreate(
           registry,
@@ -69,17 +82,22 @@ async function main(argv: string[]): Promise<string | undefined> {
           Number((values['block-size'] as string | undefined) ?? '26'),
         );
       case 'network ls':
-        return await commands.networkList(registry);
+        return await commands.networkList(registry, output);
       case 'network rm':
         return await commands.networkRemove(registry, need(name, 'network rm NAME'));
       case 'policy apply':
-        return await commands.policyApply(registry, need(values.file as string | undefined, 'policy apply -f FILE'));
+        return await commands.policyApply(registry, need(values.file as string | undefined, 'policy apply -f FILE'), write);
       case 'policy ls':
-        return await commands.policyList(registry);
+        return await commands.policyList(registry, output);
       case 'policy get':
-        return await commands.policyGet(registry, need(name, 'policy get NAME'));
+        return await commands.policyGet(registry, need(name, 'policy get NAME'), output);
       case 'policy rm':
-        return await commands.policyRemove(registry, need(name, 'policy rm NAME'));
+        return await commands.policyRemove(registry, need(name, 'policy rm NAME'), write);
+      case 'policy explain': {
+        const usage = 'policy explain FROM TO [--protocol tcp|udp|icmp] [--port N]';
+        const packet = explainPacket(values.protocol as string | undefined, values.port as string | undefined);
+        return await commands.policyExplain(registry, need(name, usage), need(target, usage), packet, output);
+      }
       case 'node rm':
         return await commands.nodeRemove(
           registry,
@@ -93,6 +111,21 @@ async function main(argv: string[]): Promise<string | undefined> {
   } finally {
     await store.close();
   }
+}
+
+function outputFormat(text: string | undefined): commands.Output {
+  if (text === undefined || text === 'text' || text === 'json') return text ?? 'text';
+  throw new BadRequestError(`-o ${text}: expected json or text`);
+}
+
+/** The packet to explain: tcp unless told, and a port only for tcp and udp. */
+function explainPacket(protocolText: string | undefined, portText: string | undefined): Packet {
+  const protocol = PROTOCOLS.find((p) => p === (protocolText ?? 'tcp'));
+  if (protocol === undefined) throw new BadRequestError(`--protocol ${protocolText}: expected ${PROTOCOLS.join(', ')}`);
+  if (portText === undefined) return { protocol };
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port < 1 || port > MAX_PORT) throw new BadRequestError(`--port ${portText}: expected a port, 1-${MAX_PORT}`);
+  return { protocol, port };
 }
 
 type Options = NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>['options']>;

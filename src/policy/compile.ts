@@ -82,9 +82,9 @@ const MULTIPORT_SLOTS = 15;
 
 const ALL_SLUICE_IFACES = `${HOST_IFNAME_PREFIX}+`;
 
-type Direction = 'ingress' | 'egress';
+export type Direction = 'ingress' | 'egress';
 
-interface CompiledRule {
+export interface CompiledRule {
   action: 'allow' | 'deny';
   protocol?: string;
   /** Selector of the peer endpoint (source for ingress, destination for egress). */
@@ -93,7 +93,7 @@ interface CompiledRule {
   ports?: PortSpec[];
 }
 
-interface CompiledPolicy {
+export interface CompiledPolicy {
   name: string;
   network?: string;
   selector: Selector;
@@ -153,7 +153,7 @@ export function policiesSelecting(policies: readonly Policy[], network: NetworkR
 }
 
 /** Parses each policy's selectors once, and sorts the policies into evaluation order. */
-function compilePolicies(policies: readonly Policy[]): CompiledPolicy[] {
+export function compilePolicies(policies: readonly Policy[]): CompiledPolicy[] {
   const cache = new Map<string, Selector>();
   const selector = (policy: Policy, text: string): Selector => {
     let parsed = cache.get(text);
@@ -186,7 +186,7 @@ function compilePolicies(policies: readonly Policy[]): CompiledPolicy[] {
     }));
 }
 
-function selects(policy: CompiledPolicy, network: NetworkRecord, labels: Labels): boolean {
+export function selects(policy: CompiledPolicy, network: NetworkRecord, labels: Labels): boolean {
   return (policy.network === undefined || policy.network === network.name) && matches(policy.selector, labels);
 }
 
@@ -384,7 +384,7 @@ function rule(comment: string, spec: string): string {
   return `-m comment --comment "${comment}" ${spec}`;
 }
 
-function compareText(a: string, b: string): number {
+export function compareText(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 

@@ -11,22 +11,12 @@ import { parseSelector } from '../../../src/policy/selector';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { ROOT } from '../../../src/store/keys';
 import { createDockerNetwork, eventually, testHost, type TestHost } from '../../helpers/host';
+import { random } from '../../helpers/random';
 
 const NET = 'a'.repeat(64);
 const SUBNET = '10.96.0.0/16';
 const POLICY = parsePolicies("kind: NetworkPolicy\nname: web-from-client\nselector: role == 'web'\ningress:\n  - action: allow\n    from: role == 'client'\n")[0]!;
 const CLIENTS = selectorSetName(parseSelector("role == 'client'").toString());
-
-/** mulberry32: a small seeded generator, so every run writes the same garbage. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Valid-looking records of every kind, one field of which the fuzzer replaces. */
 const TEMPLATES: Record<string, Record<string, unknown>> = {

@@ -1,9 +1,9 @@
 import { ConflictError, NotFoundError, PolicyError } from '../../../src/errors';
 import { parsePolicies } from '../../../src/policy/policy';
-import { networkCreate, networkList, networkRemove, nodeRemove, policyApply, policyGet, policyList, policyRemove, status } from '../../../src/cli/commands';
+import { networkCreate, networkList, networkRemove, nodeRemove, policyApply, policyExplain, policyGet, policyList, policyRemove, status } from '../../../src/cli/commands';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { Registry } from '../../../src/store/registry';
-import { Ipam } from '../../../src/ipam/ipam-service';
+import { Ipam, defineNetwork, newNetworkRecord } from '../../../src/ipam/ipam-service';
 import { parseCidr } from '../../../src/net/ipv4';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -75,7 +75,7 @@ describe('sluice CLI commands', () => {
     await deadNode('h9', new Date('2026-01-01T00:00:00Z'));
     await registry.putEndpoint({ id: 'e'.repeat(64), network: '10.96.0.0-16', node: 'h9', address: '10.96.0.2', hostIfname: 'slveeeeeeeeeee', labels: null, ports: [] });
     const text = await status(registry);
-    expect(text).toMatch(/h9\s+dead \(last seen 2026-01-01T00:00:00.000Z\)\s+192\.0\.2\.9\s+auto\s+10\.96\.0\.0\/26\s+1/);
+    expect(text).toMatch(/h9\s+dead \(last seen 2026-01-01T00:00:00.000Z\)\s+192\.0\.2\.9\s+auto\s+test\s+10\.96\.0\.0\/26\s+1/);
     expect(text).toMatch(/eeeeeeeeeeee\s+10\.96\.0\.0\/16\s+h9\s+10\.96\.0\.2\s+\(unknown\)\s+fail-closed/);
     await registry.putEndpoint({ id: 'f'.repeat(64), network: '10.96.0.0-16', node: 'h9', address: '10.96.0.3', hostIfname: 'slvfffffffffff', labels: { role: 'web' }, ports: [] });
     await registry.putPolicy(parsePolicies("kind: NetworkPolicy\nname: web\nselector: role == 'web'\ningress: []\n")[0]!);
@@ -104,5 +104,72 @@ describe('sluice CLI commands', () => {
     expect(text).toMatch(/INVALID RECORDS \(ignored by every agent\)\nKEY\s+PROBLEM\n\/sluice\/v1\/networks\/10\.97\.0\.0-16\s+value is not JSON: "not json\{"$/);
     await store.delete('/sluice/v1/networks/10.97.0.0-16');
     expect(await status(registry)).not.toContain('INVALID RECORDS');
+  });
+
+  describe('policy explain and dry runs', () => {
+    const WEB = "kind: NetworkPolicy\nname: web\nselector: role == 'web'\ningress:\n  - action: allow\n    protocol: tcp\n    from: role == 'client'\n    ports: [80]\n";
+    let dir: string;
+    beforeEach(async () => {
+      dir = mkdtempSync(path.join(tmpdir(), 'sluice-cli-'));
+      await defineNetwork(registry, () => newNetworkRecord(parseCidr('10.96.0.0/16')!, 26, { name: 'appnet' }));
+      const put = (id: string, address: string, role: string) =>
+        registry.putEndpoint({ id: id.repeat(64), network: '10.96.0.0-16', node: 'h1', address, hostIfname: `slv${id.repeat(11)}`, containerId: id.repeat(64), containerName: role, labels: { role }, ports: [] });
+      await put('a', '10.96.0.2', 'web');
+      await put('b', '10.96.0.3', 'client');
+    });
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+    it('explains a pair by name, ID or address, as text and JSON', async () => {
+      expect(await policyExplain(registry, 'client', 'aaaa', { protocol: 'tcp', port: 22 })).toBe(
+        [
+          'client (10.96.0.3) -> web (10.96.0.2) tcp/22: ALLOW',
+          '  egress of client:  allow  (default allow: no policy with egress rules selects it)',
+          '  ingress of web: allow  (default allow: same network appnet)',
+        ].join('\n'),
+      );
+      await registry.putPolicy(parsePolicies(WEB)[0]!);
+      expect(JSON.parse(await policyExplain(registry, '10.96.0.3', 'web', { protocol: 'tcp', port: 22 }, 'json'))).toMatchObject({
+        verdict: 'deny',
+        egress: { verdict: 'allow' },
+        ingress: { verdict: 'deny', reason: { kind: 'default-deny', policies: ['web'] } },
+      });
+      await expect(policyExplain(registry, 'client', 'web', { protocol: 'tcp' })).rejects.toThrow('--port N is needed for tcp');
+      await expect(policyExplain(registry, 'client', 'nobody', { protocol: 'icmp' })).rejects.toBeInstanceOf(NotFoundError);
+    });
+
+    it('previews apply and rm, writing nothing, then applies what it previewed', async () => {
+      const file = path.join(dir, 'web.yaml');
+      writeFileSync(file, WEB);
+      const preview = JSON.parse(await policyApply(registry, file, { dryRun: true, output: 'json' }));
+      expect(preview).toEqual({
+        changes: [
+          { from: 'client', to: 'web', protocol: 'tcp', ports: ['0-79', '81-65535'], before: 'allow', after: 'deny' },
+          { from: 'client', to: 'web', protocol: 'udp', ports: ['0-65535'], before: 'allow', after: 'deny' },
+          { from: 'client', to: 'web', protocol: 'icmp', before: 'allow', after: 'deny' },
+        ],
+      });
+      expect(await registry.listPolicies()).toEqual([]);
+      expect(await policyApply(registry, file, { dryRun: true })).toMatch(/^dry run: nothing written\nFROM\s+TO\s+PROTOCOL\s+PORTS\s+BEFORE\s+AFTER\nclient\s+web\s+tcp\s+0-79,81-65535\s+allow\s+deny$/m);
+      await policyApply(registry, file);
+      expect(await policyApply(registry, file, { dryRun: true })).toBe('dry run: no verdict would change');
+      const removal = JSON.parse(await policyRemove(registry, 'web', { dryRun: true, output: 'json' })) as { changes: { after: string }[] };
+      expect(removal.changes.map((c) => c.after)).toEqual(['allow', 'allow', 'allow']);
+      expect((await registry.listPolicies()).map((p) => p.name)).toEqual(['web']);
+      await expect(policyRemove(registry, 'nope', { dryRun: true })).rejects.toBeInstanceOf(NotFoundError);
+    });
+
+    it('prints every read command as JSON with -o json', async () => {
+      await registry.putNode({ name: 'h1', ip: '192.0.2.1', backend: 'vxlan', version: '1.2.3', lastSeen: '2026-01-01T00:00:00Z' });
+      await registry.putPolicy(parsePolicies(WEB)[0]!);
+      expect(JSON.parse(await status(registry, 'json'))).toMatchObject({
+        nodes: [{ name: 'h1', version: '1.2.3', alive: false, blocks: [], endpoints: 2 }],
+        networks: [{ name: 'appnet', subnet: '10.96.0.0/16' }],
+        endpoints: [{ containerName: 'web', policies: 'web' }, { containerName: 'client', policies: 'default' }],
+        invalidRecords: [],
+      });
+      expect(JSON.parse(await networkList(registry, 'json'))).toEqual([expect.objectContaining({ name: 'appnet', nodes: [] })]);
+      expect(JSON.parse(await policyList(registry, 'json'))).toEqual(parsePolicies(WEB));
+      expect(JSON.parse(await policyGet(registry, 'web', 'json'))).toEqual(parsePolicies(WEB)[0]);
+    });
   });
 });
