@@ -66,7 +66,7 @@ export class Netns {
 
 /** True if an HTTP GET of `url` from this namespace (the host), or through `prefix` (nsenter …), gets a page within a second. */
 export function fetches(url: string, prefix: string[] = []): boolean {
-  const [command, ...args] = [...prefix, 'busybox', 'wget', '-q', '-T', '1', '-O', '/dev/null', url];
+  const [command, ...args] = [...prefix, 'curl', '--silent', '--fail', '--max-time', '1', '--output', '/dev/null', url];
   return spawnSync(command, args, { stdio: 'ignore' }).status === 0;
 }
 
