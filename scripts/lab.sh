@@ -131,6 +131,13 @@ lab_pid() {
   echo "$pid"
 }
 
+# fresh_pidfile FILE WHAT: before starting WHAT, refuse if it still runs, and drop the pidfile a
+# crash left: waiting for the new pidfile must never read the old pid (and call the new process exited).
+fresh_pidfile() {
+  if lab_pid "$1" >/dev/null; then die "$2 already running"; fi
+  rm -f "$1"
+}
+
 alive() { # running and not a zombie
   local state
   state=$(sed -E 's/^[0-9]+ \(.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
@@ -235,7 +242,7 @@ mntns_setup() {
 
 start_etcd() {
   local ip; ip=$(etcd_ip)
-  if lab_pid "$LAB_DIR/etcd.pid" >/dev/null; then die "etcd already running"; fi
+  fresh_pidfile "$LAB_DIR/etcd.pid" etcd
   # shellcheck disable=SC2016 # $$ and $1 are the inner shell's
   setsid nsenter --net="/run/netns/$UL_NS" -- sh -c 'echo $$ > "$1"; shift; exec "$@"' sh \
     "$LAB_DIR/etcd.pid" "$SCRIPTS/etcd-run.sh" --name "lab-$LAB" --data-dir "$LAB_DIR/etcd.data" --ip "$ip" \
@@ -264,6 +271,7 @@ wait_pidfile() {
 start_dockerd() {
   local h=$1 d; d=$(host_dir "$h")
   mkdir -p "$LAB_DATA/$h"
+  fresh_pidfile "$d/dockerd.pid" "dockerd on $h"
   rm -f "$d/docker.sock" "$d/docker.pid"
   # shellcheck disable=SC2016 # $$ and $1 are the inner shell's
   setsid nsenter --mount="$d/mntns" --net="/run/netns/$(host_ns "$h")" -- sh -c 'echo $$ > "$1"; shift; exec "$@"' sh \
@@ -308,7 +316,7 @@ import_image() {
 start_agent() {
   local h=$1 d ip; d=$(host_dir "$h"); ip=$(host_ip "$h"); shift
   need_build
-  if lab_pid "$d/agent.pid" >/dev/null; then die "agent on $h already running"; fi
+  fresh_pidfile "$d/agent.pid" "agent on $h"
   touch "$d/agent.start"
   # shellcheck disable=SC2016 # $$ and $1 are the inner shell's
   setsid nsenter --mount="$d/mntns" --net="/run/netns/$(host_ns "$h")" -- sh -c 'echo $$ > "$1"; shift; exec "$@"' sh \

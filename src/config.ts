@@ -8,6 +8,7 @@ import path from 'node:path';
 import { BadRequestError } from './errors';
 import { NODE_NAME } from './model';
 import { type Cidr, parseCidr, parseIp } from './net/ipv4';
+import type { ProtectedDestination } from './policy/protect';
 import { DEFAULT_STORE_URL } from './store/open-store';
 
 export type Backend = 'host-gw' | 'vxlan' | 'auto';
@@ -33,6 +34,8 @@ export interface AgentConfig {
   driverName: string;
   /** Where the net/ sysctls are written (a managed plugin gets the host's mounted elsewhere). */
   sysctlNetDir: string;
+  /** Destinations containers may never open besides the store's, Docker's and the agents' (--protect). */
+  protect: ProtectedDestination[];
 }
 
 interface FlagSpec {
@@ -58,6 +61,11 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'resync-interval', help: 'seconds between checks that routes and rules are still in the kernel', default: '10' },
   { flag: 'driver-name', help: 'the driver name Docker uses (a managed plugin: its full name, e.g. sluice/sluice:latest)', default: '(the socket\'s file name)' },
   { flag: 'sysctl-net-dir', help: 'where net/ sysctls are written', default: '/proc/sys/net' },
+  {
+    flag: 'protect',
+    help: 'ADDR[:PORT][,…]: more of the control plane no container may open, whatever its policy (a PORT is TCP; ADDR alone closes every port)',
+    default: '(none: the store and the Docker API ports of every node are closed anyway)',
+  },
 ];
 
 export function envName(flag: string): string {
@@ -75,6 +83,21 @@ function integer(flag: string, text: string, min: number, max: number): number {
     throw new BadRequestError(`--${flag} ${text}: expected a whole number from ${min} to ${max}`);
   }
   return value;
+}
+
+/** `--protect ADDR[:PORT][,…]`: IPv4 addresses, each with a TCP port or none (every port). */
+function protectList(text: string): ProtectedDestination[] {
+  return text
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '')
+    .map((item) => {
+      const [address, port, extra] = item.split(':');
+      if (extra !== undefined || parseIp(address ?? '') === undefined) {
+        throw new BadRequestError(`--protect ${text}: "${item}" is not ADDR or ADDR:PORT with an IPv4 ADDR`);
+      }
+      return port === undefined ? { address: address! } : { address: address!, port: integer('protect', port, 1, 65535) };
+    });
 }
 
 function firstIpv4(): string {
@@ -119,5 +142,6 @@ export function loadAgentConfig(flags: Record<string, string | undefined>, env: 
     resyncInterval: integer('resync-interval', text('resync-interval'), 1, 3600),
     driverName: get('driver-name') ?? path.basename(text('socket'), '.sock'),
     sysctlNetDir: text('sysctl-net-dir'),
+    protect: protectList(get('protect') ?? ''),
   });
 }

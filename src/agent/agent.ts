@@ -18,6 +18,7 @@ import type { ContainerEvent, DockerHost } from '../labels/docker';
 import { blockRoutes, type PeerMode } from '../lease/routes';
 import type { EndpointRecord, NetworkRecord, NodeRecord } from '../model';
 import { compileFirewall } from '../policy/compile';
+import { controlPlane, protection, type ControlPlane } from '../policy/protect';
 import { ROOT, keys, leaf } from '../store/keys';
 import { readEndpoint, tryRead } from '../store/records';
 import type { Registry } from '../store/registry';
@@ -43,6 +44,8 @@ export class Agent implements LocalConvergence {
   /** What the last successful apply gave the kernel, so unchanged parts cost no process spawn. */
   private applied: { gateways?: string; routes?: string } = {};
   private vtepMac: string | undefined;
+  /** Resolved before the first apply: no firewall ever leaves the control plane open. */
+  private controlPlane: ControlPlane | undefined;
   private watch: Watch | undefined;
   private lease: Lease | undefined;
   private events: { close(): void } | undefined;
@@ -84,6 +87,7 @@ export class Agent implements LocalConvergence {
       ).mac;
     }
     await this.retryUntil('sync with the store and Docker', async () => {
+      this.controlPlane ??= await controlPlane(this.config);
       await this.register();
       await this.relist();
       await this.reconcileWithDocker();
@@ -158,12 +162,15 @@ export class Agent implements LocalConvergence {
       await this.dataplane.syncRoutes(routes);
       this.applied.routes = routesText;
     }
+    if (this.controlPlane === undefined) throw new Error('the control plane is not resolved yet');
+    const nodeIps = [...view.nodes.values()].map((n) => n.ip);
     await this.dataplane.applyFirewall(
       compileFirewall({
         node: this.node,
         networks: [...view.networks.values()],
         endpoints: [...view.endpoints.values()],
         policies: [...view.policies.values()],
+        protection: protection(this.controlPlane, nodeIps, this.config.nodeIp),
       }),
     );
     debug('applied desired state in %d ms', Date.now() - started);

@@ -35,8 +35,11 @@ export interface VxlanDevice {
   mtu: number;
 }
 
-/** hash:net,iface members are "CIDR,IFNAME"; matched as `src,src` (source, in-interface) or `dst,dst` (destination, out-interface). */
-export type IpSetType = 'hash:ip' | 'hash:net' | 'hash:net,iface';
+/**
+ * hash:net,iface members are "CIDR,IFNAME"; matched as `src,src` (source, in-interface) or `dst,dst` (destination, out-interface).
+ * hash:ip,port members are "IP,PROTO:PORT" (tcp or udp); matched as `dst,dst` (destination address and port).
+ */
+export type IpSetType = 'hash:ip' | 'hash:net' | 'hash:net,iface' | 'hash:ip,port';
 
 export interface IpSet {
   name: string;

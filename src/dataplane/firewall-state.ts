@@ -80,6 +80,12 @@ function canonicalMember(type: IpSetType, member: string, setName: string): stri
     const net = comma < 0 || !IFNAME.test(ifname) ? undefined : canonicalNet(member.slice(0, comma), true);
     return net === undefined ? bad('an IPv4 network and an interface name (NETWORK,IFNAME)') : `${net},${ifname}`;
   }
+  if (type === 'hash:ip,port') {
+    const match = /^([^,]+),(tcp|udp):(\d{1,5})$/.exec(member);
+    const ip = match === null ? undefined : canonicalNet(match[1]!, false);
+    const port = Number(match?.[3]);
+    return ip === undefined || !(port >= 1 && port <= 65535) ? bad('an IPv4 address, a protocol and a port (IP,tcp:PORT)') : `${ip},${match![2]}:${port}`;
+  }
   return canonicalNet(member, type === 'hash:net') ?? bad(type === 'hash:net' ? 'an IPv4 network' : 'an IPv4 address');
 }
 

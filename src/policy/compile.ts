@@ -14,10 +14,12 @@
  *   SLUICE-FORWARD (from FORWARD)
  *                  not from or to a sluice veth → RETURN (untouched)
  *                  RELATED,ESTABLISHED → ACCEPT; INVALID → DROP
+ *                  -i slv+ to a protected destination → DROP (before any policy)
  *                  -i slv+ → SLUICE-FROM-WL (egress of the sender)
  *                  -o slv+ → SLUICE-TO-WL   (ingress of the receiver)
  *                  → ACCEPT (both sides that apply on this host let it through)
- *   SLUICE-INPUT   (from INPUT) from a sluice veth, not a reply → SLUICE-FROM-WL,
+ *   SLUICE-INPUT   (from INPUT) from a sluice veth, not a reply: to a protected
+ *                  destination or host port → DROP; then → SLUICE-FROM-WL,
  *                  so the host's own services are reached only as egress allows
  *
  *   SLUICE-FROM-WL source,in-veth not in sluice-local → DROP (spoofed, or fail closed)
@@ -37,6 +39,11 @@
  * receiver's ingress. Traffic from a remote container meets only the
  * receiver's side here (its sender's host applied the egress side).
  *
+ * Protected destinations (the control plane: the store, the Docker API, see
+ * protect.ts) are sluice-protected (ADDRESS,tcp:PORT) and sluice-protected-addrs
+ * (whole addresses); replies still pass, so a host may open connections to
+ * containers.
+ *
  * Selectors and CIDR lists become ipsets, so the per-packet cost does not grow
  * with the number of endpoints in the cluster.
  */
@@ -52,6 +59,8 @@ import {
   INGRESS_GOVERNED_SET,
   LOCAL_SET,
   POOLS_SET,
+  PROTECTED_ADDRESSES_SET,
+  PROTECTED_SET,
   TO_WORKLOAD_CHAIN,
   netSetName,
   policyChainName,
@@ -59,6 +68,7 @@ import {
   targetSetName,
 } from './names';
 import type { EgressRule, IngressRule, Policy, PortSpec } from './policy';
+import { NO_PROTECTION, type Protection } from './protect';
 import { matches, parseSelector, type Selector } from './selector';
 
 export interface CompileInput {
@@ -69,6 +79,8 @@ export interface CompileInput {
   /** Every endpoint in the cluster: remote ones feed the selector ipsets. */
   endpoints: readonly EndpointRecord[];
   policies: readonly Policy[];
+  /** The control plane containers never reach, whatever the policies say; default nothing. */
+  protection?: Protection;
 }
 
 /**
@@ -123,10 +135,18 @@ export function compileFirewall(input: CompileInput): FirewallState {
   });
   sets.add({ name: LOCAL_SET, type: 'hash:net,iface', members: known.map(({ endpoint: e }) => `${e.address},${e.hostIfname}`) });
 
+  const protection = input.protection ?? NO_PROTECTION;
+  sets.add({
+    name: PROTECTED_SET,
+    type: 'hash:ip,port',
+    members: protection.destinations.flatMap((d) => (d.port === undefined ? [] : [`${d.address},tcp:${d.port}`])),
+  });
+  sets.add({ name: PROTECTED_ADDRESSES_SET, type: 'hash:ip', members: protection.destinations.flatMap((d) => (d.port === undefined ? [d.address] : [])) });
+
   const sameNetwork = [...input.networks].sort((a, b) => compareText(a.key, b.key)).map((n) => ({ key: n.key, set: sets.networkSet(n) }));
   const filter = [
     forwardChain(),
-    inputChain(),
+    inputChain(protection.hostPorts),
     workloadChain('egress', policies, known, sets, [rule('sluice: default allow egress', '-j RETURN')]),
     workloadChain('ingress', policies, known, sets, defaultIngress(sameNetwork)),
     ...(['ingress', 'egress'] as const).flatMap((direction) =>
@@ -286,6 +306,7 @@ function forwardChain(): Chain {
       rule('sluice: not sluice traffic', `! -i ${ALL_SLUICE_IFACES} ! -o ${ALL_SLUICE_IFACES} -j RETURN`),
       rule('sluice: established', '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'),
       rule('sluice: invalid', '-m conntrack --ctstate INVALID -j DROP'),
+      ...protectedDestinations(`-i ${ALL_SLUICE_IFACES} `),
       rule('sluice: from workload', `-i ${ALL_SLUICE_IFACES} -j ${FROM_WORKLOAD_CHAIN}`),
       rule('sluice: to workload', `-o ${ALL_SLUICE_IFACES} -j ${TO_WORKLOAD_CHAIN}`),
       rule('sluice: allowed', '-j ACCEPT'),
@@ -296,17 +317,27 @@ function forwardChain(): Chain {
 /**
  * Containers reaching the host itself pass their egress side too. What is
  * allowed RETURNs, not ACCEPTs, so the host's own INPUT rules still decide,
- * replies included.
+ * replies included. The control plane on this host is closed first.
  */
-function inputChain(): Chain {
+function inputChain(hostPorts: readonly number[]): Chain {
   return {
     name: INPUT_CHAIN,
     rules: [
       rule('sluice: not from a workload', `! -i ${ALL_SLUICE_IFACES} -j RETURN`),
       rule('sluice: established (left to the host rules)', '-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN'),
+      ...protectedDestinations(''),
+      ...(hostPorts.length === 0 ? [] : multiportChunks(hostPorts).map((ports) => rule('sluice: protected host port', `-p tcp -m multiport --dports ${ports} -j DROP`))),
       rule('sluice: from workload', `-j ${FROM_WORKLOAD_CHAIN}`),
     ],
   };
+}
+
+/** New connections to the control plane, dropped whatever the policies say; `match` narrows to traffic from workloads. */
+function protectedDestinations(match: string): string[] {
+  return [
+    rule('sluice: protected destination', `${match}-m set --match-set ${PROTECTED_SET} dst,dst -j DROP`),
+    rule('sluice: protected address', `${match}-m set --match-set ${PROTECTED_ADDRESSES_SET} dst -j DROP`),
+  ];
 }
 
 /**

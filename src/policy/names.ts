@@ -27,6 +27,13 @@ export const LOCAL_SET = 'sluice-local';
 export const INGRESS_GOVERNED_SET = 'sluice-ingress-governed';
 export const EGRESS_GOVERNED_SET = 'sluice-egress-governed';
 
+/**
+ * The control plane no container may open (see protect.ts): hash:ip,port of
+ * "ADDRESS,tcp:PORT", and hash:ip of addresses closed on every port and protocol.
+ */
+export const PROTECTED_SET = 'sluice-protected';
+export const PROTECTED_ADDRESSES_SET = 'sluice-protected-addrs';
+
 /** The egress (from-workload) and ingress (to-workload) chains, jumped to from the top-level chains named in dataplane/names.ts. */
 export const FROM_WORKLOAD_CHAIN = 'SLUICE-FROM-WL';
 export const TO_WORKLOAD_CHAIN = 'SLUICE-TO-WL';

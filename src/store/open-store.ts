@@ -49,3 +49,8 @@ function parseFilePath(url: string): string {
   if (path === '') throw new BadRequestError(`store URL "${url}" names no file: use ${ACCEPTED}`);
   return path;
 }
+
+/** The HOST:PORT endpoints of an etcd store URL (validated as openStore does); none for the file store. */
+export function storeEndpoints(url: string): string[] {
+  return url.startsWith('etcd://') ? parseEndpoints(url) : [];
+}

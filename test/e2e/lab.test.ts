@@ -3,6 +3,7 @@
 // leaves nothing behind.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import { eventually } from '../helpers/eventually';
 import { Lab, TEST_IMAGE } from '../helpers/lab';
 
 jest.setTimeout(240_000);
@@ -102,6 +103,17 @@ describeRoot('lab, flat topology', () => {
     const before = await lab!.dockerOk('h2', 'info', '--format', '{{.ID}}');
     await lab!.dockerdRestart('h2');
     expect(await lab!.dockerOk('h2', 'info', '--format', '{{.ID}}')).toBe(before);
+  });
+
+  test('an agent started again after a crash is reported running, not exited', async () => {
+    await lab!.agentStart('h1');
+    const pidfile = `/run/sluice-lab/${name}/h1/agent.pid`;
+    // A crash: the agent dies without the lab's knowledge, its pidfile left behind.
+    process.kill(Number(fs.readFileSync(pidfile, 'utf8')), 'SIGKILL');
+    await eventually(async () => expect(await lab!.status()).toMatch(/h1 .* agent -/), 10_000, 100);
+    await lab!.agentStart('h1');
+    expect(await lab!.status()).toMatch(/h1 .* agent pid \d+/);
+    await lab!.agentStop('h1');
   });
 
   test('down leaves no namespace, process or mount, and is safe twice', async () => {

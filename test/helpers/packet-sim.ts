@@ -25,12 +25,20 @@ function tokenize(rule: string): string[] {
   return [...rule.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2] ?? '');
 }
 
-/** `sides` as in `--match-set NAME src` or, for hash:net,iface, `src,src` (source, in-interface) / `dst,dst` (destination, out-interface). */
+/**
+ * `sides` as in `--match-set NAME src` or, for hash:net,iface, `src,src` (source, in-interface) / `dst,dst` (destination, out-interface),
+ * for hash:ip,port `dst,dst` (destination address and port).
+ */
 function inSet(set: IpSet, sides: string, packet: Packet): boolean {
   const [side, ifaceSide, extra] = sides.split(',');
   if (extra !== undefined || (side !== 'src' && side !== 'dst')) throw new Error(`unknown set sides ${sides}`);
-  if ((set.type === 'hash:net,iface') !== (ifaceSide !== undefined)) throw new Error(`sides ${sides} do not fit ${set.type} set ${set.name}`);
+  const twoSided = set.type === 'hash:net,iface' || set.type === 'hash:ip,port';
+  if (twoSided !== (ifaceSide !== undefined)) throw new Error(`sides ${sides} do not fit ${set.type} set ${set.name}`);
   const address = side === 'src' ? packet.src : packet.dst;
+  if (set.type === 'hash:ip,port') {
+    if (sides !== 'dst,dst') throw new Error(`sides ${sides} not simulated for ${set.type} set ${set.name}`);
+    return set.members.includes(`${address},${packet.proto}:${packet.dport}`);
+  }
   const iface = ifaceSide === undefined ? undefined : ifaceSide === 'src' ? packet.inIf : packet.outIf;
   const ip = parseIp(address)!;
   return set.members.some((m) => {

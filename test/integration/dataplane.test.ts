@@ -16,7 +16,8 @@ import { containerMac, endpointIfnames, vxlanMac } from '../../src/dataplane/nam
 import type { EndpointRecord, Labels, NetworkRecord } from '../../src/model';
 import { compileFirewall } from '../../src/policy/compile';
 import { parsePolicies, type Policy } from '../../src/policy/policy';
-import { Netns, TapRunner, json, median, sh } from './kernel';
+import { protection } from '../../src/policy/protect';
+import { Netns, TapRunner, fetches, json, median, serveHttp, sh } from './kernel';
 import { assertThrowawayNetns } from './netns-guard';
 
 assertThrowawayNetns();
@@ -503,6 +504,50 @@ ingress: [{action: allow, protocol: tcp, from: role == 'client', ports: [80]}]
     expect(spawnPing('10.96.0.5')).toBe(true);
     await dp.applyFirewall(compile([client, web]));
     expect(c1.canPing('10.96.0.1')).toBe(true);
+  });
+
+  it('keeps containers from the control plane, on another host or this one, whatever their policy; other ports stay open', async () => {
+    const allowAll = parsePolicies('{kind: NetworkPolicy, name: allow-all, selector: all(), egress: [{action: allow}]}');
+    // etcd on the peer host h2; this host is 192.168.77.1.
+    const plane = { store: [{ address: '192.168.77.2', port: 2379 }], extra: [], agentPorts: [] };
+    const closed = compileFirewall({
+      node: 'h1',
+      networks: [appnet],
+      endpoints: [client, web],
+      policies: allowAll,
+      protection: protection(plane, ['192.168.77.1', '192.168.77.2'], '192.168.77.1'),
+    });
+    const servers = [
+      await serveHttp('192.168.77.2', 2379, h2),
+      await serveHttp('192.168.77.2', 8080, h2),
+      await serveHttp('0.0.0.0', 2375),
+      await serveHttp('0.0.0.0', 8081),
+    ];
+    try {
+      await dp.applyFirewall(closed);
+      expect({
+        'etcd on h2': c1.canFetch('http://192.168.77.2:2379/'),
+        'another port of h2': c1.canFetch('http://192.168.77.2:8080/'),
+        'docker port of this host, its gateway address': c1.canFetch('http://10.96.0.1:2375/'),
+        'docker port of this host, its node address': c1.canFetch('http://192.168.77.1:2375/'),
+        'another port of this host': c1.canFetch('http://10.96.0.1:8081/'),
+      }).toEqual({
+        'etcd on h2': false,
+        'another port of h2': true,
+        'docker port of this host, its gateway address': false,
+        'docker port of this host, its node address': false,
+        'another port of this host': true,
+      });
+      // The host itself still reaches etcd.
+      expect(fetches('http://192.168.77.2:2379/')).toBe(true);
+      // Without the protection the same policy lets the container in: the drop above is the protection's.
+      await dp.applyFirewall(compile([client, web], allowAll));
+      expect(c1.canFetch('http://192.168.77.2:2379/')).toBe(true);
+      expect(c1.canFetch('http://10.96.0.1:2375/')).toBe(true);
+    } finally {
+      for (const server of servers) server.stop();
+      await dp.applyFirewall(compile([client, web]));
+    }
   });
 
   it('adds and removes endpoints, local or remote, and learns labels with ipset restore alone', async () => {

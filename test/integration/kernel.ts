@@ -3,7 +3,10 @@
  * "containers" and "peer hosts" as network namespaces made inside the test's
  * own throwaway namespace (see netns-guard.ts).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { CommandRunner } from '../../src/dataplane/linux/command-runner';
 
 /** Runs a tool in this namespace, throwing with its stderr on failure. */
@@ -51,9 +54,44 @@ export class Netns {
     return spawnSync('nsenter', [`--net=/run/netns/${this.name}`, 'ping', '-c1', '-W1', '-I', source, ip], { stdio: 'ignore' }).status === 0;
   }
 
+  /** True if an HTTP GET of `url` gets a page within a second. */
+  canFetch(url: string): boolean {
+    return fetches(url, ['nsenter', `--net=/run/netns/${this.name}`]);
+  }
+
   delete(): void {
     sh('ip', 'netns', 'delete', this.name);
   }
+}
+
+/** True if an HTTP GET of `url` from this namespace (the host), or through `prefix` (nsenter …), gets a page within a second. */
+export function fetches(url: string, prefix: string[] = []): boolean {
+  const [command, ...args] = [...prefix, 'curl', '--silent', '--fail', '--max-time', '1', '--output', '/dev/null', url];
+  return spawnSync(command, args, { stdio: 'ignore' }).status === 0;
+}
+
+/**
+ * A web server (busybox httpd) on `address`:`port`, in `netns` or else in this
+ * namespace (the host), answering once this returns; stop() ends it.
+ */
+export async function serveHttp(address: string, port: number, netns?: Netns): Promise<{ stop(): void }> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sluice-it-www-'));
+  writeFileSync(path.join(dir, 'index.html'), 'ok\n');
+  const httpd = ['busybox', 'httpd', '-f', '-p', `${address}:${port}`, '-h', dir];
+  const [command, ...args] = netns === undefined ? httpd : ['nsenter', `--net=/run/netns/${netns.name}`, ...httpd];
+  const child = spawn(command!, args, { stdio: 'ignore' });
+  const stop = (): void => {
+    child.kill();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  for (let tries = 0; !fetches(`http://${address}:${port}/`); tries++) {
+    if (tries === 50) {
+      stop();
+      throw new Error(`httpd on ${address}:${port} did not answer`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return { stop };
 }
 
 /** Passes commands to the real runner and keeps them, to assert what was written. */

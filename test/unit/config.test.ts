@@ -17,8 +17,17 @@ describe('agent configuration', () => {
     expect(() => loadAgentConfig({ 'node-ip': '192.0.2.1', node: 'a b' }, {})).toThrow(/--node a b/);
   });
 
+  it('reads --protect as IPv4 addresses, each with a TCP port or none, and refuses anything else', () => {
+    const config = loadAgentConfig({ 'node-ip': '192.0.2.1' }, { SLUICE_PROTECT: '10.0.0.5:8500, 10.0.0.6' });
+    expect(config.protect).toEqual([{ address: '10.0.0.5', port: 8500 }, { address: '10.0.0.6' }]);
+    expect(loadAgentConfig({ 'node-ip': '192.0.2.1' }, {}).protect).toEqual([]);
+    expect(() => loadAgentConfig({ 'node-ip': '192.0.2.1', protect: 'etcd.local:2379' }, {})).toThrow('--protect etcd.local:2379: "etcd.local:2379" is not ADDR or ADDR:PORT');
+    expect(() => loadAgentConfig({ 'node-ip': '192.0.2.1', protect: '10.0.0.5:1:2' }, {})).toThrow(/"10.0.0.5:1:2" is not ADDR or ADDR:PORT/);
+    expect(() => loadAgentConfig({ 'node-ip': '192.0.2.1', protect: '10.0.0.5:70000' }, {})).toThrow('--protect 70000: expected a whole number from 1 to 65535');
+  });
+
   it('documents every flag with its env var in --help', () => {
-    for (const flag of ['store', 'socket', 'node', 'node-ip', 'docker-host', 'backend']) {
+    for (const flag of ['store', 'socket', 'node', 'node-ip', 'docker-host', 'backend', 'protect']) {
       expect(agentHelp()).toContain(`--${flag}`);
       expect(agentHelp()).toContain(`SLUICE_${flag.toUpperCase().replace('-', '_')}`);
     }

@@ -1,5 +1,6 @@
 import { Agent } from '../../../src/agent/agent';
 import { loadAgentConfig } from '../../../src/config';
+import { PROTECTED_SET } from '../../../src/policy/names';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { createDockerNetwork, eventually, testHost, type TestHost } from '../../helpers/host';
 
@@ -72,6 +73,14 @@ describe('Agent: routes between hosts', () => {
     }
     await h1.registry.deleteNode('h2');
     await eventually(() => expect(h1.dataplane.routes.has(block2)).toBe(false));
+  });
+
+  it('closes the Docker API of every node to containers, a node that joins later included', async () => {
+    const h1 = await start('h1', '192.0.2.1');
+    const protectedMembers = () => h1.dataplane.firewall.ipsets.find((s) => s.name === PROTECTED_SET)?.members;
+    expect(protectedMembers()).toEqual(['192.0.2.1,tcp:2375', '192.0.2.1,tcp:2376']);
+    await start('h2', '198.51.100.2');
+    await eventually(() => expect(protectedMembers()).toEqual(expect.arrayContaining(['198.51.100.2,tcp:2375', '198.51.100.2,tcp:2376'])));
   });
 
   it('repairs the firewall when someone changed it behind its back', async () => {

@@ -24,11 +24,13 @@ describe('normalizeFirewall', () => {
         { name: 'sluice-a', type: 'hash:ip', members: ['10.0.0.1', '10.0.0.2/32'] },
         { name: 'sluice-n', type: 'hash:net', members: ['10.0.0.1/32', '10.1.2.3/16', '10.2.0.0/24'] },
         { name: 'sluice-l', type: 'hash:net,iface', members: ['10.0.0.1/32,slv0123456789a', '10.1.2.3/16,eth0', '10.0.0.2,sl0123456789b'] },
+        { name: 'sluice-p', type: 'hash:ip,port', members: ['10.0.0.1/32,tcp:2379', '10.0.0.2,udp:053'] },
       ],
     });
     expect([...normal.sets.get('sluice-a')!.members]).toEqual(['10.0.0.1', '10.0.0.2']);
     expect([...normal.sets.get('sluice-n')!.members]).toEqual(['10.0.0.1', '10.1.0.0/16', '10.2.0.0/24']);
     expect([...normal.sets.get('sluice-l')!.members]).toEqual(['10.0.0.1,slv0123456789a', '10.1.0.0/16,eth0', '10.0.0.2,sl0123456789b']);
+    expect([...normal.sets.get('sluice-p')!.members]).toEqual(['10.0.0.1,tcp:2379', '10.0.0.2,udp:53']);
   });
 
   it.each([
@@ -41,6 +43,13 @@ describe('normalizeFirewall', () => {
         `"${member}" in a hash:net,iface set`,
         { ...empty, ipsets: [{ name: 'sluice-l', type: 'hash:net,iface', members: [member] }] },
         /not an IPv4 network and an interface name/,
+      ],
+    ),
+    ...['10.0.0.1', '10.0.0.1,2379', '10.0.0.0/24,tcp:2379', '10.0.0.1,icmp:8', '10.0.0.1,tcp:0', '10.0.0.1,tcp:65536', 'nope,tcp:1'].map(
+      (member): [string, FirewallState, RegExp] => [
+        `"${member}" in a hash:ip,port set`,
+        { ...empty, ipsets: [{ name: 'sluice-p', type: 'hash:ip,port', members: [member] }] },
+        /not an IPv4 address, a protocol and a port/,
       ],
     ),
     ['a duplicate set', { ...empty, ipsets: [{ name: 'sluice-a', type: 'hash:ip' as const, members: [] }, { name: 'sluice-a', type: 'hash:ip' as const, members: [] }] }, /twice/],

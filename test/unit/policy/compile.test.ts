@@ -5,10 +5,11 @@ import type { EndpointRecord } from '../../../src/model';
 import { compileFirewall, type CompileInput } from '../../../src/policy/compile';
 import { EGRESS_GOVERNED_SET, INGRESS_GOVERNED_SET, LOCAL_SET, netSetName, selectorSetName, targetSetName } from '../../../src/policy/names';
 import { parsePolicies } from '../../../src/policy/policy';
+import { protection } from '../../../src/policy/protect';
 import { renderForGolden } from '../../helpers/firewall-text';
 import { expectGolden } from '../../helpers/golden';
 import { FilterSim, type Packet, type Verdict } from '../../helpers/packet-sim';
-import { CLIENT_EGRESS, WEB_FROM_CLIENT, appnet, client1, client2, db1, db2, dbnet, endpoint, fixtures, web1 } from './fixtures';
+import { CLIENT_EGRESS, CONTROL_PLANE, WEB_FROM_CLIENT, appnet, client1, client2, db1, db2, dbnet, endpoint, fixtures, web1 } from './fixtures';
 
 describe('compileFirewall golden output', () => {
   it.each(Object.keys(fixtures))('%s', (name) => {
@@ -22,6 +23,7 @@ describe('compileFirewall golden output', () => {
         networks: [...input.networks].reverse(),
         endpoints: [...input.endpoints].reverse(),
         policies: [...input.policies].reverse(),
+        protection: input.protection && { ...input.protection, destinations: [...input.protection.destinations].reverse() },
       };
       expect(compileFirewall(reversed)).toEqual(compileFirewall(input));
     }
@@ -299,6 +301,91 @@ egress: []
       'not from a container': 'RETURN',
       'remote container': 'RETURN',
     });
+  });
+});
+
+describe('the control plane', () => {
+  const state = compileFirewall(fixtures['control-plane']!);
+  const [openStore] = parsePolicies(`
+kind: NetworkPolicy
+name: open-the-store
+selector: all()
+order: 1
+egress: [{action: allow, protocol: tcp, toNets: [192.0.2.0/24], ports: [2375, 2379]}]
+`);
+
+  it('is closed to containers even when their egress policy allows everything, the rest of the same hosts open', () => {
+    expect(
+      verdicts(state, [
+        ['etcd', packet(web1, '192.0.2.100', { dport: 2379 })],
+        ['etcd host, another port', packet(web1, '192.0.2.100', { dport: 80 })],
+        ['etcd host, udp on the store port', packet(web1, '192.0.2.100', { proto: 'udp', dport: 2379 })],
+        ['etcd on a node', packet(web1, '192.0.2.2', { dport: 2379 })],
+        ['docker API of a node', packet(web1, '192.0.2.2', { dport: 2375 })],
+        ['docker TLS API of a node', packet(web1, '192.0.2.2', { dport: 2376 })],
+        ['a node, another port', packet(web1, '192.0.2.2', { dport: 22 })],
+        ['docker port elsewhere', packet(web1, '203.0.113.9', { dport: 2375 })],
+        ['--protect address, any port', packet(web1, '198.51.100.7', { dport: 443 })],
+        ['--protect address, icmp', packet(web1, '198.51.100.7', { proto: 'icmp', dport: undefined })],
+        ['--protect address:port', packet(web1, '198.51.100.8', { dport: 8500 })],
+        ['--protect address, another port', packet(web1, '198.51.100.8', { dport: 8501 })],
+        ['reply to a protected address', packet(web1, '198.51.100.7', { ctstate: 'ESTABLISHED' })],
+        ['remote container to etcd (its own host drops it)', { ...packet(client2, '192.0.2.100', { dport: 2379 }), outIf: 'eth1' }],
+      ]),
+    ).toEqual({
+      etcd: 'DROP',
+      'etcd host, another port': 'ACCEPT',
+      'etcd host, udp on the store port': 'ACCEPT',
+      'etcd on a node': 'DROP',
+      'docker API of a node': 'DROP',
+      'docker TLS API of a node': 'DROP',
+      'a node, another port': 'ACCEPT',
+      'docker port elsewhere': 'ACCEPT',
+      '--protect address, any port': 'DROP',
+      '--protect address, icmp': 'DROP',
+      '--protect address:port': 'DROP',
+      '--protect address, another port': 'ACCEPT',
+      'reply to a protected address': 'ACCEPT',
+      'remote container to etcd (its own host drops it)': 'RETURN',
+    });
+  });
+
+  it('cannot be opened by a policy that allows it by name', () => {
+    const sim = new FilterSim(compileFirewall({ ...fixtures['control-plane']!, policies: [openStore!] }));
+    expect(sim.forward(packet(web1, '192.0.2.100', { dport: 2379 }))).toBe('DROP');
+    expect(sim.forward(packet(web1, '192.0.2.2', { dport: 2375 }))).toBe('DROP');
+    expect(sim.input(packet(web1, '192.0.2.1', { dport: 2375 }))).toBe('DROP');
+    const unprotected = new FilterSim(compileFirewall({ ...fixtures['control-plane']!, policies: [openStore!], protection: undefined }));
+    expect(unprotected.forward(packet(web1, '192.0.2.100', { dport: 2379 }))).toBe('ACCEPT');
+  });
+
+  it('is closed on every address of this host, its other services left to the host rules', () => {
+    const sim = new FilterSim(state);
+    expect({
+      'docker API, node address': sim.input(packet(web1, '192.0.2.1', { dport: 2375 })),
+      'docker API, gateway': sim.input(packet(web1, appnet.gateway, { dport: 2376 })),
+      'store port, gateway': sim.input(packet(web1, appnet.gateway, { dport: 2379 })),
+      'dns, gateway': sim.input(packet(web1, appnet.gateway, { proto: 'udp', dport: 53 })),
+      'http, node address': sim.input(packet(web1, '192.0.2.1', { dport: 80 })),
+      'reply from the docker port': sim.input(packet(web1, '192.0.2.1', { dport: 2375, ctstate: 'ESTABLISHED' })),
+      'not from a container': sim.input(packet('192.0.2.2', '192.0.2.1', { dport: 2375 })),
+    }).toEqual({
+      'docker API, node address': 'DROP',
+      'docker API, gateway': 'DROP',
+      'store port, gateway': 'DROP',
+      'dns, gateway': 'RETURN',
+      'http, node address': 'RETURN',
+      'reply from the docker port': 'RETURN',
+      'not from a container': 'RETURN',
+    });
+  });
+
+  it('changes sets only when nodes join or leave', () => {
+    const before = compileFirewall(fixtures['control-plane']!);
+    const after = compileFirewall({ ...fixtures['control-plane']!, protection: protection(CONTROL_PLANE, ['192.0.2.1', '192.0.2.2', '192.0.2.3'], '192.0.2.1') });
+    expect(after.filter).toEqual(before.filter);
+    expect(after.ipsets).not.toEqual(before.ipsets);
+    expect(new FilterSim(after).forward(packet(web1, '192.0.2.3', { dport: 2375 }))).toBe('DROP');
   });
 });
 

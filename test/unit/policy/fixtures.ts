@@ -2,6 +2,7 @@
 import type { EndpointRecord, Labels, NetworkRecord, PortMapping } from '../../../src/model';
 import type { CompileInput } from '../../../src/policy/compile';
 import { parsePolicies } from '../../../src/policy/policy';
+import { protection, type ControlPlane } from '../../../src/policy/protect';
 
 export const appnet: NetworkRecord = { key: '10.96.0.0-16', subnet: '10.96.0.0/16', blockSize: 26, gateway: '10.96.0.1', name: 'appnet' };
 export const dbnet: NetworkRecord = { key: '10.97.0.0-16', subnet: '10.97.0.0/16', blockSize: 26, gateway: '10.97.0.1', name: 'dbnet' };
@@ -67,6 +68,23 @@ egress:
     ports: [53]
 `;
 
+const ALLOW_ALL_EGRESS = `
+kind: NetworkPolicy
+name: allow-all-egress
+selector: all()
+egress: [{action: allow}]
+`;
+
+/** etcd runs on 192.0.2.100 and on h2 (192.0.2.2); --protect adds a whole address and a port. */
+export const CONTROL_PLANE: ControlPlane = {
+  store: [
+    { address: '192.0.2.100', port: 2379 },
+    { address: '192.0.2.2', port: 2379 },
+  ],
+  extra: [{ address: '198.51.100.7' }, { address: '198.51.100.8', port: 8500 }],
+  agentPorts: [],
+};
+
 export const fixtures: Record<string, CompileInput> = {
   'no-policies': {
     node: 'h1',
@@ -116,5 +134,13 @@ export const fixtures: Record<string, CompileInput> = {
       endpoint('web2', 'h2', appnet, '10.96.0.66', { role: 'web' }, [{ proto: 'tcp', containerPort: 80, hostPort: 8080, hostPortEnd: 8080 }]),
     ],
     policies: [],
+  },
+  'control-plane': {
+    node: 'h1',
+    networks: [appnet],
+    endpoints: [web1, client1, client2],
+    policies: parsePolicies(ALLOW_ALL_EGRESS),
+    // h1 is 192.0.2.1, h2 192.0.2.2.
+    protection: protection(CONTROL_PLANE, ['192.0.2.1', '192.0.2.2'], '192.0.2.1'),
   },
 };
