@@ -48,7 +48,7 @@ export function secondsSinceBoot(): number {
 
 /** Runs `script` with sh in `container`, noting the time before and after it. */
 export async function windowed(lab: Lab, host: string, container: string, script: string): Promise<Windowed> {
-  const stamp = "cut -d' ' -f1 /proc/uptime";
+  const stamp = "awk '{ print $1 }' /proc/uptime";
   const r = await lab.docker(host, 'exec', container, 'sh', '-c', `${stamp}; ${script}; ${stamp}`);
   const lines = r.stdout.trim().split('\n');
   if (r.code !== 0 || lines.length < 2) throw new Error(`probe in ${container} on ${host}: ${failure(r)}`);
