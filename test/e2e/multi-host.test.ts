@@ -79,14 +79,14 @@ describe('one network on three hosts sharing a link (host-gw)', () => {
   it('loses nothing of a running ping while the peer\'s agent is killed and restarted', async () => {
     const target = await lab.containerIp('h2', 'web2');
     const before = await lab.agent('h2');
-    const pinging = windowed(lab, 'h1', 'client', `ping -c 40 -i 0.1 -W 1 ${target}`);
+    const pinging = windowed(lab, 'h1', 'client', `ping -c 100 -i 0.1 -W 1 ${target}`);
     await new Promise((resolve) => setTimeout(resolve, 500));
     await lab.agentStop('h2', 'KILL');
     await lab.agentStart('h2');
     const serving = secondsSinceBoot();
     const after = await lab.agent('h2');
     const result = await pinging;
-    expect(result.stdout).toContain('40 packets transmitted, 40 packets received');
+    expect(result.stdout).toContain('100 packets transmitted, 100 packets received');
     // The restart happened while the ping ran: a new agent, started and serving inside its window.
     expect(after.pid).not.toBe(before.pid);
     expect(after.startedAt).toBeGreaterThan(result.from);

@@ -154,7 +154,7 @@ egress:
 
   it('drops no allowed traffic and lets no denied connection through while an agent restarts', async () => {
     const before = await lab.agent('h2');
-    const allowed = fetchesDuring(lab, 'h1', 'client', ip.web!, 50, 5);
+    const allowed = fetchesDuring(lab, 'h1', 'client', ip.web!, 100, 5);
     const denied = fetchesDuring(lab, 'h1', 'other', ip.web!, 30, 1);
     await new Promise((resolve) => setTimeout(resolve, 1000)); // both probes under way
     await lab.agentStop('h2', 'KILL');
@@ -162,7 +162,7 @@ egress:
     const serving = secondsSinceBoot();
     const after = await lab.agent('h2');
     const [fetched, refused] = [await allowed, await denied];
-    expect(fetched).toMatchObject({ ok: 50, timedOut: 0, errors: 0 });
+    expect(fetched).toMatchObject({ ok: 100, timedOut: 0, errors: 0 });
     expect(refused).toMatchObject({ ok: 0, timedOut: 30, errors: 0 });
     // The restart happened while both probes ran: a new agent, started and serving inside both windows.
     expect(after.pid).not.toBe(before.pid);
