@@ -1,8 +1,9 @@
 // `npm run bench [-- --only NAME[,NAME…]]`: runs the scenarios on bench- labs, prints a
-// markdown table of every figure against its target and writes it to bench/results.md.
+// markdown table of every figure against its target and writes it to bench/results.md, one
+// section per scenario: a run replaces the sections of the scenarios it ran and keeps the rest.
 // Labs come up on first use and go down after the last scenario that needs them, and always
 // before exit, also on failure or interruption.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LabPool } from './labs';
@@ -39,6 +40,29 @@ const SCENARIOS: readonly Scenario[] = [
 
 const RESULTS = path.resolve(__dirname, '../../bench/results.md');
 
+/** What results.md starts with when there is none yet; an existing file keeps its own. */
+const PREAMBLE = [
+  '# Sluice benchmark results',
+  '',
+  'One section per scenario, each from its latest run (`npm run bench`, or `npm run bench -- --only NAME`).',
+  'Ratios pair runs interleaved in the same lab, so load from elsewhere falls on both sides.',
+  '',
+].join('\n');
+
+/**
+ * results.md with the sections of `fresh` (by scenario name) in place of their old ones: what
+ * precedes the first "## " heading, and every other scenario's section, stay as they were.
+ * Sections come in `order`; one of a scenario no longer in it stays at the end.
+ */
+export function updateResults(existing: string | undefined, fresh: ReadonlyMap<string, string>, order: readonly string[]): string {
+  const [preamble = PREAMBLE, ...parts] = (existing ?? PREAMBLE).split(/^(?=## )/m);
+  const sections = new Map(parts.map((part) => [/^## (\S+)/.exec(part)?.[1] ?? part, part.trimEnd()]));
+  for (const [name, body] of fresh) sections.set(name, `## ${name}\n\n${body.trimEnd()}`);
+  const rank = (name: string) => (order.includes(name) ? order.indexOf(name) : order.length);
+  const names = [...sections.keys()].sort((a, b) => rank(a) - rank(b));
+  return `${preamble.trimEnd()}\n\n${names.map((name) => sections.get(name)!).join('\n\n')}\n`;
+}
+
 function log(message: string): void {
   process.stderr.write(`bench: ${message}\n`);
 }
@@ -60,7 +84,8 @@ async function main(): Promise<void> {
   const pool = new LabPool();
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-'));
   const rows: Row[] = [];
-  const started = Date.now();
+  /** Each scenario's rows and the minutes it took, by scenario name. */
+  const runs = new Map<string, { rows: Row[]; minutes: number }>();
 
   let interrupted = false;
   const cleanUp = async () => {
@@ -81,10 +106,12 @@ async function main(): Promise<void> {
     for (const [i, scenario] of scenarios.entries()) {
       log(`== ${scenario.name}`);
       const t0 = Date.now();
+      const own: Row[] = [];
       const ctx: Context = {
         lab: (key) => pool.get(key),
         add: (row) => {
           rows.push(row);
+          own.push(row);
           log(`${row.figure}: ${row.measured} (${row.verdict})`);
         },
         tmp,
@@ -93,7 +120,9 @@ async function main(): Promise<void> {
       try {
         await scenario.run(ctx);
       } catch (err) {
-        rows.push(errorRow(scenario.name, err));
+        const row = errorRow(scenario.name, err);
+        rows.push(row);
+        own.push(row);
         log(`${scenario.name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
         // Its labs may be left in any state: the next scenario gets fresh ones.
         for (const key of scenario.labs) await pool.release(key);
@@ -102,6 +131,7 @@ async function main(): Promise<void> {
       }
       const later = new Set(scenarios.slice(i + 1).flatMap((s) => s.labs));
       for (const key of scenario.labs) if (!later.has(key)) await pool.release(key);
+      runs.set(scenario.name, { rows: own, minutes: (Date.now() - t0) / 60_000 });
       log(`${scenario.name} took ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     }
   } finally {
@@ -110,21 +140,21 @@ async function main(): Promise<void> {
   // An interrupted run keeps the last complete results.
   if (interrupted) return;
 
-  const table = markdownTable(rows);
-  const header = [
-    '# Sluice benchmark results',
-    '',
-    `${new Date().toISOString()} on ${os.hostname()}: ${os.cpus().length} CPUs, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}; ` +
-      `${scenarios.length} scenario(s) in ${((Date.now() - started) / 60_000).toFixed(1)} min. ` +
-      'Ratios pair runs interleaved in the same lab, so load from elsewhere falls on both sides.',
-    '',
-  ].join('\n');
-  writeFileSync(RESULTS, `${header}\n${table}\n`);
-  process.stdout.write(`\n${table}\n`);
+  const machine = `${os.hostname()}: ${os.cpus().length} CPUs, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}`;
+  const command = `npm run bench${scenarios.length === SCENARIOS.length ? '' : ` -- --only ${scenarios.map((s) => s.name).join(',')}`}`;
+  const fresh = new Map(
+    [...runs].map(([name, run]) => [name, `${new Date().toISOString()} on ${machine}; \`${command}\`, ${run.minutes.toFixed(1)} min.\n\n${markdownTable(run.rows)}`]),
+  );
+  const existing = existsSync(RESULTS) ? readFileSync(RESULTS, 'utf8') : undefined;
+  writeFileSync(RESULTS, updateResults(existing, fresh, SCENARIOS.map((s) => s.name)));
+  process.stdout.write(`\n${markdownTable(rows)}\n`);
   log(`written to ${RESULTS}`);
 }
 
-main().catch((err: unknown) => {
-  log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-  process.exit(1);
-});
+// Imported (by its test), it only lends updateResults.
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exit(1);
+  });
+}

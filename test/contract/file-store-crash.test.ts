@@ -22,6 +22,7 @@ let childScript = '';
 const running = new Set<ChildProcess>();
 
 const CHILD = `
+const { existsSync } = require('node:fs');
 const { FileStore } = require(process.argv[2]);
 const [, , , path, mode, name, count] = process.argv;
 const store = new FileStore(path);
@@ -38,9 +39,14 @@ async function crash() {
   }
 }
 
-// Tries to create /race/0000.. /race/COUNT-1, printing the keys it won.
+// Once PATH.go exists, tries to create /race/0000.. /race/COUNT-1 (child "b" from the end down),
+// printing the keys it won: both win keys only if they ran at the same time.
 async function race() {
-  for (let k = 0; k < Number(count); k++) {
+  print('ready');
+  while (!existsSync(path + '.go')) await new Promise((r) => setTimeout(r, 1));
+  const order = [...Array(Number(count)).keys()];
+  if (name === 'b') order.reverse();
+  for (const k of order) {
     const key = '/race/' + String(k).padStart(4, '0');
     if (await store.create(key, name)) print(key);
   }
@@ -162,18 +168,23 @@ describe('FileStore under kill -9', () => {
     const keys = 150;
     const a = startChild(path, 'race', 'a', String(keys));
     const b = startChild(path, 'race', 'b', String(keys));
+    await until(() => a.lines.includes('ready') && b.lines.includes('ready'), 'both children ready');
+    await writeFile(`${path}.go`, '');
     expect(await a.exited).toBe(0);
     expect(await b.exited).toBe(0);
     expect(a.stderr() + b.stderr()).toBe('');
+    const [wonByA, wonByB] = [a.lines.slice(1), b.lines.slice(1)];
 
-    const wonByA = new Set(a.lines);
-    const both = b.lines.filter((key) => wonByA.has(key));
+    // Each won some: they raced rather than one running after the other.
+    expect(wonByA.length).toBeGreaterThan(0);
+    expect(wonByB.length).toBeGreaterThan(0);
+    const both = wonByB.filter((key) => wonByA.includes(key));
     expect(both).toEqual([]);
-    expect(a.lines.length + b.lines.length).toBe(keys);
+    expect(wonByA.length + wonByB.length).toBe(keys);
 
     const file = JSON.parse(await readFile(path, 'utf8')) as { kvs: { key: string; value: string }[] };
     const winner = new Map(file.kvs.map((kv) => [kv.key, kv.value]));
-    for (const key of a.lines) expect(winner.get(key)).toBe('a');
-    for (const key of b.lines) expect(winner.get(key)).toBe('b');
+    for (const key of wonByA) expect(winner.get(key)).toBe('a');
+    for (const key of wonByB) expect(winner.get(key)).toBe('b');
   });
 });

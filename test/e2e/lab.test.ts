@@ -8,9 +8,6 @@ import { Lab, TEST_IMAGE } from '../helpers/lab';
 
 jest.setTimeout(240_000);
 
-const isRoot = process.getuid?.() === 0;
-const describeRoot = isRoot ? describe : describe.skip;
-
 function netnsNames(): string[] {
   return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
     .split('\n')
@@ -50,7 +47,7 @@ function expectGone(name: string): void {
   expect(fs.existsSync(`/var/lib/sluice-lab/${name}`)).toBe(false);
 }
 
-describeRoot('lab, flat topology', () => {
+describe('lab, flat topology', () => {
   const name = 'e2e-lab-flat';
   let lab: Lab | undefined;
 
@@ -125,7 +122,7 @@ describeRoot('lab, flat topology', () => {
   });
 });
 
-describeRoot('lab, routed topology', () => {
+describe('lab, routed topology', () => {
   const name = 'e2e-lab-routed';
   let lab: Lab | undefined;
 

@@ -4,7 +4,9 @@
 import { execFile } from 'node:child_process';
 import { readFile, readdir, rmdir } from 'node:fs/promises';
 import * as path from 'node:path';
+import { eventually } from '../helpers/eventually';
 import { Lab, TEST_IMAGE } from '../helpers/lab';
+import { pings } from '../helpers/probe';
 
 jest.setTimeout(600_000);
 
@@ -48,7 +50,10 @@ describe('sluice as a managed Docker plugin', () => {
 
   const docker = (...args: string[]) => lab!.dockerOk('h1', ...args);
   const runDetached = (name: string) => docker('run', '-d', '--init', '--name', name, '--net', NET, TEST_IMAGE, 'sleep', '3600');
-  const ping = (from: string, ip: string) => lab!.docker('h1', 'exec', from, 'ping', '-c1', '-W2', ip);
+  const ping = (from: string, ip: string) => pings(lab!, 'h1', from, ip, { timeoutS: 2 });
+  /** dockerd's log, where the plugin's output goes (with DEBUG=sluice:*, the agent's "in sync" line too). */
+  const dockerdLog = () => readFile(path.join(hostDir, 'dockerd.log'), 'utf8');
+  const inSyncLines = async () => ((await dockerdLog()).match(/agent in sync/g) ?? []).length;
 
   beforeAll(async () => {
     lab = await Lab.up({ name: 'plugin', hosts: 1, agent: false });
@@ -100,8 +105,8 @@ describe('sluice as a managed Docker plugin', () => {
     expect(ip1).toMatch(/^10\.96\.\d+\.\d+$/);
     expect(ip2).toMatch(/^10\.96\.\d+\.\d+$/);
     expect(ip2).not.toBe(ip1);
-    expect((await ping('pc1', ip2)).code).toBe(0);
-    expect((await ping('pc2', ip1)).code).toBe(0);
+    expect(await ping('pc1', ip2)).toBe('ok');
+    expect(await ping('pc2', ip1)).toBe('ok');
   });
 
   it('programs the lab host: sysctls through its /proc/sys/net mount, state in /var/lib/sluice', async () => {
@@ -122,15 +127,16 @@ describe('sluice as a managed Docker plugin', () => {
   });
 
   it('keeps the containers connected across a plugin restart (it finds its networks by its own driver name)', async () => {
+    const synced = await inSyncLines();
+    expect(synced).toBeGreaterThan(0);
     await docker('plugin', 'disable', '-f', PLUGIN);
     await docker('plugin', 'enable', '--timeout', '60', PLUGIN);
-    // The restarted agent reconciles with Docker as soon as its event stream is up (well within
-    // a second here). Looking for its networks by the driver name "sluice" instead of the
+    // The restarted agent reconciles with Docker before it reports "in sync" (after its socket is
+    // up and a confirm delay). Looking for its networks by the driver name "sluice" instead of the
     // plugin's name would find none and remove every endpoint: SLUICE_DRIVER_NAME gives the name.
-    await new Promise((resolve) => setTimeout(resolve, 3000));
-    expect((await ping('pc1', await lab!.containerIp('h1', 'pc2'))).code).toBe(0);
-    const log = await readFile(path.join(hostDir, 'dockerd.log'), 'utf8');
-    expect(log).not.toMatch(/Docker has no container for it/);
+    await eventually(async () => expect(await inSyncLines()).toBe(synced + 1), 60_000, 250);
+    expect(await ping('pc1', await lab!.containerIp('h1', 'pc2'))).toBe('ok');
+    expect(await dockerdLog()).not.toMatch(/Docker has no container for it/);
   });
 
   it('is disabled and removed once its network is gone', async () => {

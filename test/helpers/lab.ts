@@ -2,7 +2,7 @@
 // machine, each a network namespace with its own dockerd (and sluice agent), etcd on the underlay.
 // Every call runs the script with a timeout; nothing here talks to the kernel itself.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 /** The checkout's scripts/lab.sh, from test/helpers (jest) or from a build of it (dist-bench/test/helpers). */
@@ -174,6 +174,11 @@ export class Lab {
     return this.run(['sluice', host, ...args]);
   }
 
+  /** The sluice CLI; throws with stderr on a non-zero exit, else returns stdout. */
+  async sluiceOk(host: string, ...args: string[]): Promise<string> {
+    return must(`sluice ${host} ${args.join(' ')}`, await this.sluice(host, ...args)).stdout;
+  }
+
   /** The host's plugin socket, as dockerd there sees /run/docker/plugins/sluice.sock. */
   pluginSocket(host: string): string {
     return `/run/sluice-lab/${this.name}/${host}/plugins/sluice.sock`;
@@ -197,6 +202,15 @@ export class Lab {
   /** What runs, with pids (a stopped etcd, dockerd or agent shows as STOPPED). */
   async status(): Promise<string> {
     return (await this.run(['status'])).stdout;
+  }
+
+  /** The host's running agent: its pid and when it started, in seconds since boot (as /proc/uptime counts). */
+  async agent(host: string): Promise<{ pid: number; startedAt: number }> {
+    const pid = Number(new RegExp(`^\\s*${host}\\s.*agent pid (\\d+)`, 'm').exec(await this.status())?.[1]);
+    if (!pid) throw new LabError(`no agent runs on ${host}`);
+    // Field 22 of /proc/PID/stat, after the parenthesized command name: start time in clock ticks (USER_HZ, 100).
+    const ticks = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[19]);
+    return { pid, startedAt: ticks / 100 };
   }
 
   async agentStop(host: string, signal: 'TERM' | 'KILL' = 'TERM'): Promise<void> {

@@ -106,8 +106,3 @@ export class TapRunner implements CommandRunner {
     return this.inner.run(command, args, input);
   }
 }
-
-export function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
-}

@@ -15,6 +15,7 @@ describe('Agent: routes between hosts', () => {
     hosts = [];
   });
   afterEach(async () => {
+    jest.restoreAllMocks();
     for (const host of hosts) await host.agent.stop();
     await store.close();
   });
@@ -83,22 +84,49 @@ describe('Agent: routes between hosts', () => {
     await eventually(() => expect(protectedMembers()).toEqual(expect.arrayContaining(['198.51.100.2,tcp:2375', '198.51.100.2,tcp:2376'])));
   });
 
-  it('repairs the firewall when someone changed it behind its back', async () => {
+  it('repairs the firewall when someone changed it behind its back, saying so', async () => {
     const h1 = await start('h1', '192.0.2.1');
-    const applies = () => h1.dataplane.callsTo('applyFirewall').length;
-    const before = applies();
+    const log = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    const from = h1.dataplane.calls.length;
     h1.dataplane.damageFirewall();
     await (h1.agent as unknown as { resync(): Promise<void> }).resync();
-    expect(applies()).toBeGreaterThan(before);
-    expect(await h1.dataplane.verifyFirewall()).toEqual([]);
+    const firewallCalls = h1.dataplane.calls.slice(from).map((c) => c.method).filter((m) => m.endsWith('Firewall'));
+    expect(firewallCalls).toEqual(['verifyFirewall', 'applyFirewall']);
+    expect(log.mock.calls).toEqual([['sluice agent: repairing firewall changed outside sluice: filter chain SLUICE-FORWARD was flushed out of band']]);
   });
 });
 
-describe('Agent: reconciling with Docker after a restart', () => {
-  it('removes endpoints, veths and addresses of containers Docker no longer has, and keeps the rest', async () => {
-    const store = new MemoryStore();
-    const first = testHost(store, 'h1', '192.0.2.1');
-    await first.agent.start();
+describe('Agent: reconciling with Docker', () => {
+  let store: MemoryStore;
+  let agents: Agent[];
+
+  // In afterEach, not at the end of a test: a failed assertion must not leave timers running.
+  beforeEach(() => {
+    store = new MemoryStore();
+    agents = [];
+  });
+  afterEach(async () => {
+    for (const agent of agents) await agent.stop();
+    await store.close();
+  });
+
+  async function startHost(opts: Parameters<typeof testHost>[3] = {}): Promise<TestHost> {
+    const host = testHost(store, 'h1', '192.0.2.1', opts);
+    agents.push(host.agent);
+    await host.agent.start();
+    return host;
+  }
+
+  /** An agent of `host` that waits `confirmMs` between its two looks (not started: only reconcileWithDocker is called). */
+  function patientAgent(host: TestHost, confirmMs: number): Agent {
+    const own = testHost(store, 'h1', '192.0.2.1', { dataplane: host.dataplane, docker: host.docker });
+    return new Agent(loadAgentConfig({ node: 'h1', 'node-ip': '192.0.2.1' }, {}), own.registry, host.dataplane, host.docker, own.ipam, {
+      reconcileConfirmMs: confirmMs,
+    });
+  }
+
+  it('after a restart, removes endpoints, veths and addresses of containers Docker no longer has, and keeps the rest', async () => {
+    const first = await startHost();
     const poolId = await createDockerNetwork(first, 'n'.repeat(64), SUBNET);
     const ids = ['a'.repeat(64), 'b'.repeat(64)];
     const addresses: string[] = [];
@@ -115,8 +143,7 @@ describe('Agent: reconciling with Docker after a restart', () => {
 
     // While the agent is down, container "a" goes away and Docker never says so.
     first.docker.forget(ids[0]!);
-    const second = testHost(store, 'h1', '192.0.2.1', { dataplane: first.dataplane, docker: first.docker });
-    await second.agent.start();
+    const second = await startHost({ dataplane: first.dataplane, docker: first.docker });
 
     expect((await second.registry.listEndpoints('h1')).map((e) => e.id)).toEqual([ids[1]]);
     expect([...second.dataplane.endpoints.keys()]).toEqual([`slv${ids[1]!.slice(0, 11)}`]);
@@ -124,38 +151,42 @@ describe('Agent: reconciling with Docker after a restart', () => {
     expect(held).toContain(addresses[1]);
     expect(held).not.toContain(addresses[0]);
     expect(held).not.toContain(orphan.split('/')[0]);
-    await second.agent.stop();
-    await store.close();
   });
-});
 
-describe('Agent: reconciling while containers start', () => {
   it('keeps an endpoint that Docker lists by the second look: a container that was just starting', async () => {
-    const store = new MemoryStore();
-    const host = testHost(store, 'h1', '192.0.2.1');
-    await host.agent.start();
+    const host = await startHost();
     const net = 'n'.repeat(64);
     const poolId = await createDockerNetwork(host, net, SUBNET);
     const id = 'c'.repeat(64);
     const { address } = await host.ipam.requestAddress({ poolId });
     await host.driver.createEndpoint({ networkId: net, endpointId: id, address, portMappings: [], driverOptions: {} });
-    const slow = testHost(store, 'h1', '192.0.2.1', { dataplane: host.dataplane, docker: host.docker });
-    const patient = new Agent(
-      loadAgentConfig({ node: 'h1', 'node-ip': '192.0.2.1' }, {}),
-      slow.registry,
-      host.dataplane,
-      host.docker,
-      slow.ipam,
-      { reconcileConfirmMs: 100 },
-    );
-    const reconciling = patient.reconcileWithDocker();
+    const reconciling = patientAgent(host, 100).reconcileWithDocker();
     // Docker commits the endpoint while the agent waits for its second look.
     setTimeout(() => host.docker.run(net, id, { containerId: 'c1', containerName: 'starting', labels: {} }), 20);
     await reconciling;
     expect((await host.registry.listEndpoints('h1')).map((e) => e.id)).toEqual([id]);
     expect(host.dataplane.endpoints.size).toBe(1);
-    await host.agent.stop();
-    await store.close();
+  });
+
+  it('keeps an endpoint created while it waits for the second look, and removes what was left over on both', async () => {
+    const host = await startHost();
+    const net = 'n'.repeat(64);
+    const poolId = await createDockerNetwork(host, net, SUBNET);
+    const { address: orphan } = await host.ipam.requestAddress({ poolId }); // a leftover on both looks
+    const looks = () => host.dataplane.callsTo('listEndpoints').length;
+    const before = looks();
+    const reconciling = patientAgent(host, 200).reconcileWithDocker();
+    // The first look is over once it listed the veths (what follows is in the memory store).
+    await eventually(() => expect(looks()).toBe(before + 1));
+    // CreateEndpoint of a container Docker does not list until it has started.
+    const id = 'd'.repeat(64);
+    const { address } = await host.ipam.requestAddress({ poolId });
+    await host.driver.createEndpoint({ networkId: net, endpointId: id, address, portMappings: [], driverOptions: {} });
+    await reconciling;
+    expect(looks()).toBe(before + 2);
+    expect((await host.registry.listEndpoints('h1')).map((e) => e.id)).toEqual([id]);
+    const held = (await host.registry.listAddresses(poolId)).map((a) => a.record.address);
+    expect(held).toContain(address.split('/')[0]);
+    expect(held).not.toContain(orphan.split('/')[0]);
   });
 });
-

@@ -128,14 +128,12 @@ describe('listenUnix', () => {
     await until(() => !fs.existsSync(socketPath));
     expect(closed).toBe(false);
 
-    const releasedAt = Date.now();
     release();
     const reply = await inFlight;
     expect(reply.status).toBe(200);
+    // What ends the connection with the reply: without it, close() would wait for Node's keep-alive timeout.
     expect(reply.headers.connection).toBe('close');
     await closing;
-    // Far below Node's 5 s keep-alive timeout, which would otherwise hold close().
-    expect(Date.now() - releasedAt).toBeLessThan(1000);
   });
 
   it('close cuts off requests that outlast the bound', async () => {
