@@ -4,7 +4,7 @@ import { loadAgentConfig } from '../../src/config';
 import { RecordingDataplane } from '../../src/dataplane/fake/recording-dataplane';
 import { NetworkDriver } from '../../src/driver/network-service';
 import { Ipam } from '../../src/ipam/ipam-service';
-import type { MemoryStore } from '../../src/store/memory-store';
+import { MemoryStore } from '../../src/store/memory-store';
 import { Registry } from '../../src/store/registry';
 import { FakeDocker } from './fake-docker';
 
@@ -21,12 +21,14 @@ export interface TestHost {
   driver: NetworkDriver;
 }
 
-export function testHost(
-  store: MemoryStore,
-  name: string,
-  ip: string,
-  opts: { onLink?: string[]; backend?: string; dataplane?: RecordingDataplane; docker?: FakeDocker } = {},
-): TestHost {
+export interface TestHostOptions {
+  onLink?: string[];
+  backend?: string;
+  dataplane?: RecordingDataplane;
+  docker?: FakeDocker;
+}
+
+export function testHost(store: MemoryStore, name: string, ip: string, opts: TestHostOptions = {}): TestHost {
   const config = loadAgentConfig({ node: name, 'node-ip': ip, backend: opts.backend ?? 'auto', 'resync-interval': '3600' }, {});
   const registry = new Registry(store.connect());
   const dataplane = opts.dataplane ?? new RecordingDataplane({ onLink: opts.onLink ?? [] });
@@ -40,6 +42,36 @@ export function testHost(
   const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0 });
   const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: name, mtu: agent.mtu });
   return { name, ip, registry, dataplane, docker, ipam, agent, driver };
+}
+
+/**
+ * Hosts sharing one memory store, made afresh for every test of the calling
+ * describe and stopped in its afterEach, so a failed assertion leaves no timers.
+ */
+export function useCluster(defaults: TestHostOptions = {}): {
+  store: () => MemoryStore;
+  start: (name: string, ip: string, opts?: TestHostOptions) => Promise<TestHost>;
+} {
+  let store = new MemoryStore();
+  let hosts: TestHost[] = [];
+  beforeEach(() => {
+    store = new MemoryStore();
+    hosts = [];
+  });
+  afterEach(async () => {
+    jest.restoreAllMocks();
+    for (const host of hosts) await host.agent.stop();
+    await store.close();
+  });
+  return {
+    store: () => store,
+    start: async (name, ip, opts = {}) => {
+      const host = testHost(store, name, ip, { ...defaults, ...opts });
+      hosts.push(host);
+      await host.agent.start();
+      return host;
+    },
+  };
 }
 
 /** Docker's calls for `docker network create -d sluice --ipam-driver sluice --subnet SUBNET`; returns the pool ID. */

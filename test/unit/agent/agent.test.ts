@@ -2,30 +2,12 @@ import { Agent } from '../../../src/agent/agent';
 import { loadAgentConfig } from '../../../src/config';
 import { PROTECTED_SET } from '../../../src/policy/names';
 import { MemoryStore } from '../../../src/store/memory-store';
-import { createDockerNetwork, eventually, testHost, type TestHost } from '../../helpers/host';
+import { createDockerNetwork, eventually, testHost, useCluster, type TestHost } from '../../helpers/host';
 
 const SUBNET = '10.96.0.0/16';
 
 describe('Agent: routes between hosts', () => {
-  let store: MemoryStore;
-  let hosts: TestHost[];
-
-  beforeEach(() => {
-    store = new MemoryStore();
-    hosts = [];
-  });
-  afterEach(async () => {
-    jest.restoreAllMocks();
-    for (const host of hosts) await host.agent.stop();
-    await store.close();
-  });
-
-  async function start(name: string, ip: string, opts: Parameters<typeof testHost>[3] = {}): Promise<TestHost> {
-    const host = testHost(store, name, ip, opts);
-    hosts.push(host);
-    await host.agent.start();
-    return host;
-  }
+  const { start } = useCluster();
 
   async function claimBlock(host: TestHost): Promise<string> {
     const { poolId } = await host.ipam.requestPool({ pool: SUBNET, options: {}, v6: false });

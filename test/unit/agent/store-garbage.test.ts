@@ -8,9 +8,8 @@ import { status } from '../../../src/cli/commands';
 import { parsePolicies } from '../../../src/policy/policy';
 import { policyChainName, selectorSetName } from '../../../src/policy/names';
 import { parseSelector } from '../../../src/policy/selector';
-import { MemoryStore } from '../../../src/store/memory-store';
 import { ROOT } from '../../../src/store/keys';
-import { createDockerNetwork, eventually, testHost, type TestHost } from '../../helpers/host';
+import { createDockerNetwork, eventually, useCluster, type TestHost } from '../../helpers/host';
 import { random } from '../../helpers/random';
 
 const NET = 'a'.repeat(64);
@@ -78,24 +77,8 @@ function garbage(rand: () => number, kind: string): string {
 }
 
 describe('Agent: garbage in the store', () => {
-  let store: MemoryStore;
-  let hosts: TestHost[];
-
-  beforeEach(() => {
-    store = new MemoryStore();
-    hosts = [];
-  });
-  afterEach(async () => {
-    for (const host of hosts) await host.agent.stop();
-    await store.close();
-  });
-
-  async function start(name: string, ip: string): Promise<TestHost> {
-    const host = testHost(store, name, ip, { onLink: ['192.0.2.1', '192.0.2.2'] });
-    hosts.push(host);
-    await host.agent.start();
-    return host;
-  }
+  const cluster = useCluster({ onLink: ['192.0.2.1', '192.0.2.2'] });
+  const start = (name: string, ip: string): Promise<TestHost> => cluster.start(name, ip);
 
   /** `docker run --net appnet --label role=ROLE` on `host`; returns the container's address. */
   async function run(host: TestHost, poolId: string, endpointId: string, role: string): Promise<string> {
@@ -121,9 +104,9 @@ describe('Agent: garbage in the store', () => {
     expect(chains(h1)).toContain(policyChainName('ingress', POLICY.name));
 
     // The exact input of issue 7, then random garbage under every kind of key, a few rounds over.
-    await store.connect().put(`${ROOT}networks/10.201.0.0-16`, 'not json{');
+    await cluster.store().connect().put(`${ROOT}networks/10.201.0.0-16`, 'not json{');
     const rand = random(7);
-    const writer = store.connect();
+    const writer = cluster.store().connect();
     for (let round = 0; round < 12; round++) {
       for (const [kind, keys] of Object.entries(KEYS)) {
         for (const key of keys) await writer.put(`${ROOT}${key}`, garbage(rand, kind));
@@ -145,9 +128,7 @@ describe('Agent: garbage in the store', () => {
 
     // A restarted agent syncs past the garbage too (issue 7: "sync … failed" in a loop).
     await h1.agent.stop();
-    const again = testHost(store, 'h1', '192.0.2.1', { dataplane: h1.dataplane, docker: h1.docker });
-    hosts.push(again);
-    await again.agent.start();
+    const again = await cluster.start('h1', '192.0.2.1', { dataplane: h1.dataplane, docker: h1.docker });
     expect(members(again, CLIENTS)).toEqual([client, second].sort());
     expect(chains(again)).toContain(policyChainName('ingress', POLICY.name));
 
