@@ -69,7 +69,9 @@ export class EtcdStore implements Store {
   readonly description: string;
   private readonly client: Etcd3;
   private readonly timeoutMs: number;
-  private readonly refusal: (err: Error, what: string) => SluiceError | undefined;
+  private readonly options: EtcdStoreOptions;
+  /** The last failed handshake: grpc reports later calls, while it waits to reconnect, without the reason. */
+  private tlsFailure: string | undefined;
   private readonly leases = new Set<EtcdLease>();
   private readonly watches = new Set<EtcdWatch>();
   private closed = false;
@@ -78,7 +80,7 @@ export class EtcdStore implements Store {
     if (options.endpoints.length === 0) throw new Error('EtcdStore needs at least one endpoint');
     this.description = `etcd at ${options.endpoints.join(',')}`;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_ETCD_TIMEOUT_MS;
-    this.refusal = (err, what) => refusal(err, this.description, what, options);
+    this.options = options;
     const several = options.endpoints.length > 1;
     const { tls, auth } = options;
     this.client = new Etcd3({
@@ -220,7 +222,9 @@ export class EtcdStore implements Store {
       timer = setTimeout(() => reject(new DeadlineError('no answer')), this.timeoutMs + 250);
     });
     try {
-      return await Promise.race([fn(), deadline]);
+      const result = await Promise.race([fn(), deadline]);
+      this.tlsFailure = undefined;
+      return result;
     } catch (err) {
       throw this.convert(err, what, lease);
     } finally {
@@ -248,6 +252,13 @@ export class EtcdStore implements Store {
       );
     }
     return new StoreUnavailableError(`${this.description} refused to ${what}: ${err.message}`);
+  }
+
+  private refusal(err: Error, what: string): SluiceError | undefined {
+    const refused = refusal(err, this.description, what, this.options);
+    if (refused instanceof StoreTlsError) this.tlsFailure = refused.message;
+    if (!refused && this.tlsFailure !== undefined && isRecoverableError(err)) return new StoreTlsError(this.tlsFailure);
+    return refused;
   }
 
   private closedError(): StoreUnavailableError {
