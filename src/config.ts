@@ -109,7 +109,10 @@ function setting(flags: Flags, env: NodeJS.ProcessEnv): (flag: string) => string
 /** The store URL and how to reach a secured etcd, from parsed flags and the environment. */
 export function loadStoreSettings(flags: Flags, env: NodeJS.ProcessEnv = process.env): StoreSettings {
   const get = setting(flags, env);
-  const [caFile, certFile, keyFile, user, passwordFile] = ['etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-user', 'etcd-password-file'].map(get);
+  // Empty counts as unset: `docker plugin set SLUICE_ETCD_CA=` is how a managed plugin clears one.
+  const [caFile, certFile, keyFile, user, passwordFile] = ['etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-user', 'etcd-password-file'].map(
+    (flag) => get(flag) || undefined,
+  );
   if ((certFile === undefined) !== (keyFile === undefined)) {
     throw new BadRequestError('--etcd-cert and --etcd-key go together: a client certificate needs its private key');
   }

@@ -5,10 +5,15 @@
  * The contract itself over TLS and over auth runs in store.contract.test.ts.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { networkCreate, policyApply, policyGet, policyList, policyRemove } from '../../src/cli/commands';
 import { BadRequestError, StoreAuthError, StoreTlsError } from '../../src/errors';
 import { EtcdStore, type EtcdStoreOptions } from '../../src/store/etcd-store';
+import { keys } from '../../src/store/keys';
 import { openStore } from '../../src/store/open-store';
+import { Registry } from '../../src/store/registry';
 import type { Store } from '../../src/store/store';
 import { freePort, SLUICE_USER, startEtcd, type EtcdInstance, type Pki } from '../helpers/etcd';
 
@@ -149,6 +154,28 @@ describe('EtcdStore against an etcd with TLS, client certificates and auth', () 
     const dead = `127.0.0.1:${await freePort()}`;
     const store = open({ endpoints: [dead, etcd.endpoint], timeoutMs: 1000 });
     for (let i = 0; i < 10; i++) expect(await store.create(key(), 'x')).toBe(true);
+  });
+});
+
+describe('a role for policy authors, read-write on /sluice/v1/policies/ only', () => {
+  it('lets its user apply, list, show and remove policies, and nothing else', async () => {
+    const author = { username: 'policy-author', password: 'author-password' };
+    await plain.addUser(author, keys.policies);
+    const registry = new Registry(open({ endpoints: [plain.endpoint], tls: undefined, auth: author }));
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-policy-'));
+    try {
+      const file = join(dir, 'policy.yaml');
+      await writeFile(file, "kind: NetworkPolicy\nname: web-from-client\nselector: role == 'web'\ningress:\n  - action: allow\n    from: role == 'client'\n");
+      expect(await policyApply(registry, file)).toBe('policy web-from-client applied');
+      expect(await policyList(registry)).toMatch(/^web-from-client\s/m);
+      expect(await policyGet(registry, 'web-from-client')).toContain("selector: role == 'web'");
+      expect(await policyRemove(registry, 'web-from-client')).toBe('policy web-from-client removed');
+      await expect(networkCreate(registry, 'net', '10.99.0.0/16', 26)).rejects.toThrow(
+        /permission denied to list \/sluice\/v1\/networks\/ for user policy-author/,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

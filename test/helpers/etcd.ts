@@ -55,6 +55,8 @@ export interface EtcdInstance {
   readonly roguePki: Pki | undefined;
   /** What an EtcdStore needs to reach this etcd as Sluice: TLS material and login. */
   readonly secured: { tls?: EtcdTls; auth?: EtcdAuth };
+  /** Auth only: a user (and a role of the same name) with read-write on one key prefix only. */
+  addUser(user: EtcdAuth, prefix: string): Promise<void>;
   /** Kills the process (SIGKILL, like a crash) and keeps the data dir and ports for restart(). */
   kill(): Promise<void>;
   /** Starts the same member again on the same ports and data; resolves once it is healthy. */
@@ -121,6 +123,15 @@ class EtcdProcess implements EtcdInstance {
 
   get secured(): EtcdInstance['secured'] {
     return this.setup.secured;
+  }
+
+  async addUser(user: EtcdAuth, prefix: string): Promise<void> {
+    await asRoot(this.endpoint, this.setup.secured.tls, async (client) => {
+      const role = await client.role(user.username).create();
+      await role.grant({ permission: 'Readwrite', range: client.range({ prefix }) });
+      await client.user(user.username).create(user.password);
+      await client.user(user.username).addRole(user.username);
+    });
   }
 
   get pid(): number | undefined {
@@ -202,11 +213,7 @@ async function makePki(dir: string): Promise<Pki> {
 
 /** Users root and SLUICE_USER, role "sluice" with read-write on /sluice/ only, then auth on. */
 async function enableAuth(endpoint: string, tls: EtcdTls | undefined): Promise<void> {
-  const client = new Etcd3({
-    hosts: `${tls ? 'https' : 'http'}://${endpoint}`,
-    ...(tls && { credentials: { rootCertificate: tls.ca!, privateKey: tls.key, certChain: tls.cert } }),
-  });
-  try {
+  await adminClient(endpoint, tls, undefined, async (client) => {
     await client.role('root').create();
     await client.user(ROOT_USER.username).create(ROOT_USER.password);
     await client.user(ROOT_USER.username).addRole('root');
@@ -215,6 +222,26 @@ async function enableAuth(endpoint: string, tls: EtcdTls | undefined): Promise<v
     await client.user(SLUICE_USER.username).create(SLUICE_USER.password);
     await client.user(SLUICE_USER.username).addRole('sluice');
     await client.auth.authEnable();
+  });
+}
+
+function asRoot(endpoint: string, tls: EtcdTls | undefined, fn: (client: Etcd3) => Promise<void>): Promise<void> {
+  return adminClient(endpoint, tls, ROOT_USER, fn);
+}
+
+async function adminClient(
+  endpoint: string,
+  tls: EtcdTls | undefined,
+  auth: EtcdAuth | undefined,
+  fn: (client: Etcd3) => Promise<void>,
+): Promise<void> {
+  const client = new Etcd3({
+    hosts: `${tls ? 'https' : 'http'}://${endpoint}`,
+    ...(tls && { credentials: { rootCertificate: tls.ca!, privateKey: tls.key, certChain: tls.cert } }),
+    ...(auth && { auth }),
+  });
+  try {
+    await fn(client);
   } finally {
     client.close();
   }

@@ -48,6 +48,7 @@ describe('store settings (agent and CLI alike)', () => {
     });
     expect(loadStoreSettings({ 'etcd-password': 'on-the-command-line' }, {}).etcd).toEqual({});
     expect(loadStoreSettings({}, {})).toEqual({ store: 'file:/var/lib/sluice/state.json', etcd: {} });
+    expect(loadStoreSettings({}, { SLUICE_ETCD_CA: '', SLUICE_ETCD_USER: '' }).etcd).toEqual({});
   });
 
   it('reads the password file\'s first line, which wins over SLUICE_ETCD_PASSWORD', () => {
