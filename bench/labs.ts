@@ -12,10 +12,11 @@ export const SUBNET = '10.96.0.0/16';
 /** The network's key in the store (its subnet with '/' as '-'). */
 export const NET_KEY = '10.96.0.0-16';
 
-export type LabKey = 'one' | 'flat2' | 'flat3' | 'routed2';
+export type LabKey = 'one' | 'oneTls' | 'flat2' | 'flat3' | 'routed2';
 
 const SPECS: Record<LabKey, LabOptions & { name: string }> = {
   one: { name: 'bench-one', hosts: 1, topology: 'flat', store: 'etcd' },
+  oneTls: { name: 'bench-onetls', hosts: 1, topology: 'flat', store: 'etcd', etcdTls: true },
   flat2: { name: 'bench-flat2', hosts: 2, topology: 'flat' },
   flat3: { name: 'bench-flat3', hosts: 3, topology: 'flat' },
   routed2: { name: 'bench-routed2', hosts: 2, topology: 'routed' },

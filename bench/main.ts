@@ -12,7 +12,7 @@ import type { Context, Scenario } from './scenario';
 import { dockerRunCluster, dockerRunSingle } from './scenarios/docker-run';
 import { memory } from './scenarios/memory';
 import { perPacket } from './scenarios/per-packet';
-import { pluginTime } from './scenarios/plugin-time';
+import { pluginTime, pluginTimeTls } from './scenarios/plugin-time';
 import { policyConvergence } from './scenarios/policy-convergence';
 import { routeConvergence } from './scenarios/route-convergence';
 import { runToPolicy } from './scenarios/run-to-policy';
@@ -22,6 +22,7 @@ import { throughput } from './scenarios/throughput';
 const SCENARIOS: readonly Scenario[] = [
   dockerRunSingle,
   pluginTime,
+  pluginTimeTls,
   memory,
   dockerRunCluster,
   throughput,
