@@ -403,6 +403,10 @@ export function refusal(
   if (options.tls && /disconnected before secure TLS connection|wrong version number|packet length too long/i.test(text)) {
     return new StoreTlsError(`${store} does not speak TLS: use etcd:// without --etcd-ca, or the port etcd serves TLS on`);
   }
+  // A TLS server drops a plain HTTP/2 connection at once; a dead etcd refuses it (ECONNREFUSED) instead.
+  if (!options.tls && /Last error: Failed to connect/.test(text)) {
+    return new StoreTlsError(`${store} dropped a plain connection: it probably wants TLS: pass --etcd-ca (and --etcd-cert, --etcd-key if it requires a client certificate)`);
+  }
   return undefined;
 }
 

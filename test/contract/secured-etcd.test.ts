@@ -107,6 +107,14 @@ describe('EtcdStore against an etcd with TLS, client certificates and auth', () 
     expect((err as Error).message).toMatch(/certificate refused: etcd requires a client certificate: pass --etcd-cert and --etcd-key/);
   });
 
+  it('says etcd probably wants TLS when a plain client meets it', async () => {
+    const err = await firstError(open({ tls: undefined }));
+    expect(err).toBeInstanceOf(StoreTlsError);
+    expect((err as Error).message).toBe(
+      `etcd at ${etcd.endpoint} dropped a plain connection: it probably wants TLS: pass --etcd-ca (and --etcd-cert, --etcd-key if it requires a client certificate)`,
+    );
+  });
+
   it('says etcd does not speak TLS when TLS meets a plain etcd', async () => {
     const store = new EtcdStore({ endpoints: [plain.endpoint], ...etcd.secured });
     opened.push(store);
