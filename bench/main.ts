@@ -13,7 +13,7 @@ import { dockerRunCluster, dockerRunSingle } from './scenarios/docker-run';
 import { memory } from './scenarios/memory';
 import { perPacket } from './scenarios/per-packet';
 import { pluginTime, pluginTimeTls } from './scenarios/plugin-time';
-import { policyConvergence } from './scenarios/policy-convergence';
+import { policyConvergence, policyConvergenceTls } from './scenarios/policy-convergence';
 import { routeConvergence } from './scenarios/route-convergence';
 import { runToPolicy } from './scenarios/run-to-policy';
 import { throughput } from './scenarios/throughput';
@@ -28,6 +28,7 @@ const SCENARIOS: readonly Scenario[] = [
   throughput,
   routeConvergence,
   policyConvergence,
+  policyConvergenceTls,
   runToPolicy,
   perPacket,
 ];

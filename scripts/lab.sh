@@ -45,6 +45,7 @@ usage: lab.sh [--lab NAME] COMMAND [ARGS…]        (NAME defaults to $SLUICE_LA
   sluice HOST ARGS…           the sluice CLI on HOST, with SLUICE_STORE set to the lab's etcd
   ip HOST                     HOST's underlay address
   etcd-endpoint               the store URL (etcd://IP:2379), reachable from every host
+  store-env                   SLUICE_ETCD_* settings for a client of the lab's etcd, NAME=VALUE a line
   netns HOST                  HOST's network namespace name (for ip -n / ip netns)
   hosts                       the host names, one a line
   agent-stop HOST [TERM|KILL] stop HOST's agent (TERM waits for it to exit)
@@ -668,6 +669,9 @@ main() {
     netns) load_env; check_host "${1:?netns needs HOST}"; host_ns "$1" ;;
     hosts) load_env; for i in $(seq "$LAB_HOSTS"); do echo "h$i"; done ;;
     etcd-endpoint) load_env; echo "etcd://$(etcd_ip):2379" ;;
+    store-env)
+      load_env; store_access_env
+      if ((LAB_ETCD_AUTH)); then echo "SLUICE_ETCD_PASSWORD_FILE=$LAB_DIR/etcd-sluice.password"; fi ;;
     agent-stop)
       load_env; check_host "${1:?agent-stop needs HOST}"
       local sig=${2:-TERM}
