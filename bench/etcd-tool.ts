@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import { blockOf, formatCidr, formatIp, parseIp } from '../src/net/ipv4';
 import type { EndpointRecord, NodeRecord } from '../src/model';
 import { keys, leaf } from '../src/store/keys';
+import { loadStoreSettings } from '../src/config';
 import { openStore } from '../src/store/open-store';
 import { Registry } from '../src/store/registry';
 
@@ -121,7 +122,9 @@ async function main(): Promise<void> {
   const [url, command, ...args] = process.argv.slice(2);
   const fn = command === undefined ? undefined : COMMANDS[command];
   if (url === undefined || fn === undefined) throw new Error(`usage: etcd-tool STORE_URL ${Object.keys(COMMANDS).join('|')} ARGS…`);
-  const store = openStore(url);
+  // A secured lab's CA, certificate and login come as SLUICE_ETCD_* (see etcdToolCommand).
+  const { store: storeUrl, etcd } = loadStoreSettings({ store: url });
+  const store = openStore(storeUrl, etcd);
   try {
     await fn(new Registry(store), args);
   } finally {

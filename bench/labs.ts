@@ -12,11 +12,13 @@ export const SUBNET = '10.96.0.0/16';
 /** The network's key in the store (its subnet with '/' as '-'). */
 export const NET_KEY = '10.96.0.0-16';
 
-export type LabKey = 'one' | 'flat2' | 'flat3' | 'routed2';
+export type LabKey = 'one' | 'oneTls' | 'flat2' | 'flat2Tls' | 'flat3' | 'routed2';
 
 const SPECS: Record<LabKey, LabOptions & { name: string }> = {
   one: { name: 'bench-one', hosts: 1, topology: 'flat', store: 'etcd' },
+  oneTls: { name: 'bench-onetls', hosts: 1, topology: 'flat', store: 'etcd', etcdTls: true },
   flat2: { name: 'bench-flat2', hosts: 2, topology: 'flat' },
+  flat2Tls: { name: 'bench-flat2tls', hosts: 2, topology: 'flat', etcdTls: true },
   flat3: { name: 'bench-flat3', hosts: 3, topology: 'flat' },
   routed2: { name: 'bench-routed2', hosts: 2, topology: 'routed' },
 };
@@ -159,15 +161,19 @@ export function containerCommand(pid: string, cmd: string[]): [string, string[]]
 
 const ETCD_TOOL = path.join(__dirname, 'etcd-tool.js');
 
+async function etcdToolArgs(lab: Lab, args: string[]): Promise<string[]> {
+  return ['env', ...(await lab.storeEnv()), process.execPath, ETCD_TOOL, await lab.etcdEndpoint(), ...args];
+}
+
 /** bench/etcd-tool.ts with its arguments, as a command for the underlay namespace (where etcd is reachable). */
 export async function etcdToolCommand(lab: Lab, args: string[]): Promise<[string, string[]]> {
   // lab.sh names the underlay namespace sluice-<lab>-ul.
-  return ['nsenter', [`--net=/run/netns/sluice-${lab.name}-ul`, '--', process.execPath, ETCD_TOOL, await lab.etcdEndpoint(), ...args]];
+  return ['nsenter', [`--net=/run/netns/sluice-${lab.name}-ul`, '--', ...(await etcdToolArgs(lab, args))]];
 }
 
 /** Runs bench/etcd-tool.ts in the underlay; returns its JSON lines. */
 export async function etcdTool(lab: Lab, args: string[], timeoutMs = 120_000): Promise<unknown[]> {
-  const r = await lab.exec('underlay', [process.execPath, ETCD_TOOL, await lab.etcdEndpoint(), ...args], timeoutMs);
+  const r = await lab.exec('underlay', await etcdToolArgs(lab, args), timeoutMs);
   if (r.code !== 0) throw new Error(`etcd-tool ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim().slice(0, 500)}`);
   return r.stdout
     .split('\n')

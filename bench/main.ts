@@ -16,8 +16,8 @@ import { dockerRunCluster, dockerRunSingle } from './scenarios/docker-run';
 import { explainScenario } from './scenarios/explain';
 import { memory } from './scenarios/memory';
 import { perPacket } from './scenarios/per-packet';
-import { pluginTime } from './scenarios/plugin-time';
-import { policyConvergence } from './scenarios/policy-convergence';
+import { pluginTime, pluginTimeTls } from './scenarios/plugin-time';
+import { policyConvergence, policyConvergenceTls } from './scenarios/policy-convergence';
 import { routeConvergence } from './scenarios/route-convergence';
 import { runToPolicy } from './scenarios/run-to-policy';
 import { throughput } from './scenarios/throughput';
@@ -27,11 +27,13 @@ const SCENARIOS: readonly Scenario[] = [
   decodeCost,
   dockerRunSingle,
   pluginTime,
+  pluginTimeTls,
   memory,
   dockerRunCluster,
   throughput,
   routeConvergence,
   policyConvergence,
+  policyConvergenceTls,
   runToPolicy,
   perPacket,
   dnsThroughput,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install what Sluice, its tests, the lab and the demos need on Debian 12, idempotently and
 # quietly: Debian's docker.io (dockerd 20.10), etcd-server (3.4), iptables, ipset, iproute2,
-# busybox-static, iputils-ping, iperf3 (and Node.js + npm from Debian where there is no node),
-# with --tests also vagrant (the tests validate the Vagrantfile), then `npm ci` (only when
+# busybox-static, iputils-ping, iperf3, openssl and curl (a TLS etcd's certificates and users),
+# (and Node.js + npm from Debian where there is no node), with --tests also vagrant (the tests validate the Vagrantfile), then `npm ci` (only when
 # package-lock.json changed) and `npm run build` in the checkout.
 # The one install script: used by .ci/run, scripts/demo.sh and the Vagrant provisioning.
 #
@@ -34,7 +34,7 @@ fail() {
 declare -A PKG=(
   [dockerd]=docker.io [docker]=docker.io [etcd]=etcd-server [iptables]=iptables [ipset]=ipset
   [ip]=iproute2 [ping]=iputils-ping [iperf3]=iperf3 [nsenter]=util-linux [unshare]=util-linux
-  [flock]=util-linux
+  [flock]=util-linux [openssl]=openssl [curl]=curl
 )
 
 : >"$LOG"

@@ -32,7 +32,11 @@ usage() {
 usage: lab.sh [--lab NAME] COMMAND [ARGS…]        (NAME defaults to $SLUICE_LAB or "lab")
 
   up [--hosts N] [--topology flat|routed] [--backend auto|host-gw|vxlan] [--store etcd|file] [--no-agent]
-                              clean leftovers of this lab, then start it (default 2 hosts, flat)
+     [--etcd-tls] [--etcd-auth]
+                              clean leftovers of this lab, then start it (default 2 hosts, flat);
+                              --etcd-tls: etcd wants TLS and client certificates (a PKI in
+                              /run/sluice-lab/NAME/pki), --etcd-auth: auth on, agents and CLI log in
+                              as user sluice, limited to /sluice/
   down                        tear everything of this lab down (safe to run twice)
   status                      what runs, with pids and addresses
   docker HOST ARGS…           docker CLI against HOST's dockerd
@@ -41,6 +45,7 @@ usage: lab.sh [--lab NAME] COMMAND [ARGS…]        (NAME defaults to $SLUICE_LA
   sluice HOST ARGS…           the sluice CLI on HOST, with SLUICE_STORE set to the lab's etcd
   ip HOST                     HOST's underlay address
   etcd-endpoint               the store URL (etcd://IP:2379), reachable from every host
+  store-env                   SLUICE_ETCD_* settings for a client of the lab's etcd, NAME=VALUE a line
   netns HOST                  HOST's network namespace name (for ip -n / ip netns)
   hosts                       the host names, one a line
   agent-stop HOST [TERM|KILL] stop HOST's agent (TERM waits for it to exit)
@@ -100,7 +105,7 @@ host_ns() { echo "${NS_PREFIX}$1"; }
 host_dir() { echo "$LAB_DIR/$1"; }
 
 # Lab configuration written by `up`: LAB_HOSTS, LAB_TOPOLOGY, LAB_AGENT, LAB_BACKEND, LAB_STORE.
-LAB_HOSTS=0 LAB_TOPOLOGY=flat LAB_AGENT=0 LAB_BACKEND=auto LAB_STORE=etcd
+LAB_HOSTS=0 LAB_TOPOLOGY=flat LAB_AGENT=0 LAB_BACKEND=auto LAB_STORE=etcd LAB_ETCD_TLS=0 LAB_ETCD_AUTH=0
 load_env() {
   [[ -f $ENV_FILE ]] || die "lab '$LAB' is not up (no $ENV_FILE); run: scripts/lab.sh --lab $LAB up"
   # shellcheck disable=SC1090
@@ -246,14 +251,42 @@ start_etcd() {
   # shellcheck disable=SC2016 # $$ and $1 are the inner shell's
   setsid nsenter --net="/run/netns/$UL_NS" -- sh -c 'echo $$ > "$1"; shift; exec "$@"' sh \
     "$LAB_DIR/etcd.pid" "$SCRIPTS/etcd-run.sh" --name "lab-$LAB" --data-dir "$LAB_DIR/etcd.data" --ip "$ip" \
-    </dev/null >>"$LAB_DIR/etcd.log" 2>&1 9>&- &
+    $( ((LAB_ETCD_TLS)) && echo --tls-dir "$LAB_DIR/pki") </dev/null >>"$LAB_DIR/etcd.log" 2>&1 9>&- &
 }
 
 wait_etcd() {
   local ip; ip=$(etcd_ip)
   wait_pidfile "$LAB_DIR/etcd.pid" etcd "$LAB_DIR/etcd.log"
-  in_ul "$SCRIPTS/etcd-run.sh" --wait "http://$ip:2379" --timeout 30 2>>"$LAB_DIR/etcd.log" ||
-    die "etcd did not become healthy" "$LAB_DIR/etcd.log"
+  # A TLS etcd serves /health in plain on 127.0.0.1:2381 (of the underlay namespace).
+  in_ul "$SCRIPTS/etcd-run.sh" --wait "$( ((LAB_ETCD_TLS)) && echo http://127.0.0.1:2381 || echo "http://$ip:2379")" \
+    --timeout 30 2>>"$LAB_DIR/etcd.log" || die "etcd did not become healthy" "$LAB_DIR/etcd.log"
+}
+
+# --etcd-tls / --etcd-auth: a PKI and passwords before etcd starts (the lab's dir is private).
+make_etcd_secrets() {
+  if ((LAB_ETCD_TLS)); then "$SCRIPTS/etcd-certs.sh" "$LAB_DIR/pki" "$(etcd_ip)"; fi
+  if ((LAB_ETCD_AUTH)); then
+    (umask 077; openssl rand -hex 16 >"$LAB_DIR/etcd-root.password"; openssl rand -hex 16 >"$LAB_DIR/etcd-sluice.password")
+  fi
+}
+
+enable_etcd_auth() {
+  ((LAB_ETCD_AUTH)) || return 0
+  in_ul "$SCRIPTS/etcd-run.sh" --enable-auth "$( ((LAB_ETCD_TLS)) && echo https || echo http)://$(etcd_ip):2379" \
+    --root-password-file "$LAB_DIR/etcd-root.password" --sluice-password-file "$LAB_DIR/etcd-sluice.password" \
+    $( ((LAB_ETCD_TLS)) && echo --tls-dir "$LAB_DIR/pki") 2>>"$LAB_DIR/etcd.log" ||
+    die "could not turn etcd's authentication on" "$LAB_DIR/etcd.log"
+}
+
+# The settings for the lab's etcd as SLUICE_* variables, one NAME=VALUE a line: the CA and client
+# certificate, the login (the password itself for the CLI; agents get it as a file).
+store_access_env() {
+  if ((LAB_ETCD_TLS)); then
+    echo "SLUICE_ETCD_CA=$LAB_DIR/pki/ca.crt"
+    echo "SLUICE_ETCD_CERT=$LAB_DIR/pki/client.crt"
+    echo "SLUICE_ETCD_KEY=$LAB_DIR/pki/client.key"
+  fi
+  if ((LAB_ETCD_AUTH)); then echo "SLUICE_ETCD_USER=sluice"; fi
 }
 
 # wait_pidfile FILE WHAT LOG: the launcher writes the pidfile almost at once.
@@ -320,7 +353,8 @@ start_agent() {
   touch "$d/agent.start"
   # shellcheck disable=SC2016 # $$ and $1 are the inner shell's
   setsid nsenter --mount="$d/mntns" --net="/run/netns/$(host_ns "$h")" -- sh -c 'echo $$ > "$1"; shift; exec "$@"' sh \
-    "$d/agent.pid" "$SLUICE_BIN" agent \
+    "$d/agent.pid" env $(store_access_env) "$SLUICE_BIN" agent \
+    $( ((LAB_ETCD_AUTH)) && echo --etcd-password-file "$LAB_DIR/etcd-sluice.password") \
     --store "$(agent_store)" --socket /run/docker/plugins/sluice.sock \
     --node "$h" --node-ip "$ip" --docker-host "unix://$d/docker.sock" --backend "$LAB_BACKEND" "$@" \
     </dev/null >>"$d/agent.log" 2>&1 9>&- &
@@ -358,7 +392,7 @@ stop_agent() {
 # ---------------------------------------------------------------------------------- up
 
 cmd_up() {
-  local hosts=2 topology=flat agent=1 backend=auto store=etcd
+  local hosts=2 topology=flat agent=1 backend=auto store=etcd etcd_tls=0 etcd_auth=0
   while [[ $# -gt 0 ]]; do
     case $1 in
       --hosts) hosts=$2; shift 2 ;;
@@ -366,6 +400,8 @@ cmd_up() {
       --topology) topology=$2; shift 2 ;;
       --backend) backend=$2; shift 2 ;;
       --no-agent) agent=0; shift ;;
+      --etcd-tls) etcd_tls=1; shift ;;
+      --etcd-auth) etcd_auth=1; shift ;;
       --lab) set_lab "$2"; shift 2 ;;
       *) die "up: unknown argument '$1'" ;;
     esac
@@ -391,11 +427,14 @@ LAB_TOPOLOGY=$topology
 LAB_AGENT=$agent
 LAB_BACKEND=$backend
 LAB_STORE=$store
+LAB_ETCD_TLS=$etcd_tls
+LAB_ETCD_AUTH=$etcd_auth
 EOF
   load_env
 
   say "starting lab '$LAB': $hosts hosts, $topology underlay"
   make_underlay
+  make_etcd_secrets
   start_etcd
   for i in $(seq "$hosts"); do
     h=h$i
@@ -404,6 +443,7 @@ EOF
     start_dockerd "$h"
   done
   wait_etcd
+  enable_etcd_auth
   for i in $(seq "$hosts"); do wait_dockerd "h$i"; done
   for i in $(seq "$hosts"); do import_image "h$i" & pids+=($!); done
   for i in "${pids[@]}"; do wait "$i" || exit 1; done
@@ -629,12 +669,17 @@ main() {
     sluice)
       load_env; check_host "${1:?sluice needs HOST}"
       local h=$1; shift
-      SLUICE_STORE="$(agent_store)" exec nsenter --mount="$(host_dir "$h")/mntns" \
+      # shellcheck disable=SC2046 # one NAME=VALUE a word; lab paths have no spaces
+      SLUICE_STORE="$(agent_store)" exec env $(store_access_env) \
+        $( ((LAB_ETCD_AUTH)) && echo "SLUICE_ETCD_PASSWORD=$(<"$LAB_DIR/etcd-sluice.password")") nsenter --mount="$(host_dir "$h")/mntns" \
         --net="/run/netns/$(host_ns "$h")" --wd="$PWD" -- node "$SLUICE_BIN" "$@" ;;
     ip) load_env; check_host "${1:?ip needs HOST}"; host_ip "$1" ;;
     netns) load_env; check_host "${1:?netns needs HOST}"; host_ns "$1" ;;
     hosts) load_env; for i in $(seq "$LAB_HOSTS"); do echo "h$i"; done ;;
     etcd-endpoint) load_env; echo "etcd://$(etcd_ip):2379" ;;
+    store-env)
+      load_env; store_access_env
+      if ((LAB_ETCD_AUTH)); then echo "SLUICE_ETCD_PASSWORD_FILE=$LAB_DIR/etcd-sluice.password"; fi ;;
     agent-stop)
       load_env; check_host "${1:?agent-stop needs HOST}"
       local sig=${2:-TERM}

@@ -3,18 +3,24 @@
  * (e.g. --node-ip or SLUICE_NODE_IP); a flag wins over its env var. The only
  * place that reads process.env for settings; the result is frozen.
  */
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BadRequestError } from './errors';
+import { BadRequestError, errorMessage } from './errors';
 import { NODE_NAME } from './model';
 import { type Cidr, parseCidr, parseIp } from './net/ipv4';
 import type { ProtectedDestination } from './policy/protect';
-import { DEFAULT_STORE_URL } from './store/open-store';
+import { DEFAULT_STORE_URL, type EtcdAccess } from './store/open-store';
 
 export type Backend = 'host-gw' | 'vxlan' | 'auto';
 
-export interface AgentConfig {
+export interface StoreSettings {
   store: string;
+  /** TLS files and login for an etcd store; empty for a plain one. */
+  etcd: EtcdAccess;
+}
+
+export interface AgentConfig extends StoreSettings {
   socket: string;
   node: string;
   nodeIp: string;
@@ -44,8 +50,18 @@ interface FlagSpec {
   default?: string;
 }
 
+/** How to reach the store: the agent's flags and every CLI command's. */
+export const STORE_FLAGS: FlagSpec[] = [
+  { flag: 'store', help: 'etcd://HOST:PORT[,HOST:PORT…] for a cluster (https://… for TLS), file:PATH for one host', default: DEFAULT_STORE_URL },
+  { flag: 'etcd-ca', help: 'PEM file of the CA that signed etcd\'s certificate; turns TLS on', default: '(TLS only with https://, then the system\'s CAs)' },
+  { flag: 'etcd-cert', help: 'PEM client certificate, for an etcd that requires one (with --etcd-key); turns TLS on' },
+  { flag: 'etcd-key', help: 'PEM private key of --etcd-cert' },
+  { flag: 'etcd-user', help: 'etcd user to log in as; the password comes from SLUICE_ETCD_PASSWORD or --etcd-password-file, never the command line' },
+  { flag: 'etcd-password-file', help: 'file holding the password of --etcd-user' },
+];
+
 export const AGENT_FLAGS: FlagSpec[] = [
-  { flag: 'store', help: 'etcd://HOST:PORT[,HOST:PORT…] for a cluster, file:PATH for one host', default: DEFAULT_STORE_URL },
+  ...STORE_FLAGS,
   { flag: 'socket', help: 'plugin socket; its file name is the driver name', default: '/run/docker/plugins/sluice.sock' },
   { flag: 'node', help: 'this host\'s name in the cluster', default: '(hostname)' },
   { flag: 'node-ip', help: 'this host\'s address that other hosts reach it on', default: '(first non-loopback IPv4)' },
@@ -57,7 +73,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'block-size', help: 'prefix length of the address blocks each host claims (per network: --ipam-opt block-size=N)', default: '26' },
   { flag: 'vxlan-vni', help: 'VXLAN network identifier', default: '4242' },
   { flag: 'vxlan-port', help: 'VXLAN UDP port', default: '8472' },
-  { flag: 'grace-period', help: 'seconds a dead node keeps its blocks before `sluice node rm --reclaim` may take them', default: '86400' },
+  { flag: 'grace-period', help: 'seconds a dead node keeps its blocks: `sluice node rm` releases them only after this, or with --force', default: '86400' },
   { flag: 'resync-interval', help: 'seconds between checks that routes and rules are still in the kernel', default: '10' },
   { flag: 'driver-name', help: 'the driver name Docker uses (a managed plugin: its full name, e.g. sluice/sluice:latest)', default: '(the socket\'s file name)' },
   { flag: 'sysctl-net-dir', help: 'where net/ sysctls are written', default: '/proc/sys/net' },
@@ -108,9 +124,47 @@ function firstIpv4(): string {
   throw new BadRequestError('no non-loopback IPv4 address found: pass --node-ip');
 }
 
+type Flags = Record<string, string | undefined>;
+
+function setting(flags: Flags, env: NodeJS.ProcessEnv): (flag: string) => string | undefined {
+  return (flag) => flags[flag] ?? env[envName(flag)];
+}
+
+/** The store URL and how to reach a secured etcd, from parsed flags and the environment. */
+export function loadStoreSettings(flags: Flags, env: NodeJS.ProcessEnv = process.env): StoreSettings {
+  const get = setting(flags, env);
+  // Empty counts as unset: `docker plugin set SLUICE_ETCD_CA=` is how a managed plugin clears one.
+  const [caFile, certFile, keyFile, user, passwordFile] = ['etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-user', 'etcd-password-file'].map(
+    (flag) => get(flag) || undefined,
+  );
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new BadRequestError('--etcd-cert and --etcd-key go together: a client certificate needs its private key');
+  }
+  const password = passwordFile === undefined ? env['SLUICE_ETCD_PASSWORD'] : readPassword(passwordFile);
+  if (user === undefined && password !== undefined) {
+    throw new BadRequestError('an etcd password is set but no --etcd-user: pass the user it belongs to');
+  }
+  if (user !== undefined && !password) {
+    throw new BadRequestError(`--etcd-user ${user} needs a password: set SLUICE_ETCD_PASSWORD or --etcd-password-file FILE`);
+  }
+  const etcd = Object.fromEntries(
+    Object.entries({ caFile, certFile, keyFile, user, password }).filter(([, value]) => value !== undefined),
+  ) as EtcdAccess;
+  return { store: get('store') ?? DEFAULT_STORE_URL, etcd };
+}
+
+/** The file's first line: editors and `echo` end it with a newline that is not part of the password. */
+function readPassword(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').split(/\r?\n/)[0]!;
+  } catch (err) {
+    throw new BadRequestError(`--etcd-password-file ${file}: cannot read it: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+  }
+}
+
 /** Builds the config from parsed flags (name → value) and the environment. */
-export function loadAgentConfig(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv = process.env): AgentConfig {
-  const get = (flag: string): string | undefined => flags[flag] ?? env[envName(flag)];
+export function loadAgentConfig(flags: Flags, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const get = setting(flags, env);
   const text = (flag: string): string => get(flag) ?? AGENT_FLAGS.find((f) => f.flag === flag)!.default!;
   const backend = text('backend');
   if (backend !== 'host-gw' && backend !== 'vxlan' && backend !== 'auto') {
@@ -126,7 +180,7 @@ export function loadAgentConfig(flags: Record<string, string | undefined>, env: 
   }
   const mtu = get('mtu');
   return Object.freeze({
-    store: text('store'),
+    ...loadStoreSettings(flags, env),
     socket: text('socket'),
     node,
     nodeIp,

@@ -69,6 +69,21 @@ export class InvalidRecordError extends SluiceError {
   }
 }
 
+/**
+ * etcd refused who Sluice is or what it asked: a wrong user name or password, or a role
+ * that does not allow the key. Unlike StoreUnavailableError, waiting does not help.
+ */
+export class StoreAuthError extends SluiceError {
+  readonly code = 'store-auth';
+  override readonly httpStatus = 503;
+}
+
+/** The TLS handshake with etcd failed: an unknown CA, a refused client certificate, TLS on one side only. */
+export class StoreTlsError extends SluiceError {
+  readonly code = 'store-tls';
+  override readonly httpStatus = 503;
+}
+
 /** A kernel operation (ip, iptables, ipset) failed. */
 export class DataplaneError extends SluiceError {
   readonly code = 'dataplane';

@@ -19,7 +19,7 @@ import { Registry } from './store/registry';
 const debug = createDebug('sluice:main');
 
 export async function runAgent(config: AgentConfig): Promise<void> {
-  const store = openStore(config.store);
+  const store = openStore(config.store, config.etcd);
   const registry = new Registry(store);
   const dataplane = new LinuxDataplane(undefined, sysctlWriter(config.sysctlNetDir));
   const docker = new DockerApi(dockerClient(config.dockerHost), config.driverName);

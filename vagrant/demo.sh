@@ -17,7 +17,8 @@ trap 'rm -f "$SSH_CFG"' EXIT
 vagrant ssh-config "${DEMO_HOSTS[@]}" >"$SSH_CFG"
 on_vm() { local h=$1; shift; ssh -F "$SSH_CFG" -q "$h" "$@"; }
 on_docker() { local h=$1; shift; on_vm "$h" "sudo docker $(printf '%q ' "$@")"; }
-on_sluice() { local h=$1; shift; on_vm "$h" "sudo SLUICE_STORE=etcd://192.168.56.11:2379 node /vagrant/bin/sluice $(printf '%q ' "$@")"; }
+# The CLI with the agent's etcd settings (CA and client certificate) from /etc/default/sluice-agent.
+on_sluice() { local h=$1; shift; on_vm "$h" "sudo env \$(grep ^SLUICE_ETCD_ /etc/default/sluice-agent) SLUICE_STORE=etcd://192.168.56.11:2379 node --disable-warning=DEP0123 /vagrant/bin/sluice $(printf '%q ' "$@")"; }
 DEMO_POLICY=/vagrant/scripts/demo-policy.yaml
 
 demo_heading "Cluster status (sluice status on node1)"

@@ -22,9 +22,18 @@ fi
 # The image the demo runs (no registry needed), serving "hello from <name>".
 bash "$REPO/scripts/busybox-image.sh" "$name" docker
 
+# etcd's CA and the client certificate, published by vagrant/etcd.sh on the etcd VM (provisioned first).
+pki=/etc/sluice/etcd-pki
+for file in ca.crt client.crt client.key; do
+  [[ -s $pki/$file ]] || install -D -m 0600 "$REPO/.vagrant/sluice-etcd-pki/$file" "$pki/$file"
+done
+
 cat >/etc/default/sluice-agent <<ENV
 SLUICE_NODE=$name
 SLUICE_NODE_IP=$ip
+SLUICE_ETCD_CA=$pki/ca.crt
+SLUICE_ETCD_CERT=$pki/client.crt
+SLUICE_ETCD_KEY=$pki/client.key
 ENV
 install -m 0644 "$REPO/vagrant/sluice-agent.service" /etc/systemd/system/sluice-agent.service
 if [[ $etcd_ip != 192.168.56.11 ]]; then

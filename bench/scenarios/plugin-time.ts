@@ -1,5 +1,6 @@
 // The plugin's own time per container start: CreateEndpoint + Join as the agent's API trace
-// (DEBUG=sluice:api) times them, from the request's arrival to the reply.
+// (DEBUG=sluice:api) times them, from the request's arrival to the reply. plugin-time-tls: the
+// same on a host whose etcd wants TLS and client certificates, against a plain one, interleaved.
 import { readFileSync, statSync } from 'node:fs';
 import type { Lab } from '../../test/helpers/lab';
 import { LAB_SCRIPT } from '../../test/helpers/lab';
@@ -18,29 +19,53 @@ async function restartAgent(lab: Lab, host: string, env: NodeJS.ProcessEnv): Pro
   await runOk('bash', [LAB_SCRIPT, '--lab', lab.name, 'agent-start', host], 60_000, { ...process.env, ...env });
 }
 
+/** A lab's h1 whose agent traces its API; `start` runs one container, `times` reads the trace since `traced`. */
+class TracedHost {
+  private offset = 0;
+
+  private constructor(private readonly lab: Lab) {}
+
+  static async open(lab: Lab): Promise<TracedHost> {
+    await restartAgent(lab, 'h1', { DEBUG: 'sluice:api' });
+    const host = new TracedHost(lab);
+    await host.start(); // the first start after a restart reads the kernel's firewall
+    host.offset = statSync(agentLog(lab, 'h1')).size;
+    return host;
+  }
+
+  start(): Promise<number> {
+    return timedDocker(this.lab, 'h1', 'run', '--rm', '--net', NET, IMAGE, 'true');
+  }
+
+  /** Per start since open(): CreateEndpoint, Join, their sum, and RequestAddress. */
+  times(starts: number): { create: number[]; join: number[]; perStart: number[]; request: number[] } {
+    const log = agentLog(this.lab, 'h1');
+    const times: Record<string, number[]> = { CreateEndpoint: [], Join: [], RequestAddress: [] };
+    for (const line of readFileSync(log, 'utf8').slice(this.offset).split('\n')) {
+      const match = TRACE.exec(line);
+      if (match) times[match[1]!]!.push(Number(match[2]));
+    }
+    const { CreateEndpoint: create = [], Join: join = [], RequestAddress: request = [] } = times;
+    // Starts run one after another, so the n-th CreateEndpoint and the n-th Join are one container's.
+    if (create.length !== starts || join.length !== starts) {
+      throw new Error(`expected ${starts} CreateEndpoint and Join lines in ${log}, found ${create.length} and ${join.length}`);
+    }
+    return { create, join, perStart: create.map((ms, i) => ms + join[i]!), request };
+  }
+
+  close(): Promise<void> {
+    return restartAgent(this.lab, 'h1', {});
+  }
+}
+
 export const pluginTime: Scenario = {
   name: 'plugin-time',
   labs: ['one'],
   async run(ctx) {
-    const lab = await ctx.lab('one');
-    await restartAgent(lab, 'h1', { DEBUG: 'sluice:api' });
+    const host = await TracedHost.open(await ctx.lab('one'));
     try {
-      const start = () => timedDocker(lab, 'h1', 'run', '--rm', '--net', NET, IMAGE, 'true');
-      await start(); // the first start after a restart reads the kernel's firewall
-      const log = agentLog(lab, 'h1');
-      const offset = statSync(log).size;
-      for (let i = 0; i < STARTS; i++) await start();
-      const times: Record<string, number[]> = { CreateEndpoint: [], Join: [], RequestAddress: [] };
-      for (const line of readFileSync(log, 'utf8').slice(offset).split('\n')) {
-        const match = TRACE.exec(line);
-        if (match) times[match[1]!]!.push(Number(match[2]));
-      }
-      const { CreateEndpoint: create = [], Join: join = [], RequestAddress: request = [] } = times;
-      // Starts run one after another, so the n-th CreateEndpoint and the n-th Join are one container's.
-      if (create.length !== STARTS || join.length !== STARTS) {
-        throw new Error(`expected ${STARTS} CreateEndpoint and Join lines in ${log}, found ${create.length} and ${join.length}`);
-      }
-      const perStart = create.map((ms, i) => ms + join[i]!);
+      for (let i = 0; i < STARTS; i++) await host.start();
+      const { create, join, perStart, request } = host.times(STARTS);
       ctx.add(figure('plugin-time', `CreateEndpoint+Join p50 (${STARTS} starts)`, percentile(perStart, 50), 'ms', { op: '<=', limit: 15 }));
       ctx.add(figure('plugin-time', 'CreateEndpoint+Join p99', percentile(perStart, 99), 'ms'));
       ctx.add(figure('plugin-time', 'CreateEndpoint p50', percentile(create, 50), 'ms'));
@@ -48,7 +73,30 @@ export const pluginTime: Scenario = {
       // Not part of the figure, but also on the path of every start: the address from IPAM.
       ctx.add(figure('plugin-time', 'RequestAddress p50 (IPAM, before CreateEndpoint)', percentile(request, 50), 'ms'));
     } finally {
-      await restartAgent(lab, 'h1', {});
+      await host.close();
+    }
+  },
+};
+
+export const pluginTimeTls: Scenario = {
+  name: 'plugin-time-tls',
+  labs: ['one', 'oneTls'],
+  async run(ctx) {
+    const plain = await TracedHost.open(await ctx.lab('one'));
+    const tls = await TracedHost.open(await ctx.lab('oneTls'));
+    try {
+      for (let i = 0; i < STARTS; i++) {
+        await plain.start();
+        await tls.start();
+      }
+      const plainP50 = percentile(plain.times(STARTS).perStart, 50);
+      const tlsP50 = percentile(tls.times(STARTS).perStart, 50);
+      ctx.add(figure('plugin-time-tls', `CreateEndpoint+Join p50, plain etcd (${STARTS} starts, interleaved)`, plainP50, 'ms'));
+      ctx.add(figure('plugin-time-tls', 'CreateEndpoint+Join p50, etcd with TLS and client certificates', tlsP50, 'ms'));
+      ctx.add(figure('plugin-time-tls', 'p50 ratio TLS/plain', tlsP50 / plainP50, 'ratio', { op: '<=', limit: 1.1 }));
+    } finally {
+      await plain.close();
+      await tls.close();
     }
   },
 };

@@ -3,7 +3,7 @@
  * error line and a non-zero exit. No business logic here.
  */
 import { parseArgs } from 'node:util';
-import { AGENT_FLAGS, agentHelp, envName, loadAgentConfig } from '../config';
+import { AGENT_FLAGS, agentHelp, envName, loadAgentConfig, loadStoreSettings, STORE_FLAGS } from '../config';
 import { BadRequestError, errorMessage, SluiceError } from '../errors';
 import { runAgent } from '../main';
 import { DEFAULT_STORE_URL, openStore } from '../store/open-store';
@@ -32,7 +32,9 @@ Commands:
   node rm NAME [--force]                     decommission a dead node and release its blocks
   version
 
-Every command but agent takes --store URL (env SLUICE_STORE; default ${DEFAULT_STORE_URL}).
+Every command but agent takes --store URL (env SLUICE_STORE; default ${DEFAULT_STORE_URL})
+and, for a secured etcd, the agent's --etcd-ca, --etcd-cert, --etcd-key, --etcd-user and
+--etcd-password-file (or their SLUICE_ETCD_* env vars; the password from SLUICE_ETCD_PASSWORD).
 Read commands, explain and --dry-run take -o json for output a script can read.
 `;
 
@@ -41,14 +43,13 @@ async function main(argv: string[]): Promise<string | undefined> {
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') return USAGE;
   if (command === 'version' || command === '--version') return VERSION;
   if (command === 'agent') {
-    const options = Object.fromEntries(AGENT_FLAGS.map((f) => [f.flag, { type: 'string' as const }]));
-    const { values } = parse(rest, { ...options, help: { type: 'boolean' } });
+    const { values } = parse(rest, { ...stringOptions(AGENT_FLAGS), help: { type: 'boolean' } });
     if (values.help) return agentHelp();
     await runAgent(loadAgentConfig(values as Record<string, string | undefined>));
     return undefined;
   }
   const { values, positionals } = parse(rest, {
-    store: { type: 'string' },
+    ...stringOptions(STORE_FLAGS),
     subnet: { type: 'string' },
     'block-size': { type: 'string' },
     file: { type: 'string', short: 'f' },
@@ -61,7 +62,8 @@ async function main(argv: string[]): Promise<string | undefined> {
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) return USAGE;
-  const store = openStore((values.store as string | undefined) ?? process.env[envName('store')] ?? DEFAULT_STORE_URL);
+  const settings = loadStoreSettings(values as Record<string, string | undefined>);
+  const store = openStore(settings.store, settings.etcd);
   const registry = new Registry(store);
   const [sub, name, target] = positionals;
   const output = outputFormat(values.output as string | undefined);
@@ -128,9 +130,16 @@ function explainPacket(protocolText: string | undefined, portText: string | unde
   return { protocol, port };
 }
 
+function stringOptions(flags: { flag: string }[]): Options {
+  return Object.fromEntries(flags.map((f) => [f.flag, { type: 'string' as const }]));
+}
+
 type Options = NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>['options']>;
 
 function parse(args: string[], options: Options): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+  if (args.some((arg) => /^--etcd-password(=|$)/.test(arg))) {
+    throw new BadRequestError('no --etcd-password: every user of this host sees a command line; set SLUICE_ETCD_PASSWORD or --etcd-password-file FILE');
+  }
   try {
     const { values, positionals } = parseArgs({ args, options, allowPositionals: true, strict: true });
     return { values: values as Record<string, string | boolean | undefined>, positionals };

@@ -15,20 +15,27 @@
  * - A watch ends with onReset when etcd cancels it (its start revision was
  *   compacted) or the stream to etcd breaks; the caller lists again.
  * - Leases are kept alive by the library; 'lost' becomes onLost.
+ * - With `tls` it speaks TLS (a client certificate if given), with `auth` it logs in;
+ *   what etcd or the handshake refuses becomes StoreTlsError or StoreAuthError
+ *   naming what to fix, never "unavailable": waiting would not help.
  */
+import { rootCertificates } from 'node:tls';
 import { HeldLease } from './held-lease';
 import { circuitBreaker, ConsecutiveBreaker, ConstantBackoff, handleWhen, isBrokenCircuitError, noop, retry } from 'cockatiel';
 import {
   Etcd3,
+  EtcdAuthenticationFailedError,
   EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
   GRPCResourceExhastedError,
+  GRPCUnauthenticatedError,
   isRecoverableError,
   type IKeyValue,
   type Lease as EtcdLeaseHandle,
   type PutBuilder,
   type Watcher,
 } from 'etcd3';
-import { SluiceError, StoreRefusedError, StoreUnavailableError, errorMessage } from '../errors';
+import { SluiceError, StoreAuthError, StoreRefusedError, StoreTlsError, StoreUnavailableError, errorMessage } from '../errors';
 import { validateTtl } from './memory-store';
 import type { KeyValue, Lease, ListResult, Store, Unchanged, Watch, WatchEvent, WatchHandlers } from './store';
 
@@ -39,6 +46,24 @@ export interface EtcdStoreOptions {
   endpoints: string[];
   /** Deadline of every call, and of a watch's start. */
   timeoutMs?: number;
+  /** Speak TLS to every member. */
+  tls?: EtcdTls;
+  /** Log in as this etcd user. */
+  auth?: EtcdAuth;
+}
+
+/** PEM contents. */
+export interface EtcdTls {
+  /** The CA that signed etcd's certificate; the system's CAs when absent. */
+  ca?: Buffer;
+  /** A client certificate and its key, for an etcd run with --client-cert-auth. */
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+export interface EtcdAuth {
+  username: string;
+  password: string;
 }
 
 /** Our own deadline, a little after grpc's, for anything grpc's does not cover (e.g. waiting on a lease grant). */
@@ -48,6 +73,9 @@ export class EtcdStore implements Store {
   readonly description: string;
   private readonly client: Etcd3;
   private readonly timeoutMs: number;
+  private readonly options: EtcdStoreOptions;
+  /** The last failed handshake: grpc reports later calls, while it waits to reconnect, without the reason. */
+  private tlsFailure: string | undefined;
   private readonly leases = new Set<EtcdLease>();
   private readonly watches = new Set<EtcdWatch>();
   private closed = false;
@@ -56,9 +84,15 @@ export class EtcdStore implements Store {
     if (options.endpoints.length === 0) throw new Error('EtcdStore needs at least one endpoint');
     this.description = `etcd at ${options.endpoints.join(',')}`;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_ETCD_TIMEOUT_MS;
+    this.options = options;
     const several = options.endpoints.length > 1;
+    const { tls, auth } = options;
     this.client = new Etcd3({
-      hosts: options.endpoints.map((endpoint) => `http://${endpoint}`),
+      hosts: options.endpoints.map((endpoint) => `${tls ? 'https' : 'http'}://${endpoint}`),
+      ...(tls && {
+        credentials: { rootCertificate: tls.ca ?? Buffer.from(rootCertificates.join('\n')), privateKey: tls.key, certChain: tls.cert },
+      }),
+      ...(auth && { auth }),
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + this.timeoutMs }),
       faultHandling: {
         // Retry on another member only a call that never reached one.
@@ -145,9 +179,10 @@ export class EtcdStore implements Store {
     if (this.closed) throw this.closedError();
     const builder = this.client.watch().prefix(prefix);
     if (fromRevision >= 1) builder.startRevision(String(fromRevision));
-    const watch = new EtcdWatch(builder.watcher(), fromRevision, handlers, this.description, this.timeoutMs, () =>
-      this.watches.delete(watch),
-    );
+    const watch = new EtcdWatch(builder.watcher(), fromRevision, handlers, this.description, this.timeoutMs, {
+      refusal: (err) => this.refusal(err, `watch ${prefix}`),
+      closed: () => this.watches.delete(watch),
+    });
     this.watches.add(watch);
     return watch;
   }
@@ -201,7 +236,9 @@ export class EtcdStore implements Store {
       timer = setTimeout(() => reject(new DeadlineError('no answer')), this.timeoutMs + 250);
     });
     try {
-      return await Promise.race([fn(), deadline]);
+      const result = await Promise.race([fn(), deadline]);
+      this.tlsFailure = undefined;
+      return result;
     } catch (err) {
       throw this.convert(err, what, lease);
     } finally {
@@ -221,6 +258,8 @@ export class EtcdStore implements Store {
       );
     }
     if (!(err instanceof Error)) return new StoreUnavailableError(`${this.description} could not ${what}: ${String(err)}`);
+    const refused = this.refusal(err, what);
+    if (refused) return refused;
     if (err instanceof DeadlineError || isBrokenCircuitError(err) || isUnavailability(err)) {
       return new StoreUnavailableError(
         `${this.description} did not answer within ${this.timeoutMs / 1000}s: is etcd running? (${what}: ${err.message})`,
@@ -229,6 +268,13 @@ export class EtcdStore implements Store {
     // It answered: retrying the same request will not help, so do not say it is down.
     const tooLarge = /too large|larger than max/i.test(err.message) ? ' (the request is larger than etcd accepts: see its --max-request-bytes)' : '';
     return new StoreRefusedError(`${this.description} refused to ${what}${tooLarge}: ${err.message}`);
+  }
+
+  private refusal(err: Error, what: string): SluiceError | undefined {
+    const refused = refusal(err, this.description, what, this.options);
+    if (refused instanceof StoreTlsError) this.tlsFailure = refused.message;
+    if (!refused && this.tlsFailure !== undefined && isRecoverableError(err)) return new StoreTlsError(this.tlsFailure);
+    return refused;
   }
 
   private closedError(): StoreUnavailableError {
@@ -258,7 +304,7 @@ class EtcdWatch implements Watch {
     private readonly handlers: WatchHandlers,
     description: string,
     private readonly timeoutMs: number,
-    private readonly onClosed: () => void,
+    private readonly hooks: { refusal: (err: Error) => SluiceError | undefined; closed: () => void },
   ) {
     const from = fromRevision >= 1 ? `revision ${fromRevision}` : 'now';
     this.startTimer = setTimeout(
@@ -275,12 +321,13 @@ class EtcdWatch implements Watch {
       if (events.length > 0) this.handlers.onEvents(events, Number(res.header.revision));
     });
     watcher.on('disconnected', (err) =>
-      this.reset(`lost the watch stream to ${description}: ${errorMessage(err)}`, true),
+      this.reset(hooks.refusal(err)?.message ?? `lost the watch stream to ${description}: ${errorMessage(err)}`, true),
     );
     // etcd cancelled it; the library has already dropped it, so there is nothing to cancel.
     watcher.on('error', (err) =>
       this.reset(
-        `${description} ended the watch from ${from} (${errorMessage(err)}): its history was probably compacted; list again`,
+        hooks.refusal(err)?.message ??
+          `${description} ended the watch from ${from} (${errorMessage(err)}): its history was probably compacted; list again`,
         false,
       ),
     );
@@ -302,7 +349,7 @@ class EtcdWatch implements Watch {
   private cancel(viaEtcd: boolean): Promise<void> {
     this.cancelled ??= (async () => {
       clearTimeout(this.startTimer);
-      this.onClosed();
+      this.hooks.closed();
       if (!viaEtcd) return;
       // Bounded: a cancel waits for etcd's reply, and etcd may be gone.
       let timer: NodeJS.Timeout | undefined;
@@ -332,6 +379,59 @@ function toWatchEvent(event: { type: 'Put' | 'Delete'; kv: IKeyValue }): WatchEv
  */
 function isUnavailability(err: Error): boolean {
   return isRecoverableError(err) && !(err instanceof GRPCResourceExhastedError);
+}
+
+const PASSWORD_SOURCE = 'SLUICE_ETCD_PASSWORD or --etcd-password-file';
+
+/**
+ * What etcd or the TLS handshake refused, named for what the user must change; undefined for
+ * anything else. grpc reports handshake failures only as text inside "UNAVAILABLE".
+ */
+export function refusal(
+  err: Error,
+  store: string,
+  what: string,
+  options: Pick<EtcdStoreOptions, 'tls' | 'auth'>,
+): SluiceError | undefined {
+  const user = options.auth?.username;
+  if (err instanceof EtcdAuthenticationFailedError) {
+    return new StoreAuthError(`${store} refused the login of user ${user}: wrong user name or password (${PASSWORD_SOURCE})`);
+  }
+  if (err instanceof EtcdPermissionDeniedError) {
+    return new StoreAuthError(
+      `${store}: permission denied to ${what} for ${user ? `user ${user}` : 'a client without --etcd-user'}: Sluice needs a role with read-write on the key prefix /sluice/`,
+    );
+  }
+  const text = err.message;
+  if (err instanceof GRPCUnauthenticatedError || /etcdserver: user name is empty/.test(text)) {
+    return new StoreAuthError(`${store} requires a login: pass --etcd-user NAME and a password (${PASSWORD_SOURCE})`);
+  }
+  if (/etcdserver: authentication is not enabled/.test(text)) {
+    return new StoreAuthError(`${store} has authentication off but --etcd-user is set: drop --etcd-user or enable auth in etcd`);
+  }
+  if (/unable to verify|self[- ]signed certificate|unable to get local issuer certificate|certificate verify failed/i.test(text)) {
+    return new StoreTlsError(
+      `${store}: unknown CA: etcd's certificate is not signed by ${options.tls?.ca ? 'the CA of --etcd-ca' : "a CA this system trusts"}: pass the CA that signed it with --etcd-ca`,
+    );
+  }
+  if (/does not match certificate's altnames|ERR_TLS_CERT_ALTNAME_INVALID/i.test(text)) {
+    return new StoreTlsError(`${store}: etcd's certificate is not issued for this address: use an address its subjectAltName lists`);
+  }
+  if (/alert (bad certificate|unknown ca|certificate required|certificate unknown)/i.test(text)) {
+    return new StoreTlsError(
+      options.tls?.cert
+        ? `${store}: certificate refused: etcd does not accept the client certificate of --etcd-cert: use one signed by a CA etcd trusts (its --trusted-ca-file)`
+        : `${store}: certificate refused: etcd requires a client certificate: pass --etcd-cert and --etcd-key`,
+    );
+  }
+  if (options.tls && /disconnected before secure TLS connection|wrong version number|packet length too long/i.test(text)) {
+    return new StoreTlsError(`${store} does not speak TLS: use etcd:// without --etcd-ca, or the port etcd serves TLS on`);
+  }
+  // A TLS server drops a plain HTTP/2 connection at once; a dead etcd refuses it (ECONNREFUSED) instead.
+  if (!options.tls && /Last error: Failed to connect/.test(text)) {
+    return new StoreTlsError(`${store} dropped a plain connection: it probably wants TLS: pass --etcd-ca (and --etcd-cert, --etcd-key if it requires a client certificate)`);
+  }
+  return undefined;
 }
 
 /** grpc's "no connection established": the call was never sent, so another member may take it. */

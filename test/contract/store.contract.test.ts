@@ -19,7 +19,7 @@ import { FileStore } from '../../src/store/file-store';
 import { MemoryStore } from '../../src/store/memory-store';
 import { DEFAULT_STORE_URL, openStore } from '../../src/store/open-store';
 import type { Store, WatchEvent, WatchHandlers } from '../../src/store/store';
-import { freePort, startEtcd, type EtcdInstance } from '../helpers/etcd';
+import { freePort, startEtcd, type EtcdInstance, type EtcdOptions } from '../helpers/etcd';
 
 jest.setTimeout(30_000);
 
@@ -81,7 +81,8 @@ function storeContract(name: string, backingFactory: () => Promise<Backing>): vo
     beforeEach(async () => {
       backing = await backingFactory();
       clients = [];
-      p = `/contract/${randomBytes(4).toString('hex')}/`;
+      // Under /sluice/: all an etcd user limited to Sluice's prefix may touch.
+      p = `/sluice/contract/${randomBytes(4).toString('hex')}/`;
     });
 
     afterEach(async () => {
@@ -409,25 +410,31 @@ storeContract('FileStore', async () => {
   };
 });
 
-let etcd: EtcdInstance | undefined;
-const etcdReady = (async () => {
-  // Started once for the file; each test has its own prefix.
-  etcd = await startEtcd();
-  return etcd;
-})();
-etcdReady.catch(() => undefined); // reported by the tests that need it
-afterAll(async () => {
-  await etcdReady.catch(() => undefined);
-  await etcd?.stop();
-});
+/** An etcd started once for the file and stopped after it; each test has its own prefix. */
+function sharedEtcd(options?: EtcdOptions): Promise<EtcdInstance> {
+  const ready = startEtcd(options);
+  ready.catch(() => undefined); // reported by the tests that need it
+  afterAll(async () => {
+    await (await ready.catch(() => undefined))?.stop();
+  });
+  return ready;
+}
 
-storeContract('EtcdStore', async () => {
-  const instance = await etcdReady;
-  return {
-    open: () => new EtcdStore({ endpoints: [instance.endpoint] }),
-    dispose: () => Promise.resolve(),
-  };
-});
+const etcdReady = sharedEtcd();
+
+for (const [name, ready] of [
+  ['EtcdStore', etcdReady],
+  ['EtcdStore over TLS with a client certificate', sharedEtcd({ tls: true })],
+  ['EtcdStore logged in as a user whose role allows only /sluice/', sharedEtcd({ auth: true })],
+] as const) {
+  storeContract(name, async () => {
+    const instance = await ready;
+    return {
+      open: () => new EtcdStore({ endpoints: [instance.endpoint], ...instance.secured }),
+      dispose: () => Promise.resolve(),
+    };
+  });
+}
 
 // What only one implementation can show
 

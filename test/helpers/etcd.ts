@@ -1,22 +1,47 @@
 /**
  * A real etcd (Debian's etcd-server, /usr/bin/etcd) for tests: its own temp
  * data dir, client and peer ports on 127.0.0.1, started and stopped by pid.
+ * Optionally secured: TLS with required client certificates (a PKI made by
+ * scripts/etcd-certs.sh, plus a rogue one), and/or auth with a user limited
+ * to /sluice/.
  *
- *   const etcd = await startEtcd();
- *   const store = new EtcdStore({ endpoints: [etcd.endpoint] });
+ *   const etcd = await startEtcd({ tls: true, auth: true });
+ *   const store = new EtcdStore({ endpoints: [etcd.endpoint], ...etcd.secured });
  *   await etcd.kill();    // "etcd is down": process gone, data and ports kept
  *   await etcd.restart(); // same data, same endpoint
  *   await etcd.stop();    // process gone, temp dir removed
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { get } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Etcd3 } from 'etcd3';
+import type { EtcdAuth, EtcdTls } from '../../src/store/etcd-store';
 
 export const ETCD_BINARY = process.env['ETCD_BINARY'] ?? '/usr/bin/etcd';
 const START_TIMEOUT_MS = 15_000;
+const CERTS_SCRIPT = join(__dirname, '../../scripts/etcd-certs.sh');
+
+/** The etcd user Sluice logs in as when auth is on: role "sluice", read-write on /sluice/ only. */
+export const SLUICE_USER: EtcdAuth = { username: 'sluice', password: 'sluice-test-password' };
+const ROOT_USER: EtcdAuth = { username: 'root', password: 'root-test-password' };
+
+export interface EtcdOptions {
+  /** Clients must speak TLS and show a certificate signed by the test CA. */
+  tls?: boolean;
+  /** Auth on: user root (everything) and SLUICE_USER. */
+  auth?: boolean;
+}
+
+/** File paths (PEM) of a test PKI from scripts/etcd-certs.sh. */
+export interface Pki {
+  ca: string;
+  cert: string;
+  key: string;
+}
 
 export interface EtcdInstance {
   /** "127.0.0.1:PORT", as the store URL and EtcdStore take it. */
@@ -24,6 +49,14 @@ export interface EtcdInstance {
   readonly dataDir: string;
   /** The running process's pid, undefined while killed. */
   readonly pid: number | undefined;
+  /** The test CA and client certificate etcd trusts (tls only). */
+  readonly pki: Pki | undefined;
+  /** A CA and client certificate of another PKI, which etcd does not trust (tls only). */
+  readonly roguePki: Pki | undefined;
+  /** What an EtcdStore needs to reach this etcd as Sluice: TLS material and login. */
+  readonly secured: { tls?: EtcdTls; auth?: EtcdAuth };
+  /** Auth only: a user (and a role of the same name) with read-write on one key prefix only. */
+  addUser(user: EtcdAuth, prefix: string): Promise<void>;
   /** Kills the process (SIGKILL, like a crash) and keeps the data dir and ports for restart(). */
   kill(): Promise<void>;
   /** Starts the same member again on the same ports and data; resolves once it is healthy. */
@@ -32,13 +65,23 @@ export interface EtcdInstance {
   stop(): Promise<void>;
 }
 
-export async function startEtcd(): Promise<EtcdInstance> {
+export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdInstance> {
   const dataDir = await mkdtemp(join(tmpdir(), 'sluice-etcd-'));
   try {
-    const clientPort = await freePort();
-    const peerPort = await freePort();
-    const instance = new EtcdProcess(dataDir, clientPort, peerPort);
+    const [clientPort, peerPort, healthPort] = [await freePort(), await freePort(), await freePort()];
+    const pkiDir = join(dataDir, 'pki');
+    const [pki, roguePki] = options.tls ? [await makePki(pkiDir), await makePki(join(dataDir, 'rogue'))] : [];
+    const tls = pki && { ca: await readFile(pki.ca), cert: await readFile(pki.cert), key: await readFile(pki.key) };
+    const instance = new EtcdProcess(dataDir, { clientPort, peerPort, healthPort }, {
+      tlsArgs: pki
+        ? ['--cert-file', join(pkiDir, 'server.crt'), '--key-file', join(pkiDir, 'server.key'), '--trusted-ca-file', pki.ca, '--client-cert-auth']
+        : [],
+      pki,
+      roguePki,
+      secured: { ...(tls && { tls }), ...(options.auth && { auth: SLUICE_USER }) },
+    });
     await instance.restart();
+    if (options.auth) await enableAuth(instance.endpoint, tls);
     return instance;
   } catch (err) {
     await rm(dataDir, { recursive: true, force: true });
@@ -64,10 +107,31 @@ class EtcdProcess implements EtcdInstance {
 
   constructor(
     readonly dataDir: string,
-    private readonly clientPort: number,
-    private readonly peerPort: number,
+    private readonly ports: { clientPort: number; peerPort: number; healthPort: number },
+    private readonly setup: Pick<EtcdInstance, 'pki' | 'roguePki' | 'secured'> & { tlsArgs: string[] },
   ) {
-    this.endpoint = `127.0.0.1:${clientPort}`;
+    this.endpoint = `127.0.0.1:${ports.clientPort}`;
+  }
+
+  get pki(): Pki | undefined {
+    return this.setup.pki;
+  }
+
+  get roguePki(): Pki | undefined {
+    return this.setup.roguePki;
+  }
+
+  get secured(): EtcdInstance['secured'] {
+    return this.setup.secured;
+  }
+
+  async addUser(user: EtcdAuth, prefix: string): Promise<void> {
+    await asRoot(this.endpoint, this.setup.secured.tls, async (client) => {
+      const role = await client.role(user.username).create();
+      await role.grant({ permission: 'Readwrite', range: client.range({ prefix }) });
+      await client.user(user.username).create(user.password);
+      await client.user(user.username).addRole(user.username);
+    });
   }
 
   get pid(): number | undefined {
@@ -77,8 +141,11 @@ class EtcdProcess implements EtcdInstance {
   async restart(): Promise<void> {
     if (this.stopped) throw new Error('etcd helper: restart() after stop()');
     await this.kill();
-    const client = `http://127.0.0.1:${this.clientPort}`;
-    const peer = `http://127.0.0.1:${this.peerPort}`;
+    const client = `${this.pki ? 'https' : 'http'}://127.0.0.1:${this.ports.clientPort}`;
+    const peer = `http://127.0.0.1:${this.ports.peerPort}`;
+    // /health on a plain port of its own: the client port may want a certificate.
+    const health = `http://127.0.0.1:${this.ports.healthPort}`;
+
     const child = spawn(
       ETCD_BINARY,
       [
@@ -86,6 +153,8 @@ class EtcdProcess implements EtcdInstance {
         '--data-dir', join(this.dataDir, 'data'),
         '--listen-client-urls', client,
         '--advertise-client-urls', client,
+        '--listen-metrics-urls', health,
+        ...this.setup.tlsArgs,
         '--listen-peer-urls', peer,
         '--initial-advertise-peer-urls', peer,
         '--initial-cluster', `sluice-test=${peer}`,
@@ -113,7 +182,7 @@ class EtcdProcess implements EtcdInstance {
     });
     failed.catch(() => undefined); // only raced below; a later exit is kill()'s business
     try {
-      await Promise.race([waitHealthy(client), failed]);
+      await Promise.race([waitHealthy(health), failed]);
     } catch (err) {
       await this.kill();
       throw err;
@@ -134,6 +203,47 @@ class EtcdProcess implements EtcdInstance {
     this.stopped = true;
     await this.kill();
     await rm(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+async function makePki(dir: string): Promise<Pki> {
+  await promisify(execFile)('bash', [CERTS_SCRIPT, dir, '127.0.0.1']);
+  return { ca: join(dir, 'ca.crt'), cert: join(dir, 'client.crt'), key: join(dir, 'client.key') };
+}
+
+/** Users root and SLUICE_USER, role "sluice" with read-write on /sluice/ only, then auth on. */
+async function enableAuth(endpoint: string, tls: EtcdTls | undefined): Promise<void> {
+  await adminClient(endpoint, tls, undefined, async (client) => {
+    await client.role('root').create();
+    await client.user(ROOT_USER.username).create(ROOT_USER.password);
+    await client.user(ROOT_USER.username).addRole('root');
+    const role = await client.role('sluice').create();
+    await role.grant({ permission: 'Readwrite', range: client.range({ prefix: '/sluice/' }) });
+    await client.user(SLUICE_USER.username).create(SLUICE_USER.password);
+    await client.user(SLUICE_USER.username).addRole('sluice');
+    await client.auth.authEnable();
+  });
+}
+
+function asRoot(endpoint: string, tls: EtcdTls | undefined, fn: (client: Etcd3) => Promise<void>): Promise<void> {
+  return adminClient(endpoint, tls, ROOT_USER, fn);
+}
+
+async function adminClient(
+  endpoint: string,
+  tls: EtcdTls | undefined,
+  auth: EtcdAuth | undefined,
+  fn: (client: Etcd3) => Promise<void>,
+): Promise<void> {
+  const client = new Etcd3({
+    hosts: `${tls ? 'https' : 'http'}://${endpoint}`,
+    ...(tls && { credentials: { rootCertificate: tls.ca!, privateKey: tls.key, certChain: tls.cert } }),
+    ...(auth && { auth }),
+  });
+  try {
+    await fn(client);
+  } finally {
+    client.close();
   }
 }
 

@@ -31,6 +31,10 @@ export interface LabOptions {
   backend?: Backend;
   /** etcd (default) or the embedded file store, one per host. */
   store?: 'etcd' | 'file';
+  /** etcd wants TLS and client certificates; agents and CLI get the lab's CA and certificate. */
+  etcdTls?: boolean;
+  /** etcd has auth on; agents and CLI log in as user sluice, whose role allows only /sluice/. */
+  etcdAuth?: boolean;
   /** Timeout of `up` (default 180 s). */
   upTimeoutMs?: number;
   /** Timeout of every other call unless given (default 60 s). */
@@ -110,11 +114,15 @@ export class Lab {
       agent: options.agent ?? true,
       backend: options.backend ?? 'auto',
       store: options.store ?? 'etcd',
+      etcdTls: options.etcdTls ?? false,
+      etcdAuth: options.etcdAuth ?? false,
       upTimeoutMs: options.upTimeoutMs ?? 180_000,
       callTimeoutMs: options.callTimeoutMs ?? 60_000,
     } satisfies Required<Omit<LabOptions, 'name'>>;
     const args = ['--lab', name, 'up', '--hosts', String(opts.hosts), '--topology', opts.topology, '--backend', opts.backend, '--store', opts.store];
     if (!opts.agent) args.push('--no-agent');
+    if (opts.etcdTls) args.push('--etcd-tls');
+    if (opts.etcdAuth) args.push('--etcd-auth');
     let r: RunResult;
     try {
       r = await runLab(args, opts.upTimeoutMs);
@@ -190,6 +198,11 @@ export class Lab {
   }
 
   /** The store URL, etcd://IP:2379 (reachable from the hosts' namespaces, not from the test process). */
+  /** SLUICE_ETCD_* settings (NAME=VALUE) a client of the lab's etcd needs: none unless it is secured. */
+  async storeEnv(): Promise<string[]> {
+    return must('store-env', await this.run(['store-env'])).stdout.split('\n').filter((line) => line !== '');
+  }
+
   async etcdEndpoint(): Promise<string> {
     return must('etcd-endpoint', await this.run(['etcd-endpoint'])).stdout.trim();
   }

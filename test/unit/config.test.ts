@@ -1,4 +1,8 @@
-import { agentHelp, loadAgentConfig } from '../../src/config';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { agentHelp, loadAgentConfig, loadStoreSettings } from '../../src/config';
+import { BadRequestError } from '../../src/errors';
 
 describe('agent configuration', () => {
   it('takes every flag also from SLUICE_<FLAG>, the flag winning', () => {
@@ -31,5 +35,54 @@ describe('agent configuration', () => {
       expect(agentHelp()).toContain(`--${flag}`);
       expect(agentHelp()).toContain(`SLUICE_${flag.toUpperCase().replace('-', '_')}`);
     }
+  });
+});
+
+describe('store settings (agent and CLI alike)', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'sluice-config-'));
+    writeFileSync(join(dir, 'password'), 'from-the-file\n');
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('takes the TLS files and the login from flags or SLUICE_ETCD_* env vars, the password never from a flag', () => {
+    const settings = loadStoreSettings(
+      { 'etcd-ca': '/etc/sluice/ca.crt', 'etcd-user': 'sluice' },
+      { SLUICE_STORE: 'etcd://a:2379,b:2379', SLUICE_ETCD_CERT: '/c.crt', SLUICE_ETCD_KEY: '/c.key', SLUICE_ETCD_PASSWORD: 'pw' },
+    );
+    expect(settings).toEqual({
+      store: 'etcd://a:2379,b:2379',
+      etcd: { caFile: '/etc/sluice/ca.crt', certFile: '/c.crt', keyFile: '/c.key', user: 'sluice', password: 'pw' },
+    });
+    expect(loadStoreSettings({ 'etcd-password': 'on-the-command-line' }, {}).etcd).toEqual({});
+    expect(loadStoreSettings({}, {})).toEqual({ store: 'file:/var/lib/sluice/state.json', etcd: {} });
+    expect(loadStoreSettings({}, { SLUICE_ETCD_CA: '', SLUICE_ETCD_USER: '' }).etcd).toEqual({});
+  });
+
+  it('reads the password file\'s first line, which wins over SLUICE_ETCD_PASSWORD', () => {
+    const etcd = loadStoreSettings({ 'etcd-user': 'sluice', 'etcd-password-file': join(dir, 'password') }, { SLUICE_ETCD_PASSWORD: 'env' }).etcd;
+    expect(etcd.password).toBe('from-the-file');
+    expect(loadAgentConfig({ 'node-ip': '192.0.2.1', 'etcd-user': 'u' }, { SLUICE_ETCD_PASSWORD: 'pw' }).etcd).toEqual({ user: 'u', password: 'pw' });
+  });
+
+  it('refuses incomplete settings with a message saying what is missing', () => {
+    expect(() => loadStoreSettings({ 'etcd-user': 'sluice' }, {})).toThrow(
+      new BadRequestError('--etcd-user sluice needs a password: set SLUICE_ETCD_PASSWORD or --etcd-password-file FILE'),
+    );
+    expect(() => loadStoreSettings({}, { SLUICE_ETCD_PASSWORD: 'pw' })).toThrow('an etcd password is set but no --etcd-user');
+    expect(() => loadStoreSettings({ 'etcd-cert': '/c.crt' }, {})).toThrow('--etcd-cert and --etcd-key go together');
+    expect(() => loadStoreSettings({ 'etcd-user': 'u', 'etcd-password-file': join(dir, 'absent') }, {})).toThrow(
+      `--etcd-password-file ${join(dir, 'absent')}: cannot read it: ENOENT`,
+    );
+  });
+
+  it('documents the etcd flags in --help, and --grace-period names a flag that exists', () => {
+    for (const flag of ['etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-user', 'etcd-password-file']) {
+      expect(agentHelp()).toContain(`--${flag}`);
+      expect(agentHelp()).toContain(`SLUICE_${flag.toUpperCase().replace(/-/g, '_')}`);
+    }
+    const grace = agentHelp().split('\n').find((line) => line.includes('--grace-period'));
+    expect(grace).toContain('`sluice node rm` releases them only after this, or with --force');
   });
 });
