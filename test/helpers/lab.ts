@@ -197,12 +197,12 @@ export class Lab {
     return (must(`ip ${host}`, await this.run(['ip', host]))).stdout.trim();
   }
 
-  /** The store URL, etcd://IP:2379 (reachable from the hosts' namespaces, not from the test process). */
   /** SLUICE_ETCD_* settings (NAME=VALUE) a client of the lab's etcd needs: none unless it is secured. */
   async storeEnv(): Promise<string[]> {
     return must('store-env', await this.run(['store-env'])).stdout.split('\n').filter((line) => line !== '');
   }
 
+  /** The store URL, etcd://IP:2379 (reachable from the hosts' namespaces, not from the test process). */
   async etcdEndpoint(): Promise<string> {
     return must('etcd-endpoint', await this.run(['etcd-endpoint'])).stdout.trim();
   }
