@@ -90,4 +90,6 @@ export interface Reclaim {
   at: string;
   /** The node whose agent reclaimed it. */
   by: string;
+  /** ISO time the node came back and fenced itself; until then the reclaim may still be under way. */
+  fencedAt?: string;
 }

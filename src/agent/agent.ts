@@ -197,19 +197,20 @@ export class Agent implements LocalConvergence {
 
   /**
    * Writes this node's record (compare-and-swap: a reclaim marked in between is
-   * never overwritten unseen) and its liveness. A reclaim newer than the record's
-   * last sign of life means this node is back after others took its blocks: it
-   * is fenced, and drops the veths whose endpoints the reclaim released.
+   * never overwritten unseen) and its liveness. A reclaim not yet fenced means
+   * this node is back after others took its blocks: it fences itself, dropping
+   * the veths whose endpoints the reclaim released, and says so in the record.
    */
   private async register(): Promise<void> {
     let written = false;
     while (!written) {
       const existing = await this.registry.getNode(this.node);
-      const reclaimed = existing?.record.reclaimed;
-      if (existing && reclaimed && Date.parse(reclaimed.at) > Date.parse(existing.record.lastSeen)) {
+      let reclaimed = existing?.record.reclaimed;
+      if (existing && reclaimed && reclaimed.fencedAt === undefined) {
         console.error(
           `sluice agent: fenced: ${reclaimed.by} reclaimed this node's blocks at ${reclaimed.at} (dead since ${existing.record.lastSeen}, past the grace period); containers from before lose their network`,
         );
+        reclaimed = { ...reclaimed, fencedAt: new Date().toISOString() };
         this.pendingFence = reclaimed;
       }
       const record: NodeRecord = {

@@ -6,7 +6,8 @@
  * that requires `alive/<node>` absent and the record unchanged, and every
  * release after it requires the same (and each released key unchanged). A
  * node that comes back rewrites its record first (compare-and-swap), so any
- * step still to come fails; it then sees the mark and fences itself.
+ * step still to come fails; it then sees the mark, fences itself and notes
+ * when in the mark (`fencedAt`).
  *
  * `sluice node rm` releases a node through the same steps.
  */
@@ -19,15 +20,14 @@ export const MAX_KEYS_PER_TRANSACTION = 100;
 
 /** Pure: the nodes `me` may reclaim at `now`: dead longer than the grace period, and still holding something. */
 export function reclaimable(
-  view: Pick<ClusterView, 'nodes' | 'alive' | 'blocks' | 'endpoints' | 'dockerNets'>,
+  view: Pick<ClusterView, 'nodes' | 'alive' | 'blocks' | 'endpoints'>,
   me: string,
   now: number,
   gracePeriodSeconds: number,
 ): NodeRecord[] {
   const holds = (name: string): boolean =>
     [...view.blocks.values()].some((b) => b.node === name) ||
-    [...view.endpoints.values()].some((e) => e.node === name) ||
-    [...view.dockerNets.keys()].some((key) => key.startsWith(`${name}/`));
+    [...view.endpoints.values()].some((e) => e.node === name);
   return [...view.nodes.values()].filter(
     (node) => node.name !== me && !view.alive.has(node.name) && now - Date.parse(node.lastSeen) > gracePeriodSeconds * 1000 && holds(node.name),
   );
@@ -73,7 +73,8 @@ export async function reclaimNode(registry: Registry, name: string, by: string, 
   const node = await registry.getNode(name);
   if (!node) return undefined;
   const { reclaimed, lastSeen } = node.record;
-  if (reclaimed && Date.parse(reclaimed.at) > Date.parse(lastSeen)) return releaseNode(registry, name, node.modRevision);
+  // Not yet fenced: the node has not been back since, so this is the same death.
+  if (reclaimed && reclaimed.fencedAt === undefined) return releaseNode(registry, name, node.modRevision);
   const marked: NodeRecord = { ...node.record, reclaimed: { at: new Date(now).toISOString(), by } };
   if (!(await registry.markReclaimed(marked, node.modRevision))) return undefined;
   const after = await registry.getNode(name);

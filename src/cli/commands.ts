@@ -63,11 +63,12 @@ export async function status(registry: Registry): Promise<string> {
   ].join('\n');
 }
 
-/** A reclaimed node that is alive again is fenced: its containers from before lost their addresses. */
+/** A reclaimed node that came back is fenced: its containers from before lost their addresses. */
 function liveness(node: NodeRecord, alive: boolean): string {
   const state = alive ? 'alive' : `dead (last seen ${node.lastSeen})`;
   if (!node.reclaimed) return state;
-  return `${state}, ${alive ? 'fenced: ' : ''}blocks reclaimed by ${node.reclaimed.by} at ${node.reclaimed.at}`;
+  const { by, at, fencedAt } = node.reclaimed;
+  return `${state}, ${fencedAt === undefined ? '' : `fenced since ${fencedAt}: `}blocks reclaimed by ${by} at ${at}`;
 }
 
 export async function networkCreate(registry: Registry, name: string, subnetText: string, blockSize: number): Promise<string> {

@@ -127,6 +127,7 @@ export function readNode(kv: KeyValue): NodeRecord {
         at: text(reclaimed.at, ISO_TIME, 'an ISO time', 'reclaimed.at'),
         by: nodeName(reclaimed.by, 'reclaimed.by'),
       };
+      if (reclaimed.fencedAt !== undefined) record.reclaimed.fencedAt = text(reclaimed.fencedAt, ISO_TIME, 'an ISO time', 'reclaimed.fencedAt');
     }
     return record;
   });

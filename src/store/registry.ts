@@ -211,14 +211,11 @@ export class Registry {
   /**
    * What a node holds, each key with its revision: per block of the node, the addresses it
    * holds there and their endpoints, then the block itself; apart, its endpoints with no
-   * address record and its Docker network IDs.
+   * address record. Its Docker network IDs are not holdings: a node that comes back keeps
+   * its networks.
    */
   async holdingsOf(name: string): Promise<NodeHoldings> {
-    const [blockKvs, endpointKvs, dockerNetKvs] = await Promise.all([
-      this.store.list(keys.allBlocks),
-      this.store.list(keys.endpoints(name)),
-      this.store.list(keys.dockerNets(name)),
-    ]);
+    const [blockKvs, endpointKvs] = await Promise.all([this.store.list(keys.allBlocks), this.store.list(keys.endpoints(name))]);
     const endpoints = new Map(endpointKvs.kvs.map((kv) => [leaf(kv.key), held(kv)]));
     const blocks: NodeHoldings['blocks'] = [];
     for (const kv of blockKvs.kvs) {
@@ -232,7 +229,7 @@ export class Registry {
       });
       blocks.push({ block, addresses: addresses.length, held: [...items, held(kv)] });
     }
-    return { blocks, rest: [...endpoints.values(), ...dockerNetKvs.kvs.map(held)] };
+    return { blocks, rest: [...endpoints.values()] };
   }
 
   /** Deletes `items` in one transaction, only while the node is dead, its record still at `nodeRevision` and every item unchanged. */
@@ -240,9 +237,10 @@ export class Registry {
     return this.store.putIfUnchanged([...whileDead(name, nodeRevision), ...items], [], items.map((i) => i.key));
   }
 
-  /** Removes a dead node's record, only while it is dead and the record unchanged since `modRevision`. */
-  deleteDeadNode(name: string, modRevision: number): Promise<boolean> {
-    return this.store.putIfUnchanged(whileDead(name, modRevision), [], [keys.node(name)]);
+  /** Removes a dead node's record and Docker network IDs, only while it is dead and the record unchanged since `modRevision`. */
+  async deleteDeadNode(name: string, modRevision: number): Promise<boolean> {
+    const { kvs } = await this.store.list(keys.dockerNets(name));
+    return this.store.putIfUnchanged(whileDead(name, modRevision), [], [keys.node(name), ...kvs.map((kv) => kv.key)]);
   }
 
   deleteNode(name: string): Promise<boolean> {
@@ -297,7 +295,7 @@ export interface Held {
 export interface NodeHoldings {
   /** The node's blocks; `held` lists the block's address and endpoint keys, then the block's own key, last. */
   blocks: { block: BlockRecord; addresses: number; held: Held[] }[];
-  /** Endpoints with no address record in the node's blocks, and Docker network IDs. */
+  /** Endpoints with no address record in the node's blocks. */
   rest: Held[];
 }
 
