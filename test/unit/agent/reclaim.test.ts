@@ -184,11 +184,14 @@ describe('Agent: dead hosts, automatically', () => {
     await createDockerNetwork(h1, 'm'.repeat(64), '10.96.0.0/16');
     expect((await h1.ipam.requestAddress({ poolId })).address).toBe(address);
 
-    // h2 comes back with its old container still running: fenced.
+    // h2's agent comes back before its dockerd, with the old container's veth still there: fenced at once.
     const back = host('h2', '192.0.2.2', { dataplane: h2.dataplane, docker: h2.docker });
     expect(back.dataplane.endpoints.size).toBe(1);
-    await back.agent.start();
-    expect(back.dataplane.endpoints.size).toBe(0);
+    back.docker.away = true;
+    const starting = back.agent.start();
+    await eventually(() => expect(back.dataplane.endpoints.size).toBe(0));
+    back.docker.away = false;
+    await starting;
     expect(back.dataplane.routes.get('10.96.0.0/26')).toMatchObject({ kind: 'vxlan', nodeIp: '192.0.2.1' });
     expect(await status(back.registry)).toMatch(/h2\s+alive, fenced since \S+: blocks reclaimed by h1 at /);
 
