@@ -42,7 +42,7 @@ async function holdings(registry: Registry, name: string): Promise<string[]> {
   return [...blocks.flatMap((b) => b.held), ...rest].map((h) => h.key.replace(/^\/sluice\/v1\/([a-z]+)\/.*$/, '$1'));
 }
 
-describe('reclaim: which nodes are reclaimable', () => {
+describe('reclaim: which dead nodes, and releasing them', () => {
   let store: MemoryStore;
   let registry: Registry;
   beforeEach(() => {
@@ -66,16 +66,6 @@ describe('reclaim: which nodes are reclaimable', () => {
     await registry.putNode({ name: 'empty', ip: '192.0.2.8', backend: 'auto', version: 'test', lastSeen: new Date(LAST_SEEN).toISOString() });
     expect(reclaimable(await viewOf(registry), 'h1', LAST_SEEN + 10 * GRACE_S * 1000, GRACE_S)).toEqual([]);
   });
-});
-
-describe('reclaim: releasing a dead node', () => {
-  let store: MemoryStore;
-  let registry: Registry;
-  beforeEach(() => {
-    store = new MemoryStore();
-    registry = new Registry(store);
-  });
-  afterEach(() => store.close());
 
   it('lets exactly one of three racing agents reclaim, releasing blocks, addresses and endpoints but not the gateway', async () => {
     await deadNode(registry, 'gone', 3);
