@@ -73,7 +73,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'block-size', help: 'prefix length of the address blocks each host claims (per network: --ipam-opt block-size=N)', default: '26' },
   { flag: 'vxlan-vni', help: 'VXLAN network identifier', default: '4242' },
   { flag: 'vxlan-port', help: 'VXLAN UDP port', default: '8472' },
-  { flag: 'grace-period', help: 'seconds a dead node keeps its blocks: `sluice node rm` releases them only after this, or with --force', default: '86400' },
+  { flag: 'grace-period', help: 'seconds a dead node keeps its blocks before the surviving agents release them', default: '86400' },
   { flag: 'resync-interval', help: 'seconds between checks that routes and rules are still in the kernel', default: '10' },
   { flag: 'driver-name', help: 'the driver name Docker uses (a managed plugin: its full name, e.g. sluice/sluice:latest)', default: '(the socket\'s file name)' },
   { flag: 'sysctl-net-dir', help: 'where net/ sysctls are written', default: '/proc/sys/net' },

@@ -79,4 +79,19 @@ export interface NodeRecord {
   version: string;
   /** When the agent last said it was alive (ISO time): decides when its blocks may be reclaimed. */
   lastSeen: string;
+  /**
+   * Set when surviving agents released the node's blocks, addresses and endpoints after
+   * it was dead past the grace period. Kept when the node comes back: it is then fenced,
+   * its containers from before have lost their addresses (and their network).
+   */
+  reclaimed?: Reclaim;
+}
+
+export interface Reclaim {
+  /** ISO time of the reclaim. */
+  at: string;
+  /** The node whose agent reclaimed it. */
+  by: string;
+  /** ISO time the node came back and fenced itself; until then the reclaim may still be under way. */
+  fencedAt?: string;
 }

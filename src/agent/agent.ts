@@ -16,14 +16,15 @@ import { InvalidRecordError, errorMessage } from '../errors';
 import type { Ipam } from '../ipam/ipam-service';
 import type { ContainerEvent, DockerHost } from '../labels/docker';
 import { blockRoutes, type PeerMode } from '../lease/routes';
-import type { EndpointRecord, NetworkRecord, NodeRecord } from '../model';
+import type { EndpointRecord, NetworkRecord, NodeRecord, Reclaim } from '../model';
 import { compileFirewall } from '../policy/compile';
 import { controlPlane, protection, type ControlPlane } from '../policy/protect';
 import { ROOT, keys, leaf } from '../store/keys';
 import { readEndpoint, tryRead } from '../store/records';
 import type { Registry } from '../store/registry';
-import type { Lease, Watch } from '../store/store';
+import type { KeyValue, Lease, Watch } from '../store/store';
 import { Coalescer } from '../util/coalescer';
+import { reclaimNode, reclaimable } from './reclaim';
 import { ClusterView } from './view';
 
 const debug = createDebug('sluice:agent');
@@ -35,11 +36,20 @@ const RETRY_MS = 1000;
 export interface AgentOptions {
   /** How long a leftover must stay one before reconciliation removes it. */
   reconcileConfirmMs: number;
+  /** Between reconciliations with Docker while running: finds what a missed event leaked. */
+  reconcileIntervalMs?: number;
+  /** The clock that decides when a dead node's grace period is over. */
+  now?: () => number;
 }
+
+const RECONCILE_INTERVAL_MS = 60_000;
 
 export class Agent implements LocalConvergence {
   readonly view = new ClusterView();
   private readonly converger = new Coalescer(() => this.applyDesiredState());
+  private readonly reconciler = new Coalescer(() => this.reconcileOnce());
+  /** This node was reclaimed while away; set until its stale veths are gone. */
+  private pendingFence: Reclaim | undefined;
   private readonly peerModes = new Map<string, PeerMode>();
   /** What the last successful apply gave the kernel, so unchanged parts cost no process spawn. */
   private applied: { gateways?: string; routes?: string } = {};
@@ -105,6 +115,8 @@ export class Agent implements LocalConvergence {
       },
     );
     this.every(this.config.resyncInterval * 1000, () => this.resync());
+    this.every(this.config.resyncInterval * 1000, () => this.reclaimDeadNodes());
+    this.every(this.options.reconcileIntervalMs ?? RECONCILE_INTERVAL_MS, () => this.reconcileWithDocker());
     this.every(60_000, () => this.register());
   }
 
@@ -190,16 +202,35 @@ export class Agent implements LocalConvergence {
     }
   }
 
+  /**
+   * Writes this node's record (compare-and-swap: a reclaim marked in between is
+   * never overwritten unseen) and its liveness. A reclaim not yet fenced means
+   * this node is back after others took its blocks: it fences itself, dropping
+   * the veths whose endpoints the reclaim released, and says so in the record.
+   */
   private async register(): Promise<void> {
-    const record: NodeRecord = {
-      name: this.node,
-      ip: this.config.nodeIp,
-      backend: this.config.backend,
-      ...(this.vtepMac && { vtepMac: this.vtepMac }),
-      version: VERSION,
-      lastSeen: new Date().toISOString(),
-    };
-    await this.registry.putNode(record);
+    let written = false;
+    while (!written) {
+      const existing = await this.registry.getNode(this.node);
+      let reclaimed = existing?.record.reclaimed;
+      if (existing && reclaimed && reclaimed.fencedAt === undefined) {
+        console.error(
+          `sluice agent: fenced: ${reclaimed.by} reclaimed this node's blocks at ${reclaimed.at} (dead since ${existing.record.lastSeen}, past the grace period); containers from before lose their network`,
+        );
+        reclaimed = { ...reclaimed, fencedAt: new Date().toISOString() };
+        this.pendingFence = reclaimed;
+      }
+      const record: NodeRecord = {
+        name: this.node,
+        ip: this.config.nodeIp,
+        backend: this.config.backend,
+        ...(this.vtepMac && { vtepMac: this.vtepMac }),
+        version: VERSION,
+        lastSeen: new Date().toISOString(),
+        ...(reclaimed && { reclaimed }),
+      };
+      written = await this.registry.replaceNode(record, existing?.modRevision ?? 0);
+    }
     if (!this.lease) {
       const lease = await this.registry.store.grantLease(LIVENESS_TTL_SECONDS);
       lease.onLost(() => {
@@ -209,6 +240,35 @@ export class Agent implements LocalConvergence {
       this.lease = lease;
     }
     await this.registry.markAlive(this.node, this.lease);
+    if (this.pendingFence) await this.fence(this.pendingFence);
+  }
+
+  /**
+   * Removes, at once, every veth whose endpoint record the reclaim released:
+   * its address may be another node's now, and this host must not serve it.
+   */
+  private async fence(reclaimed: Reclaim): Promise<void> {
+    const veths = await this.dataplane.listEndpoints();
+    const recorded = recordedVeths((await this.registry.store.list(keys.endpoints(this.node))).kvs);
+    for (const ifname of veths) {
+      if (!isSluiceHostIfname(ifname) || recorded.has(ifname)) continue;
+      console.error(`sluice agent: fenced: removing ${ifname}: its endpoint and address were released when ${reclaimed.by} reclaimed this node at ${reclaimed.at}`);
+      await this.dataplane.removeEndpoint(ifname);
+    }
+    this.pendingFence = undefined;
+  }
+
+  /** Reclaims the nodes dead past the grace period: every agent tries, the store lets one win. */
+  private async reclaimDeadNodes(): Promise<void> {
+    if (!this.inSync) return;
+    const now = this.options.now ?? Date.now;
+    for (const node of reclaimable(this.view, this.node, now(), this.config.gracePeriod)) {
+      const released = await reclaimNode(this.registry, node.name, this.node, now());
+      if (!released) continue;
+      console.error(
+        `sluice agent: reclaimed node ${node.name} (last seen ${node.lastSeen}, grace period ${this.config.gracePeriod} s): released ${released.blocks.length} block(s) [${released.blocks.map((b) => b.block).join(', ')}] and ${released.addresses} address(es)${released.complete ? '' : '; stopped early: the node came back or another agent is at it'}`,
+      );
+    }
   }
 
   /** Liveness lapsed (etcd was away longer than the TTL): say so again as soon as the store answers. */
@@ -292,7 +352,12 @@ export class Agent implements LocalConvergence {
    * starting right now is not listed yet either, only what is left over on two
    * looks `reconcileConfirmMs` apart, unchanged in between, is removed.
    */
-  async reconcileWithDocker(): Promise<void> {
+  reconcileWithDocker(): Promise<void> {
+    // At start, after a dockerd restart and on a timer: one pass at a time.
+    return this.reconciler.run();
+  }
+
+  private async reconcileOnce(): Promise<void> {
     const first = await this.findLeftovers();
     if (first.size > 0) {
       await sleep(this.options.reconcileConfirmMs);
@@ -342,8 +407,7 @@ export class Agent implements LocalConvergence {
         },
       });
     }
-    // An endpoint whose record is invalid is left alone, its veth included: nothing acts on what it cannot read.
-    const veths = new Set(endpointKvs.flatMap((kv) => vethOf(leaf(kv.key))));
+    const veths = recordedVeths(endpointKvs);
     for (const ifname of await this.dataplane.listEndpoints()) {
       if (!isSluiceHostIfname(ifname) || veths.has(ifname)) continue;
       found.set(`veth ${ifname}`, { version: '', remove: () => this.dataplane.removeEndpoint(ifname) });
@@ -393,6 +457,11 @@ export class Agent implements LocalConvergence {
       }, ms),
     );
   }
+}
+
+/** The veths of endpoint records. An invalid record keeps its veth: nothing acts on what it cannot read. */
+function recordedVeths(endpointKvs: KeyValue[]): Set<string> {
+  return new Set(endpointKvs.flatMap((kv) => vethOf(leaf(kv.key))));
 }
 
 /** The veth of an endpoint ID, if the ID can name one. */

@@ -11,8 +11,9 @@ import { compilePolicies, policiesSelecting } from '../policy/compile';
 import { type Change, dryRun } from '../policy/dry-run';
 import { explain, formatExplanation, resolvePair, type Packet } from '../policy/explain';
 import { type Policy, parsePolicies, policyToYaml } from '../policy/policy';
-import type { EndpointRecord, NetworkRecord } from '../model';
+import type { EndpointRecord, NetworkRecord, NodeRecord } from '../model';
 import type { Registry } from '../store/registry';
+import { releaseNode } from '../agent/reclaim';
 import { table } from './table';
 
 /** How a read command prints: aligned text for people, or JSON for scripts. */
@@ -50,7 +51,7 @@ export async function status(registry: Registry, output: Output = 'text'): Promi
   }
   const nodeRows = nodes.map((n) => [
     n.name,
-    alive.has(n.name) ? 'alive' : `dead (last seen ${n.lastSeen})`,
+    liveness(n, alive.has(n.name)),
     n.ip,
     n.backend,
     n.version,
@@ -80,6 +81,14 @@ export async function status(registry: Registry, output: Output = 'text'): Promi
       ? []
       : ['', 'INVALID RECORDS (ignored by every agent)', table(['KEY', 'PROBLEM'], invalid.map((r) => [r.key, r.reason]))]),
   ].join('\n');
+}
+
+/** A reclaimed node that came back is fenced: its containers from before lost their addresses. */
+function liveness(node: NodeRecord, alive: boolean): string {
+  const state = alive ? 'alive' : `dead (last seen ${node.lastSeen})`;
+  if (!node.reclaimed) return state;
+  const { by, at, fencedAt } = node.reclaimed;
+  return `${state}, ${fencedAt === undefined ? '' : `fenced since ${fencedAt}: `}blocks reclaimed by ${by} at ${at}`;
 }
 
 export async function networkCreate(registry: Registry, name: string, subnetText: string, blockSize: number): Promise<string> {
@@ -119,25 +128,19 @@ export async function networkRemove(registry: Registry, name: string): Promise<s
 }
 
 export async function nodeRemove(registry: Registry, name: string, gracePeriodSeconds: number, force: boolean): Promise<string> {
-  const node = (await registry.listNodes()).find((n) => n.name === name);
+  const node = await registry.getNode(name);
   if (!node) throw new NotFoundError(`no node named ${name}`);
   if ((await registry.listAlive()).has(name)) throw new ConflictError(`node ${name} is alive: stop its agent first`);
-  const deadFor = (Date.now() - Date.parse(node.lastSeen)) / 1000;
+  const deadFor = (Date.now() - Date.parse(node.record.lastSeen)) / 1000;
   if (deadFor < gracePeriodSeconds && !force) {
     throw new ConflictError(
       `node ${name} was last seen ${Math.round(deadFor)} s ago, within the grace period of ${gracePeriodSeconds} s: its containers may still run; pass --force if the host is really gone`,
     );
   }
-  const blocks = (await registry.listAllBlocks()).filter((b) => b.node === name);
-  for (const endpoint of await registry.listEndpoints(name)) await registry.deleteEndpoint(name, endpoint.id);
-  for (const block of blocks) {
-    for (const { record } of await registry.listAddresses(block.network, block.block)) {
-      if (record.node === name) await registry.releaseAddress(block.network, block.block, record.address);
-    }
-    await registry.releaseBlock(block.network, block.block);
+  const { blocks, complete } = await releaseNode(registry, name, node.modRevision);
+  if (!complete || !(await registry.deleteDeadNode(name, node.modRevision))) {
+    throw new ConflictError(`node ${name} came back or changed while being removed (${blocks.length} block(s) released): check \`sluice status\` and try again`);
   }
-  for (const d of await registry.listDockerNets(name)) await registry.deleteDockerNet(name, d.dockerNetworkId);
-  await registry.deleteNode(name);
   return `node ${name} removed; ${blocks.length} block(s) released`;
 }
 

@@ -4,7 +4,7 @@
  * bouncing to the default route); other nodes' blocks go straight to the
  * node (host-gw) when it shares a link, else through VXLAN. A node whose
  * liveness lapsed keeps its routes: its containers may well still run, and
- * its blocks are only ever reclaimed after the grace period.
+ * its blocks are only ever reclaimed after the grace period (agent/reclaim.ts).
  */
 import type { BlockRoute } from '../dataplane/dataplane';
 import type { BlockRecord, NodeRecord } from '../model';

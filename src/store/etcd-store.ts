@@ -3,7 +3,7 @@
  *
  * - create = txn `if version(key) == 0 then put`; compare-and-swap = txn
  *   `if mod(key) == expected then put`; a checked delete likewise;
- *   putIfUnchanged = txn `if mod(k1) == r1 and ... then put ...`.
+ *   putIfUnchanged = txn `if mod(k1) == r1 and ... then put ... delete ...`.
  * - Every call has a deadline (3 s by default); an etcd that does not answer
  *   rejects with StoreUnavailableError naming "etcd at HOST:PORT", one that
  *   answers with a refusal (a request too large, a full database) with
@@ -150,12 +150,20 @@ export class EtcdStore implements Store {
     });
   }
 
-  putIfUnchanged(expect: readonly [Unchanged, ...Unchanged[]], puts: readonly { key: string; value: string }[]): Promise<boolean> {
-    return this.call(`write ${puts.map((p) => p.key).join(', ')}`, undefined, async () => {
+  putIfUnchanged(
+    expect: readonly [Unchanged, ...Unchanged[]],
+    puts: readonly { key: string; value: string }[],
+    deletes: readonly string[] = [],
+  ): Promise<boolean> {
+    return this.call(`write ${[...puts.map((p) => p.key), ...deletes].join(', ')}`, undefined, async () => {
       const [first, ...rest] = expect;
       const txn = this.client.if(first.key, 'Mod', '==', first.modRevision);
       for (const { key, modRevision } of rest) txn.and(key, 'Mod', '==', modRevision);
-      const res = await txn.then(...puts.map(({ key, value }) => this.putOp(key, value, undefined))).commit();
+      const ops = [
+        ...puts.map(({ key, value }) => this.putOp(key, value, undefined)),
+        ...deletes.map((key) => this.client.delete().key(key)),
+      ];
+      const res = await txn.then(...ops).commit();
       return res.succeeded;
     });
   }

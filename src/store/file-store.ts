@@ -139,8 +139,12 @@ export class FileStore implements Store {
   }
 
   /** Checked and applied under the lock, on the file's newest state: atomic across processes too. */
-  putIfUnchanged(expect: readonly [Unchanged, ...Unchanged[]], puts: readonly { key: string; value: string }[]): Promise<boolean> {
-    return this.write((s) => s.putIfUnchanged(expect, puts));
+  putIfUnchanged(
+    expect: readonly [Unchanged, ...Unchanged[]],
+    puts: readonly { key: string; value: string }[],
+    deletes?: readonly string[],
+  ): Promise<boolean> {
+    return this.write((s) => s.putIfUnchanged(expect, puts, deletes));
   }
 
   delete(key: string, expectedModRevision?: number): Promise<boolean> {

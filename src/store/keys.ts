@@ -1,7 +1,7 @@
 /**
  * The only place store keys are built and parsed. Layout under /sluice/v1/:
  *
- *   nodes/<node>                        NodeRecord: address, backend, VTEP MAC (kept until `sluice node rm`)
+ *   nodes/<node>                        NodeRecord: address, backend, VTEP MAC, reclaim mark (kept until `sluice node rm`)
  *   alive/<node>                        liveness: on the node's short lease, kept alive by its agent
  *   networks/<net>                      NetworkRecord (+ managed flag), net = subnet with '/' as '-'
  *   pool-guard                          key of the last network created: each create rewrites it in its

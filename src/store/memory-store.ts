@@ -165,10 +165,11 @@ export class KvState {
     return true;
   }
 
-  /** As etcd's txn `if mod(k1) == r1 and ... then put...`. */
-  putIfUnchanged(expect: readonly Unchanged[], puts: readonly { key: string; value: string }[]): boolean {
+  /** As etcd's txn `if mod(k1) == r1 and ... then put... delete...`: deleting an absent key is no event. */
+  putIfUnchanged(expect: readonly Unchanged[], puts: readonly { key: string; value: string }[], deletes: readonly string[] = []): boolean {
     if (expect.some(({ key, modRevision }) => (this.kvs.get(key)?.modRevision ?? 0) !== modRevision)) return false;
-    if (puts.length > 0) this.commit([...puts]);
+    const changes = [...puts, ...deletes.filter((key) => this.kvs.has(key)).map((key) => ({ key }))];
+    if (changes.length > 0) this.commit(changes);
     return true;
   }
 
@@ -471,8 +472,12 @@ export class MemoryStore implements Store {
     return this.run(() => this.engine.mutate((s) => s.put(key, value, lease?.id)));
   }
 
-  putIfUnchanged(expect: readonly [Unchanged, ...Unchanged[]], puts: readonly { key: string; value: string }[]): Promise<boolean> {
-    return this.run(() => this.engine.mutate((s) => s.putIfUnchanged(expect, puts)));
+  putIfUnchanged(
+    expect: readonly [Unchanged, ...Unchanged[]],
+    puts: readonly { key: string; value: string }[],
+    deletes?: readonly string[],
+  ): Promise<boolean> {
+    return this.run(() => this.engine.mutate((s) => s.putIfUnchanged(expect, puts, deletes)));
   }
 
   delete(key: string, expectedModRevision?: number): Promise<boolean> {

@@ -106,6 +106,8 @@ export function readNetwork(kv: KeyValue): NetworkRecord {
   });
 }
 
+const ISO_TIME = { test: (s: string) => !Number.isNaN(Date.parse(s)) };
+
 export function readNode(kv: KeyValue): NodeRecord {
   return guard(kv, () => {
     const [name] = segments(kv.key, 'nodes', 1);
@@ -116,9 +118,17 @@ export function readNode(kv: KeyValue): NodeRecord {
       ip: address(o.ip, undefined, 'ip'),
       backend: oneOf(o.backend, ['host-gw', 'vxlan', 'auto'] as const, 'backend'),
       version: string(o.version, 'version'),
-      lastSeen: text(o.lastSeen, { test: (s) => !Number.isNaN(Date.parse(s)) }, 'an ISO time', 'lastSeen'),
+      lastSeen: text(o.lastSeen, ISO_TIME, 'an ISO time', 'lastSeen'),
     };
     if (o.vtepMac !== undefined) record.vtepMac = text(o.vtepMac, MAC, 'a MAC address', 'vtepMac');
+    if (o.reclaimed !== undefined) {
+      const reclaimed = object(o.reclaimed, 'reclaimed');
+      record.reclaimed = {
+        at: text(reclaimed.at, ISO_TIME, 'an ISO time', 'reclaimed.at'),
+        by: nodeName(reclaimed.by, 'reclaimed.by'),
+      };
+      if (reclaimed.fencedAt !== undefined) record.reclaimed.fencedAt = text(reclaimed.fencedAt, ISO_TIME, 'an ISO time', 'reclaimed.fencedAt');
+    }
     return record;
   });
 }

@@ -10,7 +10,7 @@
 import { InvalidRecordError } from '../errors';
 import type { AddressRecord, BlockRecord, EndpointRecord, NetworkRecord, NodeRecord } from '../model';
 import { type Policy, policyToYaml } from '../policy/policy';
-import { ROOT, keys } from './keys';
+import { ROOT, keys, leaf } from './keys';
 import {
   type DockerNetRecord,
   readAddress,
@@ -26,7 +26,7 @@ import {
   readRecord,
   tryRead,
 } from './records';
-import type { KeyValue, Lease, Store } from './store';
+import type { KeyValue, Lease, Store, Unchanged } from './store';
 
 export interface Versioned<T> {
   record: T;
@@ -193,6 +193,56 @@ export class Registry {
     return this.store.put(keys.node(node.name), JSON.stringify(node));
   }
 
+  async getNode(name: string): Promise<Versioned<NodeRecord> | undefined> {
+    const kv = await this.store.get(keys.node(name));
+    return kv && { record: readNode(kv), modRevision: kv.modRevision };
+  }
+
+  /** Writes the node only if its record is unchanged since `modRevision` (0: absent), so no write erases a reclaim unseen. */
+  replaceNode(node: NodeRecord, modRevision: number): Promise<boolean> {
+    return this.store.compareAndSwap(keys.node(node.name), JSON.stringify(node), modRevision);
+  }
+
+  /** Writes `node` (marked reclaimed) only while it is dead and its record unchanged since `modRevision`. */
+  markReclaimed(node: NodeRecord, modRevision: number): Promise<boolean> {
+    return this.store.putIfUnchanged(whileDead(node.name, modRevision), [{ key: keys.node(node.name), value: JSON.stringify(node) }]);
+  }
+
+  /**
+   * What a node holds, each key with its revision: per block of the node, the addresses it
+   * holds there and their endpoints, then the block itself; apart, its endpoints with no
+   * address record. Its Docker network IDs are not holdings: a node that comes back keeps
+   * its networks.
+   */
+  async holdingsOf(name: string): Promise<NodeHoldings> {
+    const [blockKvs, endpointKvs] = await Promise.all([this.store.list(keys.allBlocks), this.store.list(keys.endpoints(name))]);
+    const endpoints = new Map(endpointKvs.kvs.map((kv) => [leaf(kv.key), held(kv)]));
+    const blocks: NodeHoldings['blocks'] = [];
+    for (const kv of blockKvs.kvs) {
+      const block = tryRead(kv, readBlockClaim);
+      if (block instanceof InvalidRecordError || block.node !== name) continue;
+      const addresses = (await this.listAddresses(block.network, block.block)).filter((a) => a.record.node === name);
+      const items = addresses.flatMap(({ record, modRevision }) => {
+        const endpoint = record.endpointId === undefined ? undefined : endpoints.get(record.endpointId);
+        if (record.endpointId !== undefined) endpoints.delete(record.endpointId);
+        return [{ key: keys.address(block.network, block.block, record.address), modRevision }, ...(endpoint ? [endpoint] : [])];
+      });
+      blocks.push({ block, addresses: addresses.length, held: [...items, held(kv)] });
+    }
+    return { blocks, rest: [...endpoints.values()] };
+  }
+
+  /** Deletes `items` in one transaction, only while the node is dead, its record still at `nodeRevision` and every item unchanged. */
+  releaseWhileDead(name: string, nodeRevision: number, items: readonly Held[]): Promise<boolean> {
+    return this.store.putIfUnchanged([...whileDead(name, nodeRevision), ...items], [], items.map((i) => i.key));
+  }
+
+  /** Removes a dead node's record and Docker network IDs, only while it is dead and the record unchanged since `modRevision`. */
+  async deleteDeadNode(name: string, modRevision: number): Promise<boolean> {
+    const { kvs } = await this.store.list(keys.dockerNets(name));
+    return this.store.putIfUnchanged(whileDead(name, modRevision), [], [keys.node(name), ...kvs.map((kv) => kv.key)]);
+  }
+
   deleteNode(name: string): Promise<boolean> {
     return this.store.delete(keys.node(name));
   }
@@ -234,6 +284,31 @@ export class Registry {
       return result instanceof InvalidRecordError ? [{ key: result.key, reason: result.reason }] : [];
     });
   }
+}
+
+/** One key a node holds, with the revision it had when listed: released only if still unchanged. */
+export interface Held {
+  key: string;
+  modRevision: number;
+}
+
+export interface NodeHoldings {
+  /** The node's blocks; `held` lists the block's address and endpoint keys, then the block's own key, last. */
+  blocks: { block: BlockRecord; addresses: number; held: Held[] }[];
+  /** Endpoints with no address record in the node's blocks. */
+  rest: Held[];
+}
+
+function held(kv: KeyValue): Held {
+  return { key: kv.key, modRevision: kv.modRevision };
+}
+
+/** The condition of every reclaim step: `alive/<node>` absent and the node record still at `modRevision`. */
+function whileDead(name: string, modRevision: number): [Unchanged, ...Unchanged[]] {
+  return [
+    { key: keys.aliveNode(name), modRevision: 0 },
+    { key: keys.node(name), modRevision },
+  ];
 }
 
 /** The address record reserving a network's gateway, in the block it falls in. */

@@ -68,10 +68,15 @@ export interface Store {
   compareAndSwap(key: string, value: string, expectedModRevision: number, lease?: Lease): Promise<boolean>;
   put(key: string, value: string, lease?: Lease): Promise<void>;
   /**
-   * Puts every pair of `puts` (distinct keys) in one revision, only if every key of `expect`
-   * still has its modRevision; true if it did. All or nothing, for every client.
+   * Puts every pair of `puts` and deletes every key of `deletes` (all keys distinct) in one
+   * revision, only if every key of `expect` still has its modRevision; true if it did. All or
+   * nothing, for every client. etcd refuses more than 128 operations in one transaction.
    */
-  putIfUnchanged(expect: readonly [Unchanged, ...Unchanged[]], puts: readonly { key: string; value: string }[]): Promise<boolean>;
+  putIfUnchanged(
+    expect: readonly [Unchanged, ...Unchanged[]],
+    puts: readonly { key: string; value: string }[],
+    deletes?: readonly string[],
+  ): Promise<boolean>;
   /** Deletes `key` (only if unchanged since `expectedModRevision`, when given); true if it deleted it. */
   delete(key: string, expectedModRevision?: number): Promise<boolean>;
   /** Events for keys under `prefix` from `fromRevision` on (inclusive). */

@@ -206,6 +206,39 @@ function storeContract(name: string, backingFactory: () => Promise<Backing>): vo
       expect(await s.get(`${p}b`)).toBeUndefined();
     });
 
+    it('deletes keys in the same transaction, only while the expected keys are unchanged', async () => {
+      const s = open();
+      const watched = new Recorder(p);
+      const start = (await s.list(p)).revision + 1;
+      const watch = s.watch(p, start, watched);
+      await s.put(`${p}held/a`, 'A');
+      await s.put(`${p}held/b`, 'B');
+      const a = (await s.get(`${p}held/a`))!;
+      // `alive` absent (modRevision 0) is the condition, as for reclaiming a dead node.
+      const whileAbsent = [{ key: `${p}alive`, modRevision: 0 }, { key: `${p}held/a`, modRevision: a.modRevision }] as const;
+      await s.put(`${p}alive`, 'yes');
+      expect(await s.putIfUnchanged(whileAbsent, [], [`${p}held/a`, `${p}held/b`])).toBe(false);
+      expect((await s.list(`${p}held/`)).kvs.map((kv) => kv.value)).toEqual(['A', 'B']);
+
+      expect(await s.delete(`${p}alive`)).toBe(true);
+      const marker = { key: `${p}marker`, value: 'reclaimed' };
+      expect(await s.putIfUnchanged(whileAbsent, [marker], [`${p}held/a`, `${p}held/b`, `${p}never-was`])).toBe(true);
+      expect((await s.list(`${p}held/`)).kvs).toEqual([]);
+      expect((await s.get(`${p}marker`))?.value).toBe('reclaimed');
+      // The same condition again: held/a's revision is gone, nothing more happens.
+      expect(await s.putIfUnchanged(whileAbsent, [{ key: `${p}again`, value: 'x' }], [`${p}marker`])).toBe(false);
+      expect(await s.get(`${p}marker`)).toBeDefined();
+
+      // Watchers see the put and the deletes of existing keys at one revision, and nothing for the absent key.
+      await watched.until(() => watched.summary.includes('put marker=reclaimed'), 'the transaction');
+      const revisionOf = (e: WatchEvent): number => (e.type === 'put' ? e.kv.modRevision : e.modRevision);
+      const txnRevision = revisionOf(watched.events[watched.summary.indexOf('put marker=reclaimed')]!);
+      expect(watched.summary.filter((_, i) => revisionOf(watched.events[i]!) === txnRevision).sort()).toEqual(
+        ['delete held/a', 'delete held/b', 'put marker=reclaimed'],
+      );
+      await watch.close();
+    });
+
     it('lets exactly one of 50 concurrent transactions on one guard win, across two clients', async () => {
       const a = open();
       const b = open();

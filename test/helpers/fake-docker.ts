@@ -7,6 +7,8 @@ export class FakeDocker implements DockerHost {
   /** endpoint ID → container holding it. */
   readonly containers = new Map<string, ContainerIdentity>();
   readonly created: { name: string; subnet: string }[] = [];
+  /** dockerd is not running: listing fails, as it does against a dead socket. */
+  away = false;
   private listeners: ((event: ContainerEvent) => void)[] = [];
 
   addNetwork(id: string, name: string, subnet: string): void {
@@ -34,6 +36,7 @@ export class FakeDocker implements DockerHost {
   }
 
   sluiceNetworks(): Promise<DockerNetwork[]> {
+    if (this.away) return Promise.reject(new Error('connect ENOENT /var/run/docker.sock'));
     return Promise.resolve(structuredClone([...this.networks.values()]));
   }
 

@@ -1,5 +1,5 @@
 /** One simulated host for unit tests: the real IPAM, driver and agent over fakes of the kernel and Docker. */
-import { Agent } from '../../src/agent/agent';
+import { Agent, type AgentOptions } from '../../src/agent/agent';
 import { loadAgentConfig } from '../../src/config';
 import { RecordingDataplane } from '../../src/dataplane/fake/recording-dataplane';
 import { NetworkDriver } from '../../src/driver/network-service';
@@ -26,10 +26,12 @@ export interface TestHostOptions {
   backend?: string;
   dataplane?: RecordingDataplane;
   docker?: FakeDocker;
+  agent?: Partial<AgentOptions>;
+  flags?: Record<string, string>;
 }
 
 export function testHost(store: MemoryStore, name: string, ip: string, opts: TestHostOptions = {}): TestHost {
-  const config = loadAgentConfig({ node: name, 'node-ip': ip, backend: opts.backend ?? 'auto', 'resync-interval': '3600' }, {});
+  const config = loadAgentConfig({ node: name, 'node-ip': ip, backend: opts.backend ?? 'auto', 'resync-interval': '3600', ...opts.flags }, {});
   const registry = new Registry(store.connect());
   const dataplane = opts.dataplane ?? new RecordingDataplane({ onLink: opts.onLink ?? [] });
   const docker = opts.docker ?? new FakeDocker();
@@ -39,7 +41,7 @@ export function testHost(store: MemoryStore, name: string, ip: string, opts: Tes
     defaultSubnetPrefix: config.defaultSubnetPrefix,
     defaultBlockSize: config.blockSize,
   });
-  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0 });
+  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0, ...opts.agent });
   const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: name, mtu: agent.mtu });
   return { name, ip, registry, dataplane, docker, ipam, agent, driver };
 }

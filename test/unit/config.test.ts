@@ -77,12 +77,13 @@ describe('store settings (agent and CLI alike)', () => {
     );
   });
 
-  it('documents the etcd flags in --help, and --grace-period names a flag that exists', () => {
+  it('documents the etcd flags in --help, and --grace-period says who releases the blocks', () => {
     for (const flag of ['etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-user', 'etcd-password-file']) {
       expect(agentHelp()).toContain(`--${flag}`);
       expect(agentHelp()).toContain(`SLUICE_${flag.toUpperCase().replace(/-/g, '_')}`);
     }
     const grace = agentHelp().split('\n').find((line) => line.includes('--grace-period'));
-    expect(grace).toContain('`sluice node rm` releases them only after this, or with --force');
+    expect(grace).toContain('before the surviving agents release them');
+    expect(grace).not.toContain('--reclaim');
   });
 });
