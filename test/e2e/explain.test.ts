@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Lab, TEST_IMAGE } from '../helpers/lab';
 import { eventually } from '../helpers/eventually';
+import { connects as probe } from '../helpers/probe';
 
 jest.setTimeout(900_000);
 
@@ -88,9 +89,12 @@ describe('policy explain and dry-run on two hosts', () => {
     return name;
   }
 
+  /** A real probe: allowed if it got the page, denied if it timed out (a drop); anything else fails the test. */
   async function connects({ from, to, port }: Pair): Promise<'allow' | 'deny'> {
-    const r = await lab.docker(host[from]!, 'exec', from, 'timeout', '2', 'wget', '-q', '-O-', `http://${ip[to]}:${port}/`);
-    return r.code === 0 ? 'allow' : 'deny';
+    const reach = await probe(lab, host[from]!, from, ip[to]!, port);
+    if (reach === 'ok') return 'allow';
+    if (reach === 'timed out') return 'deny';
+    throw new Error(`probe ${from} → ${to}:${port}: ${reach}`);
   }
 
   async function explained({ from, to, port }: Pair): Promise<'allow' | 'deny'> {

@@ -1,5 +1,6 @@
 // Dead hosts, automatically: a host whose agent is killed loses its block of a
 // small subnet to the surviving host after the grace period, and comes back fenced.
+import { pings } from '../helpers/probe';
 import { Lab, TEST_IMAGE } from '../helpers/lab';
 import { eventually as retry } from '../helpers/eventually';
 
@@ -37,7 +38,7 @@ describe('reclaiming a dead host', () => {
     expect(n).toBeGreaterThan(0);
     const peerIp = await lab.containerIp('h2', 'b0');
     // Positive control for the fencing below: the container reaches h2 while its host is a member.
-    expect((await lab.docker('h1', 'exec', 'stale', 'ping', '-c1', '-W2', peerIp)).code).toBe(0);
+    expect(await pings(lab, 'h1', 'stale', peerIp, { timeoutS: 2 })).toBe('ok');
 
     // h1's agent dies; its container keeps running.
     await lab.agentStop('h1', 'KILL');
@@ -59,7 +60,8 @@ describe('reclaiming a dead host', () => {
     await retry(async () => expect(await lab.execOk('h1', ['ip', 'route', 'get', takerIp])).toContain(`via ${h2Ip}`), 30_000, 500);
     expect(await lab.execOk('h1', ['ip', 'route', 'get', staleIp])).toContain(`via ${h2Ip}`);
     // The stale container lost its network, and the log says why.
-    expect((await lab.docker('h1', 'exec', 'stale', 'ping', '-c1', '-W2', peerIp)).code).not.toBe(0);
+    expect(await pings(lab, 'h1', 'stale', peerIp, { timeoutS: 2 })).toMatch(/^error: /);
+    expect(await lab.dockerOk('h1', 'exec', 'stale', 'ip', '-o', '-4', 'addr')).not.toContain(staleIp);
     const agentLog = (await lab.exec('h1', ['cat', `/run/sluice-lab/reclaim/h1/agent.log`])).stdout;
     expect(agentLog).toMatch(/fenced: removing slv[0-9a-f]{11}: its endpoint and address were released when h2 reclaimed this node/);
   });

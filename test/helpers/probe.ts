@@ -14,11 +14,25 @@ function failure(r: RunResult): Reach {
   return `error: exit ${r.code}: ${(r.stderr.trim() || r.stdout.trim()).split('\n').slice(-2).join(' / ')}`;
 }
 
-/** GET http://to:port/ from `container` on `host`; `page` is what came back when it came. */
-export async function fetchFrom(lab: Lab, host: string, container: string, to: string, port = 80, timeoutS = 2): Promise<{ reach: Reach; page: string }> {
-  const r = await lab.docker(host, 'exec', container, 'timeout', String(timeoutS), 'wget', '-q', '-O-', `http://${to}:${port}/`);
-  if (r.code === 0) return { reach: 'ok', page: r.stdout };
-  return { reach: TIMEOUT_EXITS.has(r.code) ? 'timed out' : failure(r), page: '' };
+/** What a command run under `timeout` saw: it succeeded, was cut off by the timeout, or failed otherwise. */
+export function reachOf(r: RunResult): Reach {
+  if (r.code === 0) return 'ok';
+  return TIMEOUT_EXITS.has(r.code) ? 'timed out' : failure(r);
+}
+
+/** GET http://to:port/PATH from `container` on `host` (a POST of `postData`, when given); `page` is what came back. */
+export async function fetchFrom(
+  lab: Lab,
+  host: string,
+  container: string,
+  to: string,
+  port = 80,
+  timeoutS = 2,
+  opts: { path?: string; postData?: string } = {},
+): Promise<{ reach: Reach; page: string }> {
+  const post = opts.postData === undefined ? [] : ['--post-data', opts.postData];
+  const r = await lab.docker(host, 'exec', container, 'timeout', String(timeoutS), 'wget', '-q', '-O-', ...post, `http://${to}:${port}/${opts.path ?? ''}`);
+  return { reach: reachOf(r), page: r.code === 0 ? r.stdout : '' };
 }
 
 /** Whether `container` on `host` gets the page of to:port (`reach` of fetchFrom). */
