@@ -36,6 +36,13 @@ export interface AgentConfig {
   sysctlNetDir: string;
   /** Destinations containers may never open besides the store's, Docker's and the agents' (--protect). */
   protect: ProtectedDestination[];
+  /** Where /metrics is served (--metrics-addr); none when undefined. */
+  metricsAddr: MetricsAddress | undefined;
+}
+
+export interface MetricsAddress {
+  host: string;
+  port: number;
 }
 
 interface FlagSpec {
@@ -65,6 +72,12 @@ export const AGENT_FLAGS: FlagSpec[] = [
     flag: 'protect',
     help: 'ADDR[:PORT][,…]: more of the control plane no container may open, whatever its policy (a PORT is TCP; ADDR alone closes every port)',
     default: '(none: the store and the Docker API ports of every node are closed anyway)',
+  },
+  // Metrics.
+  {
+    flag: 'metrics-addr',
+    help: 'HOST:PORT to serve Prometheus metrics on, at /metrics (HOST an IPv4 address, 0.0.0.0 for all); PORT is closed to containers',
+    default: '(off)',
   },
 ];
 
@@ -100,6 +113,17 @@ function protectList(text: string): ProtectedDestination[] {
     });
 }
 
+/** `--metrics-addr HOST:PORT`, HOST an IPv4 address. */
+function metricsAddress(text: string): MetricsAddress {
+  const colon = text.lastIndexOf(':');
+  const host = text.slice(0, colon);
+  const port = Number(text.slice(colon + 1));
+  if (colon < 0 || parseIp(host) === undefined || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new BadRequestError(`--metrics-addr ${text}: expected HOST:PORT, HOST an IPv4 address and PORT from 1 to 65535`);
+  }
+  return { host, port };
+}
+
 function firstIpv4(): string {
   for (const addresses of Object.values(os.networkInterfaces())) {
     const found = addresses?.find((a) => a.family === 'IPv4' && !a.internal);
@@ -125,6 +149,7 @@ export function loadAgentConfig(flags: Record<string, string | undefined>, env: 
     throw new BadRequestError(`--node ${node}: use letters, digits, '.', '_' and '-' only`);
   }
   const mtu = get('mtu');
+  const metricsAddr = get('metrics-addr');
   return Object.freeze({
     store: text('store'),
     socket: text('socket'),
@@ -143,5 +168,6 @@ export function loadAgentConfig(flags: Record<string, string | undefined>, env: 
     driverName: get('driver-name') ?? path.basename(text('socket'), '.sock'),
     sysctlNetDir: text('sysctl-net-dir'),
     protect: protectList(get('protect') ?? ''),
+    metricsAddr: metricsAddr === undefined ? undefined : metricsAddress(metricsAddr),
   });
 }

@@ -13,6 +13,10 @@ import { NetworkDriver } from './driver/network-service';
 import { errorMessage } from './errors';
 import { Ipam } from './ipam/ipam-service';
 import { DockerApi, dockerClient } from './labels/docker';
+import { NO_METRICS } from './metrics/metrics';
+import { PrometheusMetrics, storeAnswers } from './metrics/prometheus';
+import { listenMetrics } from './metrics/server';
+import { keys } from './store/keys';
 import { openStore } from './store/open-store';
 import { Registry } from './store/registry';
 
@@ -29,10 +33,21 @@ export async function runAgent(config: AgentConfig): Promise<void> {
     defaultSubnetPrefix: config.defaultSubnetPrefix,
     defaultBlockSize: config.blockSize,
   });
-  const agent = new Agent(config, registry, dataplane, docker, ipam);
+  const { metricsAddr } = config;
+  // Read at scrape time; `agent` exists by then.
+  const metrics: PrometheusMetrics | undefined =
+    metricsAddr &&
+    new PrometheusMetrics({
+      endpoints: () => ({ local: agent.view.endpointsOf(config.node).length, cluster: agent.view.endpoints.size }),
+      storeUp: () => storeAnswers(store, keys.node(config.node)),
+      ruleCounters: () => dataplane.ruleCounters(),
+    });
+  const agent: Agent = new Agent(config, registry, dataplane, docker, ipam, undefined, metrics ?? NO_METRICS);
   const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: config.node, mtu: agent.mtu });
-  const server = await listenUnix(buildApp({ network: driver, ipam }), config.socket);
-  console.error(`sluice agent: node ${config.node} (${config.nodeIp}), store ${store.description}, serving ${config.socket}`);
+  const server = await listenUnix(buildApp({ network: driver, ipam, metrics }), config.socket);
+  const metricsListener = metricsAddr && metrics && (await listenMetrics(metrics.registry, metricsAddr.host, metricsAddr.port));
+  const serving = metricsListener ? `, metrics on http://${metricsAddr.host}:${metricsAddr.port}/metrics` : '';
+  console.error(`sluice agent: node ${config.node} (${config.nodeIp}), store ${store.description}, serving ${config.socket}${serving}`);
 
   let stopping = false;
   const shutdown = (signal: string): void => {
@@ -41,6 +56,7 @@ export async function runAgent(config: AgentConfig): Promise<void> {
     console.error(`sluice agent: ${signal}: stopping (containers keep their network)`);
     void (async () => {
       await server.close();
+      await metricsListener?.close();
       await agent.stop();
       await store.close();
       process.exit(0);
