@@ -14,9 +14,8 @@ import { errorMessage } from './errors';
 import { Ipam } from './ipam/ipam-service';
 import { DockerApi, dockerClient } from './labels/docker';
 import { NO_METRICS } from './metrics/metrics';
-import { PrometheusMetrics, storeAnswers } from './metrics/prometheus';
+import { PrometheusMetrics, agentReadings } from './metrics/prometheus';
 import { listenMetrics } from './metrics/server';
-import { keys } from './store/keys';
 import { openStore } from './store/open-store';
 import { Registry } from './store/registry';
 
@@ -34,14 +33,7 @@ export async function runAgent(config: AgentConfig): Promise<void> {
     defaultBlockSize: config.blockSize,
   });
   const { metricsAddr } = config;
-  // Read at scrape time; `agent` exists by then.
-  const metrics: PrometheusMetrics | undefined =
-    metricsAddr &&
-    new PrometheusMetrics({
-      endpoints: () => ({ local: agent.view.endpointsOf(config.node).length, cluster: agent.view.endpoints.size }),
-      storeUp: () => storeAnswers(store, keys.node(config.node)),
-      ruleCounters: () => dataplane.ruleCounters(),
-    });
+  const metrics = metricsAddr && new PrometheusMetrics(agentReadings(config.node, () => agent.view, store, dataplane));
   const agent: Agent = new Agent(config, registry, dataplane, docker, ipam, undefined, metrics ?? NO_METRICS);
   const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: config.node, mtu: agent.mtu });
   const server = await listenUnix(buildApp({ network: driver, ipam, metrics }), config.socket);

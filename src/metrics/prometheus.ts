@@ -8,8 +8,10 @@
  */
 import createDebug from 'debug';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { RuleCounter } from '../dataplane/dataplane';
+import type { ClusterView } from '../agent/view';
+import type { Dataplane, RuleCounter } from '../dataplane/dataplane';
 import { errorMessage } from '../errors';
+import { keys } from '../store/keys';
 import type { Store } from '../store/store';
 import type { Metrics } from './metrics';
 import { policyPackets, type PolicyPackets } from './rule-counters';
@@ -137,8 +139,17 @@ export class PrometheusMetrics implements Metrics {
   }
 }
 
+/** The readings of the agent of `node`: `view` is its cluster view (a function: the agent is made after its metrics). */
+export function agentReadings(node: string, view: () => ClusterView, store: Store, dataplane: Pick<Dataplane, 'ruleCounters'>): AgentReadings {
+  return {
+    endpoints: () => ({ local: view().endpointsOf(node).length, cluster: view().endpoints.size }),
+    storeUp: () => storeAnswers(store, keys.node(node)),
+    ruleCounters: () => dataplane.ruleCounters(),
+  };
+}
+
 /** Whether `store` answers a read within STORE_TIMEOUT_MS. */
-export async function storeAnswers(store: Store, key: string): Promise<boolean> {
+async function storeAnswers(store: Store, key: string): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<boolean>((resolve) => {
     timer = setTimeout(() => resolve(false), STORE_TIMEOUT_MS);

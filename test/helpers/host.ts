@@ -4,6 +4,7 @@ import { loadAgentConfig } from '../../src/config';
 import { RecordingDataplane } from '../../src/dataplane/fake/recording-dataplane';
 import { NetworkDriver } from '../../src/driver/network-service';
 import { Ipam } from '../../src/ipam/ipam-service';
+import type { Metrics } from '../../src/metrics/metrics';
 import type { MemoryStore } from '../../src/store/memory-store';
 import { Registry } from '../../src/store/registry';
 import { FakeDocker } from './fake-docker';
@@ -25,7 +26,7 @@ export function testHost(
   store: MemoryStore,
   name: string,
   ip: string,
-  opts: { onLink?: string[]; backend?: string; dataplane?: RecordingDataplane; docker?: FakeDocker } = {},
+  opts: { onLink?: string[]; backend?: string; dataplane?: RecordingDataplane; docker?: FakeDocker; metrics?: Metrics } = {},
 ): TestHost {
   const config = loadAgentConfig({ node: name, 'node-ip': ip, backend: opts.backend ?? 'auto', 'resync-interval': '3600' }, {});
   const registry = new Registry(store.connect());
@@ -37,7 +38,7 @@ export function testHost(
     defaultSubnetPrefix: config.defaultSubnetPrefix,
     defaultBlockSize: config.blockSize,
   });
-  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0 });
+  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0 }, opts.metrics);
   const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: name, mtu: agent.mtu });
   return { name, ip, registry, dataplane, docker, ipam, agent, driver };
 }
