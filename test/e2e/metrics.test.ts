@@ -145,7 +145,8 @@ describe('Prometheus scraping the agents of two hosts', () => {
     expect(exprs.length).toBeGreaterThan(5);
     for (const expr of exprs) {
       const results = await query(expr.replaceAll('$instance', '.*').replaceAll('$__rate_interval', '1m'));
-      expect({ expr, series: results.length > 0 }).toEqual({ expr, series: true });
+      // No plugin call failed here, so only the error panel may be empty.
+      if (!expr.includes('outcome="error"')) expect({ expr, series: results.length > 0 }).toEqual({ expr, series: true });
     }
   });
 });
