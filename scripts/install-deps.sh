@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install what Sluice, its tests, the lab and the demos need on Debian 12, idempotently and
 # quietly: Debian's docker.io (dockerd 20.10), etcd-server (3.4), iptables, ipset, iproute2,
-# busybox-static, iputils-ping, iperf3, openssl and curl (a TLS etcd's certificates and users),
-# (and Node.js + npm from Debian where there is no node), with --tests also vagrant (the tests validate the Vagrantfile), then `npm ci` (only when
+# busybox-static, iputils-ping, iperf3, openssl and curl (a TLS etcd's certificates and users)
+# (and Node.js + npm from Debian where there is no node), with --tests also vagrant (the tests
+# validate the Vagrantfile) and prometheus (the metrics e2e test scrapes the agents with a real
+# server), then `npm ci` (only when
 # package-lock.json changed) and `npm run build` in the checkout.
 # The one install script: used by .ci/run, scripts/demo.sh and the Vagrant provisioning.
 #
@@ -48,6 +50,9 @@ if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install 
 fi
 if ((tests)) && ! command -v vagrant >/dev/null 2>&1; then
   missing+=(vagrant)
+fi
+if ((tests)) && ! command -v prometheus >/dev/null 2>&1; then
+  missing+=(prometheus)
 fi
 if ((!system_only)) && ! command -v node >/dev/null 2>&1; then
   missing+=(nodejs npm)

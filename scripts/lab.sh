@@ -12,6 +12,9 @@
 #           namespace routes between them (etcd 10.250.1.1): hosts on different subnets share no
 #           link, so host-gw cannot work between them.
 #
+# Every agent serves Prometheus metrics on its host address, port 9453 (http://IP:9453/metrics),
+# reachable from the underlay namespace.
+#
 # State: /run/sluice-lab/<lab>/ (pidfiles, logs, sockets, etcd data), docker data-roots under
 # /var/lib/sluice-lab/<lab>/<host>. Run `lab.sh help` for the commands.
 set -Eeuo pipefail
@@ -24,6 +27,8 @@ RUN_ROOT=/run/sluice-lab
 DATA_ROOT=/var/lib/sluice-lab
 IMAGE=sluice-test/busybox:local
 MAX_HOSTS=50
+# The agents' metrics port (--metrics-addr HOST_IP:METRICS_PORT).
+METRICS_PORT=9453
 # The sluice entry point the agents run (tests may point it at another build).
 SLUICE_BIN=${SLUICE_LAB_SLUICE_BIN:-$REPO/bin/sluice}
 
@@ -356,7 +361,7 @@ start_agent() {
     "$d/agent.pid" env $(store_access_env) "$SLUICE_BIN" agent \
     $( ((LAB_ETCD_AUTH)) && echo --etcd-password-file "$LAB_DIR/etcd-sluice.password") \
     --store "$(agent_store)" --socket /run/docker/plugins/sluice.sock \
-    --node "$h" --node-ip "$ip" --docker-host "unix://$d/docker.sock" --backend "$LAB_BACKEND" "$@" \
+    --node "$h" --node-ip "$ip" --docker-host "unix://$d/docker.sock" --backend "$LAB_BACKEND" --metrics-addr "$ip:$METRICS_PORT" "$@" \
     </dev/null >>"$d/agent.log" 2>&1 9>&- &
 }
 

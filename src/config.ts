@@ -42,6 +42,13 @@ export interface AgentConfig extends StoreSettings {
   sysctlNetDir: string;
   /** Destinations containers may never open besides the store's, Docker's and the agents' (--protect). */
   protect: ProtectedDestination[];
+  /** Where /metrics is served (--metrics-addr); none when undefined. */
+  metricsAddr: MetricsAddress | undefined;
+}
+
+export interface MetricsAddress {
+  host: string;
+  port: number;
 }
 
 interface FlagSpec {
@@ -82,6 +89,12 @@ export const AGENT_FLAGS: FlagSpec[] = [
     help: 'ADDR[:PORT][,…]: more of the control plane no container may open, whatever its policy (a PORT is TCP; ADDR alone closes every port)',
     default: '(none: the store and the Docker API ports of every node are closed anyway)',
   },
+  // Metrics.
+  {
+    flag: 'metrics-addr',
+    help: 'HOST:PORT to serve Prometheus metrics on, at /metrics (HOST an IPv4 address, 0.0.0.0 for all); PORT is closed to containers',
+    default: '(off)',
+  },
 ];
 
 export function envName(flag: string): string {
@@ -114,6 +127,17 @@ function protectList(text: string): ProtectedDestination[] {
       }
       return port === undefined ? { address: address! } : { address: address!, port: integer('protect', port, 1, 65535) };
     });
+}
+
+/** `--metrics-addr HOST:PORT`, HOST an IPv4 address. */
+function metricsAddress(text: string): MetricsAddress {
+  const colon = text.lastIndexOf(':');
+  const host = text.slice(0, colon);
+  const port = Number(text.slice(colon + 1));
+  if (colon < 0 || parseIp(host) === undefined || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new BadRequestError(`--metrics-addr ${text}: expected HOST:PORT, HOST an IPv4 address and PORT from 1 to 65535`);
+  }
+  return { host, port };
 }
 
 function firstIpv4(): string {
@@ -179,6 +203,7 @@ export function loadAgentConfig(flags: Flags, env: NodeJS.ProcessEnv = process.e
     throw new BadRequestError(`--node ${node}: use letters, digits, '.', '_' and '-' only`);
   }
   const mtu = get('mtu');
+  const metricsAddr = get('metrics-addr');
   return Object.freeze({
     ...loadStoreSettings(flags, env),
     socket: text('socket'),
@@ -197,5 +222,6 @@ export function loadAgentConfig(flags: Flags, env: NodeJS.ProcessEnv = process.e
     driverName: get('driver-name') ?? path.basename(text('socket'), '.sock'),
     sysctlNetDir: text('sysctl-net-dir'),
     protect: protectList(get('protect') ?? ''),
+    metricsAddr: metricsAddr === undefined ? undefined : metricsAddress(metricsAddr),
   });
 }

@@ -13,6 +13,9 @@ import { NetworkDriver } from './driver/network-service';
 import { errorMessage } from './errors';
 import { Ipam } from './ipam/ipam-service';
 import { DockerApi, dockerClient } from './labels/docker';
+import { NO_METRICS } from './metrics/metrics';
+import { PrometheusMetrics, agentReadings } from './metrics/prometheus';
+import { listenMetrics } from './metrics/server';
 import { openStore } from './store/open-store';
 import { Registry } from './store/registry';
 
@@ -29,10 +32,14 @@ export async function runAgent(config: AgentConfig): Promise<void> {
     defaultSubnetPrefix: config.defaultSubnetPrefix,
     defaultBlockSize: config.blockSize,
   });
-  const agent = new Agent(config, registry, dataplane, docker, ipam);
+  const { metricsAddr } = config;
+  const metrics = metricsAddr && new PrometheusMetrics(agentReadings(config.node, () => agent.view, store, dataplane));
+  const agent: Agent = new Agent(config, registry, dataplane, docker, ipam, undefined, metrics ?? NO_METRICS);
   const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: config.node, mtu: agent.mtu });
-  const server = await listenUnix(buildApp({ network: driver, ipam }), config.socket);
-  console.error(`sluice agent: node ${config.node} (${config.nodeIp}), store ${store.description}, serving ${config.socket}`);
+  const server = await listenUnix(buildApp({ network: driver, ipam, metrics }), config.socket);
+  const metricsListener = metricsAddr && metrics && (await listenMetrics(metrics.registry, metricsAddr.host, metricsAddr.port));
+  const serving = metricsListener ? `, metrics on http://${metricsAddr.host}:${metricsAddr.port}/metrics` : '';
+  console.error(`sluice agent: node ${config.node} (${config.nodeIp}), store ${store.description}, serving ${config.socket}${serving}`);
 
   let stopping = false;
   const shutdown = (signal: string): void => {
@@ -41,6 +48,7 @@ export async function runAgent(config: AgentConfig): Promise<void> {
     console.error(`sluice agent: ${signal}: stopping (containers keep their network)`);
     void (async () => {
       await server.close();
+      await metricsListener?.close();
       await agent.stop();
       await store.close();
       process.exit(0);

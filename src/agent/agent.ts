@@ -16,6 +16,7 @@ import { InvalidRecordError, errorMessage } from '../errors';
 import type { Ipam } from '../ipam/ipam-service';
 import type { ContainerEvent, DockerHost } from '../labels/docker';
 import { blockRoutes, type PeerMode } from '../lease/routes';
+import { NO_METRICS, secondsSince, type Metrics } from '../metrics/metrics';
 import type { EndpointRecord, NetworkRecord, NodeRecord, Reclaim } from '../model';
 import { compileFirewall } from '../policy/compile';
 import { controlPlane, protection, type ControlPlane } from '../policy/protect';
@@ -71,6 +72,7 @@ export class Agent implements LocalConvergence {
     private readonly docker: DockerHost,
     private readonly ipam: Ipam,
     private readonly options: AgentOptions = { reconcileConfirmMs: 3000 },
+    private readonly metrics: Metrics = NO_METRICS,
   ) {}
 
   get node(): string {
@@ -155,7 +157,7 @@ export class Agent implements LocalConvergence {
   }
 
   private async applyDesiredState(): Promise<void> {
-    const started = Date.now();
+    const started = process.hrtime.bigint();
     const view = this.view;
     const local = view.networksOn(this.node);
     const gateways = [...local].flatMap((net) => {
@@ -185,7 +187,9 @@ export class Agent implements LocalConvergence {
         protection: protection(this.controlPlane, nodeIps, this.config.nodeIp),
       }),
     );
-    debug('applied desired state in %d ms', Date.now() - started);
+    const seconds = secondsSince(started);
+    this.metrics.dataplaneApplied(seconds);
+    debug('applied desired state in %d ms', Math.round(seconds * 1000));
   }
 
   private modeTowards(peer: NodeRecord): PeerMode {
@@ -284,8 +288,12 @@ export class Agent implements LocalConvergence {
     this.inSync = true;
     this.watch = this.registry.store.watch(ROOT, revision + 1, {
       onEvents: (events) => {
+        const seen = process.hrtime.bigint();
         this.view.apply(events);
-        void this.converge().catch((err: unknown) => console.error(`sluice agent: apply: ${errorMessage(err)}`));
+        this.converge().then(
+          () => this.metrics.converged(secondsSince(seen)),
+          (err: unknown) => console.error(`sluice agent: apply: ${errorMessage(err)}`),
+        );
         void this.followManagedNetworks();
       },
       onReset: (reason) => {

@@ -13,6 +13,7 @@ import type { NextFunction, Request, Response } from 'express';
 import createDebug from 'debug';
 import { SluiceError, errorMessage } from '../errors';
 import type { IpamService, NetworkService } from '../driver/services';
+import { NO_METRICS, secondsSince, type Metrics } from '../metrics/metrics';
 import * as wire from './wire';
 
 /** Both media types are accepted by dockerd; this is the one the plugin docs name. */
@@ -37,6 +38,8 @@ export interface AppDeps {
   ipam: IpamService;
   /** Defaults to `debug('sluice:api')` for traces and console.error for failures. */
   log?: ApiLog;
+  /** Counts and times every request; defaults to none. */
+  metrics?: Pick<Metrics, 'pluginRequest'>;
 }
 
 const trace = createDebug('sluice:api');
@@ -154,14 +157,19 @@ function rawBody(req: Request): string {
  */
 export function buildApp(deps: AppDeps): express.Application {
   const log = deps.log ?? defaultLog;
+  const metrics = deps.metrics ?? NO_METRICS;
+  const routes = methods(deps);
   const app = express();
   app.disable('x-powered-by');
 
   app.use((req, res, next) => {
     const start = process.hrtime.bigint();
     res.on('finish', () => {
-      const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      log.debug(`${req.method} ${req.path} -> ${res.statusCode} in ${ms.toFixed(1)} ms: ${(res.locals as Locals).reply ?? ''}`);
+      const seconds = secondsSince(start);
+      log.debug(`${req.method} ${req.path} -> ${res.statusCode} in ${(seconds * 1000).toFixed(1)} ms: ${(res.locals as Locals).reply ?? ''}`);
+      // Any other path is one label value: what a client makes up must not make new series.
+      const method = Object.hasOwn(routes, req.path.slice(1)) ? req.path.slice(1) : 'other';
+      metrics.pluginRequest(method, res.statusCode < 400, seconds);
     });
     next();
   });
@@ -172,7 +180,7 @@ export function buildApp(deps: AppDeps): express.Application {
     next();
   });
 
-  for (const [name, method] of Object.entries(methods(deps))) {
+  for (const [name, method] of Object.entries(routes)) {
     app.post(`/${name}`, async (req, res) => {
       send(res, 200, await method(wire.parseBody(name, rawBody(req))));
     });

@@ -64,6 +64,17 @@ export interface FirewallState {
   nat: Chain[];
 }
 
+/** One of Sluice's filter rules with the kernel's counts: what metrics read, once per scrape. */
+export interface RuleCounter {
+  chain: string;
+  /** The rule's comment: every rule Sluice writes has one saying what it is for. */
+  comment: string;
+  /** Where a matching packet goes: DROP, RETURN, MARK, a chain… */
+  target: string;
+  packets: number;
+  bytes: number;
+}
+
 export interface Dataplane {
   /** One-time host setup: IP forwarding, the gateway dummy device, hooks from built-in chains. Idempotent. */
   init(): Promise<void>;
@@ -89,6 +100,8 @@ export interface Dataplane {
    * everything Sluice owns.
    */
   verifyFirewall(): Promise<string[]>;
+  /** The packet and byte counts of every rule in Sluice's filter chains, read in one go. */
+  ruleCounters(): Promise<RuleCounter[]>;
   /** True if `ip` is reachable without a gateway (same link): host-gw works to it. */
   isOnLink(ip: string): Promise<boolean>;
   /** MTU of the interface this host uses to reach `ip`; for one of its own addresses, of the interface holding it. */

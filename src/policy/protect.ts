@@ -64,10 +64,11 @@ export const resolveIpv4: Resolver = async (host) => (await lookup(host, { all: 
 /**
  * The control plane of the agent's configuration, the store URL's host names
  * resolved (once, at start). Bracketed IPv6 endpoints are left out:
- * containers have IPv4 only.
+ * containers have IPv4 only. The metrics port is an agent port: closed on
+ * every node, since the agents are configured alike.
  */
 export async function controlPlane(
-  config: { store: string; protect: readonly ProtectedDestination[] },
+  config: { store: string; protect: readonly ProtectedDestination[]; metricsAddr?: { port: number } | undefined },
   resolve: Resolver = resolveIpv4,
 ): Promise<ControlPlane> {
   const store = await Promise.all(
@@ -79,5 +80,5 @@ export async function controlPlane(
         return (await resolve(endpoint.slice(0, colon))).map((address) => ({ address, port }));
       }),
   );
-  return { store: store.flat(), extra: [...config.protect], agentPorts: [] };
+  return { store: store.flat(), extra: [...config.protect], agentPorts: config.metricsAddr ? [config.metricsAddr.port] : [] };
 }

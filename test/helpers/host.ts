@@ -4,6 +4,7 @@ import { loadAgentConfig } from '../../src/config';
 import { RecordingDataplane } from '../../src/dataplane/fake/recording-dataplane';
 import { NetworkDriver } from '../../src/driver/network-service';
 import { Ipam } from '../../src/ipam/ipam-service';
+import type { Metrics } from '../../src/metrics/metrics';
 import { MemoryStore } from '../../src/store/memory-store';
 import { Registry } from '../../src/store/registry';
 import { FakeDocker } from './fake-docker';
@@ -28,6 +29,7 @@ export interface TestHostOptions {
   docker?: FakeDocker;
   agent?: Partial<AgentOptions>;
   flags?: Record<string, string>;
+  metrics?: Metrics;
 }
 
 export function testHost(store: MemoryStore, name: string, ip: string, opts: TestHostOptions = {}): TestHost {
@@ -41,7 +43,7 @@ export function testHost(store: MemoryStore, name: string, ip: string, opts: Tes
     defaultSubnetPrefix: config.defaultSubnetPrefix,
     defaultBlockSize: config.blockSize,
   });
-  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0, ...opts.agent });
+  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0, ...opts.agent }, opts.metrics);
   const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: name, mtu: agent.mtu });
   return { name, ip, registry, dataplane, docker, ipam, agent, driver };
 }

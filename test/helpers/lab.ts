@@ -8,6 +8,8 @@ import * as path from 'node:path';
 /** The checkout's scripts/lab.sh, from test/helpers (jest) or from a build of it (dist-bench/test/helpers). */
 export const LAB_SCRIPT = findUp(__dirname, path.join('scripts', 'lab.sh'));
 export const TEST_IMAGE = 'sluice-test/busybox:local';
+/** Every lab agent serves /metrics on its host address at this port (lab.sh METRICS_PORT). */
+export const LAB_METRICS_PORT = 9453;
 
 function findUp(from: string, file: string): string {
   for (let dir = from; ; dir = path.dirname(dir)) {

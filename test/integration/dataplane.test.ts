@@ -13,6 +13,7 @@ import { SpawnRunner } from '../../src/dataplane/linux/command-runner';
 import { LinuxDataplane, writeProcSys } from '../../src/dataplane/linux/linux-dataplane';
 import { containerMac, endpointIfnames, vxlanMac } from '../../src/dataplane/names';
 import type { EndpointRecord, Labels, NetworkRecord } from '../../src/model';
+import { policyPackets, type PolicyPackets } from '../../src/metrics/rule-counters';
 import { compileFirewall } from '../../src/policy/compile';
 import { parsePolicies, type Policy } from '../../src/policy/policy';
 import { protection } from '../../src/policy/protect';
@@ -533,6 +534,32 @@ ingress: [{action: allow, protocol: tcp, from: role == 'client', ports: [80]}]
       expect(c1.canFetch('http://10.96.0.1:2375/')).toBe(true);
     } finally {
       for (const server of servers) server.stop();
+      await dp.applyFirewall(compile([client, web]));
+    }
+  });
+
+  it('counts the packets of a policy\'s allow rule and of its default deny, in one iptables-save', async () => {
+    await dp.applyFirewall(compile([client, web], webFromClient));
+    const server = await serveHttp('10.96.0.6', 80, c2);
+    const read = async (): Promise<PolicyPackets> => {
+      tap.calls.length = 0;
+      const packets = policyPackets(await dp.ruleCounters());
+      expect(commands()).toEqual(['iptables-save -c -t filter']);
+      return packets;
+    };
+    const allowed = (p: PolicyPackets) => p.rules.find((r) => r.policy === 'web-from-client' && r.direction === 'ingress' && r.rule === 0)?.packets;
+    try {
+      const before = await read();
+      expect(before.rules.map((r) => `${r.policy} ${r.direction}[${r.rule}] ${r.action}`)).toEqual(['web-from-client ingress[0] allow']);
+      expect(c1.canFetch('http://10.96.0.6/')).toBe(true);
+      // Ping is not TCP 80: web's ingress default-denies it.
+      expect(c1.canPing('10.96.0.6')).toBe(false);
+      const after = await read();
+      expect(allowed(after)).toBeGreaterThan(allowed(before)!);
+      expect(after.defaultDeny.ingress).toBeGreaterThan(before.defaultDeny.ingress);
+      expect(after.defaultDeny.egress).toBe(before.defaultDeny.egress);
+    } finally {
+      server.stop();
       await dp.applyFirewall(compile([client, web]));
     }
   });

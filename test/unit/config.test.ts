@@ -30,8 +30,20 @@ describe('agent configuration', () => {
     expect(() => loadAgentConfig({ 'node-ip': '192.0.2.1', protect: '10.0.0.5:70000' }, {})).toThrow('--protect 70000: expected a whole number from 1 to 65535');
   });
 
+  it('serves metrics only when --metrics-addr (or SLUICE_METRICS_ADDR) gives an IPv4 HOST:PORT', () => {
+    expect(loadAgentConfig({ 'node-ip': '192.0.2.1' }, {}).metricsAddr).toBeUndefined();
+    expect(loadAgentConfig({ 'node-ip': '192.0.2.1' }, { SLUICE_METRICS_ADDR: '0.0.0.0:9453' }).metricsAddr).toEqual({ host: '0.0.0.0', port: 9453 });
+    expect(loadAgentConfig({ 'node-ip': '192.0.2.1', 'metrics-addr': '192.0.2.1:9100' }, { SLUICE_METRICS_ADDR: '0.0.0.0:9453' }).metricsAddr).toEqual({
+      host: '192.0.2.1',
+      port: 9100,
+    });
+    for (const bad of ['9453', ':9453', 'localhost:9453', '192.0.2.1:0', '192.0.2.1:70000', '192.0.2.1:']) {
+      expect(() => loadAgentConfig({ 'node-ip': '192.0.2.1', 'metrics-addr': bad }, {})).toThrow(`--metrics-addr ${bad}: expected HOST:PORT`);
+    }
+  });
+
   it('documents every flag with its env var in --help', () => {
-    for (const flag of ['store', 'socket', 'node', 'node-ip', 'docker-host', 'backend', 'protect']) {
+    for (const flag of ['store', 'socket', 'node', 'node-ip', 'docker-host', 'backend', 'protect', 'metrics-addr']) {
       expect(agentHelp()).toContain(`--${flag}`);
       expect(agentHelp()).toContain(`SLUICE_${flag.toUpperCase().replace('-', '_')}`);
     }

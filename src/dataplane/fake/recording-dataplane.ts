@@ -11,8 +11,8 @@
  */
 import { DataplaneError } from '../../errors';
 import { formatCidr, parseCidr } from '../../net/ipv4';
-import type { BlockRoute, Dataplane, EndpointLink, FirewallState, VxlanDevice } from '../dataplane';
-import { normalizeFirewall } from '../firewall-state';
+import type { BlockRoute, Dataplane, EndpointLink, FirewallState, RuleCounter, VxlanDevice } from '../dataplane';
+import { normalizeFirewall, ruleComments, ruleTarget } from '../firewall-state';
 import { isSluiceHostIfname, vxlanMac } from '../names';
 
 export type DataplaneMethod = keyof Dataplane;
@@ -46,6 +46,8 @@ export class RecordingDataplane implements Dataplane {
   private readonly mtu: number;
   private readonly failures = new Map<DataplaneMethod, Error[]>();
   private firewallDamage: string | undefined;
+  /** Packets "seen" by rule comment (see countPackets). */
+  private readonly packets = new Map<string, number>();
 
   constructor(options: RecordingDataplaneOptions = {}) {
     this.onLink = new Set(options.onLink);
@@ -60,6 +62,11 @@ export class RecordingDataplane implements Dataplane {
   /** Simulates someone flushing Sluice's chains: verifyFirewall reports it until applyFirewall rewrites. */
   damageFirewall(description = 'filter chain SLUICE-FORWARD was flushed out of band'): void {
     this.firewallDamage = description;
+  }
+
+  /** Simulates traffic: the first filter rule commented `comment` counts `packets` more packets, of 100 bytes each. */
+  countPackets(comment: string, packets: number): void {
+    this.packets.set(comment, (this.packets.get(comment) ?? 0) + packets);
   }
 
   /** The arguments of every call to `method`, oldest first. */
@@ -144,6 +151,22 @@ export class RecordingDataplane implements Dataplane {
       const damage = this.firewallDamage;
       this.firewallDamage = undefined;
       return damage === undefined ? [] : [damage];
+    });
+  }
+
+  ruleCounters(): Promise<RuleCounter[]> {
+    return this.call('ruleCounters', [], () => {
+      const counted = new Set<string>();
+      return this.firewall.filter.flatMap(({ name, rules }) =>
+        rules.flatMap((rule): RuleCounter[] => {
+          const comment = ruleComments(rule)[0];
+          const target = ruleTarget(rule);
+          if (comment === undefined || target === undefined) return [];
+          const packets = counted.has(comment) ? 0 : (this.packets.get(comment) ?? 0);
+          counted.add(comment);
+          return [{ chain: name, comment, target, packets, bytes: packets * 100 }];
+        }),
+      );
     });
   }
 

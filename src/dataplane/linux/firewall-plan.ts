@@ -9,7 +9,7 @@
  * what the sets hold; chains whose rules are unknown are rewritten whole.
  */
 import { DataplaneError } from '../../errors';
-import type { IpSetType } from '../dataplane';
+import type { IpSetType, RuleCounter } from '../dataplane';
 import { TABLES, ruleComments, ruleTarget, type NormalFirewall, type SetContent, type Table } from '../firewall-state';
 import {
   CHAIN_PREFIX,
@@ -73,6 +73,18 @@ export function parseIptablesSave(text: string): SavedTable {
     }
   }
   return { chains, hooks };
+}
+
+/** The counted rules of Sluice's chains in `iptables-save -c` output (`[PACKETS:BYTES] -A CHAIN RULE`). */
+export function parseRuleCounters(text: string): RuleCounter[] {
+  return text.split('\n').flatMap((line): RuleCounter[] => {
+    const [, packets, bytes, chain, rule] = /^\[(\d+):(\d+)\] -A (\S+) (.*)$/.exec(line) ?? [];
+    if (chain === undefined || rule === undefined || !chain.startsWith(CHAIN_PREFIX)) return [];
+    const comment = ruleComments(rule)[0];
+    const target = ruleTarget(rule);
+    if (comment === undefined || target === undefined) return [];
+    return [{ chain, comment, target, packets: Number(packets), bytes: Number(bytes) }];
+  });
 }
 
 /** Sluice's sets (including a leftover scratch set) as `ipset save` shows them. */

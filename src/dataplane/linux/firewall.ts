@@ -11,7 +11,7 @@
  * written.
  */
 import { KeyedMutex } from '../../util/keyed-mutex';
-import type { FirewallState } from '../dataplane';
+import type { FirewallState, RuleCounter } from '../dataplane';
 import { TABLES, normalizeFirewall, type NormalFirewall, type SetContent, type Table } from '../firewall-state';
 import { batchInput, type CommandRunner } from './command-runner';
 import {
@@ -22,6 +22,7 @@ import {
   missingHooks,
   parseIpsetSave,
   parseIptablesSave,
+  parseRuleCounters,
   planFirewall,
   type AppliedChain,
   type AppliedFirewall,
@@ -90,6 +91,11 @@ export class IptablesFirewall {
       if (problems.length > 0) this.applied = undefined;
       return problems;
     });
+  }
+
+  /** One `iptables-save -c` of the filter table; no lock: a read sees each chain whole, before or after a restore. */
+  async counters(): Promise<RuleCounter[]> {
+    return parseRuleCounters(await this.runner.run('iptables-save', ['-c', '-t', 'filter']));
   }
 
   private async execute(plan: FirewallPlan): Promise<void> {

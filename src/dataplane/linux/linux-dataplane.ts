@@ -7,7 +7,7 @@
 import { writeFile } from 'node:fs/promises';
 import { DataplaneError } from '../../errors';
 import { KeyedMutex } from '../../util/keyed-mutex';
-import type { BlockRoute, Dataplane, EndpointLink, FirewallState, VxlanDevice } from '../dataplane';
+import type { BlockRoute, Dataplane, EndpointLink, FirewallState, RuleCounter, VxlanDevice } from '../dataplane';
 import { GATEWAY_DEVICE, ROUTE_PROTOCOL, VXLAN_DEVICE, isSluiceHostIfname, vxlanMac } from '../names';
 import { CommandError, SpawnRunner, batchInput, batchLine, type CommandRunner } from './command-runner';
 import { IptablesFirewall } from './firewall';
@@ -160,6 +160,10 @@ export class LinuxDataplane implements Dataplane {
 
   verifyFirewall(): Promise<string[]> {
     return this.firewall.check();
+  }
+
+  ruleCounters(): Promise<RuleCounter[]> {
+    return this.firewall.counters();
   }
 
   async isOnLink(ip: string): Promise<boolean> {

@@ -20,6 +20,12 @@ describe('the control plane from the configuration', () => {
     });
   });
 
+  it('makes the metrics port an agent port, closed like Docker\'s', async () => {
+    const plane = await controlPlane({ store: 'file:/var/lib/sluice/state.json', protect: [], metricsAddr: { port: 9453 } }, resolve);
+    expect(plane.agentPorts).toEqual([9453]);
+    expect(protection(plane, ['192.0.2.2'], '192.0.2.1').hostPorts).toEqual([2375, 2376, 9453]);
+  });
+
   it('has no store endpoints with the file store, and fails when a store host does not resolve', async () => {
     expect((await controlPlane({ store: 'file:/var/lib/sluice/state.json', protect: [] }, resolve)).store).toEqual([]);
     await expect(controlPlane({ store: 'etcd://nowhere.example:2379', protect: [] }, resolve)).rejects.toThrow('ENOTFOUND nowhere.example');
