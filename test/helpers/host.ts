@@ -25,7 +25,7 @@ export function testHost(
   store: MemoryStore,
   name: string,
   ip: string,
-  opts: { onLink?: string[]; backend?: string; dataplane?: RecordingDataplane; docker?: FakeDocker } = {},
+  opts: { onLink?: string[]; backend?: string; dataplane?: RecordingDataplane; docker?: FakeDocker; random?: () => number } = {},
 ): TestHost {
   const config = loadAgentConfig({ node: name, 'node-ip': ip, backend: opts.backend ?? 'auto', 'resync-interval': '3600' }, {});
   const registry = new Registry(store.connect());
@@ -37,7 +37,7 @@ export function testHost(
     defaultSubnetPrefix: config.defaultSubnetPrefix,
     defaultBlockSize: config.blockSize,
   });
-  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0 });
+  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0, ...(opts.random && { random: opts.random }) });
   const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: name, mtu: agent.mtu });
   return { name, ip, registry, dataplane, docker, ipam, agent, driver };
 }
