@@ -1,6 +1,6 @@
 /**
  * The records of a large cluster, as the agents and IPAM write them: one network, hosts of
- * `perNode` containers each, one block per host, endpoints with a few labels (~400 bytes a
+ * `perNode` containers each, alive, one block per host, endpoints with a few labels (~400 bytes a
  * value, like real ones), written straight into an etcd in parallel transactions.
  */
 import { Etcd3 } from 'etcd3';
@@ -38,6 +38,7 @@ export function bigCluster(endpoints: number, perNode = 20): Put[] {
     };
     const block: BlockRecord = { network: BIG_NET.key, block: `${formatIp(BASE + n * 64)}/26`, node: node.name };
     puts.push({ key: keys.node(node.name), value: JSON.stringify(node) });
+    puts.push({ key: keys.aliveNode(node.name), value: JSON.stringify({ since: node.lastSeen }) });
     puts.push({ key: keys.block(BIG_NET.key, block.block), value: JSON.stringify(block) });
   }
   for (let i = 0; i < endpoints; i++) {
