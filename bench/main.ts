@@ -14,6 +14,7 @@ import { decodeCost } from './scenarios/decode-cost';
 import { dnsThroughput } from './scenarios/dns-throughput';
 import { dockerRunCluster, dockerRunSingle } from './scenarios/docker-run';
 import { explainScenario } from './scenarios/explain';
+import { largeCluster } from './scenarios/large-cluster';
 import { memory } from './scenarios/memory';
 import { perPacket } from './scenarios/per-packet';
 import { pluginTime, pluginTimeTls } from './scenarios/plugin-time';
@@ -25,6 +26,7 @@ import { throughput } from './scenarios/throughput';
 // In run order: scenarios sharing a lab are next to each other, so few labs are up at once.
 const SCENARIOS: readonly Scenario[] = [
   decodeCost,
+  largeCluster,
   dockerRunSingle,
   pluginTime,
   pluginTimeTls,

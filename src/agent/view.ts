@@ -25,6 +25,16 @@ export class ClusterView {
   readonly policies = new Map<string, Policy>();
   /** Keys whose record is invalid → why. They are in none of the maps above: nothing acts on them. */
   readonly invalid = new Map<string, string>();
+  /** The maps by the key kind they hold; `alive` as a map of presence. */
+  private readonly byKind: Record<string, { get(key: string): unknown; delete(key: string): boolean }> = {
+    networks: this.networks,
+    nodes: this.nodes,
+    alive: { get: (node) => (this.alive.has(node) ? true : undefined), delete: (node) => this.alive.delete(node) },
+    blocks: this.blocks,
+    endpoints: this.endpoints,
+    dockernets: this.dockerNets,
+    policies: this.policies,
+  };
 
   /** Replaces everything with a fresh list (startup, or after a broken watch). */
   reset(kvs: KeyValue[]): void {
@@ -34,11 +44,30 @@ export class ClusterView {
     for (const kv of kvs) this.put(kv, reported.get(kv.key));
   }
 
-  apply(events: WatchEvent[]): void {
+  /**
+   * True if the events changed anything the desired state depends on. Not so: keys the view
+   * ignores (addresses, the pool guard), a value put again unchanged (liveness renewals), a node
+   * record whose only change is its lastSeen (its agent says it is alive every minute).
+   */
+  apply(events: WatchEvent[]): boolean {
+    let changed = false;
     for (const event of events) {
-      if (event.type === 'put') this.put(event.kv, this.invalid.get(event.kv.key));
-      else this.remove(event.key);
+      const key = event.type === 'put' ? event.kv.key : event.key;
+      const before = this.entry(key);
+      if (event.type === 'put') this.put(event.kv, this.invalid.get(key));
+      else this.remove(key);
+      changed ||= before !== this.entry(key);
     }
+    return changed;
+  }
+
+  /** What `key` contributes to the view, as text to compare; undefined if nothing. */
+  private entry(key: string): string | undefined {
+    const [kind, rest] = split(key);
+    const entry = this.byKind[kind]?.get(rest);
+    if (entry === undefined) return undefined;
+    if (kind === 'nodes') return JSON.stringify({ ...(entry as NodeRecord), lastSeen: undefined });
+    return JSON.stringify(entry);
   }
 
   /** `reported`: why the key was already invalid, so a resync does not log it again. */
@@ -80,17 +109,8 @@ export class ClusterView {
 
   private remove(key: string): void {
     const [kind, rest] = split(key);
-    const maps: Record<string, Map<string, unknown> | Set<string>> = {
-      networks: this.networks,
-      nodes: this.nodes,
-      alive: this.alive,
-      blocks: this.blocks,
-      endpoints: this.endpoints,
-      dockernets: this.dockerNets,
-      policies: this.policies,
-    };
     this.invalid.delete(key);
-    maps[kind]?.delete(rest);
+    this.byKind[kind]?.delete(rest);
   }
 
   /** Network keys that have a Docker network on `node`. */

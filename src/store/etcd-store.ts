@@ -12,6 +12,8 @@
  * - No automatic retries of calls that may have reached etcd: a txn retried
  *   after a lost reply would report a create it made itself as lost. Only
  *   calls that never left (no connection) move on to the next endpoint.
+ * - A list reads pages of at most 1,000 keys, all at one revision: a cluster
+ *   of any size lists without a reply near grpc's 4 MiB limit.
  * - A watch ends with onReset when etcd cancels it (its start revision was
  *   compacted) or the stream to etcd breaks; the caller lists again.
  * - Leases are kept alive by the library; 'lost' becomes onLost.
@@ -30,7 +32,9 @@ import {
   GRPCResourceExhastedError,
   GRPCUnauthenticatedError,
   isRecoverableError,
+  Range,
   type IKeyValue,
+  type IRangeResponse,
   type Lease as EtcdLeaseHandle,
   type PutBuilder,
   type Watcher,
@@ -40,6 +44,10 @@ import { validateTtl } from './memory-store';
 import type { KeyValue, Lease, ListResult, Store, Unchanged, Watch, WatchEvent, WatchHandlers } from './store';
 
 export const DEFAULT_ETCD_TIMEOUT_MS = 3000;
+/** Keys per page of a list: records of ~400 bytes make pages of ~0.5 MB. */
+const LIST_PAGE_KEYS = 1000;
+/** Fresh starts of a list whose revision etcd keeps compacting away, before giving up. */
+const LIST_ATTEMPTS = 3;
 
 export interface EtcdStoreOptions {
   /** "HOST:PORT" of each member. */
@@ -120,11 +128,52 @@ export class EtcdStore implements Store {
     });
   }
 
-  list(prefix: string): Promise<ListResult> {
-    return this.call(`list ${prefix}`, undefined, async () => {
-      const res = await this.client.getAll().prefix(prefix).sort('Key', 'Ascend').exec();
-      return { kvs: res.kvs.map(toKeyValue), revision: Number(res.header.revision) };
-    });
+  /**
+   * In pages of at most LIST_PAGE_KEYS keys, each after the last key of the one before, every page
+   * at the first page's revision: one consistent snapshot, and no reply near grpc's 4 MiB limit
+   * (a page that is over it anyway, big values, is asked again with half as many keys). If etcd
+   * compacts that revision away meanwhile, the list starts over at a new one.
+   */
+  async list(prefix: string): Promise<ListResult> {
+    const what = `list ${prefix}`;
+    const range = Range.prefix(prefix);
+    let kvs: KeyValue[] = [];
+    let revision: string | undefined;
+    let from = range.start;
+    let limit = LIST_PAGE_KEYS;
+    let compactions = 0;
+    for (;;) {
+      const page = await this.call(what, undefined, () => this.listPage(new Range(from, range.end), limit, revision));
+      if (page === 'compacted') {
+        if (++compactions === LIST_ATTEMPTS) {
+          throw new StoreUnavailableError(`${this.description} could not ${what}: its history was compacted during each of ${LIST_ATTEMPTS} attempts`);
+        }
+        [kvs, revision, from] = [[], undefined, range.start];
+        continue;
+      }
+      if (page === 'too large') {
+        limit = Math.ceil(limit / 2);
+        continue;
+      }
+      revision ??= page.header.revision;
+      kvs.push(...page.kvs.map(toKeyValue));
+      const last = page.kvs.at(-1);
+      if (!page.more || !last) return { kvs, revision: Number(revision) };
+      from = Buffer.concat([last.key, Buffer.from([0])]); // the next key after the last one
+    }
+  }
+
+  /** One page of a list; at `revision` unless it is the first. */
+  private async listPage(range: Range, limit: number, revision: string | undefined): Promise<IRangeResponse | 'compacted' | 'too large'> {
+    const builder = this.client.getAll().inRange(range).sort('Key', 'Ascend').limit(limit);
+    if (revision !== undefined) builder.revision(revision);
+    try {
+      return await builder.exec();
+    } catch (err) {
+      if (revision !== undefined && err instanceof Error && /required revision has been compacted/.test(err.message)) return 'compacted';
+      if (limit > 1 && err instanceof Error && /Received message larger than max/.test(err.message)) return 'too large';
+      throw err;
+    }
   }
 
   create(key: string, value: string, lease?: Lease): Promise<boolean> {
