@@ -79,6 +79,10 @@ export interface NodeRecord {
   version: string;
   /** When the agent last said it was alive (ISO time): decides when its blocks may be reclaimed. */
   lastSeen: string;
+  /** Reported with liveness, for `sluice status`: when the kernel last took the desired state (ISO time). */
+  lastApply?: string;
+  /** Reported with liveness: the agent's latest failure of kernel or periodic work, if any since it started. */
+  lastError?: { at: string; message: string };
   /**
    * Set when surviving agents released the node's blocks, addresses and endpoints after
    * it was dead past the grace period. Kept when the node comes back: it is then fenced,

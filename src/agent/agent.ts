@@ -58,6 +58,7 @@ export function relistDelayMs(nodes: number, random: number): number {
 }
 
 const RECONCILE_INTERVAL_MS = 60_000;
+const REPORT_INTERVAL_MS = 60_000;
 
 export class Agent implements LocalConvergence {
   readonly view = new ClusterView();
@@ -76,6 +77,11 @@ export class Agent implements LocalConvergence {
   private events: { close(): void } | undefined;
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
+  /** What the node reports with its liveness, for `sluice status`. */
+  private lastApply: string | undefined;
+  private lastError: NodeRecord['lastError'];
+  /** When each kind of background failure was last logged (report()). */
+  private readonly reported = new Map<string, number>();
   private inSync = false;
   private followingNetworks = false;
 
@@ -127,13 +133,13 @@ export class Agent implements LocalConvergence {
       (event) => void this.onDockerEvent(event),
       () => {
         if (connects++ === 0) return;
-        this.reconcileWithDocker().catch((err: unknown) => console.error(`sluice agent: reconcile: ${errorMessage(err)}`));
+        this.reconcileWithDocker().catch((err: unknown) => this.report('reconcile with Docker', err));
       },
     );
-    this.every(this.config.resyncInterval * 1000, () => this.resync());
-    this.every(this.config.resyncInterval * 1000, () => this.reclaimDeadNodes());
-    this.every(this.options.reconcileIntervalMs ?? RECONCILE_INTERVAL_MS, () => this.reconcileWithDocker());
-    this.every(60_000, () => this.register());
+    this.every('resync', this.config.resyncInterval * 1000, () => this.resync());
+    this.every('reclaim dead nodes', this.config.resyncInterval * 1000, () => this.reclaimDeadNodes());
+    this.every('reconcile with Docker', this.options.reconcileIntervalMs ?? RECONCILE_INTERVAL_MS, () => this.reconcileWithDocker());
+    this.every('liveness', 60_000, () => this.register());
   }
 
   async stop(): Promise<void> {
@@ -203,6 +209,7 @@ export class Agent implements LocalConvergence {
     );
     const seconds = secondsSince(started);
     this.metrics.dataplaneApplied(seconds);
+    this.lastApply = new Date(this.now()).toISOString();
     debug('applied desired state in %d ms', Math.round(seconds * 1000));
   }
 
@@ -245,6 +252,8 @@ export class Agent implements LocalConvergence {
         ...(this.vtepMac && { vtepMac: this.vtepMac }),
         version: VERSION,
         lastSeen: new Date().toISOString(),
+        ...(this.lastApply && { lastApply: this.lastApply }),
+        ...(this.lastError && { lastError: this.lastError }),
         ...(reclaimed && { reclaimed }),
       };
       written = await this.registry.replaceNode(record, existing?.modRevision ?? 0);
@@ -279,9 +288,8 @@ export class Agent implements LocalConvergence {
   /** Reclaims the nodes dead past the grace period: every agent tries, the store lets one win. */
   private async reclaimDeadNodes(): Promise<void> {
     if (!this.inSync) return;
-    const now = this.options.now ?? Date.now;
-    for (const node of reclaimable(this.view, this.node, now(), this.config.gracePeriod)) {
-      const released = await reclaimNode(this.registry, node.name, this.node, now());
+    for (const node of reclaimable(this.view, this.node, this.now(), this.config.gracePeriod)) {
+      const released = await reclaimNode(this.registry, node.name, this.node, this.now());
       if (!released) continue;
       console.error(
         `sluice agent: reclaimed node ${node.name} (last seen ${node.lastSeen}, grace period ${this.config.gracePeriod} s): released ${released.blocks.length} block(s) [${released.blocks.map((b) => b.block).join(', ')}] and ${released.addresses} address(es)${released.complete ? '' : '; stopped early: the node came back or another agent is at it'}`,
@@ -307,7 +315,7 @@ export class Agent implements LocalConvergence {
         if (!this.view.apply(events)) return;
         this.converge().then(
           () => this.metrics.converged(secondsSince(seen)),
-          (err: unknown) => console.error(`sluice agent: apply: ${errorMessage(err)}`),
+          (err: unknown) => this.report('apply', err),
         );
         void this.followManagedNetworks();
       },
@@ -333,6 +341,7 @@ export class Agent implements LocalConvergence {
         await work();
         return;
       } catch (err) {
+        this.lastError = { at: new Date(this.now()).toISOString(), message: `${what}: ${errorMessage(err)}` };
         console.error(`sluice agent: ${what} failed: ${errorMessage(err)}; retrying`);
         await sleep(RETRY_MS);
       }
@@ -468,18 +477,35 @@ export class Agent implements LocalConvergence {
         await this.docker.removeNetwork(key.slice(this.node.length + 1));
       }
     } catch (err) {
-      debug('following managed networks: %s', errorMessage(err));
+      this.report('following managed networks', err);
     } finally {
       this.followingNetworks = false;
     }
   }
 
-  private every(ms: number, task: () => Promise<void>): void {
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
+  private every(what: string, ms: number, task: () => Promise<void>): void {
     this.timers.push(
       setInterval(() => {
-        task().catch((err: unknown) => debug('periodic task: %s', errorMessage(err)));
+        task().catch((err: unknown) => this.report(what, err));
       }, ms),
     );
+  }
+
+  /**
+   * A failure of work nobody waits for: logged whatever DEBUG says, at most once a minute per
+   * kind of work so a long outage does not flood the log, and reported in `sluice status`.
+   */
+  private report(what: string, err: unknown): void {
+    const now = this.now();
+    const message = `${what}: ${errorMessage(err)}`;
+    this.lastError = { at: new Date(now).toISOString(), message };
+    if (now - (this.reported.get(what) ?? -Infinity) < REPORT_INTERVAL_MS) return;
+    this.reported.set(what, now);
+    console.error(`sluice agent: ${message}`);
   }
 }
 

@@ -66,7 +66,8 @@ export class ClusterView {
     const [kind, rest] = split(key);
     const entry = this.byKind[kind]?.get(rest);
     if (entry === undefined) return undefined;
-    if (kind === 'nodes') return JSON.stringify({ ...(entry as NodeRecord), lastSeen: undefined });
+    // What a node reports with its liveness every minute is for people (status), not for the kernel.
+    if (kind === 'nodes') return JSON.stringify({ ...(entry as NodeRecord), lastSeen: undefined, lastApply: undefined, lastError: undefined });
     return JSON.stringify(entry);
   }
 

@@ -57,7 +57,9 @@ export async function status(registry: Registry, output: Output = 'text'): Promi
     n.version,
     nodeBlocks(n.name).join(',') || '-',
     String(nodeEndpoints(n.name)),
+    n.lastApply ?? '-',
   ]);
+  const errorRows = nodes.flatMap((n) => (n.lastError ? [[n.name, n.lastError.at, n.lastError.message]] : []));
   const networkRows = networks.map((n) => [n.name ?? '-', n.subnet, `/${n.blockSize}`, n.gateway, n.managed ? 'sluice' : 'docker']);
   const endpointRows = endpoints.map((e) => [
     e.containerName ?? e.id.slice(0, 12),
@@ -69,7 +71,9 @@ export async function status(registry: Registry, output: Output = 'text'): Promi
   ]);
   return [
     'NODES',
-    table(['NAME', 'LIVENESS', 'ADDRESS', 'BACKEND', 'VERSION', 'BLOCKS', 'ENDPOINTS'], nodeRows),
+    table(['NAME', 'LIVENESS', 'ADDRESS', 'BACKEND', 'VERSION', 'BLOCKS', 'ENDPOINTS', 'LAST APPLY'], nodeRows),
+    // Reported with liveness (every minute): the latest failure of each agent's background work.
+    ...(errorRows.length === 0 ? [] : ['', 'NODE ERRORS (latest per node)', table(['NODE', 'AT', 'ERROR'], errorRows)]),
     '',
     'NETWORKS',
     table(['NAME', 'SUBNET', 'BLOCK', 'GATEWAY', 'DEFINED BY'], networkRows),

@@ -121,6 +121,11 @@ export function readNode(kv: KeyValue): NodeRecord {
       lastSeen: text(o.lastSeen, ISO_TIME, 'an ISO time', 'lastSeen'),
     };
     if (o.vtepMac !== undefined) record.vtepMac = text(o.vtepMac, MAC, 'a MAC address', 'vtepMac');
+    if (o.lastApply !== undefined) record.lastApply = text(o.lastApply, ISO_TIME, 'an ISO time', 'lastApply');
+    if (o.lastError !== undefined) {
+      const lastError = object(o.lastError, 'lastError');
+      record.lastError = { at: text(lastError.at, ISO_TIME, 'an ISO time', 'lastError.at'), message: string(lastError.message, 'lastError.message') };
+    }
     if (o.reclaimed !== undefined) {
       const reclaimed = object(o.reclaimed, 'reclaimed');
       record.reclaimed = {

@@ -1,6 +1,8 @@
 import { Agent } from '../../../src/agent/agent';
 import { loadAgentConfig } from '../../../src/config';
+import { status } from '../../../src/cli/commands';
 import { PROTECTED_SET } from '../../../src/policy/names';
+import { keys } from '../../../src/store/keys';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { createDockerNetwork, eventually, testHost, useCluster, type TestHost } from '../../helpers/host';
 
@@ -75,6 +77,17 @@ describe('Agent: routes between hosts', () => {
     const firewallCalls = h1.dataplane.calls.slice(from).map((c) => c.method).filter((m) => m.endsWith('Firewall'));
     expect(firewallCalls).toEqual(['verifyFirewall', 'applyFirewall']);
     expect(log.mock.calls).toEqual([['sluice agent: repairing firewall changed outside sluice: filter chain SLUICE-FORWARD was flushed out of band']]);
+  });
+  it('reports its last apply and its latest background failure with its liveness, for sluice status', async () => {
+    const h1 = await start('h1', '192.0.2.1');
+    const log = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    h1.dataplane.failNext('applyFirewall');
+    await h1.registry.store.put(keys.policy('web'), "kind: NetworkPolicy\nname: web\nselector: role == 'web'\ningress: []\n");
+    await eventually(() => expect(log.mock.calls).toEqual([['sluice agent: apply: injected failure in applyFirewall']]));
+    await (h1.agent as unknown as { register(): Promise<void> }).register();
+    const text = await status(h1.registry);
+    expect(text).toMatch(/^h1\s+alive\s.*\s\d{4}-\d\d-\d\dT\S+Z$/m);
+    expect(text).toMatch(/NODE ERRORS[^]*^h1\s+\S+Z\s+apply: injected failure in applyFirewall$/m);
   });
 });
 
