@@ -179,7 +179,7 @@ describe('a role for policy authors, read-write on /sluice/v1/policies/ only', (
       expect(await policyGet(registry, 'web-from-client')).toContain("selector: role == 'web'");
       expect(await policyRemove(registry, 'web-from-client')).toBe('policy web-from-client removed');
       await expect(networkCreate(registry, 'net', '10.99.0.0/16', 26)).rejects.toThrow(
-        /permission denied to list \/sluice\/v1\/networks\/ for user policy-author/,
+        /permission denied to read \/sluice\/v1\/pool-guard for user policy-author/,
       );
     } finally {
       await rm(dir, { recursive: true, force: true });
