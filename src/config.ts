@@ -3,12 +3,14 @@
  * (e.g. --node-ip or SLUICE_NODE_IP); a flag wins over its env var. The only
  * place that reads process.env for settings; the result is frozen.
  */
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BadRequestError } from './errors';
 import { NODE_NAME } from './model';
 import { type Cidr, parseCidr, parseIp } from './net/ipv4';
 import type { ProtectedDestination } from './policy/protect';
+import { type Upstream, parseUpstreams, resolvConfUpstreams } from './dns/upstreams';
 import { DEFAULT_STORE_URL } from './store/open-store';
 
 export type Backend = 'host-gw' | 'vxlan' | 'auto';
@@ -36,6 +38,10 @@ export interface AgentConfig {
   sysctlNetDir: string;
   /** Destinations containers may never open besides the store's, Docker's and the agents' (--protect). */
   protect: ProtectedDestination[];
+  /** Where the resolver serves container names (port 53), kept on the host like the gateways. */
+  dnsAddress: string;
+  /** Where names that are not the cluster's are forwarded; empty: they get SERVFAIL. */
+  dnsUpstreams: Upstream[];
 }
 
 interface FlagSpec {
@@ -43,6 +49,12 @@ interface FlagSpec {
   help: string;
   default?: string;
 }
+
+/** The resolver of container names (see src/dns). */
+const DNS_FLAGS: FlagSpec[] = [
+  { flag: 'dns-address', help: 'address the container-name resolver serves on (port 53); point dockerd\'s --dns at it', default: '169.254.53.53' },
+  { flag: 'dns-upstream', help: 'IP[:PORT][,…]: where other names are forwarded', default: '(the nameservers of /etc/resolv.conf, never --dns-address)' },
+];
 
 export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'store', help: 'etcd://HOST:PORT[,HOST:PORT…] for a cluster, file:PATH for one host', default: DEFAULT_STORE_URL },
@@ -66,6 +78,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
     help: 'ADDR[:PORT][,…]: more of the control plane no container may open, whatever its policy (a PORT is TCP; ADDR alone closes every port)',
     default: '(none: the store and the Docker API ports of every node are closed anyway)',
   },
+  ...DNS_FLAGS,
 ];
 
 export function envName(flag: string): string {
@@ -108,8 +121,24 @@ function firstIpv4(): string {
   throw new BadRequestError('no non-loopback IPv4 address found: pass --node-ip');
 }
 
-/** Builds the config from parsed flags (name → value) and the environment. */
-export function loadAgentConfig(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+/** The host's resolv.conf, for the default --dns-upstream; a host without one has no upstream. */
+function hostResolvConf(): string {
+  try {
+    return readFileSync('/etc/resolv.conf', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Builds the config from parsed flags (name → value) and the environment;
+ * `resolvConf` gives the text the default upstreams come from.
+ */
+export function loadAgentConfig(
+  flags: Record<string, string | undefined>,
+  env: NodeJS.ProcessEnv = process.env,
+  resolvConf: () => string = hostResolvConf,
+): AgentConfig {
   const get = (flag: string): string | undefined => flags[flag] ?? env[envName(flag)];
   const text = (flag: string): string => get(flag) ?? AGENT_FLAGS.find((f) => f.flag === flag)!.default!;
   const backend = text('backend');
@@ -125,6 +154,9 @@ export function loadAgentConfig(flags: Record<string, string | undefined>, env: 
     throw new BadRequestError(`--node ${node}: use letters, digits, '.', '_' and '-' only`);
   }
   const mtu = get('mtu');
+  const dnsAddress = text('dns-address');
+  if (parseIp(dnsAddress) === undefined) throw new BadRequestError(`--dns-address ${dnsAddress} is not an IPv4 address`);
+  const dnsUpstream = get('dns-upstream');
   return Object.freeze({
     store: text('store'),
     socket: text('socket'),
@@ -143,5 +175,7 @@ export function loadAgentConfig(flags: Record<string, string | undefined>, env: 
     driverName: get('driver-name') ?? path.basename(text('socket'), '.sock'),
     sysctlNetDir: text('sysctl-net-dir'),
     protect: protectList(get('protect') ?? ''),
+    dnsAddress,
+    dnsUpstreams: dnsUpstream === undefined ? resolvConfUpstreams(resolvConf(), dnsAddress) : parseUpstreams(dnsUpstream, dnsAddress),
   });
 }

@@ -9,6 +9,8 @@ import { buildApp } from './api/app';
 import { listenUnix } from './api/server';
 import type { AgentConfig } from './config';
 import { LinuxDataplane, sysctlWriter } from './dataplane/linux/linux-dataplane';
+import { Resolver } from './dns/server';
+import { DNS_PORT, formatUpstream } from './dns/upstreams';
 import { NetworkDriver } from './driver/network-service';
 import { errorMessage } from './errors';
 import { Ipam } from './ipam/ipam-service';
@@ -29,7 +31,9 @@ export async function runAgent(config: AgentConfig): Promise<void> {
     defaultSubnetPrefix: config.defaultSubnetPrefix,
     defaultBlockSize: config.blockSize,
   });
-  const agent = new Agent(config, registry, dataplane, docker, ipam);
+  if (config.dnsUpstreams.length === 0) console.error('sluice agent: no DNS upstream (--dns-upstream, /etc/resolv.conf): names outside the cluster get SERVFAIL');
+  const startNames = (address: string): Promise<Resolver> => Resolver.start({ address, port: DNS_PORT, upstreams: config.dnsUpstreams });
+  const agent = new Agent(config, registry, dataplane, docker, ipam, undefined, startNames);
   const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: config.node, mtu: agent.mtu });
   const server = await listenUnix(buildApp({ network: driver, ipam }), config.socket);
   console.error(`sluice agent: node ${config.node} (${config.nodeIp}), store ${store.description}, serving ${config.socket}`);
@@ -55,5 +59,6 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   process.on('unhandledRejection', (err) => console.error(`sluice agent: unhandled: ${errorMessage(err)}`));
 
   await agent.start();
+  console.error(`sluice agent: serving names on ${config.dnsAddress}:${DNS_PORT}, forwarding others to ${config.dnsUpstreams.map(formatUpstream).join(', ') || 'nobody'}`);
   debug('agent in sync');
 }

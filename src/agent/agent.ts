@@ -14,6 +14,7 @@ import { endpointIfnames, isSluiceHostIfname } from '../dataplane/names';
 import type { LocalConvergence } from '../driver/network-service';
 import { InvalidRecordError, errorMessage } from '../errors';
 import type { Ipam } from '../ipam/ipam-service';
+import type { NameSource } from '../dns/server';
 import type { ContainerEvent, DockerHost } from '../labels/docker';
 import { blockRoutes, type PeerMode } from '../lease/routes';
 import type { EndpointRecord, NetworkRecord, NodeRecord } from '../model';
@@ -31,6 +32,15 @@ const debug = createDebug('sluice:agent');
 export const VERSION = '0.1.0';
 const LIVENESS_TTL_SECONDS = 30;
 const RETRY_MS = 1000;
+
+/** The resolver of container names as the agent drives it (src/dns/server.ts). */
+export interface NameServer {
+  update(source: NameSource): void;
+  close(): Promise<void>;
+}
+
+/** Starts serving names on `address`, which is on the host by then; rejects with a clear error when it cannot. */
+export type StartNameServer = (address: string) => Promise<NameServer>;
 
 export interface AgentOptions {
   /** How long a leftover must stay one before reconciliation removes it. */
@@ -53,6 +63,7 @@ export class Agent implements LocalConvergence {
   private stopped = false;
   private inSync = false;
   private followingNetworks = false;
+  private names: NameServer | undefined;
 
   constructor(
     private readonly config: AgentConfig,
@@ -61,6 +72,8 @@ export class Agent implements LocalConvergence {
     private readonly docker: DockerHost,
     private readonly ipam: Ipam,
     private readonly options: AgentOptions = { reconcileConfirmMs: 3000 },
+    /** Serves container names when given; its address is then kept on the host beside the gateways. */
+    private readonly startNames?: StartNameServer,
   ) {}
 
   get node(): string {
@@ -94,6 +107,11 @@ export class Agent implements LocalConvergence {
       await this.converge();
       await this.followManagedNetworks();
     });
+    if (this.startNames && !this.stopped) {
+      // The first apply above put the address on the host: binding to it can work now.
+      this.names = await this.startNames(this.config.dnsAddress);
+      this.names.update(this.view);
+    }
     // The stream's first connect follows the reconciliation above; a later one means dockerd
     // went away (restarted?) and may have dropped containers without telling the plugin.
     let connects = 0;
@@ -113,6 +131,7 @@ export class Agent implements LocalConvergence {
     for (const timer of this.timers) clearInterval(timer);
     this.events?.close();
     await this.watch?.close();
+    await this.names?.close();
     // The liveness lease is left to expire: a restart within its TTL looks like nothing happened.
   }
 
@@ -122,6 +141,7 @@ export class Agent implements LocalConvergence {
     const key = `${endpoint.node}/${endpoint.id}`;
     if (removed) this.view.endpoints.delete(key);
     else this.view.endpoints.set(key, endpoint);
+    this.names?.update(this.view);
     await this.converge();
   }
 
@@ -150,6 +170,8 @@ export class Agent implements LocalConvergence {
       const network = view.networks.get(net);
       return network ? [network.gateway] : [];
     });
+    // The resolver's address is held like a gateway: containers reach it through their gateway route.
+    if (this.startNames) gateways.push(this.config.dnsAddress);
     const gatewaysText = JSON.stringify(gateways.sort());
     if (gatewaysText !== this.applied.gateways) {
       await this.dataplane.syncGateways(gateways);
@@ -171,6 +193,7 @@ export class Agent implements LocalConvergence {
         endpoints: [...view.endpoints.values()],
         policies: [...view.policies.values()],
         protection: protection(this.controlPlane, nodeIps, this.config.nodeIp),
+        ...(this.startNames && { dnsAddress: this.config.dnsAddress }),
       }),
     );
     debug('applied desired state in %d ms', Date.now() - started);
@@ -221,10 +244,12 @@ export class Agent implements LocalConvergence {
     await this.watch?.close();
     const { kvs, revision } = await this.registry.store.list(ROOT);
     this.view.reset(kvs);
+    this.names?.update(this.view);
     this.inSync = true;
     this.watch = this.registry.store.watch(ROOT, revision + 1, {
       onEvents: (events) => {
         this.view.apply(events);
+        this.names?.update(this.view);
         void this.converge().catch((err: unknown) => console.error(`sluice agent: apply: ${errorMessage(err)}`));
         void this.followManagedNetworks();
       },
@@ -269,11 +294,20 @@ export class Agent implements LocalConvergence {
   private async onDockerEvent(event: ContainerEvent): Promise<void> {
     if (event.kind === 'container' && event.action === 'start') await this.learnMissingLabels();
     if (event.kind === 'network' && event.action === 'connect') await this.learnMissingLabels();
+    // A renamed container answers to its new name on every host.
+    if (event.kind === 'container' && event.action === 'rename') {
+      await this.learnIdentity(this.view.endpointsOf(this.node).filter((e) => e.containerId === event.containerId));
+    }
   }
 
   /** Endpoints whose container Docker could not name during Join stay fail-closed until this finds them. */
   private async learnMissingLabels(): Promise<void> {
-    for (const endpoint of this.view.endpointsOf(this.node).filter((e) => e.labels === null)) {
+    await this.learnIdentity(this.view.endpointsOf(this.node).filter((e) => e.labels === null));
+  }
+
+  /** Asks Docker again which container holds each endpoint (name, aliases, labels) and records what it says. */
+  private async learnIdentity(endpoints: EndpointRecord[]): Promise<void> {
+    for (const endpoint of endpoints) {
       const dockerNetworkId = this.view.dockerNetworkId(this.node, endpoint.network);
       if (dockerNetworkId === undefined) continue;
       const identity = await this.docker.containerOf(dockerNetworkId, endpoint.id).catch(() => undefined);

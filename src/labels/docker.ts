@@ -56,7 +56,9 @@ export class DockerApi implements DockerHost {
   /**
    * During Join the endpoint is listed in NetworkInspect under "ep-<id>" with
    * the container's name; ContainerList (a lock-free snapshot) then gives the
-   * labels. Both calls are safe while dockerd holds the container lock.
+   * labels and the container's aliases on the network (`--network-alias`,
+   * compose service names). Both calls are safe while dockerd holds the
+   * container lock.
    */
   async containerOf(dockerNetworkId: string, endpointId: string): Promise<ContainerIdentity | undefined> {
     const network = await this.docker.getNetwork(dockerNetworkId).inspect();
@@ -65,7 +67,8 @@ export class DockerApi implements DockerHost {
     const containers = await this.docker.listContainers({ all: true, filters: { name: [`^/${entry.Name}$`] } });
     const container = containers[0];
     if (!container) return undefined;
-    return { containerId: container.Id, containerName: entry.Name, labels: container.Labels ?? {} };
+    const aliases = namesOf(container.NetworkSettings?.Networks?.[network.Name]?.Aliases, container.Id);
+    return { containerId: container.Id, containerName: entry.Name, aliases, labels: container.Labels ?? {} };
   }
 
   /** This host's Docker networks with the sluice driver, and the endpoints Docker knows in them. */
@@ -148,6 +151,12 @@ export class DockerApi implements DockerHost {
       },
     };
   }
+}
+
+/** Docker's aliases of a container on a network, minus the short container ID Docker adds (its own DNS answers that). */
+function namesOf(aliases: unknown, containerId: string): string[] {
+  if (!Array.isArray(aliases)) return [];
+  return aliases.filter((a): a is string => typeof a === 'string' && a !== '' && !containerId.startsWith(a));
 }
 
 function destroy(stream: NodeJS.ReadableStream): void {

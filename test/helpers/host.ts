@@ -1,5 +1,5 @@
 /** One simulated host for unit tests: the real IPAM, driver and agent over fakes of the kernel and Docker. */
-import { Agent } from '../../src/agent/agent';
+import { Agent, type StartNameServer } from '../../src/agent/agent';
 import { loadAgentConfig } from '../../src/config';
 import { RecordingDataplane } from '../../src/dataplane/fake/recording-dataplane';
 import { NetworkDriver } from '../../src/driver/network-service';
@@ -25,7 +25,7 @@ export function testHost(
   store: MemoryStore,
   name: string,
   ip: string,
-  opts: { onLink?: string[]; backend?: string; dataplane?: RecordingDataplane; docker?: FakeDocker } = {},
+  opts: { onLink?: string[]; backend?: string; dataplane?: RecordingDataplane; docker?: FakeDocker; startNames?: StartNameServer } = {},
 ): TestHost {
   const config = loadAgentConfig({ node: name, 'node-ip': ip, backend: opts.backend ?? 'auto', 'resync-interval': '3600' }, {});
   const registry = new Registry(store.connect());
@@ -37,7 +37,7 @@ export function testHost(
     defaultSubnetPrefix: config.defaultSubnetPrefix,
     defaultBlockSize: config.blockSize,
   });
-  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0 });
+  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0 }, opts.startNames);
   const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: name, mtu: agent.mtu });
   return { name, ip, registry, dataplane, docker, ipam, agent, driver };
 }
