@@ -24,6 +24,8 @@ RUN_ROOT=/run/sluice-lab
 DATA_ROOT=/var/lib/sluice-lab
 IMAGE=sluice-test/busybox:local
 MAX_HOSTS=50
+# Where each host's agent serves container names (its --dns-address default); dockerd sends containers' lookups there.
+DNS_ADDRESS=169.254.53.53
 # The sluice entry point the agents run (tests may point it at another build).
 SLUICE_BIN=${SLUICE_LAB_SLUICE_BIN:-$REPO/bin/sluice}
 
@@ -277,7 +279,7 @@ start_dockerd() {
   setsid nsenter --mount="$d/mntns" --net="/run/netns/$(host_ns "$h")" -- sh -c 'echo $$ > "$1"; shift; exec "$@"' sh \
     "$d/dockerd.pid" dockerd \
     --data-root "$LAB_DATA/$h" --exec-root "$d/exec" --pidfile "$d/docker.pid" \
-    -H "unix://$d/docker.sock" --bridge none --iptables=false --ip-masq=false \
+    -H "unix://$d/docker.sock" --bridge none --iptables=false --ip-masq=false --dns "$DNS_ADDRESS" \
     --cgroup-parent "/sluice-lab-$LAB-$h" \
     </dev/null >>"$d/dockerd.log" 2>&1 9>&- &
 }
