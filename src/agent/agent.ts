@@ -294,8 +294,10 @@ export class Agent implements LocalConvergence {
   private async onDockerEvent(event: ContainerEvent): Promise<void> {
     if (event.kind === 'container' && event.action === 'start') await this.learnMissingLabels();
     if (event.kind === 'network' && event.action === 'connect') await this.learnMissingLabels();
-    // A renamed container answers to its new name on every host.
-    if (event.kind === 'container' && event.action === 'rename') {
+    // Aliases are not in Docker's lock-free snapshot during Join, only once the container runs;
+    // a renamed container answers to its new name on every host.
+    const running = event.kind === 'container' && (event.action === 'start' || event.action === 'rename');
+    if (running || (event.kind === 'network' && event.action === 'connect')) {
       await this.learnIdentity(this.view.endpointsOf(this.node).filter((e) => e.containerId === event.containerId));
     }
   }
@@ -313,6 +315,7 @@ export class Agent implements LocalConvergence {
       const identity = await this.docker.containerOf(dockerNetworkId, endpoint.id).catch(() => undefined);
       if (!identity) continue;
       const updated = { ...endpoint, ...identity };
+      if (sameIdentity(updated, endpoint)) continue;
       await this.registry.putEndpoint(updated);
       await this.endpointChanged(updated);
     }
@@ -427,6 +430,12 @@ export class Agent implements LocalConvergence {
       }, ms),
     );
   }
+}
+
+/** Whether the container fields of two records agree: an unchanged one is not written again. */
+function sameIdentity(a: EndpointRecord, b: EndpointRecord): boolean {
+  const identity = (e: EndpointRecord): string => JSON.stringify([e.containerId, e.containerName, e.aliases, e.labels]);
+  return identity(a) === identity(b);
 }
 
 /** The veth of an endpoint ID, if the ID can name one. */

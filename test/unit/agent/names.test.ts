@@ -101,6 +101,17 @@ describe('Agent: names', () => {
     await eventually(() => expect(names2.lookup('web1')).toEqual([]));
   });
 
+  it('learns aliases Docker tells only once the container runs', async () => {
+    const { host: h1 } = await start('h1', '192.0.2.1');
+    const { names: names2 } = await start('h2', '192.0.2.2');
+    const poolId = await createDockerNetwork(h1, NET, SUBNET);
+    const endpointId = 'e1'.repeat(32);
+    const address = await run(h1, poolId, endpointId, { containerId: 'c1', containerName: 'web1', aliases: [], labels: {} });
+    h1.docker.containers.set(endpointId, { containerId: 'c1', containerName: 'web1', aliases: ['api'], labels: {} });
+    h1.docker.emit({ kind: 'container', action: 'start', containerId: 'c1', name: 'web1', labels: {} });
+    await eventually(() => expect(names2.lookup('api')).toEqual([address]));
+  });
+
   it('follows a container renamed in Docker', async () => {
     const { host: h1 } = await start('h1', '192.0.2.1');
     const { names: names2 } = await start('h2', '192.0.2.2');
