@@ -294,31 +294,41 @@ export class Agent implements LocalConvergence {
   private async onDockerEvent(event: ContainerEvent): Promise<void> {
     if (event.kind === 'container' && event.action === 'start') await this.learnMissingLabels();
     if (event.kind === 'network' && event.action === 'connect') await this.learnMissingLabels();
-    // Aliases are not in Docker's lock-free snapshot during Join, only once the container runs;
+    // Aliases are only known once the container runs (Join cannot ask for them);
     // a renamed container answers to its new name on every host.
     const running = event.kind === 'container' && (event.action === 'start' || event.action === 'rename');
-    if (running || (event.kind === 'network' && event.action === 'connect')) {
-      await this.learnIdentity(this.view.endpointsOf(this.node).filter((e) => e.containerId === event.containerId));
-    }
+    if (running || (event.kind === 'network' && event.action === 'connect')) await this.learnNames(event.containerId);
   }
 
   /** Endpoints whose container Docker could not name during Join stay fail-closed until this finds them. */
   private async learnMissingLabels(): Promise<void> {
-    await this.learnIdentity(this.view.endpointsOf(this.node).filter((e) => e.labels === null));
-  }
-
-  /** Asks Docker again which container holds each endpoint (name, aliases, labels) and records what it says. */
-  private async learnIdentity(endpoints: EndpointRecord[]): Promise<void> {
-    for (const endpoint of endpoints) {
+    for (const endpoint of this.view.endpointsOf(this.node).filter((e) => e.labels === null)) {
       const dockerNetworkId = this.view.dockerNetworkId(this.node, endpoint.network);
       if (dockerNetworkId === undefined) continue;
       const identity = await this.docker.containerOf(dockerNetworkId, endpoint.id).catch(() => undefined);
-      if (!identity) continue;
-      const updated = { ...endpoint, ...identity };
-      if (sameIdentity(updated, endpoint)) continue;
-      await this.registry.putEndpoint(updated);
-      await this.endpointChanged(updated);
+      if (identity) await this.record({ ...endpoint, ...identity });
     }
+  }
+
+  /** The container's current name and aliases on each of its endpoints here, for the resolvers of every host. */
+  private async learnNames(containerId: string): Promise<void> {
+    const endpoints = this.view.endpointsOf(this.node).filter((e) => e.containerId === containerId);
+    if (endpoints.length === 0) return;
+    const names = await this.docker.containerNames(containerId).catch(() => undefined);
+    if (!names) return;
+    for (const endpoint of endpoints) {
+      const dockerNetworkId = this.view.dockerNetworkId(this.node, endpoint.network);
+      const aliases = dockerNetworkId === undefined ? undefined : names.aliases.get(dockerNetworkId);
+      await this.record({ ...endpoint, containerName: names.name, ...(aliases && { aliases }) });
+    }
+  }
+
+  /** Writes what was learned about an endpoint's container, unless nothing changed. */
+  private async record(updated: EndpointRecord): Promise<void> {
+    const current = this.view.endpoints.get(`${updated.node}/${updated.id}`);
+    if (current && sameIdentity(updated, current)) return;
+    await this.registry.putEndpoint(updated);
+    await this.endpointChanged(updated);
   }
 
   /**

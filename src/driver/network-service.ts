@@ -34,8 +34,6 @@ export const ADDRESS_SPACE_GLOBAL = 'sluice-global';
 export interface ContainerIdentity {
   containerId: string;
   containerName: string;
-  /** Its other names on the network (`--network-alias`, compose service names). */
-  aliases?: string[];
   labels: Labels;
 }
 
@@ -159,7 +157,7 @@ export class NetworkDriver implements NetworkService {
     const ports = publishable(req.portMappings);
     const joined: EndpointRecord = {
       ...endpoint,
-      ...identity,
+      ...(identity && { containerId: identity.containerId, containerName: identity.containerName, labels: identity.labels }),
       ports: ports.length > 0 ? ports : endpoint.ports,
     };
     // The firewall for this endpoint is in force before Docker starts the container.

@@ -38,8 +38,16 @@ export type ContainerEvent =
   | { kind: 'container'; action: string; containerId: string; name: string; labels: Labels }
   | { kind: 'network'; action: string; containerId: string; networkId: string };
 
+/** A running container's names: its name and, per Docker network ID, its aliases there. */
+export interface ContainerNames {
+  name: string;
+  aliases: ReadonlyMap<string, string[]>;
+}
+
 /** What the agent needs from the Docker Engine of its host. */
 export interface DockerHost extends ContainerLookup {
+  /** Never from inside a plugin call (ContainerInspect takes the container lock); undefined when the container is gone. */
+  containerNames(containerId: string): Promise<ContainerNames | undefined>;
   sluiceNetworks(): Promise<DockerNetwork[]>;
   createNetwork(name: string, subnet: string): Promise<void>;
   removeNetwork(id: string): Promise<void>;
@@ -56,9 +64,7 @@ export class DockerApi implements DockerHost {
   /**
    * During Join the endpoint is listed in NetworkInspect under "ep-<id>" with
    * the container's name; ContainerList (a lock-free snapshot) then gives the
-   * labels and the container's aliases on the network (`--network-alias`,
-   * compose service names). Both calls are safe while dockerd holds the
-   * container lock.
+   * labels. Both calls are safe while dockerd holds the container lock.
    */
   async containerOf(dockerNetworkId: string, endpointId: string): Promise<ContainerIdentity | undefined> {
     const network = await this.docker.getNetwork(dockerNetworkId).inspect();
@@ -67,8 +73,26 @@ export class DockerApi implements DockerHost {
     const containers = await this.docker.listContainers({ all: true, filters: { name: [`^/${entry.Name}$`] } });
     const container = containers[0];
     if (!container) return undefined;
-    const aliases = namesOf(container.NetworkSettings?.Networks?.[network.Name]?.Aliases, container.Id);
-    return { containerId: container.Id, containerName: entry.Name, aliases, labels: container.Labels ?? {} };
+    return { containerId: container.Id, containerName: entry.Name, labels: container.Labels ?? {} };
+  }
+
+  /**
+   * Aliases (`--network-alias`, compose service names) are only in
+   * ContainerInspect: ContainerList leaves them out. Docker's short-ID alias
+   * is dropped (its own DNS answers that on the container's host).
+   */
+  async containerNames(containerId: string): Promise<ContainerNames | undefined> {
+    const container = await this.docker.getContainer(containerId).inspect().catch((err: { statusCode?: number }) => {
+      if (err.statusCode === 404) return undefined;
+      throw err;
+    });
+    if (!container) return undefined;
+    const aliases = new Map<string, string[]>();
+    for (const settings of Object.values(container.NetworkSettings?.Networks ?? {})) {
+      const names = Array.isArray(settings.Aliases) ? (settings.Aliases as unknown[]) : [];
+      aliases.set(settings.NetworkID, names.filter((a): a is string => typeof a === 'string' && a !== '' && !container.Id.startsWith(a)));
+    }
+    return { name: container.Name.replace(/^\//, ''), aliases };
   }
 
   /** This host's Docker networks with the sluice driver, and the endpoints Docker knows in them. */
@@ -151,12 +175,6 @@ export class DockerApi implements DockerHost {
       },
     };
   }
-}
-
-/** Docker's aliases of a container on a network, minus the short container ID Docker adds (its own DNS answers that). */
-function namesOf(aliases: unknown, containerId: string): string[] {
-  if (!Array.isArray(aliases)) return [];
-  return aliases.filter((a): a is string => typeof a === 'string' && a !== '' && !containerId.startsWith(a));
 }
 
 function destroy(stream: NodeJS.ReadableStream): void {

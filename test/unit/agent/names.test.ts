@@ -89,27 +89,18 @@ describe('Agent: names', () => {
     await expect(host.agent.start()).rejects.toThrow('another process is using it');
   });
 
-  it('gives every host the names and aliases of a container started on one, and forgets them when it goes', async () => {
+  it('gives every host the names and aliases of a container started on one, once it runs, and forgets them when it goes', async () => {
     const { host: h1 } = await start('h1', '192.0.2.1');
     const { names: names2 } = await start('h2', '192.0.2.2');
     const poolId = await createDockerNetwork(h1, NET, SUBNET);
     const endpointId = 'e1'.repeat(32);
-    const address = await run(h1, poolId, endpointId, { containerId: 'c1', containerName: 'web1', aliases: ['frontend'], labels: {} });
+    const address = await run(h1, poolId, endpointId, { containerId: 'c1', containerName: 'web1', labels: {} });
+    h1.docker.names.set('c1', { name: 'web1', aliases: new Map([[NET, ['frontend']]]) });
+    h1.docker.emit({ kind: 'container', action: 'start', containerId: 'c1', name: 'web1', labels: {} });
     await eventually(() => expect({ web1: names2.lookup('web1'), frontend: names2.lookup('frontend') }).toEqual({ web1: [address], frontend: [address] }));
     await h1.driver.leave(NET, endpointId);
     await h1.driver.deleteEndpoint(NET, endpointId);
     await eventually(() => expect(names2.lookup('web1')).toEqual([]));
-  });
-
-  it('learns aliases Docker tells only once the container runs', async () => {
-    const { host: h1 } = await start('h1', '192.0.2.1');
-    const { names: names2 } = await start('h2', '192.0.2.2');
-    const poolId = await createDockerNetwork(h1, NET, SUBNET);
-    const endpointId = 'e1'.repeat(32);
-    const address = await run(h1, poolId, endpointId, { containerId: 'c1', containerName: 'web1', aliases: [], labels: {} });
-    h1.docker.containers.set(endpointId, { containerId: 'c1', containerName: 'web1', aliases: ['api'], labels: {} });
-    h1.docker.emit({ kind: 'container', action: 'start', containerId: 'c1', name: 'web1', labels: {} });
-    await eventually(() => expect(names2.lookup('api')).toEqual([address]));
   });
 
   it('follows a container renamed in Docker', async () => {
@@ -117,9 +108,9 @@ describe('Agent: names', () => {
     const { names: names2 } = await start('h2', '192.0.2.2');
     const poolId = await createDockerNetwork(h1, NET, SUBNET);
     const endpointId = 'e1'.repeat(32);
-    const address = await run(h1, poolId, endpointId, { containerId: 'c1', containerName: 'web1', aliases: [], labels: {} });
+    const address = await run(h1, poolId, endpointId, { containerId: 'c1', containerName: 'web1', labels: {} });
     await eventually(() => expect(names2.lookup('web1')).toEqual([address]));
-    h1.docker.containers.set(endpointId, { containerId: 'c1', containerName: 'web-renamed', aliases: [], labels: {} });
+    h1.docker.names.set('c1', { name: 'web-renamed', aliases: new Map() });
     h1.docker.emit({ kind: 'container', action: 'rename', containerId: 'c1', name: 'web-renamed', labels: {} });
     await eventually(() => expect({ old: names2.lookup('web1'), renamed: names2.lookup('web-renamed') }).toEqual({ old: [], renamed: [address] }));
   });

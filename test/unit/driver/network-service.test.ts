@@ -10,7 +10,7 @@ const createNetwork = (host: TestHost) => createDockerNetwork(host, NET, '10.96.
 /** Docker's calls for `docker run --net appnet`: RequestAddress, CreateEndpoint, Join. */
 async function run(host: TestHost, poolId: string, endpointId: string, labels: Record<string, string> | null = { role: 'web' }) {
   const { address } = await host.ipam.requestAddress({ poolId });
-  if (labels) host.docker.run(NET, endpointId, { containerId: `c-${endpointId}`, containerName: `n-${endpointId.slice(0, 4)}`, aliases: ['frontend'], labels });
+  if (labels) host.docker.run(NET, endpointId, { containerId: `c-${endpointId}`, containerName: `n-${endpointId.slice(0, 4)}`, labels });
   await host.driver.createEndpoint({ networkId: NET, endpointId, address, portMappings: [], driverOptions: {} });
   const join = await host.driver.join({ networkId: NET, endpointId, sandboxKey: '/var/run/docker/netns/x', portMappings: [] });
   return { address, join };
@@ -42,8 +42,8 @@ describe('NetworkDriver', () => {
     });
     expect(host.dataplane.endpoints.get(`slv${EP.slice(0, 11)}`)).toMatchObject({ address: address.split('/')[0], mtu: 1450 });
     expect([...host.dataplane.gateways]).toEqual(['10.96.0.1']);
-    // The container's labels, name and aliases were learned during Join and stored with the endpoint.
-    expect((await host.registry.getEndpoint('h1', EP))?.record).toMatchObject({ labels: { role: 'web' }, containerName: `n-${EP.slice(0, 4)}`, aliases: ['frontend'] });
+    // The container's labels were learned during Join and stored with the endpoint.
+    expect((await host.registry.getEndpoint('h1', EP))?.record).toMatchObject({ labels: { role: 'web' }, containerName: `n-${EP.slice(0, 4)}` });
   });
 
   it('has the endpoint\'s policy in force before Join returns, and keeps it fail-closed while its labels are unknown', async () => {
