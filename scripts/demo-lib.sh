@@ -106,6 +106,7 @@ demo_scenario() {
     ip=${DEMO_ADDR[$h]}
     demo_check "ping web-$h ($ip) on $h" 10 on_docker "$a" exec "client-$a" ping -c1 -W1 "$ip" || true
     demo_check "GET http://$ip/ answers \"hello from $h\"" 5 demo_fetch "$a" "$ip" "hello from $h" "client-$a" || true
+    demo_check "GET http://web-$h/ by name (sluice DNS) answers \"hello from $h\"" 5 demo_fetch "$a" "web-$h" "hello from $h" "client-$a" || true
   done
 
   demo_heading "Policy by label: web servers take HTTP from role=client only"

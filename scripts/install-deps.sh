@@ -54,6 +54,10 @@ fi
 if ((tests)) && ! command -v prometheus >/dev/null 2>&1; then
   missing+=(prometheus)
 fi
+# The names e2e test's upstream DNS server.
+if ((tests)) && ! command -v dnsmasq >/dev/null 2>&1; then
+  missing+=(dnsmasq-base)
+fi
 if ((!system_only)) && ! command -v node >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi

@@ -29,6 +29,8 @@ IMAGE=sluice-test/busybox:local
 MAX_HOSTS=50
 # The agents' metrics port (--metrics-addr HOST_IP:METRICS_PORT).
 METRICS_PORT=9453
+# Where each host's agent serves container names (its --dns-address default); dockerd sends containers' lookups there.
+DNS_ADDRESS=169.254.53.53
 # The sluice entry point the agents run (tests may point it at another build).
 SLUICE_BIN=${SLUICE_LAB_SLUICE_BIN:-$REPO/bin/sluice}
 
@@ -315,7 +317,7 @@ start_dockerd() {
   setsid nsenter --mount="$d/mntns" --net="/run/netns/$(host_ns "$h")" -- sh -c 'echo $$ > "$1"; shift; exec "$@"' sh \
     "$d/dockerd.pid" dockerd \
     --data-root "$LAB_DATA/$h" --exec-root "$d/exec" --pidfile "$d/docker.pid" \
-    -H "unix://$d/docker.sock" --bridge none --iptables=false --ip-masq=false \
+    -H "unix://$d/docker.sock" --bridge none --iptables=false --ip-masq=false --dns "$DNS_ADDRESS" \
     --cgroup-parent "/sluice-lab-$LAB-$h" \
     </dev/null >>"$d/dockerd.log" 2>&1 9>&- &
 }

@@ -10,6 +10,7 @@ import { BadRequestError, errorMessage } from './errors';
 import { NODE_NAME } from './model';
 import { type Cidr, parseCidr, parseIp } from './net/ipv4';
 import type { ProtectedDestination } from './policy/protect';
+import { type Upstream, parseUpstreams, resolvConfUpstreams } from './dns/upstreams';
 import { DEFAULT_STORE_URL, type EtcdAccess } from './store/open-store';
 
 export type Backend = 'host-gw' | 'vxlan' | 'auto';
@@ -44,6 +45,10 @@ export interface AgentConfig extends StoreSettings {
   protect: ProtectedDestination[];
   /** Where /metrics is served (--metrics-addr); none when undefined. */
   metricsAddr: MetricsAddress | undefined;
+  /** Where the resolver serves container names (port 53), kept on the host like the gateways. */
+  dnsAddress: string;
+  /** Where names that are not the cluster's are forwarded; empty: they get SERVFAIL. */
+  dnsUpstreams: Upstream[];
 }
 
 export interface MetricsAddress {
@@ -65,6 +70,12 @@ export const STORE_FLAGS: FlagSpec[] = [
   { flag: 'etcd-key', help: 'PEM private key of --etcd-cert' },
   { flag: 'etcd-user', help: 'etcd user to log in as; the password comes from SLUICE_ETCD_PASSWORD or --etcd-password-file, never the command line' },
   { flag: 'etcd-password-file', help: 'file holding the password of --etcd-user' },
+];
+
+/** The resolver of container names (see src/dns). */
+const DNS_FLAGS: FlagSpec[] = [
+  { flag: 'dns-address', help: 'address the container-name resolver serves on (port 53); point dockerd\'s --dns at it', default: '169.254.53.53' },
+  { flag: 'dns-upstream', help: 'IP[:PORT][,…]: where other names are forwarded', default: '(the nameservers of /etc/resolv.conf, never --dns-address)' },
 ];
 
 export const AGENT_FLAGS: FlagSpec[] = [
@@ -95,6 +106,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
     help: 'HOST:PORT to serve Prometheus metrics on, at /metrics (HOST an IPv4 address, 0.0.0.0 for all); PORT is closed to containers',
     default: '(off)',
   },
+  ...DNS_FLAGS,
 ];
 
 export function envName(flag: string): string {
@@ -186,8 +198,20 @@ function readPassword(file: string): string {
   }
 }
 
-/** Builds the config from parsed flags (name → value) and the environment. */
-export function loadAgentConfig(flags: Flags, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+/** The host's resolv.conf, for the default --dns-upstream; a host without one has no upstream. */
+function hostResolvConf(): string {
+  try {
+    return readFileSync('/etc/resolv.conf', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Builds the config from parsed flags (name → value) and the environment;
+ * `resolvConf` gives the text the default upstreams come from.
+ */
+export function loadAgentConfig(flags: Flags, env: NodeJS.ProcessEnv = process.env, resolvConf: () => string = hostResolvConf): AgentConfig {
   const get = setting(flags, env);
   const text = (flag: string): string => get(flag) ?? AGENT_FLAGS.find((f) => f.flag === flag)!.default!;
   const backend = text('backend');
@@ -204,6 +228,9 @@ export function loadAgentConfig(flags: Flags, env: NodeJS.ProcessEnv = process.e
   }
   const mtu = get('mtu');
   const metricsAddr = get('metrics-addr');
+  const dnsAddress = text('dns-address');
+  if (parseIp(dnsAddress) === undefined) throw new BadRequestError(`--dns-address ${dnsAddress} is not an IPv4 address`);
+  const dnsUpstream = get('dns-upstream');
   return Object.freeze({
     ...loadStoreSettings(flags, env),
     socket: text('socket'),
@@ -223,5 +250,7 @@ export function loadAgentConfig(flags: Flags, env: NodeJS.ProcessEnv = process.e
     sysctlNetDir: text('sysctl-net-dir'),
     protect: protectList(get('protect') ?? ''),
     metricsAddr: metricsAddr === undefined ? undefined : metricsAddress(metricsAddr),
+    dnsAddress,
+    dnsUpstreams: dnsUpstream === undefined ? resolvConfUpstreams(resolvConf(), dnsAddress) : parseUpstreams(dnsUpstream, dnsAddress),
   });
 }

@@ -9,6 +9,8 @@ import { buildApp } from './api/app';
 import { listenUnix } from './api/server';
 import type { AgentConfig } from './config';
 import { LinuxDataplane, sysctlWriter } from './dataplane/linux/linux-dataplane';
+import { Resolver } from './dns/server';
+import { DNS_PORT, formatUpstream } from './dns/upstreams';
 import { NetworkDriver } from './driver/network-service';
 import { errorMessage } from './errors';
 import { Ipam } from './ipam/ipam-service';
@@ -34,7 +36,9 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   });
   const { metricsAddr } = config;
   const metrics = metricsAddr && new PrometheusMetrics(agentReadings(config.node, () => agent.view, store, dataplane));
-  const agent: Agent = new Agent(config, registry, dataplane, docker, ipam, undefined, metrics ?? NO_METRICS);
+  if (config.dnsUpstreams.length === 0) console.error('sluice agent: no DNS upstream (--dns-upstream, /etc/resolv.conf): names outside the cluster get SERVFAIL');
+  const startNames = (address: string): Promise<Resolver> => Resolver.start({ address, port: DNS_PORT, upstreams: config.dnsUpstreams });
+  const agent: Agent = new Agent(config, registry, dataplane, docker, ipam, undefined, metrics ?? NO_METRICS, startNames);
   const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: config.node, mtu: agent.mtu });
   const server = await listenUnix(buildApp({ network: driver, ipam, metrics }), config.socket);
   const metricsListener = metricsAddr && metrics && (await listenMetrics(metrics.registry, metricsAddr.host, metricsAddr.port));
@@ -63,5 +67,6 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   process.on('unhandledRejection', (err) => console.error(`sluice agent: unhandled: ${errorMessage(err)}`));
 
   await agent.start();
+  console.error(`sluice agent: serving names on ${config.dnsAddress}:${DNS_PORT}, forwarding others to ${config.dnsUpstreams.map(formatUpstream).join(', ') || 'nobody'}`);
   debug('agent in sync');
 }

@@ -13,7 +13,11 @@ bash "$REPO/scripts/install-deps.sh"
 
 # Debian's etcd-server package starts an etcd of its own on every VM: not used.
 systemctl disable --now etcd.service >/dev/null 2>&1 || true
-systemctl enable --now docker.service
+# Containers' lookups Docker does not answer itself go to the sluice agent's resolver.
+mkdir -p /etc/docker
+printf '{ "dns": ["169.254.53.53"] }\n' >/etc/docker/daemon.json
+systemctl enable docker.service
+systemctl restart docker.service
 
 if [[ $role == etcd ]]; then
   bash "$REPO/vagrant/etcd.sh" "$ip"

@@ -14,6 +14,7 @@ import { endpointIfnames, isSluiceHostIfname } from '../dataplane/names';
 import type { LocalConvergence } from '../driver/network-service';
 import { InvalidRecordError, errorMessage } from '../errors';
 import type { Ipam } from '../ipam/ipam-service';
+import type { NameSource } from '../dns/server';
 import type { ContainerEvent, DockerHost } from '../labels/docker';
 import { blockRoutes, type PeerMode } from '../lease/routes';
 import { NO_METRICS, secondsSince, type Metrics } from '../metrics/metrics';
@@ -36,6 +37,15 @@ const RETRY_MS = 1000;
 /** Re-lists after a broken watch are spread over this much per node in the cluster, up to the cap. */
 const RELIST_SPREAD_PER_NODE_MS = 10;
 const RELIST_SPREAD_MAX_MS = 2000;
+
+/** The resolver of container names as the agent drives it (src/dns/server.ts). */
+export interface NameServer {
+  update(source: NameSource): void;
+  close(): Promise<void>;
+}
+
+/** Starts serving names on `address`, which is on the host by then; rejects with a clear error when it cannot. */
+export type StartNameServer = (address: string) => Promise<NameServer>;
 
 export interface AgentOptions {
   /** How long a leftover must stay one before reconciliation removes it. */
@@ -84,6 +94,7 @@ export class Agent implements LocalConvergence {
   private readonly reported = new Map<string, number>();
   private inSync = false;
   private followingNetworks = false;
+  private names: NameServer | undefined;
 
   constructor(
     private readonly config: AgentConfig,
@@ -93,6 +104,8 @@ export class Agent implements LocalConvergence {
     private readonly ipam: Ipam,
     private readonly options: AgentOptions = { reconcileConfirmMs: 3000 },
     private readonly metrics: Metrics = NO_METRICS,
+    /** Serves container names when given; its address is then kept on the host beside the gateways. */
+    private readonly startNames?: StartNameServer,
   ) {}
 
   get node(): string {
@@ -126,6 +139,11 @@ export class Agent implements LocalConvergence {
       await this.converge();
       await this.followManagedNetworks();
     });
+    if (this.startNames && !this.stopped) {
+      // The first apply above put the address on the host: binding to it can work now.
+      this.names = await this.startNames(this.config.dnsAddress);
+      this.names.update(this.view);
+    }
     // The stream's first connect follows the reconciliation above; a later one means dockerd
     // went away (restarted?) and may have dropped containers without telling the plugin.
     let connects = 0;
@@ -147,6 +165,7 @@ export class Agent implements LocalConvergence {
     for (const timer of this.timers) clearInterval(timer);
     this.events?.close();
     await this.watch?.close();
+    await this.names?.close();
     // The liveness lease is left to expire: a restart within its TTL looks like nothing happened.
   }
 
@@ -156,6 +175,7 @@ export class Agent implements LocalConvergence {
     const key = `${endpoint.node}/${endpoint.id}`;
     if (removed) this.view.endpoints.delete(key);
     else this.view.endpoints.set(key, endpoint);
+    this.names?.update(this.view);
     await this.converge();
   }
 
@@ -184,6 +204,8 @@ export class Agent implements LocalConvergence {
       const network = view.networks.get(net);
       return network ? [network.gateway] : [];
     });
+    // The resolver's address is held like a gateway: containers reach it through their gateway route.
+    if (this.startNames) gateways.push(this.config.dnsAddress);
     const gatewaysText = JSON.stringify(gateways.sort());
     if (gatewaysText !== this.applied.gateways) {
       await this.dataplane.syncGateways(gateways);
@@ -205,6 +227,7 @@ export class Agent implements LocalConvergence {
         endpoints: [...view.endpoints.values()],
         policies: [...view.policies.values()],
         protection: protection(this.controlPlane, nodeIps, this.config.nodeIp),
+        ...(this.startNames && { dnsAddress: this.config.dnsAddress }),
       }),
     );
     const seconds = secondsSince(started);
@@ -307,12 +330,14 @@ export class Agent implements LocalConvergence {
     await this.watch?.close();
     const { kvs, revision } = await this.registry.store.list(ROOT);
     this.view.reset(kvs);
+    this.names?.update(this.view);
     this.inSync = true;
     this.watch = this.registry.store.watch(ROOT, revision + 1, {
       onEvents: (events) => {
         const seen = process.hrtime.bigint();
         // Address claims, liveness renewals and the like change nothing this host enforces: they cost nothing.
         if (!this.view.apply(events)) return;
+        this.names?.update(this.view);
         this.converge().then(
           () => this.metrics.converged(secondsSince(seen)),
           (err: unknown) => this.report('apply', err),
@@ -362,6 +387,10 @@ export class Agent implements LocalConvergence {
   private async onDockerEvent(event: ContainerEvent): Promise<void> {
     if (event.kind === 'container' && event.action === 'start') await this.learnMissingLabels();
     if (event.kind === 'network' && event.action === 'connect') await this.learnMissingLabels();
+    // Aliases are only known once the container runs (Join cannot ask for them);
+    // a renamed container answers to its new name on every host.
+    const running = event.kind === 'container' && (event.action === 'start' || event.action === 'rename');
+    if (running || (event.kind === 'network' && event.action === 'connect')) await this.learnNames(event.containerId);
   }
 
   /** Endpoints whose container Docker could not name during Join stay fail-closed until this finds them. */
@@ -370,11 +399,29 @@ export class Agent implements LocalConvergence {
       const dockerNetworkId = this.view.dockerNetworkId(this.node, endpoint.network);
       if (dockerNetworkId === undefined) continue;
       const identity = await this.docker.containerOf(dockerNetworkId, endpoint.id).catch(() => undefined);
-      if (!identity) continue;
-      const updated = { ...endpoint, ...identity };
-      await this.registry.putEndpoint(updated);
-      await this.endpointChanged(updated);
+      if (identity) await this.record({ ...endpoint, ...identity });
     }
+  }
+
+  /** The container's current name and aliases on each of its endpoints here, for the resolvers of every host. */
+  private async learnNames(containerId: string): Promise<void> {
+    const endpoints = this.view.endpointsOf(this.node).filter((e) => e.containerId === containerId);
+    if (endpoints.length === 0) return;
+    const names = await this.docker.containerNames(containerId).catch(() => undefined);
+    if (!names) return;
+    for (const endpoint of endpoints) {
+      const dockerNetworkId = this.view.dockerNetworkId(this.node, endpoint.network);
+      const aliases = dockerNetworkId === undefined ? undefined : names.aliases.get(dockerNetworkId);
+      await this.record({ ...endpoint, containerName: names.name, ...(aliases && { aliases }) });
+    }
+  }
+
+  /** Writes what was learned about an endpoint's container, unless nothing changed. */
+  private async record(updated: EndpointRecord): Promise<void> {
+    const current = this.view.endpoints.get(`${updated.node}/${updated.id}`);
+    if (current && sameIdentity(updated, current)) return;
+    await this.registry.putEndpoint(updated);
+    await this.endpointChanged(updated);
   }
 
   /**
@@ -512,6 +559,12 @@ export class Agent implements LocalConvergence {
 /** The veths of endpoint records. An invalid record keeps its veth: nothing acts on what it cannot read. */
 function recordedVeths(endpointKvs: KeyValue[]): Set<string> {
   return new Set(endpointKvs.flatMap((kv) => vethOf(leaf(kv.key))));
+}
+
+/** Whether the container fields of two records agree: an unchanged one is not written again. */
+function sameIdentity(a: EndpointRecord, b: EndpointRecord): boolean {
+  const identity = (e: EndpointRecord): string => JSON.stringify([e.containerId, e.containerName, e.aliases, e.labels]);
+  return identity(a) === identity(b);
 }
 
 /** The veth of an endpoint ID, if the ID can name one. */

@@ -90,9 +90,11 @@ function exchangeUdp(upstream: Upstream, query: Buffer, signal: AbortSignal): Pr
     socket.on('message', (reply) => {
       if (answers(reply, query)) settle(() => resolve(reply));
     });
+    // A failed connect (no route to the upstream: ENETUNREACH) comes to this callback, not as 'error'.
     // An abort may close the socket before it is connected.
-    socket.connect(upstream.port, upstream.host, () => {
-      if (open) socket.send(query);
+    socket.connect(upstream.port, upstream.host, (err?: Error) => {
+      if (err) settle(() => reject(err));
+      else if (open) socket.send(query);
     });
   });
 }

@@ -38,8 +38,16 @@ export type ContainerEvent =
   | { kind: 'container'; action: string; containerId: string; name: string; labels: Labels }
   | { kind: 'network'; action: string; containerId: string; networkId: string };
 
+/** A running container's names: its name and, per Docker network ID, its aliases there. */
+export interface ContainerNames {
+  name: string;
+  aliases: ReadonlyMap<string, string[]>;
+}
+
 /** What the agent needs from the Docker Engine of its host. */
 export interface DockerHost extends ContainerLookup {
+  /** Never from inside a plugin call (ContainerInspect takes the container lock); undefined when the container is gone. */
+  containerNames(containerId: string): Promise<ContainerNames | undefined>;
   sluiceNetworks(): Promise<DockerNetwork[]>;
   createNetwork(name: string, subnet: string): Promise<void>;
   removeNetwork(id: string): Promise<void>;
@@ -66,6 +74,25 @@ export class DockerApi implements DockerHost {
     const container = containers[0];
     if (!container) return undefined;
     return { containerId: container.Id, containerName: entry.Name, labels: container.Labels ?? {} };
+  }
+
+  /**
+   * Aliases (`--network-alias`, compose service names) are only in
+   * ContainerInspect: ContainerList leaves them out. Docker's short-ID alias
+   * is dropped (its own DNS answers that on the container's host).
+   */
+  async containerNames(containerId: string): Promise<ContainerNames | undefined> {
+    const container = await this.docker.getContainer(containerId).inspect().catch((err: { statusCode?: number }) => {
+      if (err.statusCode === 404) return undefined;
+      throw err;
+    });
+    if (!container) return undefined;
+    const aliases = new Map<string, string[]>();
+    for (const settings of Object.values(container.NetworkSettings?.Networks ?? {})) {
+      const names = Array.isArray(settings.Aliases) ? (settings.Aliases as unknown[]) : [];
+      aliases.set(settings.NetworkID, names.filter((a): a is string => typeof a === 'string' && a !== '' && !container.Id.startsWith(a)));
+    }
+    return { name: container.Name.replace(/^\//, ''), aliases };
   }
 
   /** This host's Docker networks with the sluice driver, and the endpoints Docker knows in them. */

@@ -19,8 +19,10 @@
  *                  -o slv+ → SLUICE-TO-WL   (ingress of the receiver)
  *                  → ACCEPT (both sides that apply on this host let it through)
  *   SLUICE-INPUT   (from INPUT) from a sluice veth, not a reply: to a protected
- *                  destination or host port → DROP; then → SLUICE-FROM-WL,
- *                  so the host's own services are reached only as egress allows
+ *                  destination or host port → DROP; DNS (udp and tcp 53) to
+ *                  the sluice resolver's address → ACCEPT, whatever the policy;
+ *                  then → SLUICE-FROM-WL, so the host's own services are
+ *                  reached only as egress allows
  *
  *   SLUICE-FROM-WL source,in-veth not in sluice-local → DROP (spoofed, or fail closed)
  *                  for each policy with egress rules, in order:
@@ -81,6 +83,8 @@ export interface CompileInput {
   policies: readonly Policy[];
   /** The control plane containers never reach, whatever the policies say; default nothing. */
   protection?: Protection;
+  /** Where this host's resolver of container names serves: DNS to it is always allowed. */
+  dnsAddress?: string;
 }
 
 /**
@@ -146,7 +150,7 @@ export function compileFirewall(input: CompileInput): FirewallState {
   const sameNetwork = [...input.networks].sort((a, b) => compareText(a.key, b.key)).map((n) => ({ key: n.key, set: sets.networkSet(n) }));
   const filter = [
     forwardChain(),
-    inputChain(protection.hostPorts),
+    inputChain(protection.hostPorts, input.dnsAddress),
     workloadChain('egress', policies, known, sets, [rule('sluice: default allow egress', '-j RETURN')]),
     workloadChain('ingress', policies, known, sets, defaultIngress(sameNetwork)),
     ...(['ingress', 'egress'] as const).flatMap((direction) =>
@@ -317,9 +321,11 @@ function forwardChain(): Chain {
 /**
  * Containers reaching the host itself pass their egress side too. What is
  * allowed RETURNs, not ACCEPTs, so the host's own INPUT rules still decide,
- * replies included. The control plane on this host is closed first.
+ * replies included. The control plane on this host is closed first. DNS to
+ * the resolver is accepted before any policy: a container that may talk to
+ * nothing else still resolves names (and only port 53 of that address opens).
  */
-function inputChain(hostPorts: readonly number[]): Chain {
+function inputChain(hostPorts: readonly number[], dnsAddress: string | undefined): Chain {
   return {
     name: INPUT_CHAIN,
     rules: [
@@ -327,6 +333,9 @@ function inputChain(hostPorts: readonly number[]): Chain {
       rule('sluice: established (left to the host rules)', '-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN'),
       ...protectedDestinations(''),
       ...(hostPorts.length === 0 ? [] : multiportChunks(hostPorts).map((ports) => rule('sluice: protected host port', `-p tcp -m multiport --dports ${ports} -j DROP`))),
+      ...(dnsAddress === undefined
+        ? []
+        : (['udp', 'tcp'] as const).map((proto) => rule('sluice: dns to the sluice resolver', `-p ${proto} -d ${dnsAddress}/32 --dport 53 -j ACCEPT`))),
       rule('sluice: from workload', `-j ${FROM_WORKLOAD_CHAIN}`),
     ],
   };

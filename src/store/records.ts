@@ -210,6 +210,7 @@ export function readEndpoint(kv: KeyValue): EndpointRecord {
     };
     if (o.containerId !== undefined) record.containerId = string(o.containerId, 'containerId');
     if (o.containerName !== undefined) record.containerName = string(o.containerName, 'containerName');
+    if (o.aliases !== undefined) record.aliases = list(o.aliases, 'aliases').map((a, i) => string(a, `aliases[${i}]`));
     return record;
   });
 }

@@ -1,11 +1,13 @@
 /** An in-memory Docker host: networks, their endpoints and containers, as the agent sees them. */
 import type { ContainerIdentity } from '../../src/driver/network-service';
-import type { ContainerEvent, DockerHost, DockerNetwork } from '../../src/labels/docker';
+import type { ContainerEvent, ContainerNames, DockerHost, DockerNetwork } from '../../src/labels/docker';
 
 export class FakeDocker implements DockerHost {
   readonly networks = new Map<string, DockerNetwork>();
   /** endpoint ID → container holding it. */
   readonly containers = new Map<string, ContainerIdentity>();
+  /** container ID → its name and aliases per network, once it runs. */
+  readonly names = new Map<string, ContainerNames>();
   readonly created: { name: string; subnet: string }[] = [];
   /** dockerd is not running: listing fails, as it does against a dead socket. */
   away = false;
@@ -33,6 +35,10 @@ export class FakeDocker implements DockerHost {
 
   containerOf(_dockerNetworkId: string, endpointId: string): Promise<ContainerIdentity | undefined> {
     return Promise.resolve(this.containers.get(endpointId));
+  }
+
+  containerNames(containerId: string): Promise<ContainerNames | undefined> {
+    return Promise.resolve(this.names.get(containerId));
   }
 
   sluiceNetworks(): Promise<DockerNetwork[]> {

@@ -1,5 +1,5 @@
 /** One simulated host for unit tests: the real IPAM, driver and agent over fakes of the kernel and Docker. */
-import { Agent, type AgentOptions } from '../../src/agent/agent';
+import { Agent, type AgentOptions, type StartNameServer } from '../../src/agent/agent';
 import { loadAgentConfig } from '../../src/config';
 import { RecordingDataplane } from '../../src/dataplane/fake/recording-dataplane';
 import { NetworkDriver } from '../../src/driver/network-service';
@@ -30,6 +30,7 @@ export interface TestHostOptions {
   agent?: Partial<AgentOptions>;
   flags?: Record<string, string>;
   metrics?: Metrics;
+  startNames?: StartNameServer;
 }
 
 export function testHost(store: MemoryStore, name: string, ip: string, opts: TestHostOptions = {}): TestHost {
@@ -43,7 +44,7 @@ export function testHost(store: MemoryStore, name: string, ip: string, opts: Tes
     defaultSubnetPrefix: config.defaultSubnetPrefix,
     defaultBlockSize: config.blockSize,
   });
-  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0, ...opts.agent }, opts.metrics);
+  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0, ...opts.agent }, opts.metrics, opts.startNames);
   const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: name, mtu: agent.mtu });
   return { name, ip, registry, dataplane, docker, ipam, agent, driver };
 }

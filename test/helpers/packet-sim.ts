@@ -134,6 +134,15 @@ export class FilterSim {
         case '-p':
           check(next() === packet.proto);
           break;
+        case '-d': {
+          const [address, prefix] = next().split('/');
+          if (prefix !== undefined && prefix !== '32') throw new Error(`only -d ADDR/32 is simulated, in: ${rule}`);
+          check(address === packet.dst);
+          break;
+        }
+        case '--dport':
+          check(Number(next()) === packet.dport);
+          break;
         case '--ctstate':
           check(next().split(',').includes(packet.ctstate ?? 'NEW'));
           break;

@@ -42,10 +42,26 @@ describe('agent configuration', () => {
     }
   });
 
+  it('serves names on --dns-address, forwarding to --dns-upstream or else to resolv.conf\'s nameservers but itself', () => {
+    const resolvConf = (): string => 'search lan\nnameserver 169.254.53.53\nnameserver 192.0.2.53\n';
+    const defaults = loadAgentConfig({ 'node-ip': '192.0.2.1' }, {}, resolvConf);
+    expect({ address: defaults.dnsAddress, upstreams: defaults.dnsUpstreams }).toEqual({
+      address: '169.254.53.53',
+      upstreams: [{ host: '192.0.2.53', port: 53, family: 4 }],
+    });
+    const given = loadAgentConfig({ 'node-ip': '192.0.2.1', 'dns-address': '169.254.1.1' }, { SLUICE_DNS_UPSTREAM: '10.0.0.53:5353' }, resolvConf);
+    expect({ address: given.dnsAddress, upstreams: given.dnsUpstreams }).toEqual({
+      address: '169.254.1.1',
+      upstreams: [{ host: '10.0.0.53', port: 5353, family: 4 }],
+    });
+    expect(() => loadAgentConfig({ 'node-ip': '192.0.2.1', 'dns-address': 'dns.local' }, {}, resolvConf)).toThrow('--dns-address dns.local is not an IPv4 address');
+    expect(() => loadAgentConfig({ 'node-ip': '192.0.2.1', 'dns-upstream': '169.254.53.53' }, {}, resolvConf)).toThrow(/resolver's own address/);
+  });
+
   it('documents every flag with its env var in --help', () => {
-    for (const flag of ['store', 'socket', 'node', 'node-ip', 'docker-host', 'backend', 'protect', 'metrics-addr']) {
+    for (const flag of ['store', 'socket', 'node', 'node-ip', 'docker-host', 'backend', 'protect', 'metrics-addr', 'dns-address', 'dns-upstream']) {
       expect(agentHelp()).toContain(`--${flag}`);
-      expect(agentHelp()).toContain(`SLUICE_${flag.toUpperCase().replace('-', '_')}`);
+      expect(agentHelp()).toContain(`SLUICE_${flag.toUpperCase().replace(/-/g, '_')}`);
     }
   });
 });

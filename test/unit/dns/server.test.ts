@@ -144,6 +144,13 @@ describe('forwarding', () => {
     expect(reply?.rcode).toBe('SERVFAIL');
   });
 
+  it('asks the next upstream when the first cannot even be connected to, and keeps serving', async () => {
+    const stub = await upstream();
+    // An IPv6 address on an IPv4 socket: connect fails, as it does with no route to the upstream.
+    const server = await resolver([{ host: '::1', port: 53, family: 4 }, stub.upstream], { timing: { attemptMs: 60_000, deadlineMs: 60_000 } });
+    expect(addresses(await (await udpFrom(CLIENT, server)).ask('example.com'))).toEqual([UPSTREAM_ADDRESS]);
+  });
+
   it('answers SERVFAIL at once when there is no upstream at all', async () => {
     const server = await resolver([], { timing: { attemptMs: 60_000, deadlineMs: 60_000 } });
     expect((await (await udpFrom(CLIENT, server)).ask('example.com')).rcode).toBe('SERVFAIL');

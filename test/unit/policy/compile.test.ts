@@ -9,7 +9,7 @@ import { protection } from '../../../src/policy/protect';
 import { renderForGolden } from '../../helpers/firewall-text';
 import { expectGolden } from '../../helpers/golden';
 import { FilterSim, type Packet, type Verdict } from '../../helpers/packet-sim';
-import { CLIENT_EGRESS, CONTROL_PLANE, WEB_FROM_CLIENT, appnet, client1, client2, db1, db2, dbnet, endpoint, fixtures, web1 } from './fixtures';
+import { CLIENT_EGRESS, CONTROL_PLANE, DNS_ADDRESS, WEB_FROM_CLIENT, appnet, client1, client2, db1, db2, dbnet, endpoint, fixtures, web1 } from './fixtures';
 
 describe('compileFirewall golden output', () => {
   it.each(Object.keys(fixtures))('%s', (name) => {
@@ -24,6 +24,7 @@ describe('compileFirewall golden output', () => {
         endpoints: [...input.endpoints].reverse(),
         policies: [...input.policies].reverse(),
         protection: input.protection && { ...input.protection, destinations: [...input.protection.destinations].reverse() },
+        dnsAddress: input.dnsAddress,
       };
       expect(compileFirewall(reversed)).toEqual(compileFirewall(input));
     }
@@ -386,6 +387,36 @@ egress: [{action: allow, protocol: tcp, toNets: [192.0.2.0/24], ports: [2375, 23
     expect(after.filter).toEqual(before.filter);
     expect(after.ipsets).not.toEqual(before.ipsets);
     expect(new FilterSim(after).forward(packet(web1, '192.0.2.3', { dport: 2375 }))).toBe('DROP');
+  });
+});
+
+describe('DNS to the sluice resolver', () => {
+  const input = fixtures['dns-under-egress-deny']!;
+
+  it('is allowed under an egress default deny, over udp and tcp, and nothing else of the host or beyond is', () => {
+    const sim = new FilterSim(compileFirewall(input));
+    expect({
+      'dns udp': sim.input(packet(client1, DNS_ADDRESS, { proto: 'udp', dport: 53 })),
+      'dns tcp': sim.input(packet(client1, DNS_ADDRESS, { proto: 'tcp', dport: 53 })),
+      'resolver address, another port': sim.input(packet(client1, DNS_ADDRESS, { proto: 'tcp', dport: 80 })),
+      'dns on the gateway': sim.input(packet(client1, appnet.gateway, { proto: 'udp', dport: 53 })),
+      'dns elsewhere': sim.forward(packet(client1, '198.51.100.53', { proto: 'udp', dport: 53 })),
+      'web, same network': sim.forward(packet(client1, web1)),
+      'an unselected container, dns': sim.input(packet(web1, DNS_ADDRESS, { proto: 'udp', dport: 53 })),
+    }).toEqual({
+      'dns udp': 'ACCEPT',
+      'dns tcp': 'ACCEPT',
+      'resolver address, another port': 'DROP',
+      'dns on the gateway': 'DROP',
+      'dns elsewhere': 'DROP',
+      'web, same network': 'DROP',
+      'an unselected container, dns': 'ACCEPT',
+    });
+  });
+
+  it('is left to policy when no resolver serves', () => {
+    const sim = new FilterSim(compileFirewall({ ...input, dnsAddress: undefined }));
+    expect(sim.input(packet(client1, DNS_ADDRESS, { proto: 'udp', dport: 53 }))).toBe('DROP');
   });
 });
 

@@ -45,6 +45,16 @@ ingress:
     protocol: icmp
 `;
 
+/** Clients may open nothing at all. */
+export const CLIENT_NO_EGRESS = `
+kind: NetworkPolicy
+name: client-no-egress
+selector: role == 'client'
+egress: []
+`;
+
+export const DNS_ADDRESS = '169.254.53.53';
+
 export const CLIENT_EGRESS = `
 kind: NetworkPolicy
 name: client-egress
@@ -134,6 +144,14 @@ export const fixtures: Record<string, CompileInput> = {
       endpoint('web2', 'h2', appnet, '10.96.0.66', { role: 'web' }, [{ proto: 'tcp', containerPort: 80, hostPort: 8080, hostPortEnd: 8080 }]),
     ],
     policies: [],
+  },
+  'dns-under-egress-deny': {
+    node: 'h1',
+    networks: [appnet],
+    endpoints: [web1, client1],
+    policies: parsePolicies(CLIENT_NO_EGRESS),
+    protection: protection(CONTROL_PLANE, ['192.0.2.1'], '192.0.2.1'),
+    dnsAddress: DNS_ADDRESS,
   },
   'control-plane': {
     node: 'h1',

@@ -34,6 +34,9 @@ describe('store records', () => {
     expect(reason('blocks/10.96.0.0-16/0.0.0.0-0', '{}')).toBe('key: expected a block of 10.96.0.0/16, found "0.0.0.0/0"');
     expect(reason(`endpoints/h1/${'e'.repeat(64)}`, JSON.stringify({ ...ENDPOINT, address: '999.1.1.1' }))).toMatch(/^address: expected an IPv4 address in 10\.96\.0\.0\/16/);
     expect(reason(`endpoints/h1/${'e'.repeat(64)}`, JSON.stringify({ ...ENDPOINT, labels: { role: 5 } }))).toBe('labels.role: expected a string, found 5');
+    const named = { ...ENDPOINT, containerName: 'web1', aliases: ['web', 'frontend'] };
+    expect(read(`endpoints/h1/${'e'.repeat(64)}`, JSON.stringify(named))).toEqual({ kind: 'endpoint', record: named });
+    expect(reason(`endpoints/h1/${'e'.repeat(64)}`, JSON.stringify({ ...ENDPOINT, aliases: ['web', 3] }))).toBe('aliases[1]: expected a string, found 3');
     expect(reason(`endpoints/h1/${'e'.repeat(64)}`, JSON.stringify({ ...ENDPOINT, ports: [{ proto: 'tcp', containerPort: 80, hostPort: 8080, hostPortEnd: 8080, hostIp: '0.0.0.0 -j ACCEPT' }] }))).toBe(
       'ports[0].hostIp: expected an IP address, found "0.0.0.0 -j ACCEPT"',
     );
