@@ -1,5 +1,6 @@
 import { BadRequestError, ConflictError, ExhaustedError, NotSupportedError } from '../../../src/errors';
 import { GATEWAY_REQUEST, Ipam, type IpamOptions, defineNetwork, newNetworkRecord } from '../../../src/ipam/ipam-service';
+import type { NetworkSettings } from '../../../src/model';
 import { parseCidr } from '../../../src/net/ipv4';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { Registry } from '../../../src/store/registry';
@@ -15,6 +16,13 @@ function ipamFor(registry: Registry, node: string, overrides: Partial<IpamOption
 }
 
 const ip = (cidr: string) => cidr.split('/')[0]!;
+
+/** `docker network create --subnet`: RequestPool, then CreateNetwork settling the network's options. */
+async function createdPool(ipam: Ipam, subnet: string, settings: NetworkSettings = { internal: false, auxAddresses: {} }): Promise<string> {
+  const { poolId } = await ipam.requestPool({ pool: subnet, options: {}, v6: false });
+  await ipam.settleNetwork(poolId, settings, () => undefined);
+  return poolId;
+}
 
 describe('Ipam', () => {
   let store: MemoryStore;
@@ -42,9 +50,12 @@ describe('Ipam', () => {
     );
   });
 
-  it('refuses IPv6, --ip-range and malformed subnets with clear errors', async () => {
+  it('refuses IPv6, a bad --ip-range and malformed subnets with clear errors', async () => {
     await expect(ipam.requestPool({ options: {}, v6: true })).rejects.toBeInstanceOf(NotSupportedError);
-    await expect(ipam.requestPool({ pool: '10.1.0.0/16', subPool: '10.1.1.0/24', options: {}, v6: false })).rejects.toBeInstanceOf(NotSupportedError);
+    await expect(ipam.requestPool({ pool: '10.1.0.0/16', subPool: '10.2.1.0/24', options: {}, v6: false })).rejects.toThrow(
+      new BadRequestError('--ip-range 10.2.1.0/24 is not an IPv4 CIDR inside --subnet 10.1.0.0/16'),
+    );
+    await expect(ipam.requestPool({ subPool: '10.1.1.0/24', options: {}, v6: false })).rejects.toThrow(/--ip-range 10.1.1.0\/24 needs --subnet/);
     await expect(ipam.requestPool({ pool: '10.1.0.0/33', options: {}, v6: false })).rejects.toBeInstanceOf(BadRequestError);
     await expect(ipam.requestPool({ pool: '10.1.0.0/16', options: { 'block-size': '8' }, v6: false })).rejects.toThrow(/block-size=8/);
   });
@@ -90,7 +101,7 @@ describe('Ipam', () => {
   });
 
   it('gives --ip exactly, and refuses it when taken, outside the pool, or in another host\'s block', async () => {
-    const { poolId } = await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    const poolId = await createdPool(ipam, '10.96.0.0/16');
     expect(await ipam.requestAddress({ poolId, address: '10.96.3.7' })).toEqual({ address: '10.96.3.7/16' });
     await expect(ipam.requestAddress({ poolId, address: '10.96.3.7' })).rejects.toThrow(/already in use on node h1/);
     await expect(ipam.requestAddress({ poolId, address: '10.97.0.5' })).rejects.toThrow(/outside the network's subnet/);
@@ -155,7 +166,7 @@ describe('Ipam', () => {
   });
 
   it('releases a host\'s empty blocks and keeps those still holding addresses', async () => {
-    const { poolId } = await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    const poolId = await createdPool(ipam, '10.96.0.0/16');
     await ipam.requestAddress({ poolId, address: '10.96.1.5' });
     const { address } = await ipam.requestAddress({ poolId, address: '10.96.2.5' });
     await ipam.releaseAddress(poolId, ip(address));
