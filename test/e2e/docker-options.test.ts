@@ -1,6 +1,9 @@
 // `docker network create` and `docker run` options on two real Docker hosts:
 // each one honoured on both hosts, or refused with a clear error and nothing
 // left behind.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { Lab, TEST_IMAGE } from '../helpers/lab';
 
 jest.setTimeout(600_000);
@@ -104,6 +107,12 @@ describe('docker options on two hosts', () => {
     const last = ips.map((ip) => Number(ip.split('.')[3]));
     expect({ ips, inRange: last.every((n) => n >= 128 && n < 192) }).toEqual({ ips, inRange: true });
     expect(new Set(ips).size).toBe(4);
+    // Each host holds blocks of the range only: the other routes nothing else of the subnet to it.
+    for (const h of lab.hosts) {
+      const routes = await lab.execOk(h, ['ip', 'route', 'show', 'proto', '252']);
+      const blocks = [...routes.matchAll(/10\.144\.0\.(\d+)\/\d+ via/g)].map((m) => Number(m[1]));
+      expect({ h, blocks, inRange: blocks.length > 0 && blocks.every((n) => n >= 128 && n < 192) }).toEqual({ h, blocks, inRange: true });
+    }
   });
 
   it('--attachable: Docker keeps it to itself (the plugin never sees it); the network works as any other on both hosts', async () => {
@@ -111,6 +120,48 @@ describe('docker options on two hosts', () => {
     await server(lab, 'h2', 'attach-web', 'attach');
     await sleeper(lab, 'h1', 'attach-client', 'attach');
     expect(await fetchFrom(lab, 'h1', 'attach-client', `http://${await lab.containerIp('h2', 'attach-web', 'attach')}/`)).toBe('ok');
+  });
+
+  it('a compose file\'s driver_opts and ipam config: internal, MTU, ip-range and aux address on both hosts', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'sluice-compose-'));
+    await writeFile(
+      path.join(dir, 'docker-compose.yml'),
+      [
+        "version: '2.4'",
+        'services:',
+        '  app:',
+        `    image: ${TEST_IMAGE}`,
+        '    command: [sleep, "3600"]',
+        '    init: true',
+        '    networks: [back]',
+        'networks:',
+        '  back:',
+        '    driver: sluice',
+        '    internal: true',
+        `    driver_opts: {${MTU}: "1300"}`,
+        '    ipam:',
+        '      driver: sluice',
+        '      config:',
+        '        - subnet: 10.150.0.0/24',
+        '          ip_range: 10.150.0.64/26',
+        '          aux_addresses: {router: 10.150.0.65}',
+      ].join('\n'),
+    );
+    try {
+      for (const h of lab.hosts) {
+        const compose = ['env', `DOCKER_HOST=unix:///run/sluice-lab/${lab.name}/${h}/docker.sock`, 'docker-compose', '-f', path.join(dir, 'docker-compose.yml'), '-p', 'cmp'];
+        const up = await lab.exec(h, [...compose, 'up', '-d']);
+        expect({ h, code: up.code, stderr: up.code === 0 ? '' : up.stderr }).toEqual({ h, code: 0, stderr: '' });
+        const ip = await lab.containerIp(h, 'cmp_app_1', 'cmp_back');
+        // In the range 10.150.0.64/26, and not the aux address .65.
+        const last = Number(ip.split('.')[3]);
+        expect({ ip, inRange: ip.startsWith('10.150.0.') && last >= 64 && last < 128 && last !== 65 }).toEqual({ ip, inRange: true });
+        expect(await lab.dockerOk(h, 'exec', 'cmp_app_1', 'cat', '/sys/class/net/eth0/mtu')).toBe('1300');
+        expect(await lab.dockerOk(h, 'exec', 'cmp_app_1', 'ip', 'route')).not.toContain('default');
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   describe('refused with a clear error, leaving no network', () => {

@@ -200,6 +200,8 @@ describe('Ipam', () => {
       expect(given.every((a) => range.base <= parseIp(a)! && parseIp(a)! < range.base + 64)).toBe(true);
       await expect(h2.requestAddress({ poolId })).rejects.toThrow(/10.96.0.0\/24 \(--ip-range 10.96.0.128\/26\) is full/);
       await expect(ipam.requestAddress({ poolId })).rejects.toBeInstanceOf(ExhaustedError);
+      // Hosts claimed the range's blocks only: none of the rest of the subnet is held for nothing.
+      expect((await registry.listBlocks(poolId)).map((b) => b.block).sort()).toEqual(['10.96.0.128/28', '10.96.0.144/28', '10.96.0.160/28', '10.96.0.176/28']);
     });
 
     it('keeps to a range smaller than a block', async () => {
