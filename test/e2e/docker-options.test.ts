@@ -37,6 +37,13 @@ async function networks(lab: Lab, host: string): Promise<string[]> {
   return (await lab.dockerOk(host, 'network', 'ls', '--format', '{{.Name}}')).split('\n');
 }
 
+/** `docker network create … NAME` on `host` fails saying `message`, and leaves no network NAME there. */
+async function expectCreateRefused(lab: Lab, host: string, message: string, ...args: string[]): Promise<void> {
+  const r = await createOn(lab, host, ...args);
+  expect(r.stderr).toContain(message);
+  expect(await networks(lab, host)).not.toContain(args.at(-1));
+}
+
 describe('docker options on two hosts', () => {
   let lab: Lab;
   let etcdHealth: string;
@@ -167,29 +174,24 @@ describe('docker options on two hosts', () => {
   describe('refused with a clear error, leaving no network', () => {
     it('a create whose options differ from the other host\'s', async () => {
       await lab.dockerOk('h1', 'network', 'create', ...PLUGIN, '--internal', '--subnet', '10.145.0.0/24', 'differs');
-      const r = await createOn(lab, 'h2', '--subnet', '10.145.0.0/24', 'differs');
-      expect(r.stderr).toContain('sluice network 10.145.0.0/24 was created with --internal: create it on this host the same way');
-      expect(await networks(lab, 'h2')).not.toContain('differs');
+      const message = 'sluice network 10.145.0.0/24 was created with --internal: create it on this host the same way';
+      await expectCreateRefused(lab, 'h2', message, '--subnet', '10.145.0.0/24', 'differs');
     });
 
     it('an -o sluice does not know', async () => {
-      const r = await createOn(lab, 'h1', '-o', 'com.docker.network.bridge.name=br9', '--subnet', '10.146.0.0/24', 'unknown-opt');
-      expect(r.stderr).toContain('sluice does not know the option -o com.docker.network.bridge.name');
-      expect(await networks(lab, 'h1')).not.toContain('unknown-opt');
+      const message = 'sluice does not know the option -o com.docker.network.bridge.name';
+      await expectCreateRefused(lab, 'h1', message, '-o', 'com.docker.network.bridge.name=br9', '--subnet', '10.146.0.0/24', 'unknown-opt');
       // Nothing of it left in the cluster: the same subnet can be created afresh.
       await lab.dockerOk('h1', 'network', 'create', ...PLUGIN, '--subnet', '10.146.0.0/24', 'unknown-opt');
     });
 
     it('--ipv6', async () => {
-      const r = await createOn(lab, 'h1', '--ipv6', '--subnet', '10.147.0.0/24', '--subnet', 'fd00:147::/64', 'six');
-      expect(r.stderr).toContain('IPv6 is not supported by sluice yet');
-      expect(await networks(lab, 'h1')).not.toContain('six');
+      await expectCreateRefused(lab, 'h1', 'IPv6 is not supported by sluice yet', '--ipv6', '--subnet', '10.147.0.0/24', '--subnet', 'fd00:147::/64', 'six');
     });
 
     it('--gateway once a host uses the network with another gateway', async () => {
-      const r = await createOn(lab, 'h2', '--subnet', '10.140.0.0/24', '--gateway', '10.140.0.9', 'plain-gw');
-      expect(r.stderr).toContain('network 10.140.0.0/24 is in use with gateway 10.140.0.1: use --gateway 10.140.0.1 or omit --gateway');
-      expect(await networks(lab, 'h2')).not.toContain('plain-gw');
+      const message = 'network 10.140.0.0/24 is in use with gateway 10.140.0.1: use --gateway 10.140.0.1 or omit --gateway';
+      await expectCreateRefused(lab, 'h2', message, '--subnet', '10.140.0.0/24', '--gateway', '10.140.0.9', 'plain-gw');
     });
 
     it('--scope swarm (Docker itself refuses it outside swarm)', async () => {
