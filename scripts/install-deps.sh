@@ -58,6 +58,10 @@ fi
 if ((tests)) && ! command -v dnsmasq >/dev/null 2>&1; then
   missing+=(dnsmasq-base)
 fi
+# The e2e of Docker's options brings a network up from a compose file, as users do.
+if ((tests)) && ! command -v docker-compose >/dev/null 2>&1; then
+  missing+=(docker-compose)
+fi
 if ((!system_only)) && ! command -v node >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi

@@ -32,6 +32,24 @@ export interface NetworkRecord {
   name?: string;
   /** Defined with `sluice network create`: every agent creates it in Docker, and it outlives `docker network rm`. */
   managed?: boolean;
+  /** `--ip-range` (CIDR): IPAM hands out only these addresses (`--ip` and `--aux-address` may be anywhere in the subnet). */
+  ipRange?: string;
+  /** What the first `docker network create` asked for; every other host's create must ask the same. */
+  settings?: NetworkSettings;
+}
+
+/** An interface MTU Linux accepts for IPv4: 68 (RFC 791) to the largest a veth takes. */
+export const MIN_MTU = 68;
+export const MAX_MTU = 65535;
+
+/** The `docker network create` options that must agree on every host. */
+export interface NetworkSettings {
+  /** `--internal`: containers reach each other, nothing outside (no default route, masquerade or published port). */
+  internal: boolean;
+  /** `-o com.docker.network.driver.mtu=N`; undefined: the agent's MTU. */
+  mtu?: number;
+  /** `--aux-address NAME=IP`: reserved in the whole cluster, never handed out. */
+  auxAddresses: Record<string, string>;
 }
 
 /** What a block claim records: who holds it. */

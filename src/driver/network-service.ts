@@ -11,6 +11,7 @@ import { containerMac, endpointIfnames } from '../dataplane/names';
 import type { Dataplane } from '../dataplane/dataplane';
 import type { Ipam } from '../ipam/ipam-service';
 import type { Registry, Versioned } from '../store/registry';
+import { networkSettings, settingsMismatch, unpublishable } from './network-settings';
 import type {
   CreateEndpointRequest,
   CreateNetworkRequest,
@@ -20,11 +21,18 @@ import type {
 } from './services';
 
 /**
- * Mappings Sluice can publish: tcp and udp with an explicit host port.
- * (`-p 80` without a host port would need a host port allocator; not yet.)
+ * Mappings Sluice can publish. Join carries the sandbox's mappings even when
+ * another network publishes them, so there the rest is left out rather than
+ * refused.
  */
 function publishable(ports: PortMapping[]): PortMapping[] {
-  return ports.filter((p) => p.proto !== 'sctp' && p.hostPort > 0);
+  return ports.filter((p) => unpublishable([p]) === undefined);
+}
+
+/** CreateEndpoint and ProgramExternalConnectivity ask Sluice itself to publish: what it cannot is refused. */
+function refuseUnpublishable(ports: PortMapping[]): void {
+  const why = unpublishable(ports);
+  if (why !== undefined) throw new NotSupportedError(why);
 }
 
 export const ADDRESS_SPACE_LOCAL = 'sluice-local';
@@ -80,8 +88,10 @@ export class NetworkDriver implements NetworkService {
     if (more.length > 0) throw new NotSupportedError('a sluice network has one IPv4 subnet: pass a single --subnet');
     const subnet = parseCidr(data.pool);
     if (!subnet) throw new BadRequestError(`CreateNetwork: pool "${data.pool}" is not an IPv4 CIDR`);
+    const settings = networkSettings(req, data);
     const network = await this.registry.getNetwork(data.pool.replace('/', '-'));
     if (!network) throw new NotFoundError(`CreateNetwork: sluice IPAM has no pool ${data.pool}; was it released meanwhile?`);
+    await this.ipam.settleNetwork(network.record.key, settings, (existing) => settingsMismatch(existing, settings));
     await this.registry.putDockerNet(this.options.node, req.networkId, network.record.key);
     await this.local.networksChanged();
   }
@@ -104,6 +114,7 @@ export class NetworkDriver implements NetworkService {
         'CreateEndpoint without an address: the network must use sluice IPAM (--ipam-driver sluice)',
       );
     }
+    refuseUnpublishable(req.portMappings);
     const names = endpointIfnames(req.endpointId);
     const address = req.address.split('/')[0]!;
     const claim = await this.addressClaimFor(network, req.endpointId, req.address, names.hostIfname);
@@ -115,13 +126,13 @@ export class NetworkDriver implements NetworkService {
       address,
       hostIfname: names.hostIfname,
       labels: null,
-      ports: publishable(req.portMappings),
+      ports: req.portMappings,
     };
     // Independent steps side by side; the veth is ready before Join asks for it.
     const steps = await Promise.allSettled([
       this.noteEndpointOnAddress(claim, endpoint.id),
       this.registry.putEndpoint(endpoint),
-      this.dataplane.addEndpoint({ ...names, address, mac, mtu: this.options.mtu }),
+      this.dataplane.addEndpoint({ ...names, address, mac, mtu: network.settings?.mtu ?? this.options.mtu }),
     ]);
     const failed = steps.find((step): step is PromiseRejectedResult => step.status === 'rejected');
     if (failed) {
@@ -165,7 +176,8 @@ export class NetworkDriver implements NetworkService {
     return {
       srcName: names.containerIfname,
       dstPrefix: 'eth',
-      gateway: network.gateway,
+      // --internal: no gateway, so no default route out of the cluster's networks (Docker's bridge does the same).
+      gateway: network.settings?.internal === true ? '' : network.gateway,
       staticRoutes: [],
       disableGatewayService: true,
     };
@@ -177,7 +189,8 @@ export class NetworkDriver implements NetworkService {
   }
 
   async programExternalConnectivity(networkId: string, endpointId: string, portMappings: PortMapping[]): Promise<void> {
-    await this.setPorts(networkId, endpointId, publishable(portMappings));
+    refuseUnpublishable(portMappings);
+    await this.setPorts(networkId, endpointId, portMappings);
   }
 
   async revokeExternalConnectivity(networkId: string, endpointId: string): Promise<void> {

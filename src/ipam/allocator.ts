@@ -3,21 +3,24 @@
  * network, which subnet of the default supernet. The store decides who wins
  * a race; these functions only propose candidates in a stable order.
  */
-import { type Cidr, contains, lastAddress, overlaps, size } from '../net/ipv4';
+import { type Cidr, blockOf, contains, lastAddress, overlaps, size } from '../net/ipv4';
 
-/** Addresses of `block` that may be handed out: not the subnet's network or broadcast address, nor `taken`. */
-export function* freeAddresses(block: Cidr, subnet: Cidr, taken: ReadonlySet<number>): Generator<number> {
+/**
+ * Addresses of `block` that may be handed out: in `range` (the `--ip-range`,
+ * or the subnet), not the subnet's network or broadcast address, nor `taken`.
+ */
+export function* freeAddresses(block: Cidr, subnet: Cidr, taken: ReadonlySet<number>, range: Cidr = subnet): Generator<number> {
   const broadcast = lastAddress(subnet);
   for (let address = block.base; address <= lastAddress(block); address++) {
-    if (address === subnet.base || address === broadcast || taken.has(address)) continue;
+    if (address === subnet.base || address === broadcast || taken.has(address) || !contains(range, address)) continue;
     yield address;
   }
 }
 
-/** Blocks of `subnet` not yet claimed by any node, first fit. */
-export function* freeBlocks(subnet: Cidr, blockPrefix: number, claimed: ReadonlySet<number>): Generator<Cidr> {
+/** Blocks overlapping `range` (a subnet, or its `--ip-range`) not yet claimed by any node, first fit. */
+export function* freeBlocks(range: Cidr, blockPrefix: number, claimed: ReadonlySet<number>): Generator<Cidr> {
   const step = 2 ** (32 - blockPrefix);
-  for (let base = subnet.base; base <= lastAddress(subnet); base += step) {
+  for (let base = blockOf(range.base, blockPrefix).base; base <= lastAddress(range); base += step) {
     if (!claimed.has(base)) yield { base, prefix: blockPrefix };
   }
 }

@@ -12,7 +12,7 @@ import {
   NotFoundError,
   NotSupportedError,
 } from '../errors';
-import type { AddressRecord, NetworkRecord } from '../model';
+import type { AddressRecord, NetworkRecord, NetworkSettings } from '../model';
 import {
   type Cidr,
   blockOf,
@@ -30,7 +30,7 @@ import type {
   RequestPoolResult,
 } from '../driver/services';
 import { cidrKey } from '../store/keys';
-import type { GatewayClaim, Registry } from '../store/registry';
+import type { GatewayClaim, Registry, Versioned } from '../store/registry';
 import { KeyedMutex } from '../util/keyed-mutex';
 import { defaultGateway, freeAddresses, freeBlocks, isHostAddress, pickSubnet } from './allocator';
 
@@ -106,8 +106,23 @@ function gatewayClaim(network: NetworkRecord): GatewayClaim {
   return { block: gatewayBlock(network), address: { network: network.key, address: network.gateway, node: '*', kind: 'gateway' } };
 }
 
+/**
+ * Block size of a new network with `--ip-range`: small enough that the range
+ * holds at least 4 blocks (down to /30), so more than one host can take
+ * addresses from it.
+ */
+function rangedBlockSize(blockSize: number, range: Cidr): number {
+  return Math.max(blockSize, Math.min(30, range.prefix + 2));
+}
+
 export class Ipam implements IpamService {
   private readonly lock = new KeyedMutex();
+  /**
+   * Pools of a `docker network create` in progress on this host (RequestPool
+   * done, CreateNetwork not yet): a specific address Docker requests then is
+   * an `--aux-address`, not a container's `--ip`.
+   */
+  private readonly creating = new Set<string>();
 
   constructor(
     private readonly registry: Registry,
@@ -116,13 +131,13 @@ export class Ipam implements IpamService {
 
   async requestPool(req: RequestPoolRequest): Promise<RequestPoolResult> {
     if (req.v6) throw new NotSupportedError('IPv6 is not supported by sluice yet: create the network without --ipv6');
-    if (req.subPool !== undefined) {
-      throw new NotSupportedError('--ip-range is not supported by sluice: each host takes blocks of the whole --subnet');
-    }
     const blockSize = this.blockSizeOption(req.options);
+    const { pool, subPool } = req;
+    if (subPool !== undefined && pool === undefined) throw new BadRequestError(`--ip-range ${subPool} needs --subnet`);
     const network = await this.lock.run('pools', () =>
-      req.pool === undefined ? this.pickPool(blockSize) : this.ensurePool(req.pool, blockSize),
+      pool === undefined ? this.pickPool(blockSize) : this.ensurePool(pool, blockSize, subPool),
     );
+    this.creating.add(network.key);
     const subnet = parseCidr(network.subnet)!;
     return {
       poolId: network.key,
@@ -133,6 +148,7 @@ export class Ipam implements IpamService {
 
   /** Forgets a pool no host uses any more (Docker's retries for auto-picked pools, or a rolled-back create). */
   async releasePool(poolId: string): Promise<void> {
+    this.creating.delete(poolId);
     await this.lock.run('pools', async () => {
       const network = await this.registry.getNetwork(poolId);
       if (!network || network.record.managed) return;
@@ -142,6 +158,7 @@ export class Ipam implements IpamService {
       ]);
       if (dockerNets.some((d) => d.network === poolId) || blocks.length > 0) return;
       await this.releaseGatewayClaim(network.record);
+      await this.releaseAuxAddresses(network.record);
       await this.registry.deleteNetwork(poolId);
     });
   }
@@ -151,6 +168,7 @@ export class Ipam implements IpamService {
     const subnet = parseCidr(network.subnet)!;
     const withPrefix = (ip: string) => ({ address: `${ip}/${subnet.prefix}` });
     if (req.requestType === GATEWAY_REQUEST) return withPrefix(await this.gatewayAddress(network, req.address));
+    if (req.address !== undefined && this.creating.has(network.key)) return withPrefix(await this.reserveAux(network, subnet, req.address));
     return this.lock.run(network.key, async () =>
       withPrefix(
         req.address === undefined
@@ -168,6 +186,12 @@ export class Ipam implements IpamService {
     if (ip === undefined) throw new BadRequestError(`ReleaseAddress: "${address}" is not an IPv4 address`);
     const block = formatCidr(blockOf(ip, network.blockSize));
     const held = await this.registry.getAddress(network.key, block, address);
+    if (held?.record.kind === 'aux') {
+      // A reservation no create settled is a failed create's: freed. A settled one stays until the network goes.
+      const settled = Object.values(network.settings?.auxAddresses ?? {}).includes(address);
+      if (!settled) await this.registry.releaseAddress(network.key, block, address, held.modRevision);
+      return;
+    }
     // Another host's address is not ours to free, even if Docker asks.
     if (!held || held.record.node !== this.options.node) return;
     // Docker releases after DeleteEndpoint (or after a failed CreateEndpoint, which leaves no
@@ -187,7 +211,7 @@ export class Ipam implements IpamService {
       const blocks = await this.registry.listBlocks(net);
       for (const block of blocks.filter((b) => b.node === this.options.node)) {
         const addresses = await this.registry.listAddresses(net, block.block);
-        if (addresses.some((a) => a.record.kind !== 'gateway')) continue;
+        if (addresses.some((a) => a.record.kind === 'endpoint')) continue;
         await this.registry.releaseBlock(net, block.block);
       }
     });
@@ -204,23 +228,37 @@ export class Ipam implements IpamService {
   }
 
   private async getNetwork(poolId: string): Promise<NetworkRecord> {
-    const network = await this.registry.getNetwork(poolId);
-    if (!network) throw new NotFoundError(`unknown pool ${poolId}: no sluice network has this subnet (was it removed?)`);
-    return network.record;
+    return (await this.getVersionedNetwork(poolId)).record;
   }
 
-  /** The network for `--subnet`: the existing one with that subnet, or a new one. */
-  private async ensurePool(pool: string, blockSize: number | undefined): Promise<NetworkRecord> {
+  private async getVersionedNetwork(poolId: string): Promise<Versioned<NetworkRecord>> {
+    const network = await this.registry.getNetwork(poolId);
+    if (!network) throw new NotFoundError(`unknown pool ${poolId}: no sluice network has this subnet (was it removed?)`);
+    return network;
+  }
+
+  /** The network for `--subnet` (and `--ip-range`): the existing one with that subnet, or a new one. */
+  private async ensurePool(pool: string, blockSize: number | undefined, subPool: string | undefined): Promise<NetworkRecord> {
     const subnet = parseCidr(pool);
     if (!subnet) throw new BadRequestError(`--subnet ${pool} is not an IPv4 CIDR such as 10.96.0.0/16`);
     if (subnet.prefix > 30) throw new BadRequestError(`--subnet ${pool} is too small: use a /30 or larger`);
+    const range = subPool === undefined ? undefined : parseCidr(subPool);
+    if (subPool !== undefined && (range === undefined || range.prefix < subnet.prefix || !contains(subnet, range.base))) {
+      throw new BadRequestError(`--ip-range ${subPool} is not an IPv4 CIDR inside --subnet ${pool}`);
+    }
+    const size = blockSize ?? (range ? rangedBlockSize(this.options.defaultBlockSize, range) : this.options.defaultBlockSize);
     const { network, created } = await defineNetwork(this.registry, () =>
-      newNetworkRecord(subnet, blockSize ?? this.options.defaultBlockSize),
+      newNetworkRecord(subnet, size, range ? { ipRange: formatCidr(range) } : {}),
     );
     if (!created && blockSize !== undefined && blockSize !== network.blockSize) {
       throw new ConflictError(
         `sluice network ${network.subnet} already exists with block size /${network.blockSize}; omit --ipam-opt ${BLOCK_SIZE_OPTION} or use ${network.blockSize}`,
       );
+    }
+    const wantedRange = range && formatCidr(range);
+    if (!created && network.ipRange !== wantedRange) {
+      const has = network.ipRange === undefined ? 'without --ip-range' : `with --ip-range ${network.ipRange}`;
+      throw new ConflictError(`sluice network ${network.subnet} already exists ${has}: create it on this host the same way`);
     }
     return network;
   }
@@ -245,6 +283,37 @@ export class Ipam implements IpamService {
 
   private async releaseGatewayClaim(network: NetworkRecord): Promise<void> {
     await this.registry.releaseAddress(network.key, gatewayBlock(network), network.gateway);
+  }
+
+  private async releaseAuxAddresses(network: NetworkRecord): Promise<void> {
+    const aux = (await this.registry.listAddresses(network.key)).filter((a) => a.record.kind === 'aux');
+    for (const { record } of aux) {
+      await this.registry.releaseAddress(network.key, formatCidr(blockOf(parseIp(record.address)!, network.blockSize)), record.address);
+    }
+  }
+
+  /**
+   * CreateNetwork of this host: records its settings on the network if it is
+   * the first create anywhere, or checks they are the ones the network was
+   * created with. A compare-and-swap, so two hosts' first creates cannot both
+   * settle different settings.
+   */
+  async settleNetwork(net: string, settings: NetworkSettings, differ: (existing: NetworkSettings) => string | undefined): Promise<NetworkRecord> {
+    this.creating.delete(net);
+    for (let attempt = 0; attempt < RACE_RETRIES; attempt++) {
+      const current = await this.getVersionedNetwork(net);
+      const existing = current.record.settings;
+      if (existing !== undefined) {
+        const mismatch = differ(existing);
+        if (mismatch !== undefined) {
+          throw new ConflictError(`sluice network ${current.record.subnet} was created ${mismatch}: create it on this host the same way`);
+        }
+        return current.record;
+      }
+      const updated = { ...current.record, settings };
+      if (await this.registry.updateNetwork(updated, current.modRevision, gatewayClaim(updated))) return updated;
+    }
+    throw new ConflictError(`network ${net} changed too often meanwhile: try again`);
   }
 
   /** `--gateway G` on create: G becomes the network's gateway if no host uses the network yet. */
@@ -278,14 +347,32 @@ export class Ipam implements IpamService {
     });
   }
 
-  /** `--ip` or `--aux-address`: that exact address, in a block this host holds or can claim. */
-  private async allocateSpecific(network: NetworkRecord, subnet: Cidr, requested: string): Promise<string> {
+  /** The block of `requested`, a host address of the network other than its gateway. */
+  private specificBlock(network: NetworkRecord, subnet: Cidr, requested: string): string {
     const ip = parseIp(requested);
     if (ip === undefined) throw new BadRequestError(`"${requested}" is not an IPv4 address`);
     if (!contains(subnet, ip)) throw new BadRequestError(`address ${requested} is outside the network's subnet ${network.subnet}`);
     if (!isHostAddress(subnet, ip)) throw new BadRequestError(`address ${requested} is the network or broadcast address of ${network.subnet}`);
     if (requested === network.gateway) throw new ConflictError(`address ${requested} is the network's gateway`);
-    const block = formatCidr(blockOf(ip, network.blockSize));
+    return formatCidr(blockOf(ip, network.blockSize));
+  }
+
+  /**
+   * `--aux-address`: reserved for the whole cluster (node '*', whoever holds
+   * its block), so no host hands it out and every host's create of the
+   * network may ask for it again.
+   */
+  private async reserveAux(network: NetworkRecord, subnet: Cidr, requested: string): Promise<string> {
+    const block = this.specificBlock(network, subnet, requested);
+    if (await this.registry.claimAddress(block, { network: network.key, address: requested, node: '*', kind: 'aux' })) return requested;
+    const holder = await this.registry.getAddress(network.key, block, requested);
+    if (holder?.record.kind === 'aux') return requested;
+    throw new ConflictError(`--aux-address ${requested} is already in use on node ${holder?.record.node ?? '?'}: choose a free address`);
+  }
+
+  /** `--ip`: that exact address, in a block this host holds or can claim. */
+  private async allocateSpecific(network: NetworkRecord, subnet: Cidr, requested: string): Promise<string> {
+    const block = this.specificBlock(network, subnet, requested);
     const owner = await this.ensureBlock(network, block);
     if (owner !== this.options.node) {
       throw new ConflictError(
@@ -295,6 +382,7 @@ export class Ipam implements IpamService {
     const record: AddressRecord = { network: network.key, address: requested, node: this.options.node, kind: 'endpoint' };
     if (await this.registry.claimAddress(block, record)) return requested;
     const holder = await this.registry.getAddress(network.key, block, requested);
+    if (holder?.record.kind === 'aux') throw new ConflictError(`address ${requested} is reserved with --aux-address: choose another --ip`);
     const by = holder?.record.endpointId ? ` by endpoint ${holder.record.endpointId.slice(0, 12)}` : '';
     throw new ConflictError(`address ${requested} is already in use${by} on node ${holder?.record.node ?? '?'}`);
   }
@@ -309,17 +397,20 @@ export class Ipam implements IpamService {
 
   /** Any free address: from this node's blocks first, then from a newly claimed block. */
   private async allocateAny(network: NetworkRecord, subnet: Cidr): Promise<string> {
+    // With --ip-range only its addresses are handed out, from the blocks that overlap it.
+    const range = network.ipRange === undefined ? subnet : parseCidr(network.ipRange)!;
     for (let attempt = 0; attempt < RACE_RETRIES; attempt++) {
       const blocks = await this.registry.listBlocks(network.key);
       for (const block of blocks.filter((b) => b.node === this.options.node)) {
-        const got = await this.allocateInBlock(network, subnet, parseCidr(block.block)!);
+        const got = await this.allocateInBlock(network, subnet, parseCidr(block.block)!, range);
         if (got) return got;
       }
       const claimed = new Set(blocks.map((b) => parseCidr(b.block)!.base));
-      const next = freeBlocks(subnet, network.blockSize, claimed).next();
+      const next = freeBlocks(range, network.blockSize, claimed).next();
       if (next.done) {
+        const where = network.ipRange === undefined ? '' : ` (--ip-range ${network.ipRange})`;
         throw new ExhaustedError(
-          `network ${network.subnet} is full: all ${claimed.size} blocks of /${network.blockSize} are held and this node's are used up`,
+          `network ${network.subnet}${where} is full: all blocks of /${network.blockSize} are held and this node's are used up`,
         );
       }
       // Whether we win the claim or another node does, the next pass sees the new state.
@@ -328,10 +419,10 @@ export class Ipam implements IpamService {
     throw new ConflictError(`could not allocate in ${network.subnet}: too much contention, try again`);
   }
 
-  private async allocateInBlock(network: NetworkRecord, subnet: Cidr, block: Cidr): Promise<string | undefined> {
+  private async allocateInBlock(network: NetworkRecord, subnet: Cidr, block: Cidr, range: Cidr): Promise<string | undefined> {
     const blockText = formatCidr(block);
     const taken = new Set((await this.registry.listAddresses(network.key, blockText)).map((a) => parseIp(a.record.address)!));
-    for (const candidate of freeAddresses(block, subnet, taken)) {
+    for (const candidate of freeAddresses(block, subnet, taken, range)) {
       const address = formatIp(candidate);
       const record: AddressRecord = { network: network.key, address, node: this.options.node, kind: 'endpoint' };
       if (await this.registry.claimAddress(blockText, record)) return address;

@@ -148,8 +148,9 @@ export function compileFirewall(input: CompileInput): FirewallState {
   sets.add({ name: PROTECTED_ADDRESSES_SET, type: 'hash:ip', members: protection.destinations.flatMap((d) => (d.port === undefined ? [d.address] : [])) });
 
   const sameNetwork = [...input.networks].sort((a, b) => compareText(a.key, b.key)).map((n) => ({ key: n.key, set: sets.networkSet(n) }));
+  const internal = internalSet(input.networks, sets);
   const filter = [
-    forwardChain(),
+    forwardChain(internal),
     inputChain(protection.hostPorts, input.dnsAddress),
     workloadChain('egress', policies, known, sets, [rule('sluice: default allow egress', '-j RETURN')]),
     workloadChain('ingress', policies, known, sets, defaultIngress(sameNetwork)),
@@ -161,7 +162,10 @@ export function compileFirewall(input: CompileInput): FirewallState {
     { name: DNAT_CHAIN, rules: local.flatMap(dnatRules) },
     {
       name: POSTROUTING_CHAIN,
-      rules: [rule('sluice: masquerade to outside', `-m set --match-set ${POOLS_SET} src -m set ! --match-set ${POOLS_SET} dst -j MASQUERADE`)],
+      rules: [
+        ...(internal === undefined ? [] : [rule('sluice: internal networks have no way out', `-m set --match-set ${internal} src -j RETURN`)]),
+        rule('sluice: masquerade to outside', `-m set --match-set ${POOLS_SET} src -m set ! --match-set ${POOLS_SET} dst -j MASQUERADE`),
+      ],
     },
   ];
   return { ipsets: sets.sorted(), filter: byName(filter), nat: byName(nat) };
@@ -302,12 +306,24 @@ function defaultIngress(networks: { key: string; set: string }[]): string[] {
 
 // ---- top-level chains ----
 
-function forwardChain(): Chain {
+/** The ipset of the `--internal` networks' subnets; undefined (no set, no rules) when there are none. */
+function internalSet(networks: readonly NetworkRecord[], sets: IpSetBook): string | undefined {
+  const internal = networks.filter((n) => n.settings?.internal === true).map((n) => n.subnet);
+  return internal.length === 0 ? undefined : sets.netSet(internal);
+}
+
+function forwardChain(internal: string | undefined): Chain {
+  // --internal: nothing between its containers and anything outside the sluice networks, either way, replies included.
+  const isolation = internal === undefined ? [] : [
+    rule('sluice: internal network, no way out', `-m set --match-set ${internal} src -m set ! --match-set ${POOLS_SET} dst -j DROP`),
+    rule('sluice: internal network, no way in', `-m set --match-set ${internal} dst -m set ! --match-set ${POOLS_SET} src -j DROP`),
+  ];
   return {
     name: FORWARD_CHAIN,
     rules: [
       // Scoped to sluice veths, so other forwarded traffic is left to the host's own rules.
       rule('sluice: not sluice traffic', `! -i ${ALL_SLUICE_IFACES} ! -o ${ALL_SLUICE_IFACES} -j RETURN`),
+      ...isolation,
       rule('sluice: established', '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'),
       rule('sluice: invalid', '-m conntrack --ctstate INVALID -j DROP'),
       ...protectedDestinations(`-i ${ALL_SLUICE_IFACES} `),

@@ -19,6 +19,9 @@ import {
   type EndpointRecord,
   type Labels,
   type NetworkRecord,
+  type NetworkSettings,
+  MAX_MTU,
+  MIN_MTU,
   type NodeRecord,
   type PortMapping,
 } from '../model';
@@ -102,11 +105,24 @@ export function readNetwork(kv: KeyValue): NetworkRecord {
     };
     if (o.name !== undefined) record.name = text(o.name, DOCKER_NETWORK_NAME, 'a Docker network name', 'name');
     if (o.managed !== undefined) record.managed = boolean(o.managed, 'managed');
+    if (o.ipRange !== undefined) record.ipRange = formatCidr(cidrIn(string(o.ipRange, 'ipRange'), subnet, 'ipRange'));
+    if (o.settings !== undefined) record.settings = networkSettings(o.settings, subnet);
     return record;
   });
 }
 
 const ISO_TIME = { test: (s: string) => !Number.isNaN(Date.parse(s)) };
+
+function networkSettings(value: unknown, subnet: Cidr): NetworkSettings {
+  const o = object(value, 'settings');
+  const aux = object(o.auxAddresses, 'settings.auxAddresses');
+  const settings: NetworkSettings = {
+    internal: boolean(o.internal, 'settings.internal'),
+    auxAddresses: Object.fromEntries(Object.entries(aux).map(([name, ip]) => [name, address(ip, subnet, `settings.auxAddresses.${name}`)])),
+  };
+  if (o.mtu !== undefined) settings.mtu = integer(o.mtu, MIN_MTU, MAX_MTU, 'settings.mtu');
+  return settings;
+}
 
 export function readNode(kv: KeyValue): NodeRecord {
   return guard(kv, () => {

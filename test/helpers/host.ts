@@ -80,13 +80,18 @@ export function useCluster(defaults: TestHostOptions = {}): {
 }
 
 /** Docker's calls for `docker network create -d sluice --ipam-driver sluice --subnet SUBNET`; returns the pool ID. */
-export async function createDockerNetwork(host: TestHost, networkId: string, subnet: string): Promise<string> {
+export async function createDockerNetwork(
+  host: TestHost,
+  networkId: string,
+  subnet: string,
+  options: { generic?: Record<string, string>; internal?: boolean } = {},
+): Promise<string> {
   const { poolId, pool, data } = await host.ipam.requestPool({ pool: subnet, options: {}, v6: false });
   host.docker.addNetwork(networkId, 'appnet', pool);
   await host.driver.createNetwork({
     networkId,
-    generic: {},
-    internal: false,
+    generic: options.generic ?? {},
+    internal: options.internal ?? false,
     ipv6: false,
     ipv4Data: [{ addressSpace: 'sluice-local', pool, gateway: data['com.docker.network.gateway'], auxAddresses: {} }],
     ipv6Data: [],

@@ -1,4 +1,4 @@
-import { BadRequestError, NotFoundError, NotSupportedError } from '../../../src/errors';
+import { BadRequestError, ConflictError, NotFoundError, NotSupportedError } from '../../../src/errors';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { createDockerNetwork, testHost, type TestHost } from '../../helpers/host';
 
@@ -118,5 +118,67 @@ describe('NetworkDriver', () => {
     await host.driver.deleteNetwork(NET);
     expect(await host.registry.getNetwork(poolId)).toBeUndefined();
     expect(host.dataplane.gateways.size).toBe(0);
+  });
+
+  describe('docker network create options', () => {
+    const MTU = 'com.docker.network.driver.mtu';
+
+    it('--internal: Join gives no gateway, so the container has no default route out', async () => {
+      const poolId = await createDockerNetwork(host, NET, '10.96.0.0/16', { internal: true });
+      const { join } = await run(host, poolId, EP);
+      expect(join.gateway).toBe('');
+      expect((await host.registry.getNetwork(poolId))?.record.settings).toEqual({ internal: true, auxAddresses: {} });
+    });
+
+    it('-o mtu: the container\'s veth gets that MTU', async () => {
+      const poolId = await createDockerNetwork(host, NET, '10.96.0.0/16', { generic: { [MTU]: '1400' } });
+      await run(host, poolId, EP);
+      expect(host.dataplane.endpoints.get(`slv${EP.slice(0, 11)}`)?.mtu).toBe(1400);
+    });
+
+    it('refuses another host\'s create with other options, recording nothing for it', async () => {
+      await createDockerNetwork(host, NET, '10.96.0.0/16', { internal: true });
+      const h2 = testHost(store, 'h2', '192.0.2.2');
+      await h2.agent.start();
+      try {
+        await expect(createDockerNetwork(h2, NET, '10.96.0.0/16')).rejects.toThrow(
+          new ConflictError('sluice network 10.96.0.0/16 was created with --internal: create it on this host the same way'),
+        );
+        expect(await h2.registry.getDockerNet('h2', NET)).toBeUndefined();
+        await expect(createDockerNetwork(h2, NET, '10.96.0.0/16', { internal: true })).resolves.toBe('10.96.0.0-16');
+      } finally {
+        await h2.agent.stop();
+      }
+    });
+
+    it('refuses an unknown -o before anything is recorded', async () => {
+      await expect(createDockerNetwork(host, NET, '10.96.0.0/16', { generic: { 'com.docker.network.bridge.name': 'br0' } })).rejects.toBeInstanceOf(
+        NotSupportedError,
+      );
+      expect(await host.registry.getDockerNet('h1', NET)).toBeUndefined();
+      expect((await host.registry.getNetwork('10.96.0.0-16'))?.record.settings).toBeUndefined();
+    });
+  });
+
+  describe('-p that Sluice cannot publish', () => {
+    it('refuses -p 80 (no host port) at CreateEndpoint, leaving no endpoint or veth', async () => {
+      const poolId = await createNetwork(host);
+      const { address } = await host.ipam.requestAddress({ poolId });
+      const portMappings = [{ proto: 'tcp' as const, containerPort: 80, hostPort: 0, hostPortEnd: 0 }];
+      await expect(host.driver.createEndpoint({ networkId: NET, endpointId: EP, address, portMappings, driverOptions: {} })).rejects.toThrow(
+        /-p 80\/tcp \(or -P\) has no host port/,
+      );
+      expect(await host.registry.listEndpoints()).toEqual([]);
+      expect(host.dataplane.endpoints.size).toBe(0);
+    });
+
+    it('refuses sctp on ProgramExternalConnectivity, publishing nothing', async () => {
+      const poolId = await createNetwork(host);
+      await run(host, poolId, EP);
+      await expect(
+        host.driver.programExternalConnectivity(NET, EP, [{ proto: 'sctp', containerPort: 9000, hostPort: 9000, hostPortEnd: 9000 }]),
+      ).rejects.toBeInstanceOf(NotSupportedError);
+      expect(JSON.stringify(host.dataplane.firewall.nat)).not.toContain('9000');
+    });
   });
 });

@@ -1,6 +1,7 @@
 import { BadRequestError, ConflictError, ExhaustedError, NotSupportedError } from '../../../src/errors';
 import { GATEWAY_REQUEST, Ipam, type IpamOptions, defineNetwork, newNetworkRecord } from '../../../src/ipam/ipam-service';
-import { parseCidr } from '../../../src/net/ipv4';
+import type { NetworkSettings } from '../../../src/model';
+import { parseCidr, parseIp } from '../../../src/net/ipv4';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { Registry } from '../../../src/store/registry';
 
@@ -15,6 +16,13 @@ function ipamFor(registry: Registry, node: string, overrides: Partial<IpamOption
 }
 
 const ip = (cidr: string) => cidr.split('/')[0]!;
+
+/** `docker network create --subnet`: RequestPool, then CreateNetwork settling the network's options. */
+async function createdPool(ipam: Ipam, subnet: string, settings: NetworkSettings = { internal: false, auxAddresses: {} }): Promise<string> {
+  const { poolId } = await ipam.requestPool({ pool: subnet, options: {}, v6: false });
+  await ipam.settleNetwork(poolId, settings, () => undefined);
+  return poolId;
+}
 
 describe('Ipam', () => {
   let store: MemoryStore;
@@ -42,9 +50,12 @@ describe('Ipam', () => {
     );
   });
 
-  it('refuses IPv6, --ip-range and malformed subnets with clear errors', async () => {
+  it('refuses IPv6, a bad --ip-range and malformed subnets with clear errors', async () => {
     await expect(ipam.requestPool({ options: {}, v6: true })).rejects.toBeInstanceOf(NotSupportedError);
-    await expect(ipam.requestPool({ pool: '10.1.0.0/16', subPool: '10.1.1.0/24', options: {}, v6: false })).rejects.toBeInstanceOf(NotSupportedError);
+    await expect(ipam.requestPool({ pool: '10.1.0.0/16', subPool: '10.2.1.0/24', options: {}, v6: false })).rejects.toThrow(
+      new BadRequestError('--ip-range 10.2.1.0/24 is not an IPv4 CIDR inside --subnet 10.1.0.0/16'),
+    );
+    await expect(ipam.requestPool({ subPool: '10.1.1.0/24', options: {}, v6: false })).rejects.toThrow(/--ip-range 10.1.1.0\/24 needs --subnet/);
     await expect(ipam.requestPool({ pool: '10.1.0.0/33', options: {}, v6: false })).rejects.toBeInstanceOf(BadRequestError);
     await expect(ipam.requestPool({ pool: '10.1.0.0/16', options: { 'block-size': '8' }, v6: false })).rejects.toThrow(/block-size=8/);
   });
@@ -90,7 +101,7 @@ describe('Ipam', () => {
   });
 
   it('gives --ip exactly, and refuses it when taken, outside the pool, or in another host\'s block', async () => {
-    const { poolId } = await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    const poolId = await createdPool(ipam, '10.96.0.0/16');
     expect(await ipam.requestAddress({ poolId, address: '10.96.3.7' })).toEqual({ address: '10.96.3.7/16' });
     await expect(ipam.requestAddress({ poolId, address: '10.96.3.7' })).rejects.toThrow(/already in use on node h1/);
     await expect(ipam.requestAddress({ poolId, address: '10.97.0.5' })).rejects.toThrow(/outside the network's subnet/);
@@ -155,7 +166,7 @@ describe('Ipam', () => {
   });
 
   it('releases a host\'s empty blocks and keeps those still holding addresses', async () => {
-    const { poolId } = await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    const poolId = await createdPool(ipam, '10.96.0.0/16');
     await ipam.requestAddress({ poolId, address: '10.96.1.5' });
     const { address } = await ipam.requestAddress({ poolId, address: '10.96.2.5' });
     await ipam.releaseAddress(poolId, ip(address));
@@ -169,5 +180,100 @@ describe('Ipam', () => {
     const { poolId, data } = await ipam.requestPool({ pool: '10.120.0.0/16', options: {}, v6: false });
     expect(data['com.docker.network.gateway']).toBe('10.120.0.1/16');
     expect((await ipam.requestAddress({ poolId })).address).toBe('10.120.0.2/16');
+  });
+
+  describe('--ip-range', () => {
+    const ranged = (node: Ipam, subPool = '10.96.0.128/26') => node.requestPool({ pool: '10.96.0.0/24', subPool, options: {}, v6: false });
+
+    it('hands out addresses of the range only, on every host, in blocks small enough to share', async () => {
+      const h2 = ipamFor(registry, 'h2');
+      const { poolId } = await ranged(ipam);
+      await ranged(h2);
+      expect((await registry.getNetwork(poolId))?.record).toMatchObject({ ipRange: '10.96.0.128/26', blockSize: 28 });
+      const range = parseCidr('10.96.0.128/26')!;
+      const given: string[] = [];
+      for (const node of [ipam, h2, ipam, h2]) {
+        for (let i = 0; i < 16; i++) given.push(ip((await node.requestAddress({ poolId })).address));
+      }
+      // Each host took two /28 blocks of the range: its 64 addresses, none outside.
+      expect(new Set(given).size).toBe(64);
+      expect(given.every((a) => range.base <= parseIp(a)! && parseIp(a)! < range.base + 64)).toBe(true);
+      await expect(h2.requestAddress({ poolId })).rejects.toThrow(/10.96.0.0\/24 \(--ip-range 10.96.0.128\/26\) is full/);
+      await expect(ipam.requestAddress({ poolId })).rejects.toBeInstanceOf(ExhaustedError);
+      // Hosts claimed the range's blocks only: none of the rest of the subnet is held for nothing.
+      expect((await registry.listBlocks(poolId)).map((b) => b.block).sort()).toEqual(['10.96.0.128/28', '10.96.0.144/28', '10.96.0.160/28', '10.96.0.176/28']);
+    });
+
+    it('keeps to a range smaller than a block', async () => {
+      const { poolId } = await ipam.requestPool({ pool: '10.96.0.0/24', subPool: '10.96.0.128/28', options: { 'block-size': '24' }, v6: false });
+      const given = new Set<string>();
+      for (let i = 0; i < 16; i++) given.add(ip((await ipam.requestAddress({ poolId })).address));
+      expect([...given].map((a) => parseIp(a)! - parseIp('10.96.0.128')!).sort((a, b) => a - b)).toEqual([...Array(16).keys()]);
+      await expect(ipam.requestAddress({ poolId })).rejects.toBeInstanceOf(ExhaustedError);
+    });
+
+    it('refuses another host\'s create with a different range, or without one', async () => {
+      await ranged(ipam);
+      await expect(ranged(ipamFor(registry, 'h2'), '10.96.0.0/26')).rejects.toThrow(
+        new ConflictError('sluice network 10.96.0.0/24 already exists with --ip-range 10.96.0.128/26: create it on this host the same way'),
+      );
+      await expect(ipamFor(registry, 'h2').requestPool({ pool: '10.96.0.0/24', options: {}, v6: false })).rejects.toThrow(/with --ip-range/);
+    });
+  });
+
+  describe('--aux-address', () => {
+    /** `docker network create --aux-address` on one host: RequestPool, RequestAddress per aux address, CreateNetwork. */
+    async function createWithAux(node: Ipam, subnet: string, aux: Record<string, string>): Promise<string> {
+      const { poolId } = await node.requestPool({ pool: subnet, options: {}, v6: false });
+      for (const address of Object.values(aux)) expect(await node.requestAddress({ poolId, address })).toEqual({ address: `${address}/29` });
+      await node.settleNetwork(poolId, { internal: false, auxAddresses: aux }, () => undefined);
+      return poolId;
+    }
+
+    it('reserves the address for the whole cluster: every host\'s create succeeds and none hands it out', async () => {
+      const h2 = ipamFor(registry, 'h2');
+      const aux = { router: '10.96.0.2', printer: '10.96.0.5' };
+      const poolId = await createWithAux(ipam, '10.96.0.0/29', aux);
+      await createWithAux(h2, '10.96.0.0/29', aux);
+      // A /29 has 6 host addresses: the gateway, 2 aux, so 3 for containers.
+      const given = [await ipam.requestAddress({ poolId }), await ipam.requestAddress({ poolId }), await ipam.requestAddress({ poolId })];
+      expect(given.map((g) => ip(g.address)).sort()).toEqual(['10.96.0.3', '10.96.0.4', '10.96.0.6']);
+      await expect(h2.requestAddress({ poolId })).rejects.toBeInstanceOf(ExhaustedError);
+      await expect(ipam.requestAddress({ poolId, address: '10.96.0.2' })).rejects.toThrow(/reserved with --aux-address/);
+    });
+
+    it('keeps the reservation while a host still has the network, frees it with the pool', async () => {
+      const poolId = await createWithAux(ipam, '10.96.0.0/29', { router: '10.96.0.2' });
+      await ipam.releaseAddress(poolId, '10.96.0.2'); // one host's docker network rm
+      expect((await registry.listAddresses(poolId)).map((a) => a.record.kind).sort()).toEqual(['aux', 'gateway']);
+      await ipam.releasePool(poolId);
+      expect(await registry.listAddresses(poolId)).toEqual([]);
+      expect(await registry.getNetwork(poolId)).toBeUndefined();
+    });
+
+    it('frees the reservation of a create that failed before CreateNetwork settled it', async () => {
+      const poolId = await createWithAux(ipam, '10.96.0.0/29', { router: '10.96.0.2' });
+      await registry.putDockerNet('h1', 'a'.repeat(64), poolId); // h1 keeps the network
+      const h2 = ipamFor(registry, 'h2');
+      await h2.requestPool({ pool: '10.96.0.0/29', options: {}, v6: false });
+      await h2.requestAddress({ poolId, address: '10.96.0.3' });
+      // CreateNetwork refuses the different --aux-address; Docker rolls back.
+      await expect(h2.settleNetwork(poolId, { internal: false, auxAddresses: { other: '10.96.0.3' } }, () => 'without that')).rejects.toThrow(
+        new ConflictError('sluice network 10.96.0.0/29 was created without that: create it on this host the same way'),
+      );
+      await h2.releaseAddress(poolId, '10.96.0.3');
+      await h2.releasePool(poolId);
+      expect((await registry.listAddresses(poolId)).map((a) => a.record.address).sort()).toEqual(['10.96.0.1', '10.96.0.2']);
+    });
+
+    it('refuses an aux address a container holds', async () => {
+      const poolId = await createdPool(ipam, '10.96.0.0/29');
+      const { address } = await ipam.requestAddress({ poolId });
+      const h2 = ipamFor(registry, 'h2');
+      await h2.requestPool({ pool: '10.96.0.0/29', options: {}, v6: false });
+      await expect(h2.requestAddress({ poolId, address: ip(address) })).rejects.toThrow(
+        new ConflictError(`--aux-address ${ip(address)} is already in use on node h1: choose a free address`),
+      );
+    });
   });
 });

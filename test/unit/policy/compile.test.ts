@@ -1,5 +1,6 @@
 import type { FirewallState } from '../../../src/dataplane/dataplane';
 import { normalizeFirewall } from '../../../src/dataplane/firewall-state';
+import { POSTROUTING_CHAIN } from '../../../src/dataplane/names';
 import { planFirewall } from '../../../src/dataplane/linux/firewall-plan';
 import type { EndpointRecord } from '../../../src/model';
 import { compileFirewall, type CompileInput } from '../../../src/policy/compile';
@@ -498,6 +499,41 @@ describe('endpoint churn', () => {
     expect(chains({ ...base, policies: base.policies.slice(1) })).not.toEqual(chains(base));
     expect(chains({ ...base, networks: [appnet] })).not.toEqual(chains(base));
     expect(chains({ ...base, endpoints: [...base.endpoints, published] })).not.toEqual(chains(base));
+  });
+});
+
+describe('--internal networks', () => {
+  const internalNet = { ...appnet, settings: { internal: true, auxAddresses: {} } };
+  const local = endpoint('int1', 'h1', internalNet, '10.96.0.2', { role: 'web' });
+  const remote = endpoint('int2', 'h2', internalNet, '10.96.0.66', { role: 'web' });
+  const input = (network: typeof appnet) => ({ node: 'h1', networks: [network, dbnet], endpoints: [{ ...local, network: network.key }, remote], policies: [] });
+
+  it('lets its containers reach each other across hosts and nothing outside the sluice networks, replies included', () => {
+    expect(
+      verdicts(compileFirewall(input(internalNet)), [
+        ['to the same network on another host', packet(local, remote)],
+        ['from the same network on another host', packet(remote, local)],
+        ['to outside', packet(local, '192.0.2.50')],
+        ['from outside', packet('192.0.2.50', local)],
+        ['a reply from outside', { ...packet('192.0.2.50', local), ctstate: 'ESTABLISHED' }],
+      ]),
+    ).toEqual({
+      'to the same network on another host': 'ACCEPT',
+      'from the same network on another host': 'ACCEPT',
+      'to outside': 'DROP',
+      'from outside': 'DROP',
+      'a reply from outside': 'DROP',
+    });
+  });
+
+  it('is not masqueraded; a network without --internal still is and still reaches outside (positive control)', () => {
+    const nat = (state: FirewallState) => state.nat.find((c) => c.name === POSTROUTING_CHAIN)!.rules;
+    const internal = nat(compileFirewall(input(internalNet)));
+    expect(internal[0]).toMatch(/internal networks have no way out.* -j RETURN$/);
+    expect(internal[1]).toMatch(/-j MASQUERADE$/);
+    const normal = compileFirewall(input(appnet));
+    expect(nat(normal)).toHaveLength(1);
+    expect(verdicts(normal, [['to outside', packet({ ...local, network: appnet.key }, '192.0.2.50')]])).toEqual({ 'to outside': 'ACCEPT' });
   });
 });
 

@@ -48,6 +48,19 @@ describe('store records', () => {
     expect(read('something-newer/x', 'anything')).toEqual({ kind: 'unknown' });
   });
 
+  it('reads a network\'s --ip-range and create settings, refusing ones outside its subnet or out of range', () => {
+    const net = { key: '10.96.0.0-16', subnet: '10.96.0.0/16', blockSize: 28, gateway: '10.96.0.1' };
+    const full = { ...net, ipRange: '10.96.1.0/24', settings: { internal: true, mtu: 1400, auxAddresses: { router: '10.96.0.2' } } };
+    expect(read('networks/10.96.0.0-16', JSON.stringify(full))).toEqual({ kind: 'network', record: full });
+    const bad = (extra: object) => reason('networks/10.96.0.0-16', JSON.stringify({ ...net, ...extra }));
+    expect(bad({ ipRange: '10.97.1.0/24' })).toBe('ipRange: expected a block of 10.96.0.0/16, found "10.97.1.0/24"');
+    expect(bad({ settings: { ...full.settings, mtu: 10 } })).toBe('settings.mtu: expected an integer from 68 to 65535, found 10');
+    expect(bad({ settings: { ...full.settings, internal: 'yes' } })).toBe('settings.internal: expected true or false, found "yes"');
+    expect(bad({ settings: { ...full.settings, auxAddresses: { router: '10.97.0.2' } } })).toBe(
+      'settings.auxAddresses.router: expected an IPv4 address in 10.96.0.0/16, found "10.97.0.2"',
+    );
+  });
+
   it('has the Registry skip invalid records in lists, refuse them in gets, and name them', async () => {
     const store = new MemoryStore();
     const registry = new Registry(store);
