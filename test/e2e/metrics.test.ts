@@ -7,6 +7,7 @@ import path from 'node:path';
 import { eventually as retry } from '../helpers/eventually';
 import { LAB_METRICS_PORT, LAB_SCRIPT, Lab, TEST_IMAGE } from '../helpers/lab';
 import { connects } from '../helpers/probe';
+import { WEB_FROM_CLIENT } from '../helpers/policies';
 
 /** contrib/grafana-sluice.json, found next to scripts/lab.sh. */
 const DASHBOARD = path.join(path.dirname(LAB_SCRIPT), '..', 'contrib', 'grafana-sluice.json');
@@ -16,16 +17,6 @@ jest.setTimeout(600_000);
 const eventually = (check: () => Promise<void>, timeoutMs = 30_000) => retry(check, timeoutMs, 500);
 const NET = 'appnet';
 const PROMETHEUS = '127.0.0.1:9090';
-const WEB_FROM_CLIENT = `
-kind: NetworkPolicy
-name: web-from-client
-selector: role == 'web'
-ingress:
-  - action: allow
-    protocol: tcp
-    from: role == 'client'
-    ports: [80]
-`;
 
 interface Result {
   metric: Record<string, string>;

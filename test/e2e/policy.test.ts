@@ -6,22 +6,13 @@ import path from 'node:path';
 import { Lab, TEST_IMAGE } from '../helpers/lab';
 import { eventually as retry } from '../helpers/eventually';
 import { connects as probeTcp, fetchesDuring, pings as probePing, secondsSinceBoot } from '../helpers/probe';
+import { WEB_FROM_CLIENT } from '../helpers/policies';
 
 jest.setTimeout(600_000);
 
 const eventually = (check: () => Promise<void>, timeoutMs = 20_000) => retry(check, timeoutMs, 200);
 const NET = 'appnet';
 
-const WEB_FROM_CLIENT = `
-kind: NetworkPolicy
-name: web-from-client
-selector: role == 'web'
-ingress:
-  - action: allow
-    protocol: tcp
-    from: role == 'client'
-    ports: [80]
-`;
 
 describe('label-based policy across two hosts', () => {
   let lab: Lab;

@@ -6,22 +6,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Lab, TEST_IMAGE } from '../helpers/lab';
 import { connects } from '../helpers/probe';
+import { WEB_FROM_CLIENT } from '../helpers/policies';
 
 jest.setTimeout(600_000);
 
 const NET = 'appnet';
 const SUBNET = '10.96.0.0/16';
 
-const WEB_FROM_CLIENT = `
-kind: NetworkPolicy
-name: web-from-client
-selector: role == 'web'
-ingress:
-  - action: allow
-    protocol: tcp
-    from: role == 'client'
-    ports: [80]
-`;
 
 /** Garbage per key kind: not JSON, JSON of the wrong shape, wrong types, bad addresses, a bad policy. */
 const GARBAGE: [string, string][] = [
