@@ -2,7 +2,7 @@
 //   lookup    round trips for a container's name on h1 (dockerd forwards it to the agent's
 //             resolver) against one on h2 (dockerd answers itself), in alternating batches
 //   run       from `docker run -d` on h1 returning to the new name answered on h2, asked every
-//             5 ms from before the run starts (an answer before it returned counts as 0)
+//             5 ms from before the run starts (negative: answered before the CLI returned)
 import * as path from 'node:path';
 import type { Lab } from '../../test/helpers/lab';
 import { IMAGE, NET, containerCommand, containerPid, dockerOk, removeContainers, startContainer } from '../labs';
@@ -32,11 +32,15 @@ async function runToName(lab: Lab, askerPid: string, name: string): Promise<numb
   const [cmd, args] = askerCommand(askerPid, name, 'until', 10_000);
   const answered = run(cmd, args, 20_000);
   await sleep(ASKER_START_MS);
+  const startedAt = nowMs();
   await dockerOk(lab, 'h1', 'run', '-d', '--init', '--name', name, '--net', NET, IMAGE, 'sleep', '3600');
   const ranAt = nowMs();
   const r = await answered;
   if (r.code !== 0) throw new Error(`${name} never resolved on h2: ${r.stderr.trim()}`);
-  return Math.max(0, Number(r.stdout.trim()) - ranAt);
+  const answeredAt = Number(r.stdout.trim());
+  // An answer before the container existed would be some other resolver's, not a measurement.
+  if (answeredAt < startedAt) throw new Error(`${name} was answered on h2 before docker run started`);
+  return answeredAt - ranAt;
 }
 
 export const names: Scenario = {
