@@ -67,7 +67,7 @@ export class LabPool {
 const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
 
 function dockerArgs(lab: Lab, host: string, args: string[]): string[] {
-  return ['-H', `unix:///run/sluice-lab/${lab.name}/${host}/docker.sock`, ...args];
+  return ['-H', lab.dockerHost(host), ...args];
 }
 
 /** The docker CLI against a host's dockerd, straight to its socket. */

@@ -16,6 +16,7 @@ import { dockerRunCluster, dockerRunSingle } from './scenarios/docker-run';
 import { explainScenario } from './scenarios/explain';
 import { largeCluster } from './scenarios/large-cluster';
 import { memory } from './scenarios/memory';
+import { names } from './scenarios/names';
 import { perPacket } from './scenarios/per-packet';
 import { pluginTime, pluginTimeTls } from './scenarios/plugin-time';
 import { policyConvergence, policyConvergenceTls } from './scenarios/policy-convergence';
@@ -37,6 +38,7 @@ const SCENARIOS: readonly Scenario[] = [
   policyConvergence,
   policyConvergenceTls,
   runToPolicy,
+  names,
   perPacket,
   dnsThroughput,
   explainScenario,

@@ -3,8 +3,8 @@
 # quietly: Debian's docker.io (dockerd 20.10), etcd-server (3.4), iptables, ipset, iproute2,
 # busybox-static, iputils-ping, iperf3, openssl and curl (a TLS etcd's certificates and users)
 # (and Node.js + npm from Debian where there is no node), with --tests also vagrant (the tests
-# validate the Vagrantfile) and prometheus (the metrics e2e test scrapes the agents with a real
-# server), then `npm ci` (only when
+# validate the Vagrantfile), prometheus (the metrics e2e test scrapes the agents with a real
+# server), dnsmasq and docker-compose (the names e2e tests), then `npm ci` (only when
 # package-lock.json changed) and `npm run build` in the checkout.
 # The one install script: used by .ci/run, scripts/demo.sh and the Vagrant provisioning.
 #
@@ -58,7 +58,7 @@ fi
 if ((tests)) && ! command -v dnsmasq >/dev/null 2>&1; then
   missing+=(dnsmasq-base)
 fi
-# The e2e of Docker's options brings a network up from a compose file, as users do.
+# Compose files in the e2e tests: Docker's options from driver_opts, service names across hosts.
 if ((tests)) && ! command -v docker-compose >/dev/null 2>&1; then
   missing+=(docker-compose)
 fi

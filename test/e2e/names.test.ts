@@ -6,30 +6,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { eventually as retry } from '../helpers/eventually';
-import { Lab, TEST_IMAGE } from '../helpers/lab';
-import { fetchFrom } from '../helpers/probe';
+import { LAB_DNS_ADDRESS as DNS_ADDRESS, Lab, TEST_IMAGE } from '../helpers/lab';
+import { fetchFrom, lookup } from '../helpers/probe';
 
 jest.setTimeout(600_000);
 
 const eventually = (check: () => Promise<void>, timeoutMs = 20_000) => retry(check, timeoutMs, 250);
-const DNS_ADDRESS = '169.254.53.53';
 const UPSTREAM_PORT = 5353;
-
-/**
- * `nslookup name [server]` in a container: the addresses answered, sorted, or
- * how it failed ("NXDOMAIN", "SERVFAIL", …, "timed out", or the error).
- */
-async function lookup(lab: Lab, host: string, container: string, name: string, server?: string): Promise<string[] | string> {
-  const r = await lab.docker(host, 'exec', container, 'timeout', '5', 'nslookup', name, ...(server ? [server] : []));
-  // The server's own line is "Address:\tIP:53"; answers are "Address: IP".
-  const addresses = [...r.stdout.matchAll(/^Address:\s+(\d+\.\d+\.\d+\.\d+)$/gm)].map((m) => m[1]!);
-  // busybox asks for A and AAAA: an A answer counts even when AAAA failed.
-  if (addresses.length > 0) return addresses.sort();
-  const failure = /can't find [^:]+: (\w+)/.exec(r.stdout + r.stderr)?.[1];
-  if (failure) return failure;
-  if (/timed out|no servers could be reached/.test(r.stdout + r.stderr)) return 'timed out';
-  return `error: exit ${r.code}: ${(r.stderr || r.stdout).trim()}`;
-}
 
 describe('container names across two hosts', () => {
   let lab: Lab;

@@ -8,6 +8,8 @@ import * as path from 'node:path';
 /** The checkout's scripts/lab.sh, from test/helpers (jest) or from a build of it (dist-bench/test/helpers). */
 export const LAB_SCRIPT = findUp(__dirname, path.join('scripts', 'lab.sh'));
 export const TEST_IMAGE = 'sluice-test/busybox:local';
+/** Where the agents serve names and the lab's dockerds (--dns) send what they do not know. */
+export const LAB_DNS_ADDRESS = '169.254.53.53';
 /** Every lab agent serves /metrics on its host address at this port (lab.sh METRICS_PORT). */
 export const LAB_METRICS_PORT = 9453;
 
@@ -187,6 +189,11 @@ export class Lab {
   /** The sluice CLI; throws with stderr on a non-zero exit, else returns stdout. */
   async sluiceOk(host: string, ...args: string[]): Promise<string> {
     return must(`sluice ${host} ${args.join(' ')}`, await this.sluice(host, ...args)).stdout;
+  }
+
+  /** DOCKER_HOST for a host's dockerd, whose socket the test process reaches directly. */
+  dockerHost(host: string): string {
+    return `unix:///run/sluice-lab/${this.name}/${host}/docker.sock`;
   }
 
   /** The host's plugin socket, as dockerd there sees /run/docker/plugins/sluice.sock. */

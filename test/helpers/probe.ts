@@ -35,6 +35,22 @@ export async function fetchFrom(
   return { reach: reachOf(r), page: r.code === 0 ? r.stdout : '' };
 }
 
+/**
+ * `nslookup name [server]` in a container: the addresses answered, sorted, or
+ * how it failed ("NXDOMAIN", "SERVFAIL", …, "timed out", or the error).
+ */
+export async function lookup(lab: Lab, host: string, container: string, name: string, server?: string): Promise<string[] | string> {
+  const r = await lab.docker(host, 'exec', container, 'timeout', '5', 'nslookup', name, ...(server ? [server] : []));
+  // The server's own line is "Address:\tIP:53"; answers are "Address: IP".
+  const addresses = [...r.stdout.matchAll(/^Address:\s+(\d+\.\d+\.\d+\.\d+)$/gm)].map((m) => m[1]!);
+  // busybox asks for A and AAAA: an A answer counts even when AAAA failed.
+  if (addresses.length > 0) return addresses.sort();
+  const failure = /can't find [^:]+: (\w+)/.exec(r.stdout + r.stderr)?.[1];
+  if (failure) return failure;
+  if (/timed out|no servers could be reached/.test(r.stdout + r.stderr)) return 'timed out';
+  return `error: exit ${r.code}: ${(r.stderr || r.stdout).trim()}`;
+}
+
 /** Whether `container` on `host` gets the page of to:port (`reach` of fetchFrom). */
 export async function connects(lab: Lab, host: string, container: string, to: string, port = 80): Promise<Reach> {
   return (await fetchFrom(lab, host, container, to, port)).reach;
