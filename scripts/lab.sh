@@ -673,6 +673,12 @@ cmd_status() {
 
 # --------------------------------------------------------------------------- dispatch
 
+# stop_signal COMMAND SIG: SIG, if it is one the stop commands take.
+stop_signal() {
+  [[ $2 == TERM || $2 == KILL ]] || die "$1: signal TERM or KILL"
+  echo "$2"
+}
+
 main() {
   set_lab "${SLUICE_LAB:-lab}"
   while [[ ${1:-} == --lab ]]; do set_lab "${2:?--lab needs a name}"; shift 2; done
@@ -713,8 +719,7 @@ main() {
       if ((LAB_ETCD_AUTH)); then echo "SLUICE_ETCD_PASSWORD_FILE=$LAB_DIR/etcd-sluice.password"; fi ;;
     agent-stop)
       load_env; check_host "${1:?agent-stop needs HOST}"
-      local sig=${2:-TERM}
-      [[ $sig == TERM || $sig == KILL ]] || die "agent-stop: signal TERM or KILL"
+      local sig; sig=$(stop_signal agent-stop "${2:-TERM}")
       stop_agent "$1" "$sig" ;;
     agent-start)
       load_env; check_host "${1:?agent-start needs HOST}"
@@ -724,8 +729,7 @@ main() {
       stop_dockerd "$1"; start_dockerd "$1"; wait_dockerd "$1" ;;
     dockerd-stop)
       load_env; check_host "${1:?dockerd-stop needs HOST}"
-      local sig=${2:-TERM}
-      [[ $sig == TERM || $sig == KILL ]] || die "dockerd-stop: signal TERM or KILL"
+      local sig; sig=$(stop_signal dockerd-stop "${2:-TERM}")
       stop_dockerd "$1" "$sig" ;;
     dockerd-start)
       load_env; check_host "${1:?dockerd-start needs HOST}"
@@ -733,8 +737,7 @@ main() {
       start_dockerd "$1"; wait_dockerd "$1" 300 ;;
     etcd-stop)
       load_env
-      local sig=${1:-TERM}
-      [[ $sig == TERM || $sig == KILL ]] || die "etcd-stop: signal TERM or KILL"
+      local sig; sig=$(stop_signal etcd-stop "${1:-TERM}")
       stop_pidfile "$LAB_DIR/etcd.pid" etcd "$sig" 15 ;;
     etcd-start) load_env; start_etcd; wait_etcd ;;
     _mntns-setup) mntns_setup "$1" ;;
