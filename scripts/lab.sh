@@ -58,6 +58,11 @@ usage: lab.sh [--lab NAME] COMMAND [ARGS…]        (NAME defaults to $SLUICE_LA
   agent-stop HOST [TERM|KILL] stop HOST's agent (TERM waits for it to exit)
   agent-start HOST [FLAGS…]   start HOST's agent (FLAGS override the lab's) and wait for its socket
   dockerd-restart HOST        stop HOST's dockerd (containers stop with it) and start it again
+  dockerd-stop HOST [TERM|KILL]
+                              stop HOST's dockerd; KILL is a crash of the host's Docker: dockerd, its
+                              containerd, the shims and the containers all die at once
+  dockerd-start HOST          start HOST's dockerd and wait until it answers (after a crash, with
+                              the agent not yet back, that takes 15 s per container it had)
   etcd-stop [TERM|KILL]       stop etcd
   etcd-start                  start etcd and wait until healthy
 
@@ -322,26 +327,45 @@ start_dockerd() {
     </dev/null >>"$d/dockerd.log" 2>&1 9>&- &
 }
 
+# wait_dockerd HOST [SECONDS]: dockerd answers once it restored its containers.
 wait_dockerd() {
-  local h=$1 d pid deadline; d=$(host_dir "$h")
+  local h=$1 limit=${2:-60} d pid deadline; d=$(host_dir "$h")
   wait_pidfile "$d/dockerd.pid" "dockerd on $h" "$d/dockerd.log"
-  deadline=$((SECONDS + 60))
+  deadline=$((SECONDS + limit))
   while :; do
     pid=$(lab_pid "$d/dockerd.pid") || die "dockerd on $h exited" "$d/dockerd.log"
     if [[ -S $d/docker.sock ]] &&
       timeout 5 "$(docker_bin)" -H "unix://$d/docker.sock" version --format '{{.Server.Version}}' >/dev/null 2>&1; then
       return 0
     fi
-    ((SECONDS < deadline)) || die "dockerd on $h (pid $pid) did not answer within 60s" "$d/dockerd.log"
+    ((SECONDS < deadline)) || die "dockerd on $h (pid $pid) did not answer within ${limit}s" "$d/dockerd.log"
     sleep 0.2
   done
 }
 
+# stop_dockerd HOST [TERM|KILL]: KILL leaves nothing of the host's Docker running (shims and
+# containers outlive a killed dockerd and containerd), as if the host itself had died.
 stop_dockerd() {
-  local h=$1 d; d=$(host_dir "$h")
-  stop_pidfile "$d/dockerd.pid" "dockerd on $h" TERM 30
+  local h=$1 sig=${2:-TERM} d; d=$(host_dir "$h")
+  stop_pidfile "$d/dockerd.pid" "dockerd on $h" "$sig" 30
   # dockerd stops the containerd it started; if dockerd died hard, that one is left running.
-  stop_pidfile "$d/exec/containerd/containerd.pid" "containerd on $h" TERM 10
+  stop_pidfile "$d/exec/containerd/containerd.pid" "containerd on $h" "$sig" 10
+  if [[ $sig == KILL ]]; then kill_docker_leftovers "$h"; fi
+}
+
+# The shims and containers of HOST: its leftovers, less its agent.
+kill_docker_leftovers() {
+  local h=$1 d agent p pids=(); d=$(host_dir "$h")
+  agent=$(lab_pid "$d/agent.pid") || agent=
+  for p in $(host_leftovers "$d"); do
+    [[ $p != "$agent" && $p != "$$" ]] && alive "$p" && pids+=("$p")
+  done
+  ((${#pids[@]})) || return 0
+  kill -KILL "${pids[@]}" 2>/dev/null || true
+  local deadline=$((SECONDS + 10))
+  for p in "${pids[@]}"; do
+    while alive "$p" && ((SECONDS < deadline)); do sleep 0.1; done
+  done
 }
 
 import_image() {
@@ -649,6 +673,12 @@ cmd_status() {
 
 # --------------------------------------------------------------------------- dispatch
 
+# stop_signal COMMAND SIG: SIG, if it is one the stop commands take.
+stop_signal() {
+  [[ $2 == TERM || $2 == KILL ]] || die "$1: signal TERM or KILL"
+  echo "$2"
+}
+
 main() {
   set_lab "${SLUICE_LAB:-lab}"
   while [[ ${1:-} == --lab ]]; do set_lab "${2:?--lab needs a name}"; shift 2; done
@@ -689,8 +719,7 @@ main() {
       if ((LAB_ETCD_AUTH)); then echo "SLUICE_ETCD_PASSWORD_FILE=$LAB_DIR/etcd-sluice.password"; fi ;;
     agent-stop)
       load_env; check_host "${1:?agent-stop needs HOST}"
-      local sig=${2:-TERM}
-      [[ $sig == TERM || $sig == KILL ]] || die "agent-stop: signal TERM or KILL"
+      local sig; sig=$(stop_signal agent-stop "${2:-TERM}")
       stop_agent "$1" "$sig" ;;
     agent-start)
       load_env; check_host "${1:?agent-start needs HOST}"
@@ -698,10 +727,17 @@ main() {
     dockerd-restart)
       load_env; check_host "${1:?dockerd-restart needs HOST}"
       stop_dockerd "$1"; start_dockerd "$1"; wait_dockerd "$1" ;;
+    dockerd-stop)
+      load_env; check_host "${1:?dockerd-stop needs HOST}"
+      local sig; sig=$(stop_signal dockerd-stop "${2:-TERM}")
+      stop_dockerd "$1" "$sig" ;;
+    dockerd-start)
+      load_env; check_host "${1:?dockerd-start needs HOST}"
+      # After a crash, dockerd retries an absent network plugin for 15 s per endpoint it cleans up.
+      start_dockerd "$1"; wait_dockerd "$1" 300 ;;
     etcd-stop)
       load_env
-      local sig=${1:-TERM}
-      [[ $sig == TERM || $sig == KILL ]] || die "etcd-stop: signal TERM or KILL"
+      local sig; sig=$(stop_signal etcd-stop "${1:-TERM}")
       stop_pidfile "$LAB_DIR/etcd.pid" etcd "$sig" 15 ;;
     etcd-start) load_env; start_etcd; wait_etcd ;;
     _mntns-setup) mntns_setup "$1" ;;

@@ -257,6 +257,16 @@ export class Lab {
     must(`dockerd-restart ${host}`, await this.run(['dockerd-restart', host], 120_000));
   }
 
+  /** Stops a host's dockerd; KILL crashes the host's Docker: dockerd, containerd, shims and containers die at once. */
+  async dockerdStop(host: string, signal: 'TERM' | 'KILL' = 'TERM'): Promise<void> {
+    must(`dockerd-stop ${host}`, await this.run(['dockerd-stop', host, signal]));
+  }
+
+  /** Starts a host's dockerd and waits until it answers (it restores its containers first: slow while its network plugin is away). */
+  async dockerdStart(host: string): Promise<void> {
+    must(`dockerd-start ${host}`, await this.run(['dockerd-start', host], 330_000));
+  }
+
   async down(): Promise<void> {
     if (process.env.SLUICE_LAB_KEEP === '1') {
       process.stderr.write(`SLUICE_LAB_KEEP=1: lab '${this.name}' kept; bash scripts/lab.sh --lab ${this.name} down\n`);
