@@ -18,7 +18,7 @@ import { largeCluster } from './scenarios/large-cluster';
 import { memory } from './scenarios/memory';
 import { names } from './scenarios/names';
 import { perPacket } from './scenarios/per-packet';
-import { pluginTime, pluginTimeTls } from './scenarios/plugin-time';
+import { pluginTime, pluginTimeScraped, pluginTimeTls } from './scenarios/plugin-time';
 import { policyConvergence, policyConvergenceTls } from './scenarios/policy-convergence';
 import { routeConvergence } from './scenarios/route-convergence';
 import { runToPolicy } from './scenarios/run-to-policy';
@@ -31,6 +31,7 @@ const SCENARIOS: readonly Scenario[] = [
   dockerRunSingle,
   pluginTime,
   pluginTimeTls,
+  pluginTimeScraped,
   memory,
   dockerRunCluster,
   throughput,

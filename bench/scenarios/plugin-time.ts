@@ -1,7 +1,11 @@
 // The plugin's own time per container start: CreateEndpoint + Join as the agent's API trace
 // (DEBUG=sluice:api) times them, from the request's arrival to the reply. plugin-time-tls: the
 // same on a host whose etcd wants TLS and client certificates, against a plain one, interleaved.
-import { readFileSync, statSync } from 'node:fs';
+// plugin-time-scraped: the same with /metrics fetched every second, against no scraping.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import type { Lab } from '../../test/helpers/lab';
 import { LAB_SCRIPT } from '../../test/helpers/lab';
 import { IMAGE, NET, agentLog, timedDocker } from '../labs';
@@ -97,6 +101,64 @@ export const pluginTimeTls: Scenario = {
     } finally {
       await plain.close();
       await tls.close();
+    }
+  },
+};
+
+const SCRAPE_BLOCKS = 6;
+const STARTS_PER_BLOCK = 10;
+
+/**
+ * Runs `work` while h1's /metrics is fetched every second from h1's own namespace (as Prometheus
+ * would), the scraper bounded to 10 minutes and killed with its whole process group afterwards.
+ * Resolves with what `work` gave and how many scrapes got an answer meanwhile.
+ */
+async function scraped<T>(lab: Lab, work: () => Promise<T>): Promise<{ result: T; scrapes: number }> {
+  const url = `http://${await lab.hostIp('h1')}:9453/metrics`;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'sluice-scrapes-'));
+  const answered = path.join(dir, 'answered');
+  const loop = `for i in $(seq 600); do wget -q -O /dev/null ${url} && echo >> ${answered}; sleep 1; done`;
+  const scraper = spawn('bash', [LAB_SCRIPT, '--lab', lab.name, 'exec', 'h1', 'sh', '-c', loop], { detached: true, stdio: 'ignore' });
+  try {
+    const result = await work();
+    return { result, scrapes: existsSync(answered) ? readFileSync(answered, 'utf8').length : 0 };
+  } finally {
+    if (scraper.pid !== undefined) process.kill(-scraper.pid, 'SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export const pluginTimeScraped: Scenario = {
+  name: 'plugin-time-scraped',
+  labs: ['one'],
+  async run(ctx) {
+    const lab = await ctx.lab('one');
+    const host = await TracedHost.open(lab);
+    try {
+      // Blocks alternate, so a machine getting busier or quieter meets both alike.
+      const scrapedBlock: boolean[] = [];
+      let scrapes = 0;
+      for (let block = 0; block < SCRAPE_BLOCKS; block++) {
+        const starts = async (): Promise<void> => {
+          for (let i = 0; i < STARTS_PER_BLOCK; i++) await host.start();
+        };
+        const withScraper = block % 2 === 1;
+        if (withScraper) scrapes += (await scraped(lab, starts)).scrapes;
+        else await starts();
+        scrapedBlock.push(withScraper);
+      }
+      const { perStart } = host.times(SCRAPE_BLOCKS * STARTS_PER_BLOCK);
+      const side = (wanted: boolean): number[] => perStart.filter((_, i) => scrapedBlock[Math.floor(i / STARTS_PER_BLOCK)] === wanted);
+      const quiet = percentile(side(false), 50);
+      const busy = percentile(side(true), 50);
+      const n = (SCRAPE_BLOCKS * STARTS_PER_BLOCK) / 2;
+      ctx.add(figure('plugin-time-scraped', `CreateEndpoint+Join p50, metrics not scraped (${n} starts)`, quiet, 'ms'));
+      ctx.add(figure('plugin-time-scraped', 'CreateEndpoint+Join p50, /metrics scraped every second', busy, 'ms'));
+      ctx.add(figure('plugin-time-scraped', 'p50 ratio scraped/not scraped', busy / quiet, 'ratio', { op: '<=', limit: 1.02 }));
+      // A scraper that never got an answer would make the ratio meaningless.
+      ctx.add(figure('plugin-time-scraped', 'scrapes answered during the scraped blocks', scrapes, 'count', { op: '>=', limit: 1 }));
+    } finally {
+      await host.close();
     }
   },
 };
