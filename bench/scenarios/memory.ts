@@ -1,12 +1,16 @@
-// The agent's resident memory (VmRSS) idle, and with 200 running containers on its host.
+// The agent's resident memory (VmRSS) idle, with 200 running containers on its host, and (a fresh
+// agent, its resolver on) knowing 5,000 endpoints of another host, names and all.
 import type { Lab } from '../../test/helpers/lab';
-import { agentPid, docker, procStatusKb, removeContainers, startContainer, waitAgentsIdle } from '../labs';
+import { NET_KEY, agentPid, docker, etcdTool, procStatusKb, removeContainers, startContainer, waitAgentsIdle } from '../labs';
 import { sleep } from '../proc';
 import { figure } from '../report';
 import type { Scenario } from '../scenario';
 
 const CONTAINERS = 200;
 const PARALLEL = 4;
+const KNOWN_ENDPOINTS = 5000;
+const FAKE_NODE = 'bench-mem-remote';
+const FAKE_NODE_IP = '10.250.0.202';
 
 /** The highest of a few VmRSS samples, in MB: the garbage collector makes it wander. */
 async function rssMb(lab: Lab): Promise<number> {
@@ -49,6 +53,18 @@ export const memory: Scenario = {
       ctx.add(figure('memory', 'agent VmRSS after removing them again', await rssMb(lab), 'MB'));
     } finally {
       await removeContainers(lab, 'h1', names);
+    }
+
+    // The lab's agents serve names (--dns-address): every one of these endpoints is in its view and its resolver.
+    await lab.agentStop('h1');
+    await lab.agentStart('h1');
+    try {
+      ctx.log(`writing ${KNOWN_ENDPOINTS} endpoints of another host`);
+      await etcdTool(lab, ['fake-endpoints', FAKE_NODE, FAKE_NODE_IP, NET_KEY, '10.96.160.0', String(KNOWN_ENDPOINTS), '50']);
+      await waitAgentsIdle(lab);
+      ctx.add(figure('memory', `agent VmRSS, resolver on, ${KNOWN_ENDPOINTS} endpoints known`, await rssMb(lab), 'MB', { op: '<=', limit: 100 }));
+    } finally {
+      await etcdTool(lab, ['remove-node', FAKE_NODE]);
     }
   },
 };

@@ -16,7 +16,7 @@ export const NAME_TTL = 5;
 /** Largest UDP reply without EDNS (RFC 1035 §4.2.1); more is sent truncated, for a retry over TCP. */
 export const UDP_REPLY_LIMIT = 512;
 
-const RCODE = { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3 } as const;
+const RCODE = { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 } as const;
 /** The header bits a reply keeps from its query: RD (recursion desired) and CD (checking disabled). */
 const ECHOED_FLAGS = dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED;
 const OPCODE_QUERY = 0;
@@ -32,6 +32,8 @@ export interface NameIndex {
   readonly networkNames: ReadonlyMap<string, string>;
   /** Sluice subnets: reverse lookups inside them are answered here, never forwarded. */
   readonly subnets: readonly Cidr[];
+  /** The `--internal` networks' keys: an asker on nothing else gets no answer from outside the cluster. */
+  readonly internal: ReadonlySet<string>;
 }
 
 export type Decision = { kind: 'reply'; packet: Packet } | { kind: 'forward' };
@@ -40,8 +42,10 @@ export type Decision = { kind: 'reply'; packet: Packet } | { kind: 'forward' };
 export function buildNameIndex(networks: Iterable<NetworkRecord>, endpoints: Iterable<EndpointRecord>): NameIndex {
   const networkNames = new Map<string, string>();
   const subnets: Cidr[] = [];
+  const internal = new Set<string>();
   for (const network of networks) {
     if (network.name) networkNames.set(network.key, network.name.toLowerCase());
+    if (network.settings?.internal === true) internal.add(network.key);
     const subnet = parseCidr(network.subnet);
     if (subnet) subnets.push(subnet);
   }
@@ -65,7 +69,7 @@ export function buildNameIndex(networks: Iterable<NetworkRecord>, endpoints: Ite
     const networks = endpoint.containerId ? containerNetworks.get(endpoint.containerId) : undefined;
     askers.set(endpoint.address, [...new Set(networks ?? [endpoint.network])]);
   }
-  return { names, askers, endpoints: byAddress, networkNames, subnets };
+  return { names, askers, endpoints: byAddress, networkNames, subnets, internal };
 }
 
 /** Appends without a duplicate check: callers pass each value once, and a check would make big services quadratic. */
@@ -84,7 +88,9 @@ export function decide(index: NameIndex, asker: string, query: DecodedPacket, ra
   const question = query.questions?.[0];
   // Not a sluice endpoint, or not a plain one-question query: upstream's business.
   if (!visible || !question || query.questions!.length !== 1 || opcode(query) !== OPCODE_QUERY) return { kind: 'forward' };
-  if (question.class !== undefined && question.class !== 'IN') return { kind: 'forward' };
+  // An --internal network has no way out, names included (Docker's embedded DNS does the same since 26.1).
+  const outside: Decision = visible.every((network) => index.internal.has(network)) ? reply(query, RCODE.REFUSED, []) : { kind: 'forward' };
+  if (question.class !== undefined && question.class !== 'IN') return outside;
   const name = question.name.toLowerCase();
 
   if (question.type === 'PTR') {
@@ -97,7 +103,7 @@ export function decide(index: NameIndex, asker: string, query: DecodedPacket, ra
       const ip = parseIp(address)!;
       // Ours, but not known or not visible to this asker: the same answer, so nothing leaks.
       if (index.subnets.some((subnet) => contains(subnet, ip))) return reply(query, RCODE.NXDOMAIN, []);
-      return { kind: 'forward' };
+      return outside;
     }
   }
 
@@ -116,7 +122,7 @@ export function decide(index: NameIndex, asker: string, query: DecodedPacket, ra
     const networkName = index.networkNames.get(network);
     if (networkName && name.endsWith(`.${networkName}`)) return reply(query, RCODE.NXDOMAIN, []);
   }
-  return { kind: 'forward' };
+  return outside;
 }
 
 function lookup(index: NameIndex, visible: readonly string[], name: string): readonly string[] {

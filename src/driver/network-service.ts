@@ -63,6 +63,8 @@ export interface LocalConvergence {
 export interface NetworkDriverOptions {
   node: string;
   mtu: number;
+  /** The name resolver's address, held by this host (see dns/). */
+  dnsAddress: string;
 }
 
 export class NetworkDriver implements NetworkService {
@@ -178,7 +180,8 @@ export class NetworkDriver implements NetworkService {
       dstPrefix: 'eth',
       // --internal: no gateway, so no default route out of the cluster's networks (Docker's bridge does the same).
       gateway: network.settings?.internal === true ? '' : network.gateway,
-      staticRoutes: [],
+      // ...but the resolver must stay reachable: a link route, answered by the host's proxy ARP.
+      staticRoutes: network.settings?.internal === true ? [{ destination: `${this.options.dnsAddress}/32`, routeType: 1 }] : [],
       disableGatewayService: true,
     };
   }

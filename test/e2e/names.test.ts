@@ -28,6 +28,7 @@ describe('container names across two hosts', () => {
     for (const h of lab.hosts) {
       await lab.dockerOk(h, 'network', 'create', '-d', 'sluice', '--ipam-driver', 'sluice', '--subnet', '10.96.0.0/16', 'appnet');
       await lab.dockerOk(h, 'network', 'create', '-d', 'sluice', '--ipam-driver', 'sluice', '--subnet', '10.97.0.0/16', 'othernet');
+      await lab.dockerOk(h, 'network', 'create', '-d', 'sluice', '--ipam-driver', 'sluice', '--internal', '--subnet', '10.98.0.0/16', 'quietnet');
     }
     // An upstream on the underlay that knows one made-up name and refuses to know any other.
     const upstreamIp = new URL((await lab.etcdEndpoint()).replace(/^etcd:/, 'http:')).hostname;
@@ -104,5 +105,16 @@ describe('container names across two hosts', () => {
   it('forwards names outside the cluster to --dns-upstream', async () => {
     expect(await lookup(lab, 'h1', 'client', 'outside.test')).toEqual(['192.0.2.99']);
     expect(await lookup(lab, 'h2', 'shared2', 'outside.test', DNS_ADDRESS)).toEqual(['192.0.2.99']);
+  });
+
+  it('resolves names on an --internal network (no gateway), and nothing outside the cluster', async () => {
+    await run('h2', 'inner2', '--net', 'quietnet');
+    await run('h1', 'inner1', '--net', 'quietnet');
+    const ip = await lab.containerIp('h2', 'inner2');
+    await eventually(async () => expect(await lookup(lab, 'h1', 'inner1', 'inner2')).toEqual([ip]));
+    expect(await fetchFrom(lab, 'h1', 'inner1', 'inner2', 80, 5)).toEqual({ reach: 'ok', page: 'hello from h2\n' });
+    // The test above is the positive control: the same name, asked from appnet, is answered by upstream.
+    expect(await lookup(lab, 'h1', 'inner1', 'outside.test', DNS_ADDRESS)).toBe('REFUSED');
+    expect(Array.isArray(await lookup(lab, 'h1', 'inner1', 'outside.test'))).toBe(false);
   });
 });

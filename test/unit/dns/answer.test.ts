@@ -88,6 +88,25 @@ describe('names on other networks', () => {
   });
 });
 
+describe('askers only on --internal networks', () => {
+  const internalIndex = buildNameIndex([{ ...appnet, settings: { internal: true, auxAddresses: {} } }], [client, apiOnApp]);
+  const askInternal = (name: string, type: Parameters<typeof query>[1] = 'A') => {
+    const decision = decide(internalIndex, client.address, query(name, type));
+    return decision.kind === 'forward' ? 'forward' : (dnsPacket.decode(dnsPacket.encode(decision.packet)) as { rcode: string }).rcode;
+  };
+
+  it('resolve the names of their network, and are refused names outside the cluster (no way out)', () => {
+    expect(askInternal('api')).toBe('NOERROR');
+    expect(askInternal('example.com')).toBe('REFUSED');
+    expect(askInternal('4.3.2.1.in-addr.arpa', 'PTR')).toBe('REFUSED');
+  });
+
+  it('still forward when the container is also on a network with a way out', () => {
+    const both = buildNameIndex([{ ...appnet, settings: { internal: true, auxAddresses: {} } }, ...networks.filter((n) => n !== appnet)], endpoints);
+    expect(decide(both, apiOnDb.address, query('example.com')).kind).toBe('forward');
+  });
+});
+
 describe('reverse lookups (PTR)', () => {
   it('give the container name of a visible sluice address', () => {
     expect(ask(client, '66.0.96.10.in-addr.arpa', 'PTR')).toEqual({ rcode: 'NOERROR', data: ['proj-web-2'] });

@@ -123,10 +123,11 @@ describe('NetworkDriver', () => {
   describe('docker network create options', () => {
     const MTU = 'com.docker.network.driver.mtu';
 
-    it('--internal: Join gives no gateway, so the container has no default route out', async () => {
+    it('--internal: Join gives no gateway, so the container has no default route out, only a link route to the resolver', async () => {
       const poolId = await createDockerNetwork(host, NET, '10.96.0.0/16', { internal: true });
       const { join } = await run(host, poolId, EP);
       expect(join.gateway).toBe('');
+      expect(join.staticRoutes).toEqual([{ destination: '169.254.53.53/32', routeType: 1 }]);
       expect((await host.registry.getNetwork(poolId))?.record.settings).toEqual({ internal: true, auxAddresses: {} });
     });
 
