@@ -1,10 +1,13 @@
 // Names across hosts, as a container sees them through Docker's embedded DNS (127.0.0.11), on h2:
 //   lookup    round trips for a container's name on h1 (dockerd forwards it to the agent's
-//             resolver) against one on h2 (dockerd answers itself), in alternating batches
+//             resolver) against one on h2 (dockerd answers itself), in alternating batches; and the
+//             same name asked of the resolver directly, which splits the difference into the
+//             agent's answer and dockerd's forwarding
 //   run       from `docker run -d` on h1 returning to the new name answered on h2, asked every
 //             5 ms from before the run starts (negative: answered before the CLI returned)
 import * as path from 'node:path';
 import type { Lab } from '../../test/helpers/lab';
+import { LAB_DNS_ADDRESS } from '../../test/helpers/lab';
 import { IMAGE, NET, containerCommand, containerPid, dockerOk, removeContainers, startContainer } from '../labs';
 import { nowMs, run, runOk, sleep } from '../proc';
 import { figure } from '../report';
@@ -19,12 +22,12 @@ const RUNS = 20;
 /** Time for the asker (a node process) to start asking before `docker run` starts. */
 const ASKER_START_MS = 300;
 
-function askerCommand(pid: string, name: string, mode: 'time' | 'until', n: number): [string, string[]] {
-  return containerCommand(pid, [process.execPath, ASKER, EMBEDDED_DNS, name, mode, String(n)]);
+function askerCommand(pid: string, name: string, mode: 'time' | 'until', n: number, server = EMBEDDED_DNS): [string, string[]] {
+  return containerCommand(pid, [process.execPath, ASKER, server, name, mode, String(n)]);
 }
 
-async function roundTrips(pid: string, name: string): Promise<number[]> {
-  const [cmd, args] = askerCommand(pid, name, 'time', PER_BATCH);
+async function roundTrips(pid: string, name: string, server?: string): Promise<number[]> {
+  const [cmd, args] = askerCommand(pid, name, 'time', PER_BATCH, server);
   return JSON.parse((await runOk(cmd, args, 60_000)).stdout) as number[];
 }
 
@@ -60,9 +63,11 @@ export const names: Scenario = {
 
       const far: number[] = [];
       const near: number[] = [];
+      const direct: number[] = [];
       for (let b = 0; b < BATCHES; b++) {
         far.push(...(await roundTrips(pid, 'names-far')));
         near.push(...(await roundTrips(pid, 'names-near')));
+        direct.push(...(await roundTrips(pid, 'names-far', LAB_DNS_ADDRESS)));
       }
       const n = BATCHES * PER_BATCH;
       for (const p of [50, 99]) {
@@ -70,6 +75,7 @@ export const names: Scenario = {
         ctx.add(figure('names', `lookup p${p}, name on the same host (${n} questions)`, percentile(near, p), 'ms'));
         ctx.add(figure('names', `lookup p${p} ratio other host / same host`, percentile(far, p) / percentile(near, p), 'ratio', { op: '<=', limit: 1.5 }));
       }
+      ctx.add(figure('names', `lookup p50, name on the other host asked of the resolver directly, not through dockerd (${n} questions)`, percentile(direct, 50), 'ms'));
 
       const latencies: number[] = [];
       for (let i = 0; i < RUNS; i++) {
