@@ -7,7 +7,7 @@ import { loadAgentConfig } from '../../src/config';
 import { RecordingDataplane } from '../../src/dataplane/fake/recording-dataplane';
 import { Ipam } from '../../src/ipam/ipam-service';
 import type { EndpointRecord } from '../../src/model';
-import { parsePolicies } from '../../src/policy/policy';
+import { parsePolicies } from '../../src/policy-document/policy';
 import { EtcdStore } from '../../src/store/etcd-store';
 import { ROOT, keys } from '../../src/store/keys';
 import { Registry } from '../../src/store/registry';

@@ -27,8 +27,8 @@ import {
 } from '../model';
 import { type Cidr, contains, formatCidr, isIpv6, parseCidr, parseIp } from '../net/ipv4';
 import { isSluiceHostIfname } from '../dataplane/names';
-import { type Policy, parsePolicies } from '../policy/policy';
-import { ROOT, cidrKey, keyCidr } from './keys';
+import { type Policy, parsePolicies } from '../policy-document/policy';
+import { cidrKey, keyCidr, keySegments, keyShape, splitKey } from './keys';
 import type { KeyValue } from './store';
 
 /** What a key under /sluice/v1/ holds, once read and checked. */
@@ -56,7 +56,7 @@ export const UNKNOWN_HOLDER = '(invalid record)';
 
 /** Reads any key under ROOT; throws InvalidRecordError if the key or its value is not valid. */
 export function readRecord(kv: KeyValue): StoreRecord {
-  const kind = kindOf(kv.key);
+  const [kind] = splitKey(kv.key);
   switch (kind) {
     case 'networks':
       return { kind: 'network', record: readNetwork(kv) };
@@ -261,22 +261,13 @@ export function readPolicy(kv: KeyValue): Policy {
 
 // ---- keys ----
 
-/** The first path segment under ROOT: which kind of record a key holds. */
-function kindOf(key: string): string {
-  const path = key.startsWith(ROOT) ? key.slice(ROOT.length) : key;
-  return path.split('/', 1)[0] ?? '';
-}
-
 /** The `count` segments after ROOT/<kind>/, each non-empty. */
 function segments(key: string, kind: string, count: 1): [string];
 function segments(key: string, kind: string, count: 2): [string, string];
 function segments(key: string, kind: string, count: 3): [string, string, string];
 function segments(key: string, kind: string, count: number): string[] {
-  const prefix = `${ROOT}${kind}/`;
-  const parts = key.startsWith(prefix) ? key.slice(prefix.length).split('/') : [];
-  if (parts.length !== count || parts.some((p) => p === '')) {
-    throw new Problem(`key is not ${prefix}${Array.from({ length: count }, (_, i) => `<${i + 1}>`).join('/')}`);
-  }
+  const parts = keySegments(key, kind, count);
+  if (parts === undefined) throw new Problem(`key is not ${keyShape(kind, count)}`);
   return parts;
 }
 
