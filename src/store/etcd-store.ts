@@ -22,7 +22,7 @@
  *   naming what to fix, never "unavailable": waiting would not help.
  */
 import { rootCertificates } from 'node:tls';
-import { HeldLease } from './held-lease';
+import { HeldLease, validateTtl } from './held-lease';
 import { circuitBreaker, ConsecutiveBreaker, ConstantBackoff, handleWhen, isBrokenCircuitError, noop, retry } from 'cockatiel';
 import {
   Etcd3,
@@ -40,7 +40,6 @@ import {
   type Watcher,
 } from 'etcd3';
 import { SluiceError, StoreAuthError, StoreRefusedError, StoreTlsError, StoreUnavailableError, errorMessage } from '../errors';
-import { validateTtl } from './memory-store';
 import type { KeyValue, Lease, ListResult, Store, Unchanged, Watch, WatchEvent, WatchHandlers } from './store';
 
 export const DEFAULT_ETCD_TIMEOUT_MS = 3000;

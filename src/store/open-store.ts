@@ -8,7 +8,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { BadRequestError, errorMessage } from '../errors';
 import { EtcdStore, type EtcdTls } from './etcd-store';
-import { DEFAULT_STATE_PATH, FileStore } from './file-store';
+import { DEFAULT_STATE_PATH, FileStore } from './file-store/adapter';
 import type { Store } from './store';
 
 export const DEFAULT_STORE_URL = `file:${DEFAULT_STATE_PATH}`;

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { BadRequestError, StoreUnavailableError } from '../../src/errors';
 import { EtcdStore } from '../../src/store/etcd-store';
-import { FileStore } from '../../src/store/file-store';
+import { FileStore } from '../../src/store/file-store/adapter';
 import { MemoryStore } from '../../src/store/memory-store';
 import { DEFAULT_STORE_URL, openStore } from '../../src/store/open-store';
 import type { Store, WatchEvent, WatchHandlers } from '../../src/store/store';

@@ -4,7 +4,8 @@
  * test/contract/store.contract.test.ts, shared with the file and etcd stores.
  */
 import { StoreUnavailableError } from '../../../src/errors';
-import { MemoryStore, type Clock } from '../../../src/store/memory-store';
+import { MemoryStore } from '../../../src/store/memory-store';
+import type { Clock } from '../../../src/util/clock';
 import type { WatchEvent, WatchHandlers } from '../../../src/store/store';
 
 /** Time that moves only when the test says so; due timers run in time order. */
