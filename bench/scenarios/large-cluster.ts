@@ -8,7 +8,7 @@ import { RecordingDataplane } from '../../src/dataplane/fake/recording-dataplane
 import { Ipam } from '../../src/ipam/ipam-service';
 import type { EndpointRecord } from '../../src/model';
 import { parsePolicies } from '../../src/policy-document/policy';
-import { EtcdStore } from '../../src/store/etcd-store';
+import { EtcdStore } from '../../src/store/etcd-store/adapter';
 import { ROOT, keys } from '../../src/store/keys';
 import { Registry } from '../../src/store/registry';
 import { BIG_NET, bigCluster, nodeName, writeAll } from '../../test/helpers/big-cluster';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { ConflictError, errorMessage } from '../../src/errors';
 import { Ipam } from '../../src/ipam/ipam-service';
 import { overlaps, parseCidr } from '../../src/net/ipv4';
-import { EtcdStore } from '../../src/store/etcd-store';
+import { EtcdStore } from '../../src/store/etcd-store/adapter';
 import { FileStore } from '../../src/store/file-store/adapter';
 import { ROOT } from '../../src/store/keys';
 import { MemoryStore } from '../../src/store/memory-store';

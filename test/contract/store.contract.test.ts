@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { BadRequestError, StoreUnavailableError } from '../../src/errors';
-import { EtcdStore } from '../../src/store/etcd-store';
+import { EtcdStore } from '../../src/store/etcd-store/adapter';
 import { FileStore } from '../../src/store/file-store/adapter';
 import { MemoryStore } from '../../src/store/memory-store';
 import { DEFAULT_STORE_URL, openStore } from '../../src/store/open-store';
