@@ -16,7 +16,7 @@ import { InvalidRecordError, errorMessage } from '../errors';
 import type { Ipam } from '../ipam/ipam-service';
 import type { NameSource } from '../dns/server';
 import type { ContainerEvent, DockerHost } from '../labels/docker';
-import { blockRoutes, type PeerMode } from '../lease/routes';
+import { blockRoutes, type PeerMode } from '../routing/routes';
 import { NO_METRICS, secondsSince, type Metrics } from '../metrics/metrics';
 import type { EndpointRecord, NetworkRecord, NodeRecord, Reclaim } from '../model';
 import { compileFirewall } from '../policy/compile';

@@ -7,7 +7,7 @@
  */
 import { InvalidRecordError } from '../errors';
 import type { BlockRecord, EndpointRecord, NetworkRecord, NodeRecord } from '../model';
-import type { Policy } from '../policy/policy';
+import type { Policy } from '../policy-document/policy';
 import { ROOT, leaf } from '../store/keys';
 import { readRecord, tryRead } from '../store/records';
 import type { KeyValue, WatchEvent } from '../store/store';

@@ -12,16 +12,12 @@ import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import createDebug from 'debug';
 import { SluiceError, errorMessage } from '../errors';
-import type { IpamService, NetworkService } from '../driver/services';
+import { ADDRESS_SPACE_GLOBAL, ADDRESS_SPACE_LOCAL, type IpamService, type NetworkService } from '../protocol/services';
 import { NO_METRICS, secondsSince, type Metrics } from '../metrics/metrics';
 import * as wire from './wire';
 
 /** Both media types are accepted by dockerd; this is the one the plugin docs name. */
 export const PLUGIN_MEDIA_TYPE = 'application/vnd.docker.plugins.v1+json';
-
-/** Address space names reported to dockerd; it echoes them back in RequestPool. */
-export const LOCAL_ADDRESS_SPACE = 'sluice-local';
-export const GLOBAL_ADDRESS_SPACE = 'sluice-global';
 
 /** Generous for any libnetwork request (the largest, CreateEndpoint with many port mappings, is a few KiB). */
 const BODY_LIMIT = '1mb';
@@ -100,8 +96,8 @@ function methods({ network, ipam }: AppDeps): Record<string, Method> {
 
     'IpamDriver.GetCapabilities': () => ({ RequiresMACAddress: false, RequiresRequestReplay: false }),
     'IpamDriver.GetDefaultAddressSpaces': () => ({
-      LocalDefaultAddressSpace: LOCAL_ADDRESS_SPACE,
-      GlobalDefaultAddressSpace: GLOBAL_ADDRESS_SPACE,
+      LocalDefaultAddressSpace: ADDRESS_SPACE_LOCAL,
+      GlobalDefaultAddressSpace: ADDRESS_SPACE_GLOBAL,
     }),
     'IpamDriver.RequestPool': async (body) => wire.encodeRequestPool(await ipam.requestPool(wire.decodeRequestPool(body))),
     'IpamDriver.ReleasePool': async (body) => {

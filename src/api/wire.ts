@@ -1,6 +1,6 @@
 /**
  * The plugin protocol's JSON, as dockerd 20.10 writes and reads it: decoders
- * turn request bodies into the typed requests of `driver/services.ts`, and
+ * turn request bodies into the typed requests of `protocol/services.ts`, and
  * encoders turn service results into replies with the exact Go field casing.
  *
  * What dockerd sends (docs/docker-plugin-protocol.md §1.3): Go field names in
@@ -28,7 +28,7 @@ import type {
   RequestAddressRequest,
   RequestPoolRequest,
   RequestPoolResult,
-} from '../driver/services';
+} from '../protocol/services';
 
 /** Option keys libnetwork itself puts in the request maps (`netlabel` in libnetwork). */
 const OPT = {

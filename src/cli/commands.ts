@@ -10,7 +10,7 @@ import { parseCidr } from '../net/ipv4';
 import { compilePolicies, policiesSelecting } from '../policy/compile';
 import { type Change, dryRun } from '../policy/dry-run';
 import { explain, formatExplanation, resolvePair, type Packet } from '../policy/explain';
-import { type Policy, parsePolicies, policyToYaml } from '../policy/policy';
+import { type Policy, parsePolicies, policyToYaml } from '../policy-document/policy';
 import type { EndpointRecord, NetworkRecord, NodeRecord } from '../model';
 import type { Registry } from '../store/registry';
 import { releaseNode } from '../agent/reclaim';

@@ -7,6 +7,7 @@
  * match it and touches nothing it does not own (names prefixed `sl`/`SLUICE`,
  * routes with protocol `sluice`).
  */
+import type { BlockRoute } from '../routing/routes';
 
 /** One container's plumbing on this host: a veth pair and a /32 route. */
 export interface EndpointLink {
@@ -20,12 +21,6 @@ export interface EndpointLink {
   mac: string;
   mtu: number;
 }
-
-/** A route this host needs to reach a block held elsewhere, or to drop traffic to unused addresses of its own. */
-export type BlockRoute =
-  | { kind: 'host-gw'; block: string; via: string }
-  | { kind: 'vxlan'; block: string; nodeIp: string; vtepMac: string }
-  | { kind: 'blackhole'; block: string };
 
 export interface VxlanDevice {
   vni: number;

@@ -5,20 +5,23 @@
  * for: a container never starts before its policy is in force.
  */
 import { BadRequestError, ConflictError, NotFoundError, NotSupportedError } from '../errors';
-import type { AddressRecord, EndpointRecord, Labels, NetworkRecord, PortMapping } from '../model';
+import type { AddressRecord, EndpointRecord, NetworkRecord, PortMapping } from '../model';
 import { blockOf, contains, formatCidr, parseCidr, parseIp } from '../net/ipv4';
 import { containerMac, endpointIfnames } from '../dataplane/names';
 import type { Dataplane } from '../dataplane/dataplane';
 import type { Ipam } from '../ipam/ipam-service';
 import type { Registry, Versioned } from '../store/registry';
+import type { ContainerLookup } from '../labels/docker';
 import { networkSettings, settingsMismatch, unpublishable } from './network-settings';
-import type {
-  CreateEndpointRequest,
-  CreateNetworkRequest,
-  JoinRequest,
-  JoinResult,
-  NetworkService,
-} from './services';
+import {
+  ADDRESS_SPACE_GLOBAL,
+  ADDRESS_SPACE_LOCAL,
+  type CreateEndpointRequest,
+  type CreateNetworkRequest,
+  type JoinRequest,
+  type JoinResult,
+  type NetworkService,
+} from '../protocol/services';
 
 /**
  * Mappings Sluice can publish. Join carries the sandbox's mappings even when
@@ -33,21 +36,6 @@ function publishable(ports: PortMapping[]): PortMapping[] {
 function refuseUnpublishable(ports: PortMapping[]): void {
   const why = unpublishable(ports);
   if (why !== undefined) throw new NotSupportedError(why);
-}
-
-export const ADDRESS_SPACE_LOCAL = 'sluice-local';
-export const ADDRESS_SPACE_GLOBAL = 'sluice-global';
-
-/** Which container holds an endpoint, learned from Docker without taking the container lock. */
-export interface ContainerIdentity {
-  containerId: string;
-  containerName: string;
-  labels: Labels;
-}
-
-export interface ContainerLookup {
-  /** Resolves the container joining `endpointId`, or undefined if Docker cannot tell yet. */
-  containerOf(dockerNetworkId: string, endpointId: string): Promise<ContainerIdentity | undefined>;
 }
 
 /** The local agent: keeps this host's routes and firewall in line with the store. */

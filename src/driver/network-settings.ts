@@ -6,7 +6,7 @@
  */
 import { BadRequestError, NotSupportedError } from '../errors';
 import { MAX_MTU, MIN_MTU, type NetworkSettings, type PortMapping } from '../model';
-import type { CreateNetworkRequest, IpamData } from './services';
+import type { CreateNetworkRequest, IpamData } from '../protocol/services';
 
 /** `-o` key of Docker's bridge driver for the containers' MTU; the only `-o` Sluice takes. */
 export const MTU_OPTION = 'com.docker.network.driver.mtu';

@@ -28,7 +28,7 @@ import type {
   RequestAddressRequest,
   RequestPoolRequest,
   RequestPoolResult,
-} from '../driver/services';
+} from '../protocol/services';
 import { cidrKey } from '../store/keys';
 import type { GatewayClaim, Registry, Versioned } from '../store/registry';
 import { KeyedMutex } from '../util/keyed-mutex';

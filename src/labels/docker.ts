@@ -9,7 +9,6 @@ import Docker from 'dockerode';
 import createDebug from 'debug';
 import { BadRequestError } from '../errors';
 import type { Labels } from '../model';
-import type { ContainerIdentity, ContainerLookup } from '../driver/network-service';
 
 const debug = createDebug('sluice:docker');
 
@@ -42,6 +41,18 @@ export type ContainerEvent =
 export interface ContainerNames {
   name: string;
   aliases: ReadonlyMap<string, string[]>;
+}
+
+/** Which container holds an endpoint, learned from Docker without taking the container lock. */
+export interface ContainerIdentity {
+  containerId: string;
+  containerName: string;
+  labels: Labels;
+}
+
+export interface ContainerLookup {
+  /** Resolves the container joining `endpointId`, or undefined if Docker cannot tell yet. */
+  containerOf(dockerNetworkId: string, endpointId: string): Promise<ContainerIdentity | undefined>;
 }
 
 /** What the agent needs from the Docker Engine of its host. */

@@ -69,9 +69,9 @@ import {
   selectorSetName,
   targetSetName,
 } from './names';
-import type { EgressRule, IngressRule, Policy, PortSpec } from './policy';
+import type { EgressRule, IngressRule, Policy, PortSpec } from '../policy-document/policy';
 import { NO_PROTECTION, type Protection } from './protect';
-import { matches, parseSelector, type Selector } from './selector';
+import { matches, parseSelector, type Selector } from '../policy-document/selector';
 
 export interface CompileInput {
   /** This host; its endpoints are the ones with `endpoint.node === node`. */

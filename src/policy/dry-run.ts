@@ -12,8 +12,8 @@
 import type { EndpointRecord, NetworkRecord } from '../model';
 import { type CompiledPolicy, compareText, compilePolicies } from './compile';
 import { endpointName } from './explain';
-import type { Policy, PortSpec, RuleProtocol } from './policy';
-import { matches } from './selector';
+import type { Policy, PortSpec, RuleProtocol } from '../policy-document/policy';
+import { matches } from '../policy-document/selector';
 import {
   type Cluster,
   type Segment,

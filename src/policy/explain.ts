@@ -5,7 +5,7 @@
 import { BadRequestError, NotFoundError } from '../errors';
 import type { EndpointRecord } from '../model';
 import type { Direction } from './compile';
-import type { RuleProtocol } from './policy';
+import type { RuleProtocol } from '../policy-document/policy';
 import { type Cluster, type Reason, type SideDecision, type Verdict, decideSide, selectingPolicies } from './verdict';
 
 export interface SideExplanation extends SideDecision {

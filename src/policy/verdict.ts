@@ -17,8 +17,8 @@
 import type { EndpointRecord, NetworkRecord } from '../model';
 import { contains, parseCidr, parseIp } from '../net/ipv4';
 import { type CompiledPolicy, type CompiledRule, type Direction, selects } from './compile';
-import type { PortSpec, RuleProtocol } from './policy';
-import { matches } from './selector';
+import type { PortSpec, RuleProtocol } from '../policy-document/policy';
+import { matches } from '../policy-document/selector';
 
 export type Verdict = 'allow' | 'deny';
 export const PROTOCOLS: readonly RuleProtocol[] = ['tcp', 'udp', 'icmp'];

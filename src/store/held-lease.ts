@@ -3,6 +3,7 @@
  * and onLost callbacks fired once, outside the caller's stack, when the store
  * finds the lease expired or impossible to keep alive.
  */
+import { BadRequestError } from '../errors';
 import type { Lease } from './store';
 
 export class HeldLease<Self extends HeldLease<Self>> implements Lease {
@@ -27,5 +28,11 @@ export class HeldLease<Self extends HeldLease<Self>> implements Lease {
     if (this.lost) return;
     this.lost = true;
     for (const callback of this.callbacks.splice(0)) queueMicrotask(callback);
+  }
+}
+
+export function validateTtl(ttlSeconds: number): void {
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) {
+    throw new BadRequestError(`lease TTL must be a whole number of seconds, at least 1; got ${ttlSeconds}`);
   }
 }

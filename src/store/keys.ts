@@ -47,6 +47,26 @@ export const keys = {
   policy: (name: string) => `${ROOT}policies/${name}`,
 };
 
+/** A key's kind (its first segment under ROOT) and the rest of its path: ['blocks', '10.96.0.0-16/10.96.0.0-26']. */
+export function splitKey(key: string): [kind: string, rest: string] {
+  const path = key.startsWith(ROOT) ? key.slice(ROOT.length) : key;
+  const slash = path.indexOf('/');
+  return slash < 0 ? [path, ''] : [path.slice(0, slash), path.slice(slash + 1)];
+}
+
+/** The `count` segments after ROOT/<kind>/, each non-empty; undefined if the key has another shape. */
+export function keySegments(key: string, kind: string, count: number): string[] | undefined {
+  const [found, rest] = splitKey(key);
+  if (!key.startsWith(ROOT) || found !== kind) return undefined;
+  const parts = rest.split('/');
+  return parts.length === count && parts.every((p) => p !== '') ? parts : undefined;
+}
+
+/** What a key of `kind` with `count` segments looks like, for messages: /sluice/v1/blocks/<1>/<2>. */
+export function keyShape(kind: string, count: number): string {
+  return `${ROOT}${kind}/${Array.from({ length: count }, (_, i) => `<${i + 1}>`).join('/')}`;
+}
+
 /** The last path segment of a key. */
 export function leaf(key: string): string {
   return key.slice(key.lastIndexOf('/') + 1);

@@ -7,8 +7,9 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { BadRequestError, errorMessage } from '../errors';
-import { EtcdStore, type EtcdTls } from './etcd-store';
-import { DEFAULT_STATE_PATH, FileStore } from './file-store';
+import { EtcdStore } from './etcd-store/adapter';
+import type { EtcdTls } from './etcd-store/options';
+import { DEFAULT_STATE_PATH, FileStore } from './file-store/adapter';
 import type { Store } from './store';
 
 export const DEFAULT_STORE_URL = `file:${DEFAULT_STATE_PATH}`;

@@ -13,23 +13,39 @@
 import { InvalidRecordError, PolicyError } from '../errors';
 import {
   DOCKER_NETWORK_NAME,
-  NODE_NAME,
   type AddressRecord,
   type BlockRecord,
   type EndpointRecord,
-  type Labels,
   type NetworkRecord,
   type NetworkSettings,
   MAX_MTU,
   MIN_MTU,
   type NodeRecord,
-  type PortMapping,
 } from '../model';
-import { type Cidr, contains, formatCidr, isIpv6, parseCidr, parseIp } from '../net/ipv4';
+import { type Cidr, formatCidr } from '../net/ipv4';
 import { isSluiceHostIfname } from '../dataplane/names';
-import { type Policy, parsePolicies } from '../policy/policy';
-import { ROOT, cidrKey, keyCidr } from './keys';
+import { type Policy, parsePolicies } from '../policy-document/policy';
+import { keyCidr, keySegments, keyShape, splitKey } from './keys';
 import type { KeyValue } from './store';
+import {
+  Problem,
+  address,
+  boolean,
+  cidrIn,
+  guard,
+  integer,
+  json,
+  labels,
+  list,
+  networkKey,
+  nodeName,
+  object,
+  oneOf,
+  portMapping,
+  same,
+  string,
+  text,
+} from './value-checks';
 
 /** What a key under /sluice/v1/ holds, once read and checked. */
 export type StoreRecord =
@@ -56,7 +72,7 @@ export const UNKNOWN_HOLDER = '(invalid record)';
 
 /** Reads any key under ROOT; throws InvalidRecordError if the key or its value is not valid. */
 export function readRecord(kv: KeyValue): StoreRecord {
-  const kind = kindOf(kv.key);
+  const [kind] = splitKey(kv.key);
   switch (kind) {
     case 'networks':
       return { kind: 'network', record: readNetwork(kv) };
@@ -112,6 +128,7 @@ export function readNetwork(kv: KeyValue): NetworkRecord {
 }
 
 const ISO_TIME = { test: (s: string) => !Number.isNaN(Date.parse(s)) };
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
 function networkSettings(value: unknown, subnet: Cidr): NetworkSettings {
   const o = object(value, 'settings');
@@ -261,22 +278,13 @@ export function readPolicy(kv: KeyValue): Policy {
 
 // ---- keys ----
 
-/** The first path segment under ROOT: which kind of record a key holds. */
-function kindOf(key: string): string {
-  const path = key.startsWith(ROOT) ? key.slice(ROOT.length) : key;
-  return path.split('/', 1)[0] ?? '';
-}
-
 /** The `count` segments after ROOT/<kind>/, each non-empty. */
 function segments(key: string, kind: string, count: 1): [string];
 function segments(key: string, kind: string, count: 2): [string, string];
 function segments(key: string, kind: string, count: 3): [string, string, string];
 function segments(key: string, kind: string, count: number): string[] {
-  const prefix = `${ROOT}${kind}/`;
-  const parts = key.startsWith(prefix) ? key.slice(prefix.length).split('/') : [];
-  if (parts.length !== count || parts.some((p) => p === '')) {
-    throw new Problem(`key is not ${prefix}${Array.from({ length: count }, (_, i) => `<${i + 1}>`).join('/')}`);
-  }
+  const parts = keySegments(key, kind, count);
+  if (parts === undefined) throw new Problem(`key is not ${keyShape(kind, count)}`);
   return parts;
 }
 
@@ -291,141 +299,4 @@ function addressClaim(key: string): { network: string; address: string } {
   const [network, blockPart, ip] = segments(key, 'addresses', 3);
   const block = cidrIn(keyCidr(blockPart), networkKey(network, 'key'), 'key');
   return { network, address: address(ip, block, 'key') };
-}
-
-// ---- values ----
-
-/** A check failed; guard() turns it into an InvalidRecordError naming the key. */
-class Problem extends Error {}
-
-function guard<T>(kv: KeyValue, read: () => T): T {
-  try {
-    return read();
-  } catch (err) {
-    if (err instanceof Problem) throw new InvalidRecordError(kv.key, err.message);
-    throw err;
-  }
-}
-
-const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-const PREVIEW = 40;
-
-/** The value in a message, cut short: a record may hold a megabyte of garbage. */
-function describe(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object' && value !== null) return 'an object';
-  const json = JSON.stringify(value);
-  return json.length > PREVIEW ? `${json.slice(0, PREVIEW)}…` : json;
-}
-
-function expected(what: string, value: unknown, path: string): Problem {
-  return new Problem(`${path}: expected ${what}, found ${describe(value)}`);
-}
-
-/** A record's value: a JSON object. */
-function json(value: string): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    throw new Problem(`value is not JSON: ${describe(value)}`);
-  }
-  return object(parsed, 'value');
-}
-
-function object(value: unknown, path: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw expected('an object', value, path);
-  return value as Record<string, unknown>;
-}
-
-function string(value: unknown, path: string): string {
-  if (typeof value !== 'string') throw expected('a string', value, path);
-  return value;
-}
-
-function text(value: unknown, pattern: { test(s: string): boolean }, what: string, path: string): string {
-  const s = string(value, path);
-  if (!pattern.test(s)) throw expected(what, s, path);
-  return s;
-}
-
-/** A value that must equal what the key (or another field) already says. */
-function same(value: unknown, wanted: string, path: string): string {
-  if (value !== wanted) throw expected(`${JSON.stringify(wanted)} (as the key says)`, value, path);
-  return wanted;
-}
-
-function integer(value: unknown, min: number, max: number, path: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw expected(`an integer from ${min} to ${max}`, value, path);
-  }
-  return value;
-}
-
-function boolean(value: unknown, path: string): boolean {
-  if (typeof value !== 'boolean') throw expected('true or false', value, path);
-  return value;
-}
-
-function oneOf<T extends string>(value: unknown, options: readonly T[], path: string): T {
-  const found = options.find((o) => o === value);
-  if (found === undefined) throw expected(`one of ${options.join(', ')}`, value, path);
-  return found;
-}
-
-function list(value: unknown, path: string): unknown[] {
-  if (!Array.isArray(value)) throw expected('a list', value, path);
-  return value;
-}
-
-function nodeName(value: unknown, path: string): string {
-  return text(value, NODE_NAME, 'a node name', path);
-}
-
-/** A network key ("10.96.0.0-16"), canonical; returns its subnet. */
-function networkKey(value: unknown, path: string): Cidr {
-  const key = string(value, path);
-  const subnet = parseCidr(keyCidr(key));
-  if (subnet === undefined || cidrKey(formatCidr(subnet)) !== key) throw expected('a network key such as "10.96.0.0-16"', key, path);
-  return subnet;
-}
-
-/** A canonical CIDR within `outer`. */
-function cidrIn(value: string, outer: Cidr, path: string): Cidr {
-  const cidr = parseCidr(value);
-  if (cidr === undefined || formatCidr(cidr) !== value || cidr.prefix < outer.prefix || !contains(outer, cidr.base)) {
-    throw expected(`a block of ${formatCidr(outer)}`, value, path);
-  }
-  return cidr;
-}
-
-/** An IPv4 address in dotted form, within `within` if given. */
-function address(value: unknown, within: Cidr | undefined, path: string): string {
-  const s = string(value, path);
-  const ip = parseIp(s);
-  if (ip === undefined || (within !== undefined && !contains(within, ip))) {
-    throw expected(within === undefined ? 'an IPv4 address' : `an IPv4 address in ${formatCidr(within)}`, s, path);
-  }
-  return s;
-}
-
-function labels(value: unknown): Labels {
-  const o = object(value, 'labels');
-  for (const [k, v] of Object.entries(o)) string(v, `labels.${k}`);
-  return o as Labels;
-}
-
-function portMapping(value: unknown, path: string): PortMapping {
-  const o = object(value, path);
-  const mapping: PortMapping = {
-    proto: oneOf(o.proto, ['tcp', 'udp', 'sctp'] as const, `${path}.proto`),
-    containerPort: integer(o.containerPort, 0, 65535, `${path}.containerPort`),
-    hostPort: integer(o.hostPort, 0, 65535, `${path}.hostPort`),
-    hostPortEnd: integer(o.hostPortEnd, 0, 65535, `${path}.hostPortEnd`),
-  };
-  if (o.hostIp !== undefined) {
-    mapping.hostIp = text(o.hostIp, { test: (s) => parseIp(s) !== undefined || isIpv6(s) }, 'an IP address', `${path}.hostIp`);
-  }
-  return mapping;
 }

@@ -9,7 +9,7 @@
  */
 import { InvalidRecordError } from '../errors';
 import type { AddressRecord, BlockRecord, EndpointRecord, NetworkRecord, NodeRecord } from '../model';
-import { type Policy, policyToYaml } from '../policy/policy';
+import { type Policy, policyToYaml } from '../policy-document/policy';
 import { ROOT, keys, leaf } from './keys';
 import {
   type DockerNetRecord,

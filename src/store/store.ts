@@ -2,8 +2,8 @@
  * The store seam: everything Sluice keeps is a string value under a string key,
  * with etcd v3 semantics (a global revision, create-if-absent, compare-and-swap,
  * multi-key transactions, leases, watches that resume from a revision). Two implementations: etcd
- * (`etcd-store.ts`) for clusters and the embedded file store (`file-store.ts`)
- * for one host; `memory-store.ts` is the same engine without a file, for tests.
+ * (`etcd-store.ts`) for clusters and the embedded file store (`file-store/`) for one host, on
+ * the key-value engine of `kv/`; `memory-store.ts` is that engine without a file, for tests.
  *
  * Every method either resolves within a few seconds or rejects with
  * StoreUnavailableError naming the store, so no caller can hang on it.

@@ -5,7 +5,7 @@
  */
 import { get } from 'node:http';
 import { Etcd3 } from 'etcd3';
-import { EtcdStore } from '../../src/store/etcd-store';
+import { EtcdStore } from '../../src/store/etcd-store/adapter';
 import { ROOT, keys } from '../../src/store/keys';
 import type { WatchEvent } from '../../src/store/store';
 import { bigCluster, writeAll } from '../helpers/big-cluster';

@@ -4,7 +4,7 @@
  * "did not answer … is etcd running?", and must not stop the next request.
  */
 import { StoreRefusedError } from '../../src/errors';
-import { EtcdStore } from '../../src/store/etcd-store';
+import { EtcdStore } from '../../src/store/etcd-store/adapter';
 import { startEtcd, type EtcdInstance } from '../helpers/etcd';
 
 jest.setTimeout(30_000);

@@ -4,14 +4,14 @@
  * two processes racing to create the same keys each win a key exactly once.
  *
  * The children run the real FileStore, compiled by tsc into a temp dir in
- * beforeAll (only file-store.ts and what it imports, with the build settings).
+ * beforeAll (only file-store/adapter.ts and what it imports, with the build settings).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { FileStore } from '../../src/store/file-store';
+import { FileStore } from '../../src/store/file-store/adapter';
 
 jest.setTimeout(60_000);
 
@@ -75,7 +75,7 @@ beforeAll(async () => {
         incremental: false,
       },
       include: [],
-      files: [join(repo, 'src/store/file-store.ts')],
+      files: [join(repo, 'src/store/file-store/adapter.ts')],
     }),
   );
   const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', tsconfig], { encoding: 'utf8' });
@@ -103,7 +103,7 @@ interface Child {
 }
 
 function startChild(...args: string[]): Child {
-  const child = spawn(process.execPath, [childScript, join(compiled, 'store/file-store.js'), ...args], {
+  const child = spawn(process.execPath, [childScript, join(compiled, 'store/file-store/adapter.js'), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   running.add(child);

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
-import type { EtcdAuth, EtcdTls } from '../../src/store/etcd-store';
+import type { EtcdAuth, EtcdTls } from '../../src/store/etcd-store/options';
 
 export const ETCD_BINARY = process.env['ETCD_BINARY'] ?? '/usr/bin/etcd';
 const START_TIMEOUT_MS = 15_000;

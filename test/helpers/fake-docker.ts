@@ -1,5 +1,5 @@
 /** An in-memory Docker host: networks, their endpoints and containers, as the agent sees them. */
-import type { ContainerIdentity } from '../../src/driver/network-service';
+import type { ContainerIdentity } from '../../src/labels/docker';
 import type { ContainerEvent, ContainerNames, DockerHost, DockerNetwork } from '../../src/labels/docker';
 
 export class FakeDocker implements DockerHost {

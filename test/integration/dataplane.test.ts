@@ -15,7 +15,7 @@ import { containerMac, endpointIfnames, vxlanMac } from '../../src/dataplane/nam
 import type { EndpointRecord, Labels, NetworkRecord } from '../../src/model';
 import { policyPackets, type PolicyPackets } from '../../src/metrics/rule-counters';
 import { compileFirewall } from '../../src/policy/compile';
-import { parsePolicies, type Policy } from '../../src/policy/policy';
+import { parsePolicies, type Policy } from '../../src/policy-document/policy';
 import { protection } from '../../src/policy/protect';
 import { Netns, TapRunner, fetches, json, serveHttp, sh } from './kernel';
 import { assertThrowawayNetns } from './netns-guard';

@@ -11,7 +11,8 @@
  */
 import { DataplaneError } from '../../errors';
 import { formatCidr, parseCidr } from '../../net/ipv4';
-import type { BlockRoute, Dataplane, EndpointLink, FirewallState, RuleCounter, VxlanDevice } from '../dataplane';
+import type { Dataplane, EndpointLink, FirewallState, RuleCounter, VxlanDevice } from '../dataplane';
+import type { BlockRoute } from '../../routing/routes';
 import { normalizeFirewall, ruleComments, ruleTarget } from '../firewall-state';
 import { isSluiceHostIfname, vxlanMac } from '../names';
 

@@ -7,7 +7,8 @@
 import { writeFile } from 'node:fs/promises';
 import { DataplaneError } from '../../errors';
 import { KeyedMutex } from '../../util/keyed-mutex';
-import type { BlockRoute, Dataplane, EndpointLink, FirewallState, RuleCounter, VxlanDevice } from '../dataplane';
+import type { Dataplane, EndpointLink, FirewallState, RuleCounter, VxlanDevice } from '../dataplane';
+import type { BlockRoute } from '../../routing/routes';
 import { GATEWAY_DEVICE, ROUTE_PROTOCOL, VXLAN_DEVICE, isSluiceHostIfname, vxlanMac } from '../names';
 import { CommandError, SpawnRunner, batchInput, batchLine, type CommandRunner } from './command-runner';
 import { IptablesFirewall } from './firewall';

@@ -7,7 +7,7 @@
  */
 import { DataplaneError } from '../../errors';
 import { formatCidr, parseCidr } from '../../net/ipv4';
-import type { BlockRoute } from '../dataplane';
+import type { BlockRoute } from '../../routing/routes';
 import { ROUTE_PROTOCOL, VXLAN_DEVICE, isSluiceHostIfname } from '../names';
 import { batchLine } from './command-runner';
 

@@ -1,7 +1,7 @@
 import type { NameServer } from '../../../src/agent/agent';
 import { buildNameIndex } from '../../../src/dns/answer';
 import type { NameSource } from '../../../src/dns/server';
-import type { ContainerIdentity } from '../../../src/driver/network-service';
+import type { ContainerIdentity } from '../../../src/labels/docker';
 import { INPUT_CHAIN } from '../../../src/dataplane/names';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { createDockerNetwork, eventually, testHost, type TestHost } from '../../helpers/host';

@@ -5,7 +5,7 @@
  */
 import { relistDelayMs } from '../../../src/agent/agent';
 import { policyChainName } from '../../../src/policy/names';
-import { parsePolicies } from '../../../src/policy/policy';
+import { parsePolicies } from '../../../src/policy-document/policy';
 import { keys } from '../../../src/store/keys';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { eventually, testHost, type TestHost } from '../../helpers/host';

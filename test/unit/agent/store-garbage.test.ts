@@ -5,9 +5,9 @@
  * valid policies. Garbage is random but seeded, so a failure reproduces.
  */
 import { status } from '../../../src/cli/commands';
-import { parsePolicies } from '../../../src/policy/policy';
+import { parsePolicies } from '../../../src/policy-document/policy';
 import { policyChainName, selectorSetName } from '../../../src/policy/names';
-import { parseSelector } from '../../../src/policy/selector';
+import { parseSelector } from '../../../src/policy-document/selector';
 import { ROOT } from '../../../src/store/keys';
 import { createDockerNetwork, eventually, useCluster, type TestHost } from '../../helpers/host';
 import { random } from '../../helpers/random';

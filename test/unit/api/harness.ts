@@ -17,7 +17,7 @@ import type {
   RequestAddressRequest,
   RequestPoolRequest,
   RequestPoolResult,
-} from '../../../src/driver/services';
+} from '../../../src/protocol/services';
 import type { PortMapping } from '../../../src/model';
 
 export interface Call {

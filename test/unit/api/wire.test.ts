@@ -11,7 +11,7 @@ import {
   parseBody,
 } from '../../../src/api/wire';
 import { BadRequestError } from '../../../src/errors';
-import type { CreateEndpointRequest } from '../../../src/driver/services';
+import type { CreateEndpointRequest } from '../../../src/protocol/services';
 
 const NET = 'a1'.repeat(32);
 const EP = 'e1'.repeat(32);

@@ -1,5 +1,5 @@
 import { ConflictError, NotFoundError, PolicyError } from '../../../src/errors';
-import { parsePolicies } from '../../../src/policy/policy';
+import { parsePolicies } from '../../../src/policy-document/policy';
 import { networkCreate, networkList, networkRemove, nodeRemove, policyApply, policyExplain, policyGet, policyList, policyRemove, status } from '../../../src/cli/commands';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { Registry } from '../../../src/store/registry';

@@ -1,6 +1,6 @@
 import { BadRequestError, NotSupportedError } from '../../../src/errors';
 import { MTU_OPTION, networkSettings, settingsMismatch, unpublishable } from '../../../src/driver/network-settings';
-import type { CreateNetworkRequest, IpamData } from '../../../src/driver/services';
+import type { CreateNetworkRequest, IpamData } from '../../../src/protocol/services';
 import type { PortMapping } from '../../../src/model';
 
 const DATA: IpamData = { addressSpace: 'sluice-local', pool: '10.96.0.0/24', gateway: '10.96.0.1/24', auxAddresses: {} };

@@ -8,7 +8,7 @@ import { RecordingDataplane } from '../../../src/dataplane/fake/recording-datapl
 import { ConflictError, DataplaneError } from '../../../src/errors';
 import { PrometheusMetrics, agentReadings, type AgentReadings } from '../../../src/metrics/prometheus';
 import { listenMetrics, type MetricsListener } from '../../../src/metrics/server';
-import { parsePolicies } from '../../../src/policy/policy';
+import { parsePolicies } from '../../../src/policy-document/policy';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { createDockerNetwork, eventually, testHost, type TestHost } from '../../helpers/host';
 import { metricValue, parseMetrics, type Sample } from '../../helpers/metrics-text';

@@ -5,7 +5,7 @@ import { planFirewall } from '../../../src/dataplane/linux/firewall-plan';
 import type { EndpointRecord } from '../../../src/model';
 import { compileFirewall, type CompileInput } from '../../../src/policy/compile';
 import { EGRESS_GOVERNED_SET, INGRESS_GOVERNED_SET, LOCAL_SET, netSetName, selectorSetName, targetSetName } from '../../../src/policy/names';
-import { parsePolicies } from '../../../src/policy/policy';
+import { parsePolicies } from '../../../src/policy-document/policy';
 import { protection } from '../../../src/policy/protect';
 import { renderForGolden } from '../../helpers/firewall-text';
 import { expectGolden } from '../../helpers/golden';

@@ -1,5 +1,5 @@
 import { dryRun, type Change } from '../../../src/policy/dry-run';
-import { parsePolicies } from '../../../src/policy/policy';
+import { parsePolicies } from '../../../src/policy-document/policy';
 import { random } from '../../helpers/random';
 import { PROBE_PORTS, Kernel, pick, randomCluster, randomPolicy } from './random-cluster';
 import { WEB_FROM_CLIENT, appnet, client1, client2, dbnet, web1 } from './fixtures';

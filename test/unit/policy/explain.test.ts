@@ -2,7 +2,7 @@ import { NotFoundError } from '../../../src/errors';
 import type { EndpointRecord } from '../../../src/model';
 import { compilePolicies } from '../../../src/policy/compile';
 import { explain, resolvePair } from '../../../src/policy/explain';
-import { parsePolicies } from '../../../src/policy/policy';
+import { parsePolicies } from '../../../src/policy-document/policy';
 import type { Cluster as VerdictCluster } from '../../../src/policy/verdict';
 import { random } from '../../helpers/random';
 import { PROBE_PORTS, type Cluster, Kernel, pick, randomCluster } from './random-cluster';

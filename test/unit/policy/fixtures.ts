@@ -1,7 +1,7 @@
 /** Cluster states for the compiler tests: host h1 is "this host", h2 a remote one. */
 import type { EndpointRecord, Labels, NetworkRecord, PortMapping } from '../../../src/model';
 import type { CompileInput } from '../../../src/policy/compile';
-import { parsePolicies } from '../../../src/policy/policy';
+import { parsePolicies } from '../../../src/policy-document/policy';
 import { protection, type ControlPlane } from '../../../src/policy/protect';
 
 export const appnet: NetworkRecord = { key: '10.96.0.0-16', subnet: '10.96.0.0/16', blockSize: 26, gateway: '10.96.0.1', name: 'appnet' };

@@ -5,8 +5,8 @@
  */
 import type { EndpointRecord, NetworkRecord } from '../../../src/model';
 import { compileFirewall } from '../../../src/policy/compile';
-import type { EgressRule, IngressRule, Policy, PortSpec, RuleProtocol } from '../../../src/policy/policy';
-import { parseSelector } from '../../../src/policy/selector';
+import type { EgressRule, IngressRule, Policy, PortSpec, RuleProtocol } from '../../../src/policy-document/policy';
+import { parseSelector } from '../../../src/policy-document/selector';
 import { FilterSim } from '../../helpers/packet-sim';
 import { appnet, dbnet, endpoint } from './fixtures';
 

@@ -1,5 +1,5 @@
 import { PolicyError } from '../../../src/errors';
-import { matches, parseSelector } from '../../../src/policy/selector';
+import { matches, parseSelector } from '../../../src/policy-document/selector';
 
 const canonical = (text: string): string => parseSelector(text).toString();
 

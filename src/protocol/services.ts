@@ -5,6 +5,10 @@
  */
 import type { PortMapping } from '../model';
 
+/** Address space names reported to dockerd (it echoes them back in RequestPool); a sluice network must use one. */
+export const ADDRESS_SPACE_LOCAL = 'sluice-local';
+export const ADDRESS_SPACE_GLOBAL = 'sluice-global';
+
 export interface RequestPoolRequest {
   /** CIDR from `--subnet`, or undefined to pick a free one. */
   pool?: string;

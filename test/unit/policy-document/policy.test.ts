@@ -1,5 +1,5 @@
 import { PolicyError } from '../../../src/errors';
-import { DEFAULT_ORDER, parsePolicies, policyToYaml, type Policy } from '../../../src/policy/policy';
+import { DEFAULT_ORDER, parsePolicies, policyToYaml, type Policy } from '../../../src/policy-document/policy';
 
 const DESIGN_EXAMPLE = `
 kind: NetworkPolicy

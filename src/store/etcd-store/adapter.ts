@@ -22,57 +22,27 @@
  *   naming what to fix, never "unavailable": waiting would not help.
  */
 import { rootCertificates } from 'node:tls';
-import { HeldLease } from './held-lease';
 import { circuitBreaker, ConsecutiveBreaker, ConstantBackoff, handleWhen, isBrokenCircuitError, noop, retry } from 'cockatiel';
 import {
   Etcd3,
-  EtcdAuthenticationFailedError,
   EtcdLeaseInvalidError,
-  EtcdPermissionDeniedError,
-  GRPCResourceExhastedError,
-  GRPCUnauthenticatedError,
   isRecoverableError,
   Range,
-  type IKeyValue,
   type IRangeResponse,
   type Lease as EtcdLeaseHandle,
   type PutBuilder,
-  type Watcher,
 } from 'etcd3';
-import { SluiceError, StoreAuthError, StoreRefusedError, StoreTlsError, StoreUnavailableError, errorMessage } from '../errors';
-import { validateTtl } from './memory-store';
-import type { KeyValue, Lease, ListResult, Store, Unchanged, Watch, WatchEvent, WatchHandlers } from './store';
+import { SluiceError, StoreRefusedError, StoreTlsError, StoreUnavailableError } from '../../errors';
+import { HeldLease, validateTtl } from '../held-lease';
+import type { KeyValue, Lease, ListResult, Store, Unchanged, Watch, WatchHandlers } from '../store';
+import { DEFAULT_ETCD_TIMEOUT_MS, type EtcdStoreOptions } from './options';
+import { isUnavailability, neverSent, refusal } from './refusals';
+import { EtcdWatch, toKeyValue } from './watch';
 
-export const DEFAULT_ETCD_TIMEOUT_MS = 3000;
 /** Keys per page of a list: records of ~400 bytes make pages of ~0.5 MB. */
 const LIST_PAGE_KEYS = 1000;
 /** Fresh starts of a list whose revision etcd keeps compacting away, before giving up. */
 const LIST_ATTEMPTS = 3;
-
-export interface EtcdStoreOptions {
-  /** "HOST:PORT" of each member. */
-  endpoints: string[];
-  /** Deadline of every call, and of a watch's start. */
-  timeoutMs?: number;
-  /** Speak TLS to every member. */
-  tls?: EtcdTls;
-  /** Log in as this etcd user. */
-  auth?: EtcdAuth;
-}
-
-/** PEM contents. */
-export interface EtcdTls {
-  /** The CA that signed etcd's certificate; the system's CAs when absent. */
-  ca?: Buffer;
-  /** A client certificate and its key, for an etcd run with --client-cert-auth. */
-  cert?: Buffer;
-  key?: Buffer;
-}
-
-export interface EtcdAuth {
-  username: string;
-  password: string;
-}
 
 /** Our own deadline, a little after grpc's, for anything grpc's does not cover (e.g. waiting on a lease grant). */
 class DeadlineError extends Error {}
@@ -347,151 +317,4 @@ class EtcdLease extends HeldLease<EtcdLease> {
   ) {
     super(id, revokeFn);
   }
-}
-
-class EtcdWatch implements Watch {
-  private active = true;
-  private connected = false;
-  private cancelled: Promise<void> | undefined;
-  private readonly startTimer: NodeJS.Timeout;
-
-  constructor(
-    private readonly watcher: Watcher,
-    fromRevision: number,
-    private readonly handlers: WatchHandlers,
-    description: string,
-    private readonly timeoutMs: number,
-    private readonly hooks: { refusal: (err: Error) => SluiceError | undefined; closed: () => void },
-  ) {
-    const from = fromRevision >= 1 ? `revision ${fromRevision}` : 'now';
-    this.startTimer = setTimeout(
-      () => this.reset(`${description} did not start a watch within ${timeoutMs / 1000}s: is etcd running?`, true),
-      timeoutMs,
-    );
-    watcher.on('connected', () => {
-      this.connected = true;
-      clearTimeout(this.startTimer);
-    });
-    watcher.on('data', (res) => {
-      if (!this.active) return;
-      const events = res.events.map(toWatchEvent);
-      if (events.length > 0) this.handlers.onEvents(events, Number(res.header.revision));
-    });
-    watcher.on('disconnected', (err) =>
-      this.reset(hooks.refusal(err)?.message ?? `lost the watch stream to ${description}: ${errorMessage(err)}`, true),
-    );
-    // etcd cancelled it; the library has already dropped it, so there is nothing to cancel.
-    watcher.on('error', (err) =>
-      this.reset(
-        hooks.refusal(err)?.message ??
-          `${description} ended the watch from ${from} (${errorMessage(err)}): its history was probably compacted; list again`,
-        false,
-      ),
-    );
-  }
-
-  close(): Promise<void> {
-    this.active = false;
-    return this.cancel(true);
-  }
-
-  /** Once: stops delivering, tells the caller, frees the library's watcher. Outside the library's call stack. */
-  private reset(reason: string, cancel: boolean): void {
-    if (!this.active) return;
-    this.active = false;
-    void this.cancel(cancel);
-    queueMicrotask(() => this.handlers.onReset(reason));
-  }
-
-  private cancel(viaEtcd: boolean): Promise<void> {
-    this.cancelled ??= (async () => {
-      clearTimeout(this.startTimer);
-      this.hooks.closed();
-      if (!viaEtcd) return;
-      // Bounded: a cancel waits for etcd's reply, and etcd may be gone.
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        this.watcher.cancel().catch(() => undefined),
-        new Promise<void>((done) => (timer = setTimeout(done, this.connected ? this.timeoutMs : 0))),
-      ]);
-      clearTimeout(timer);
-    })();
-    return this.cancelled;
-  }
-}
-
-function toKeyValue(kv: IKeyValue): KeyValue {
-  return { key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision) };
-}
-
-function toWatchEvent(event: { type: 'Put' | 'Delete'; kv: IKeyValue }): WatchEvent {
-  return event.type === 'Put'
-    ? { type: 'put', kv: toKeyValue(event.kv) }
-    : { type: 'delete', key: event.kv.key.toString(), modRevision: Number(event.kv.mod_revision) };
-}
-
-/**
- * etcd3 counts ResourceExhausted as recoverable, but etcd answers with it for a
- * request over its size limit or a full database: a refusal, not an outage.
- */
-function isUnavailability(err: Error): boolean {
-  return isRecoverableError(err) && !(err instanceof GRPCResourceExhastedError);
-}
-
-const PASSWORD_SOURCE = 'SLUICE_ETCD_PASSWORD or --etcd-password-file';
-
-/**
- * What etcd or the TLS handshake refused, named for what the user must change; undefined for
- * anything else. grpc reports handshake failures only as text inside "UNAVAILABLE".
- */
-export function refusal(
-  err: Error,
-  store: string,
-  what: string,
-  options: Pick<EtcdStoreOptions, 'tls' | 'auth'>,
-): SluiceError | undefined {
-  const user = options.auth?.username;
-  if (err instanceof EtcdAuthenticationFailedError) {
-    return new StoreAuthError(`${store} refused the login of user ${user}: wrong user name or password (${PASSWORD_SOURCE})`);
-  }
-  if (err instanceof EtcdPermissionDeniedError) {
-    return new StoreAuthError(
-      `${store}: permission denied to ${what} for ${user ? `user ${user}` : 'a client without --etcd-user'}: Sluice needs a role with read-write on the key prefix /sluice/`,
-    );
-  }
-  const text = err.message;
-  if (err instanceof GRPCUnauthenticatedError || /etcdserver: user name is empty/.test(text)) {
-    return new StoreAuthError(`${store} requires a login: pass --etcd-user NAME and a password (${PASSWORD_SOURCE})`);
-  }
-  if (/etcdserver: authentication is not enabled/.test(text)) {
-    return new StoreAuthError(`${store} has authentication off but --etcd-user is set: drop --etcd-user or enable auth in etcd`);
-  }
-  if (/unable to verify|self[- ]signed certificate|unable to get local issuer certificate|certificate verify failed/i.test(text)) {
-    return new StoreTlsError(
-      `${store}: unknown CA: etcd's certificate is not signed by ${options.tls?.ca ? 'the CA of --etcd-ca' : "a CA this system trusts"}: pass the CA that signed it with --etcd-ca`,
-    );
-  }
-  if (/does not match certificate's altnames|ERR_TLS_CERT_ALTNAME_INVALID/i.test(text)) {
-    return new StoreTlsError(`${store}: etcd's certificate is not issued for this address: use an address its subjectAltName lists`);
-  }
-  if (/alert (bad certificate|unknown ca|certificate required|certificate unknown)/i.test(text)) {
-    return new StoreTlsError(
-      options.tls?.cert
-        ? `${store}: certificate refused: etcd does not accept the client certificate of --etcd-cert: use one signed by a CA etcd trusts (its --trusted-ca-file)`
-        : `${store}: certificate refused: etcd requires a client certificate: pass --etcd-cert and --etcd-key`,
-    );
-  }
-  if (options.tls && /disconnected before secure TLS connection|wrong version number|packet length too long/i.test(text)) {
-    return new StoreTlsError(`${store} does not speak TLS: use etcd:// without --etcd-ca, or the port etcd serves TLS on`);
-  }
-  // A TLS server drops a plain HTTP/2 connection at once; a dead etcd refuses it (ECONNREFUSED) instead.
-  if (!options.tls && /Last error: Failed to connect/.test(text)) {
-    return new StoreTlsError(`${store} dropped a plain connection: it probably wants TLS: pass --etcd-ca (and --etcd-cert, --etcd-key if it requires a client certificate)`);
-  }
-  return undefined;
-}
-
-/** grpc's "no connection established": the call was never sent, so another member may take it. */
-function neverSent(err: Error): boolean {
-  return /No connection established|ECONNREFUSED/.test(err.message);
 }

@@ -6,8 +6,13 @@
  * liveness lapsed keeps its routes: its containers may well still run, and
  * its blocks are only ever reclaimed after the grace period (agent/reclaim.ts).
  */
-import type { BlockRoute } from '../dataplane/dataplane';
 import type { BlockRecord, NodeRecord } from '../model';
+
+/** A route this host needs to reach a block held elsewhere, or to drop traffic to unused addresses of its own. */
+export type BlockRoute =
+  | { kind: 'host-gw'; block: string; via: string }
+  | { kind: 'vxlan'; block: string; nodeIp: string; vtepMac: string }
+  | { kind: 'blackhole'; block: string };
 
 export type PeerMode = 'host-gw' | 'vxlan';
 

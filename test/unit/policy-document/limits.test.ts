@@ -1,6 +1,6 @@
 import { PolicyError } from '../../../src/errors';
-import { POLICY_LIMITS, parsePolicies } from '../../../src/policy/policy';
-import { MAX_SELECTOR_DEPTH, MAX_SELECTOR_LENGTH, parseSelector } from '../../../src/policy/selector';
+import { POLICY_LIMITS, parsePolicies } from '../../../src/policy-document/policy';
+import { MAX_SELECTOR_DEPTH, MAX_SELECTOR_LENGTH, parseSelector } from '../../../src/policy-document/selector';
 
 /** A valid policy document with `selector` and the given extra YAML lines. */
 function doc(selector: string, rest = 'ingress: []'): string {
