@@ -92,7 +92,7 @@ describe('askers only on --internal networks', () => {
   const internalIndex = buildNameIndex([{ ...appnet, settings: { internal: true, auxAddresses: {} } }], [client, apiOnApp]);
   const askInternal = (name: string, type: Parameters<typeof query>[1] = 'A') => {
     const decision = decide(internalIndex, client.address, query(name, type));
-    return decision.kind === 'forward' ? 'forward' : (dnsPacket.decode(dnsPacket.encode(decision.packet)) as { rcode: string }).rcode;
+    return decision.kind === 'forward' ? 'forward' : (dnsPacket.decode(dnsPacket.encode(decision.packet)) as dnsPacket.DecodedPacket & { rcode: string }).rcode;
   };
 
   it('resolve the names of their network, and are refused names outside the cluster (no way out)', () => {
