@@ -23,6 +23,8 @@ export const MAX_QUERY_BYTES = 1024;
 /** A TCP client that says nothing for this long is disconnected. */
 const TCP_IDLE_MS = 10_000;
 const MAX_TCP_CONNECTIONS = 256;
+/** Tries of an ephemeral port (port 0) whose TCP twin turns out to be taken. */
+const EPHEMERAL_ATTEMPTS = 5;
 
 /** What the resolver reads names from: the agent's ClusterView has this shape. */
 export interface NameSource {
@@ -64,8 +66,21 @@ export class Resolver {
     tcp.on('error', (err) => this.log(`tcp socket: ${err.message}`));
   }
 
-  /** Binds both sockets; a clear error (and nothing left open) when either cannot be bound. */
+  /**
+   * Binds both sockets; a clear error (and nothing left open) when either cannot be bound. Port 0
+   * (tests) picks a free UDP port, whose TCP twin another process may hold: then it picks again.
+   */
   static async start(options: ResolverOptions): Promise<Resolver> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await Resolver.bindBoth(options);
+      } catch (err) {
+        if (options.port !== 0 || !(err instanceof ConflictError) || attempt === EPHEMERAL_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  private static async bindBoth(options: ResolverOptions): Promise<Resolver> {
     const udp = dgram.createSocket('udp4');
     try {
       await bind('udp', options.address, options.port, (done) => udp.bind({ address: options.address, port: options.port, exclusive: true }, done), udp);
