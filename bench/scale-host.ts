@@ -11,7 +11,9 @@
 // Driven by one line per command on stdin, each answered by one JSON line:
 //   start  → {startMs, rssMb}: watchers connected / agent started (list + first apply)
 //   mark   → {}: notes the time and this process's CPU
-//   report → {marks, held, rssMb}: the marks and held times since the last report, which it forgets
+//   report → {marks, held, applies, rssMb}: the marks, held times and firewall applies since the
+//            last report, which it forgets
+import { setPriority } from 'node:os';
 import { createInterface } from 'node:readline';
 import { Etcd3 } from 'etcd3';
 import { Agent } from '../src/agent/agent';
@@ -30,12 +32,15 @@ import { nowMs } from './proc';
 
 const DOCKER_NET = 'd'.repeat(64);
 const PER_NODE = 20;
+const NICE = 10;
 /** Watchers connecting at once: a thousand grpc handshakes together only make etcd time some out. */
 const CONNECT_BATCH = 50;
 
 /** Event ID → when this process's hosts held it, one time per host. */
 const held = new Map<string, number[]>();
 let marks: Mark[] = [];
+/** Firewall applies of the agent. */
+let applies = 0;
 
 function hold(id: string, at: number): void {
   const times = held.get(id);
@@ -181,7 +186,9 @@ class LastStateDataplane implements Dataplane {
   applyFirewall(state: FirewallState): Promise<void> {
     this.firewall = state;
     this.onFirewall();
-    return Promise.resolve();
+    // The real one waits for iptables-restore: watch events that come meanwhile fold into the
+    // next apply. Resolving at once would compile once per event, never letting them in between.
+    return new Promise((resolve) => setImmediate(resolve));
   }
   verifyFirewall(): Promise<string[]> {
     return Promise.resolve([]);
@@ -199,11 +206,15 @@ class LastStateDataplane implements Dataplane {
 
 function agent(etcd: string, index: number): Hosts {
   return async () => {
+    // Below etcd and the watchers: agents that saturate the cores (a compile per change) slow
+    // their own applies, not etcd's fan-out or the watches' delivery.
+    setPriority(NICE);
     const node = nodeName(index);
     /** Endpoint events in the agent's view that no applied firewall has included yet. */
     let pending: string[] = [];
     // The firewall is compiled from the view just before applyFirewall: all pending events are in it.
     const dataplane = new LastStateDataplane(() => {
+      applies++;
       const now = nowMs();
       for (const id of pending) hold(id, now);
       pending = [];
@@ -243,9 +254,10 @@ async function answer(command: string, start: Hosts): Promise<object> {
       marks.push({ at: nowMs(), cpuMs: cpuMs() });
       return {};
     case 'report': {
-      const reply = { marks, held: [...held], rssMb: rssMb() };
+      const reply = { marks, held: [...held], applies, rssMb: rssMb() };
       marks = [];
       held.clear();
+      applies = 0;
       return reply;
     }
     default:
