@@ -222,7 +222,7 @@ export const scale: Scenario = {
               targeted ? { text: 'p99 ≤ 1000 ms, 0', ok: p99 <= 1000 && all.missed + failed === 0 } : undefined),
           );
           ctx.add(row(`${label}: write → a full agent's applied firewall holds it, p50 / p99 / max`, ms(byAgents.each)));
-          ctx.add(row(`${label}: write → a watcher's watch delivers it, p50 / p99 / max`, ms(spread(writes, heldBy(watcherReports), watching).each)));
+          ctx.add(row(`${label}: write → delivered by the watches of all ${watching} watchers, p50 / p99 / max`, ms(spread(writes, heldBy(watcherReports), watching).toAll)));
 
           const perChange = agentReports.map((r) => cpuPerChange(r.marks[0]!, r.marks[1]!, r.marks[2]!, writes.size));
           ctx.add(
