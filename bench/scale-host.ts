@@ -9,7 +9,7 @@
 //       held once a firewall the agent applies was compiled from a view that has it
 //
 // Driven by one line per command on stdin, each answered by one JSON line:
-//   start  → {startMs, rssMb}: watchers connected / agent started (list + first apply)
+//   start  → {startMs}: watchers connected / agent started (list + first apply)
 //   mark   → {}: notes the time and this process's CPU
 //   report → {marks, held, applies, rssMb}: the marks, held times and firewall applies since the
 //            last report, which it forgets
@@ -249,7 +249,7 @@ function serve(start: Hosts): void {
 async function answer(command: string, start: Hosts): Promise<object> {
   switch (command) {
     case 'start':
-      return { startMs: await start(), rssMb: rssMb() };
+      return { startMs: await start() };
     case 'mark':
       marks.push({ at: nowMs(), cpuMs: cpuMs() });
       return {};

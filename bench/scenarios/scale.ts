@@ -56,7 +56,6 @@ const HOST = path.join(__dirname, '../scale-host.js');
 
 interface Reply {
   startMs: number;
-  rssMb: number;
 }
 
 interface Report {
