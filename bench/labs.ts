@@ -129,7 +129,7 @@ export function procStatusKb(pid: number, field: string): number {
   return Number(match[1]);
 }
 
-function cpuTicks(pid: number): number {
+export function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // utime and stime: fields 14 and 15 of stat, 12 and 13 after the command name.

@@ -1,4 +1,4 @@
-// `npm run bench [-- --only NAME[,NAME…]]`: runs the scenarios on bench- labs, prints a
+// `npm run bench [-- --only NAME[,NAME…] | -- NAME…]`: runs the scenarios on bench- labs, prints a
 // markdown table of every figure against its target and writes it to bench/results.md, one
 // section per scenario: a run replaces the sections of the scenarios it ran and keeps the rest.
 // Labs come up on first use and go down after the last scenario that needs them, and always
@@ -22,12 +22,14 @@ import { pluginTime, pluginTimeScraped, pluginTimeTls } from './scenarios/plugin
 import { policyConvergence, policyConvergenceTls } from './scenarios/policy-convergence';
 import { routeConvergence } from './scenarios/route-convergence';
 import { runToPolicy } from './scenarios/run-to-policy';
+import { scale } from './scenarios/scale';
 import { throughput } from './scenarios/throughput';
 
 // In run order: scenarios sharing a lab are next to each other, so few labs are up at once.
 const SCENARIOS: readonly Scenario[] = [
   decodeCost,
   largeCluster,
+  scale,
   dockerRunSingle,
   pluginTime,
   pluginTimeTls,
@@ -74,13 +76,20 @@ function log(message: string): void {
   process.stderr.write(`bench: ${message}\n`);
 }
 
-function selected(argv: string[]): readonly Scenario[] {
+/** The scenario names asked for: after --only (comma-separated), or as plain arguments; undefined for all. */
+export function requestedNames(argv: readonly string[]): string[] | undefined {
   const at = argv.indexOf('--only');
-  if (at < 0) return SCENARIOS;
-  const names = (argv[at + 1] ?? '').split(',').filter((n) => n !== '');
+  const names = at >= 0 ? (argv[at + 1] ?? '').split(',') : argv.filter((arg) => !arg.startsWith('-'));
+  if (at < 0 && names.length === 0) return undefined;
+  return names.filter((n) => n !== '');
+}
+
+function selected(argv: string[]): readonly Scenario[] {
+  const names = requestedNames(argv);
+  if (names === undefined) return SCENARIOS;
   const unknown = names.filter((n) => !SCENARIOS.some((s) => s.name === n));
   if (names.length === 0 || unknown.length > 0) {
-    log(`--only wants scenario names from: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+    log(`--only (or a plain argument) wants scenario names from: ${SCENARIOS.map((s) => s.name).join(', ')}`);
     process.exit(2);
   }
   return SCENARIOS.filter((s) => names.includes(s.name));
