@@ -22,7 +22,7 @@
 // watcher processes, which share the 2 cores: when they saturate, the latency is the bench's too.
 import * as path from 'node:path';
 import { Etcd3 } from 'etcd3';
-import { EtcdStore } from '../../src/store/etcd-store';
+import { EtcdStore } from '../../src/store/etcd-store/adapter';
 import { keys } from '../../src/store/keys';
 import { Registry } from '../../src/store/registry';
 import { bigCluster, bigEndpoint, bigPolicies, writeAll } from '../../test/helpers/big-cluster';

@@ -6,7 +6,7 @@
 import { Etcd3 } from 'etcd3';
 import type { BlockRecord, EndpointRecord, NetworkRecord, NodeRecord } from '../../src/model';
 import { formatIp } from '../../src/net/ipv4';
-import { parsePolicies, type Policy } from '../../src/policy/policy';
+import { parsePolicies, type Policy } from '../../src/policy-document/policy';
 import { keys } from '../../src/store/keys';
 
 export const BIG_NET: NetworkRecord = { key: '10.96.0.0-12', subnet: '10.96.0.0/12', blockSize: 26, gateway: '10.96.0.1', name: 'big', managed: false };
