@@ -20,21 +20,7 @@ import { HeldLease } from './held-lease';
 import { randomBytes } from 'node:crypto';
 import { BadRequestError, StoreUnavailableError } from '../errors';
 import type { KeyValue, Lease, ListResult, Store, Unchanged, Watch, WatchEvent, WatchHandlers } from './store';
-
-/** Time for the engine, injectable so unit tests can advance it by hand. */
-export interface Clock {
-  now(): number;
-  /** Calls `fn` once after `ms`; returns a function that cancels the call. */
-  setTimer(fn: () => void, ms: number): () => void;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimer: (fn, ms) => {
-    const timer = setTimeout(fn, ms);
-    return () => clearTimeout(timer);
-  },
-};
+import { systemClock, type Clock } from '../util/clock';
 
 /**
  * Revisions of history kept for watches that start in the past. A watch that

@@ -4,42 +4,9 @@
  * test/contract/store.contract.test.ts, shared with the file and etcd stores.
  */
 import { StoreUnavailableError } from '../../../src/errors';
-import { MemoryStore, type Clock } from '../../../src/store/memory-store';
+import { MemoryStore } from '../../../src/store/memory-store';
 import type { WatchEvent, WatchHandlers } from '../../../src/store/store';
-
-/** Time that moves only when the test says so; due timers run in time order. */
-class ManualClock implements Clock {
-  private time = 1_000_000;
-  private timers: { at: number; fn: () => void }[] = [];
-
-  now(): number {
-    return this.time;
-  }
-
-  setTimer(fn: () => void, ms: number): () => void {
-    const timer = { at: this.time + ms, fn };
-    this.timers.push(timer);
-    return () => {
-      this.timers = this.timers.filter((t) => t !== timer);
-    };
-  }
-
-  advance(ms: number): void {
-    const target = this.time + ms;
-    for (;;) {
-      const due = this.timers.filter((t) => t.at <= target).sort((a, b) => a.at - b.at)[0];
-      if (!due) break;
-      this.timers = this.timers.filter((t) => t !== due);
-      this.time = due.at;
-      due.fn();
-    }
-    this.time = target;
-  }
-
-  get pending(): number {
-    return this.timers.length;
-  }
-}
+import { FakeClock } from '../../helpers/fake-clock';
 
 class Recorder implements WatchHandlers {
   events: WatchEvent[] = [];
@@ -57,20 +24,20 @@ const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolv
 
 describe('MemoryStore', () => {
   it('expires a lease TTL seconds after its holder closes, not before', async () => {
-    const clock = new ManualClock();
+    const clock = new FakeClock();
     const holder = new MemoryStore({ clock });
     const peer = holder.connect();
     const lease = await holder.grantLease(10);
     await holder.put('/node', 'alive', lease);
-    clock.advance(60_000); // held: no expiry however long
+    await clock.advance(60_000); // held: no expiry however long
     expect(await peer.get('/node')).toBeDefined();
 
     const rec = new Recorder();
     peer.watch('/', (await peer.list('/')).revision + 1, rec);
     await holder.close();
-    clock.advance(9_999);
+    await clock.advance(9_999);
     expect(await peer.get('/node')).toBeDefined();
-    clock.advance(1);
+    await clock.advance(1);
     expect(await peer.get('/node')).toBeUndefined();
     await settle();
     expect(rec.events).toEqual([{ type: 'delete', key: '/node', modRevision: expect.any(Number) }]);
@@ -79,7 +46,7 @@ describe('MemoryStore', () => {
   });
 
   it('calls onLost once, outside the mutating call, when a lease is lost', async () => {
-    const store = new MemoryStore({ clock: new ManualClock() });
+    const store = new MemoryStore({ clock: new FakeClock() });
     const lease = await store.grantLease(5);
     await store.put('/k', 'v', lease);
     let lost = 0;
