@@ -80,6 +80,17 @@ describe('Agent: routes between hosts', () => {
     expect(firewallCalls).toEqual(['verifyFirewall', 'applyFirewall']);
     expect(log.mock.calls).toEqual([['sluice agent: repairing firewall changed outside sluice: filter chain SLUICE-FORWARD was flushed out of band']]);
   });
+  it('puts back a route removed behind its back, on the resync tick', async () => {
+    const h1 = await start('h1', '192.0.2.1', { flags: { 'resync-interval': '30' } });
+    const block = await claimBlock(h1);
+    await eventually(() => expect(h1.dataplane.routes.has(block)).toBe(true));
+    h1.dataplane.routes.delete(block); // `ip route del` by someone else
+    await h1.agent.converge();
+    expect(h1.dataplane.routes.has(block)).toBe(false); // unchanged desired state: nothing sent
+    await h1.clock.advance(30_000);
+    expect(h1.dataplane.routes.get(block)).toEqual({ kind: 'blackhole', block });
+  });
+
   it('reports its last apply and its latest background failure with its liveness, for sluice status', async () => {
     const h1 = await start('h1', '192.0.2.1');
     const log = jest.spyOn(console, 'error').mockImplementation(() => undefined);
