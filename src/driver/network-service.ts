@@ -163,6 +163,7 @@ export class NetworkDriver implements NetworkService {
     const names = endpointIfnames(req.endpointId);
     const [endpoint, identity] = await Promise.all([
       this.endpointOf(req.networkId, req.endpointId),
+      // Docker not answering must not fail Join: the endpoint stays fail-closed until the resync learns its labels.
       this.containers.containerOf(req.networkId, req.endpointId).catch(() => undefined),
     ]);
     const ports = publishable(req.portMappings);

@@ -209,6 +209,7 @@ function parseEvent(line: string): ContainerEvent | undefined {
   try {
     raw = JSON.parse(line) as RawEvent;
   } catch {
+    // Not an event dockerd sends: skipped, the stream goes on.
     return undefined;
   }
   const attributes = raw.Actor?.Attributes ?? {};

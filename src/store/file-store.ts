@@ -337,6 +337,7 @@ export class FileStore implements Store {
       await syncDirectory(dirname(this.path));
       return identity;
     } catch (err) {
+      // The write's failure is the one to report; a temp file left over is removed at the next start.
       await unlink(temp).catch(() => undefined);
       throw err;
     }
@@ -347,6 +348,7 @@ export class FileStore implements Store {
     this.cleanedTemps = true;
     const dir = dirname(this.path);
     const base = basename(this.path);
+    // Housekeeping: a file another process removed first, or one that cannot go, harms nothing.
     for (const name of await readdir(dir)) {
       if (name.startsWith(`${base}.tmp-`)) await unlink(join(dir, name)).catch(() => undefined);
       else if (name.startsWith(`${basename(this.lockPath)}.new-`)) {
@@ -376,6 +378,7 @@ export class FileStore implements Store {
         }
         if (errorCode(err) !== 'EEXIST') throw err;
       } finally {
+        // Linked as the lock or not: the candidate name itself is no longer needed.
         await unlink(candidate).catch(() => undefined);
       }
       const holder = await this.liveHolder();
@@ -391,6 +394,7 @@ export class FileStore implements Store {
   }
 
   private async unlock(): Promise<void> {
+    // Already gone (removed as stale) or not removable: the next taker checks its holder anyway.
     await unlink(this.lockPath).catch(() => undefined);
   }
 
@@ -420,11 +424,13 @@ export class FileStore implements Store {
       if (errorCode(err) !== 'EEXIST') throw err;
       const age = await stat(guard).then((s) => Date.now() - s.mtimeMs, () => 0);
       if (age <= STALE_GUARD_MS) return false;
+      // A stale guard another process removed first is just as gone.
       await unlink(guard).catch(() => undefined);
       return true;
     }
     try {
       const lock = await readLock(this.lockPath);
+      // Either may have been removed by the process that raced this one: gone is what is wanted.
       if (lock && sameFile(lock.identity, stale)) await unlink(this.lockPath).catch(() => undefined);
       return true;
     } finally {
@@ -471,6 +477,7 @@ export class FileStore implements Store {
     // timer: it does not keep the process alive.
     this.expiryTimer = setTimeout(
       () => {
+        // A failed write is retried by the next one, which expires the leases too.
         if (!this.closed) this.write(() => undefined).catch(() => undefined);
       },
       Math.max(0, next - Date.now()) + 5,
@@ -698,6 +705,7 @@ let ownPidNamespace: Promise<string> | undefined;
 
 /** "pid:[4026531836]" on Linux: two processes' pids are comparable only within one namespace. */
 function pidNamespace(): Promise<string> {
+  // Not Linux, or no /proc: one namespace assumed.
   ownPidNamespace ??= readlink('/proc/self/ns/pid').catch(() => 'unknown');
   return ownPidNamespace;
 }
