@@ -169,16 +169,13 @@ export class Agent implements LocalConvergence {
   // LocalConvergence: called by the driver during Docker's plugin calls.
 
   async endpointChanged(endpoint: EndpointRecord, removed = false): Promise<void> {
-    const key = `${endpoint.node}/${endpoint.id}`;
-    if (removed) this.view.endpoints.delete(key);
-    else this.view.endpoints.set(key, endpoint);
+    this.view.putEndpoint(endpoint, removed);
     this.names?.update(this.view);
     await this.converge();
   }
 
   async networksChanged(): Promise<void> {
-    for (const key of [...this.view.dockerNets.keys()]) if (key.startsWith(`${this.node}/`)) this.view.dockerNets.delete(key);
-    for (const d of await this.registry.listDockerNets(this.node)) this.view.dockerNets.set(`${d.node}/${d.dockerNetworkId}`, d.network);
+    this.view.putDockerNets(this.node, await this.registry.listDockerNets(this.node));
     await this.converge();
   }
 
@@ -191,11 +188,6 @@ export class Agent implements LocalConvergence {
   converge(): Promise<void> {
     if (!this.sync.listed) return Promise.resolve();
     return this.converger.run();
-  }
-
-  /** Dockers' truth against the store and the kernel (reconcile.ts); at start, after a dockerd restart and on a timer. */
-  reconcileWithDocker(): Promise<void> {
-    return this.reconciler.run();
   }
 
   private async applyDesiredState(): Promise<void> {

@@ -1,5 +1,5 @@
-import { Agent } from '../../../src/agent/agent';
-import { loadAgentConfig } from '../../../src/config';
+import type { Agent } from '../../../src/agent/agent';
+import { Reconciler } from '../../../src/agent/reconcile';
 import { status } from '../../../src/cli/commands';
 import { PROTECTED_SET } from '../../../src/policy/names';
 import { keys } from '../../../src/store/keys';
@@ -125,13 +125,10 @@ describe('Agent: reconciling with Docker', () => {
     return host;
   }
 
-  /** An agent of `host` that waits `confirmMs` between its two looks (not started: only reconcileWithDocker is called). */
-  function patientAgent(host: TestHost, confirmMs: number): Agent {
-    const own = testHost(store, 'h1', '192.0.2.1', { dataplane: host.dataplane, docker: host.docker });
-    return new Agent(loadAgentConfig({ node: 'h1', 'node-ip': '192.0.2.1' }, {}), own.registry, host.dataplane, host.docker, own.ipam, {
-      reconcileConfirmMs: confirmMs,
-      clock: host.clock,
-    });
+  /** Reconciliation on `host` that waits `confirmMs` between its two looks. */
+  function patientReconciler(host: TestHost, confirmMs: number): Reconciler {
+    const { registry, dataplane, docker, ipam, agent, clock } = host;
+    return new Reconciler({ node: 'h1', registry, dataplane, docker, ipam, view: agent.view, clock, confirmMs, networksChanged: () => agent.networksChanged() });
   }
 
   it('after a restart, removes endpoints, veths and addresses of containers Docker no longer has, and keeps the rest', async () => {
@@ -169,7 +166,7 @@ describe('Agent: reconciling with Docker', () => {
     const id = 'c'.repeat(64);
     const { address } = await host.ipam.requestAddress({ poolId });
     await host.driver.createEndpoint({ networkId: net, endpointId: id, address, portMappings: [], driverOptions: {} });
-    const reconciling = patientAgent(host, 100).reconcileWithDocker();
+    const reconciling = patientReconciler(host, 100).run();
     await settle();
     // Docker commits the endpoint while the agent waits for its second look.
     host.docker.run(net, id, { containerId: 'c1', containerName: 'starting', labels: {} });
@@ -186,7 +183,7 @@ describe('Agent: reconciling with Docker', () => {
     const { address: orphan } = await host.ipam.requestAddress({ poolId }); // a leftover on both looks
     const looks = () => host.dataplane.callsTo('listEndpoints').length;
     const before = looks();
-    const reconciling = patientAgent(host, 200).reconcileWithDocker();
+    const reconciling = patientReconciler(host, 200).run();
     await settle();
     expect(looks()).toBe(before + 1); // the first look is over
     // CreateEndpoint of a container Docker does not list until it has started.
