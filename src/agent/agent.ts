@@ -209,7 +209,7 @@ export class Agent implements LocalConvergence {
     await this.identities.learnMissingLabels().catch((err: unknown) => this.reporter.report('learning container labels', err));
     const damage = await this.dataplane.verifyFirewall();
     if (damage.length > 0) console.error(`sluice agent: repairing firewall changed outside sluice: ${damage.join('; ')}`);
-    // Routes and gateways are re-read from the kernel, not trusted from memory.
+    // Gateways and routes are sent again too: someone may have removed them.
     this.applier.applyFullNext();
     await this.converge();
   }

@@ -3,6 +3,7 @@
  * policies select on (Join may not know them yet) and the names and aliases
  * every host's resolver answers. Written to the endpoint records, once per change.
  */
+import { isBug } from '../errors';
 import type { ContainerEvent, DockerHost } from '../labels/docker';
 import type { EndpointRecord } from '../model';
 import type { Registry } from '../store/registry';
@@ -32,7 +33,11 @@ export class Identities {
     for (const endpoint of this.view.endpointsOf(this.node).filter((e) => e.labels === null)) {
       const dockerNetworkId = this.view.dockerNetworkId(this.node, endpoint.network);
       if (dockerNetworkId === undefined) continue;
-      const identity = await this.docker.containerOf(dockerNetworkId, endpoint.id);
+      const identity = await this.docker.containerOf(dockerNetworkId, endpoint.id).catch((err: unknown) => {
+        // Docker cannot name this one now (its network gone, dockerd away): the others still may, the next resync retries.
+        if (isBug(err)) throw err;
+        return undefined;
+      });
       if (identity) await this.record({ ...endpoint, ...identity });
     }
   }
