@@ -203,6 +203,7 @@ function hostResolvConf(): string {
   try {
     return readFileSync('/etc/resolv.conf', 'utf8');
   } catch {
+    // No resolv.conf: no upstreams, which the agent says at start.
     return '';
   }
 }

@@ -89,10 +89,48 @@ export class DataplaneError extends SluiceError {
   readonly code = 'dataplane';
 }
 
+/** dockerd did not answer (not running, restarting) or failed inside (HTTP 5xx). */
+export class DockerUnavailableError extends SluiceError {
+  readonly code = 'docker-unavailable';
+  override readonly httpStatus = 503;
+}
+
+/** dockerd answered but refused the request (HTTP 4xx): retrying will not help. */
+export class DockerRefusedError extends SluiceError {
+  readonly code = 'docker-refused';
+
+  constructor(
+    message: string,
+    readonly statusCode: number,
+  ) {
+    super(message);
+  }
+}
+
 /** A policy document or selector is invalid; the message names the position. */
 export class PolicyError extends SluiceError {
   readonly code = 'policy';
   override readonly httpStatus = 400;
+}
+
+/**
+ * Worth retrying: the store, dockerd or the kernel may well answer next time.
+ * etcd refusing a login or a certificate counts: an operator fixes that in etcd,
+ * and the agents then carry on without a restart.
+ */
+export function isTransient(err: unknown): boolean {
+  return (
+    err instanceof StoreUnavailableError ||
+    err instanceof StoreAuthError ||
+    err instanceof StoreTlsError ||
+    err instanceof DockerUnavailableError ||
+    err instanceof DataplaneError
+  );
+}
+
+/** Not a failure Sluice knows (a TypeError, a RangeError…): a bug, to be shown with its stack. */
+export function isBug(err: unknown): boolean {
+  return !(err instanceof SluiceError);
 }
 
 export function errorMessage(err: unknown): string {

@@ -64,7 +64,7 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   // A bug in one request must not take down the network of every container on the host.
-  process.on('unhandledRejection', (err) => console.error(`sluice agent: unhandled: ${errorMessage(err)}`));
+  process.on('unhandledRejection', (err) => console.error(`sluice agent: unhandled: ${err instanceof Error && err.stack ? err.stack : errorMessage(err)}`));
 
   await agent.start();
   console.error(`sluice agent: serving names on ${config.dnsAddress}:${DNS_PORT}, forwarding others to ${config.dnsUpstreams.map(formatUpstream).join(', ') || 'nobody'}`);

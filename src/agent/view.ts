@@ -9,7 +9,7 @@ import { InvalidRecordError } from '../errors';
 import type { BlockRecord, EndpointRecord, NetworkRecord, NodeRecord } from '../model';
 import type { Policy } from '../policy-document/policy';
 import { ROOT, leaf } from '../store/keys';
-import { readRecord, tryRead } from '../store/records';
+import { readRecord, tryRead, type DockerNetRecord } from '../store/records';
 import type { KeyValue, WatchEvent } from '../store/store';
 
 export class ClusterView {
@@ -112,6 +112,19 @@ export class ClusterView {
     const [kind, rest] = split(key);
     this.invalid.delete(key);
     this.byKind[kind]?.delete(rest);
+  }
+
+  /** An endpoint as this host's driver just wrote it, ahead of the watch. */
+  putEndpoint(endpoint: EndpointRecord, removed = false): void {
+    const key = `${endpoint.node}/${endpoint.id}`;
+    if (removed) this.endpoints.delete(key);
+    else this.endpoints.set(key, endpoint);
+  }
+
+  /** `node`'s Docker networks as just read from the store, ahead of the watch. */
+  putDockerNets(node: string, nets: readonly DockerNetRecord[]): void {
+    for (const key of [...this.dockerNets.keys()]) if (key.startsWith(`${node}/`)) this.dockerNets.delete(key);
+    for (const d of nets) this.dockerNets.set(`${d.node}/${d.dockerNetworkId}`, d.network);
   }
 
   /** Network keys that have a Docker network on `node`. */

@@ -8,7 +8,7 @@ import { BadRequestError, errorMessage, SluiceError } from '../errors';
 import { runAgent } from '../main';
 import { DEFAULT_STORE_URL, openStore } from '../store/open-store';
 import { Registry } from '../store/registry';
-import { VERSION } from '../agent/agent';
+import { VERSION } from '../agent/liveness';
 import type { Packet } from '../policy/explain';
 import { MAX_PORT, PROTOCOLS } from '../policy/verdict';
 import * as commands from './commands';

@@ -178,6 +178,7 @@ export function decodeQuery(bytes: Buffer): DecodedPacket | undefined {
     if (packet.type !== 'query' || dnsPacket.decode.bytes !== bytes.length) return undefined;
     return packet;
   } catch {
+    // Not a DNS query (garbage on port 53): no answer, as from any resolver.
     return undefined;
   }
 }

@@ -153,6 +153,7 @@ export class NetworkDriver implements NetworkService {
     const names = endpointIfnames(req.endpointId);
     const [endpoint, identity] = await Promise.all([
       this.endpointOf(req.networkId, req.endpointId),
+      // Docker not answering must not fail Join: the endpoint stays fail-closed until the resync learns its labels.
       this.containers.containerOf(req.networkId, req.endpointId).catch(() => undefined),
     ]);
     const ports = publishable(req.portMappings);
@@ -269,6 +270,8 @@ export class NetworkDriver implements NetworkService {
 
   /** Takes back what a failed CreateEndpoint did, so the ReleaseAddress Docker sends next succeeds. */
   private async undoCreateEndpoint(endpoint: EndpointRecord, block: string): Promise<void> {
+    // Settled, not awaited for failure: the CreateEndpoint error is the one Docker must see, and
+    // what an undo step could not remove is a leftover that reconciliation with Docker removes.
     await Promise.allSettled([
       this.dataplane.removeEndpoint(endpoint.hostIfname),
       this.registry.deleteEndpoint(endpoint.node, endpoint.id),

@@ -7,7 +7,7 @@
  */
 import Docker from 'dockerode';
 import createDebug from 'debug';
-import { BadRequestError } from '../errors';
+import { BadRequestError, DockerRefusedError, DockerUnavailableError, errorMessage } from '../errors';
 import type { Labels } from '../model';
 
 const debug = createDebug('sluice:docker');
@@ -78,10 +78,10 @@ export class DockerApi implements DockerHost {
    * labels. Both calls are safe while dockerd holds the container lock.
    */
   async containerOf(dockerNetworkId: string, endpointId: string): Promise<ContainerIdentity | undefined> {
-    const network = await this.docker.getNetwork(dockerNetworkId).inspect();
+    const network = await dockerCall('inspect a network', () => this.docker.getNetwork(dockerNetworkId).inspect());
     const entry = Object.values(network.Containers ?? {}).find((c) => c.EndpointID === endpointId);
     if (!entry) return undefined;
-    const containers = await this.docker.listContainers({ all: true, filters: { name: [`^/${entry.Name}$`] } });
+    const containers = await dockerCall('list containers', () => this.docker.listContainers({ all: true, filters: { name: [`^/${entry.Name}$`] } }));
     const container = containers[0];
     if (!container) return undefined;
     return { containerId: container.Id, containerName: entry.Name, labels: container.Labels ?? {} };
@@ -93,8 +93,9 @@ export class DockerApi implements DockerHost {
    * is dropped (its own DNS answers that on the container's host).
    */
   async containerNames(containerId: string): Promise<ContainerNames | undefined> {
-    const container = await this.docker.getContainer(containerId).inspect().catch((err: { statusCode?: number }) => {
-      if (err.statusCode === 404) return undefined;
+    const container = await dockerCall('inspect a container', () => this.docker.getContainer(containerId).inspect()).catch((err: unknown) => {
+      // Gone since the event that asked: nothing to name.
+      if (err instanceof DockerRefusedError && err.statusCode === 404) return undefined;
       throw err;
     });
     if (!container) return undefined;
@@ -108,10 +109,10 @@ export class DockerApi implements DockerHost {
 
   /** This host's Docker networks with the sluice driver, and the endpoints Docker knows in them. */
   async sluiceNetworks(): Promise<DockerNetwork[]> {
-    const networks = await this.docker.listNetworks({ filters: { driver: [this.driverName] } });
+    const networks = await dockerCall('list networks', () => this.docker.listNetworks({ filters: { driver: [this.driverName] } }));
     return Promise.all(
       networks.map(async (summary) => {
-        const network = await this.docker.getNetwork(summary.Id).inspect();
+        const network = await dockerCall('inspect a network', () => this.docker.getNetwork(summary.Id).inspect());
         return {
           id: network.Id,
           name: network.Name,
@@ -126,16 +127,18 @@ export class DockerApi implements DockerHost {
   }
 
   async createNetwork(name: string, subnet: string): Promise<void> {
-    await this.docker.createNetwork({
-      Name: name,
-      Driver: this.driverName,
-      CheckDuplicate: true,
-      IPAM: { Driver: this.driverName, Config: [{ Subnet: subnet }] },
-    });
+    await dockerCall(`create network ${name}`, () =>
+      this.docker.createNetwork({
+        Name: name,
+        Driver: this.driverName,
+        CheckDuplicate: true,
+        IPAM: { Driver: this.driverName, Config: [{ Subnet: subnet }] },
+      }),
+    );
   }
 
   async removeNetwork(id: string): Promise<void> {
-    await this.docker.getNetwork(id).remove();
+    await dockerCall(`remove network ${id.slice(0, 12)}`, () => this.docker.getNetwork(id).remove());
   }
 
   /**
@@ -188,6 +191,19 @@ export class DockerApi implements DockerHost {
   }
 }
 
+/** Runs one Docker API call, its failure turned into the error class that says whether to retry. */
+async function dockerCall<T>(what: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    const status = (err as { statusCode?: unknown }).statusCode;
+    const message = `Docker: cannot ${what}: ${errorMessage(err)}`;
+    // No status: no answer at all (socket gone, connection refused).
+    if (typeof status === 'number' && status < 500) throw new DockerRefusedError(message, status);
+    throw new DockerUnavailableError(message);
+  }
+}
+
 function destroy(stream: NodeJS.ReadableStream): void {
   (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
 }
@@ -204,6 +220,7 @@ function parseEvent(line: string): ContainerEvent | undefined {
   try {
     raw = JSON.parse(line) as RawEvent;
   } catch {
+    // Not an event dockerd sends: skipped, the stream goes on.
     return undefined;
   }
   const attributes = raw.Actor?.Attributes ?? {};

@@ -214,6 +214,7 @@ export function readBlockClaim(kv: KeyValue): BlockRecord {
   try {
     return readBlock(kv);
   } catch {
+    // Invalid: held by nobody known (above).
     return { ...guard(kv, () => blockClaim(kv.key)), node: UNKNOWN_HOLDER };
   }
 }
@@ -222,6 +223,7 @@ export function readAddressClaim(kv: KeyValue): AddressRecord {
   try {
     return readAddress(kv);
   } catch {
+    // Invalid: held by nobody known (above).
     return { ...guard(kv, () => addressClaim(kv.key)), node: UNKNOWN_HOLDER, kind: 'endpoint' };
   }
 }

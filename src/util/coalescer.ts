@@ -14,6 +14,7 @@ export class Coalescer {
     if (this.queued) return this.queued;
     const before = this.running ?? Promise.resolve();
     const next: Promise<void> = before
+      // The run before failed for its own callers: this one starts all the same.
       .catch(() => undefined)
       .then(() => {
         this.queued = undefined;

@@ -5,6 +5,7 @@ export class KeyedMutex {
   async run<T>(key: string, work: () => Promise<T>): Promise<T> {
     const previous = this.tails.get(key) ?? Promise.resolve();
     const result = previous.then(work, work);
+    // The tail only orders the next run; this caller gets the failure below.
     const tail = result.catch(() => undefined);
     this.tails.set(key, tail);
     try {

@@ -1,4 +1,5 @@
 /** An in-memory Docker host: networks, their endpoints and containers, as the agent sees them. */
+import { DockerUnavailableError } from '../../src/errors';
 import type { ContainerIdentity } from '../../src/labels/docker';
 import type { ContainerEvent, ContainerNames, DockerHost, DockerNetwork } from '../../src/labels/docker';
 
@@ -42,7 +43,7 @@ export class FakeDocker implements DockerHost {
   }
 
   sluiceNetworks(): Promise<DockerNetwork[]> {
-    if (this.away) return Promise.reject(new Error('connect ENOENT /var/run/docker.sock'));
+    if (this.away) return Promise.reject(new DockerUnavailableError('Docker: cannot list networks: connect ENOENT /var/run/docker.sock'));
     return Promise.resolve(structuredClone([...this.networks.values()]));
   }
 

@@ -7,6 +7,7 @@ import { Ipam } from '../../src/ipam/ipam-service';
 import type { Metrics } from '../../src/metrics/metrics';
 import { MemoryStore } from '../../src/store/memory-store';
 import { Registry } from '../../src/store/registry';
+import { FakeClock } from './fake-clock';
 import { FakeDocker } from './fake-docker';
 
 export { eventually } from './eventually';
@@ -20,6 +21,8 @@ export interface TestHost {
   ipam: Ipam;
   agent: Agent;
   driver: NetworkDriver;
+  /** The agent's time: its timers fire only when a test advances it. */
+  clock: FakeClock;
 }
 
 export interface TestHostOptions {
@@ -31,6 +34,8 @@ export interface TestHostOptions {
   flags?: Record<string, string>;
   metrics?: Metrics;
   startNames?: StartNameServer;
+  /** Shared by the hosts of one cluster; a fresh one by default. */
+  clock?: FakeClock;
 }
 
 export function testHost(store: MemoryStore, name: string, ip: string, opts: TestHostOptions = {}): TestHost {
@@ -44,9 +49,10 @@ export function testHost(store: MemoryStore, name: string, ip: string, opts: Tes
     defaultSubnetPrefix: config.defaultSubnetPrefix,
     defaultBlockSize: config.blockSize,
   });
-  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0, ...opts.agent }, opts.metrics, opts.startNames);
+  const clock = opts.clock ?? new FakeClock();
+  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0, clock, ...opts.agent }, opts.metrics, opts.startNames);
   const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: name, mtu: agent.mtu, dnsAddress: '169.254.53.53' });
-  return { name, ip, registry, dataplane, docker, ipam, agent, driver };
+  return { name, ip, registry, dataplane, docker, ipam, agent, driver, clock };
 }
 
 /**
@@ -55,12 +61,15 @@ export function testHost(store: MemoryStore, name: string, ip: string, opts: Tes
  */
 export function useCluster(defaults: TestHostOptions = {}): {
   store: () => MemoryStore;
+  clock: () => FakeClock;
   start: (name: string, ip: string, opts?: TestHostOptions) => Promise<TestHost>;
 } {
   let store = new MemoryStore();
+  let clock = new FakeClock();
   let hosts: TestHost[] = [];
   beforeEach(() => {
     store = new MemoryStore();
+    clock = new FakeClock();
     hosts = [];
   });
   afterEach(async () => {
@@ -70,8 +79,9 @@ export function useCluster(defaults: TestHostOptions = {}): {
   });
   return {
     store: () => store,
+    clock: () => clock,
     start: async (name, ip, opts = {}) => {
-      const host = testHost(store, name, ip, { ...defaults, ...opts });
+      const host = testHost(store, name, ip, { clock, ...defaults, ...opts });
       hosts.push(host);
       await host.agent.start();
       return host;

@@ -69,6 +69,7 @@ export class EtcdWatch implements Watch {
       // Bounded: a cancel waits for etcd's reply, and etcd may be gone.
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
+        // A cancel etcd refuses leaves nothing to close: the watch dies with the connection.
         this.watcher.cancel().catch(() => undefined),
         new Promise<void>((done) => (timer = setTimeout(done, this.connected ? this.timeoutMs : 0))),
       ]);

@@ -1,9 +1,10 @@
-import { Agent } from '../../../src/agent/agent';
-import { loadAgentConfig } from '../../../src/config';
+import type { Agent } from '../../../src/agent/agent';
+import { Reconciler } from '../../../src/agent/reconcile';
 import { status } from '../../../src/cli/commands';
 import { PROTECTED_SET } from '../../../src/policy/names';
 import { keys } from '../../../src/store/keys';
 import { MemoryStore } from '../../../src/store/memory-store';
+import { settle } from '../../helpers/fake-clock';
 import { createDockerNetwork, eventually, testHost, useCluster, type TestHost } from '../../helpers/host';
 
 const SUBNET = '10.96.0.0/16';
@@ -69,22 +70,34 @@ describe('Agent: routes between hosts', () => {
   });
 
   it('repairs the firewall when someone changed it behind its back, saying so', async () => {
-    const h1 = await start('h1', '192.0.2.1');
+    // A resync every 30 s, before the first liveness and reconciliation ticks (a minute).
+    const h1 = await start('h1', '192.0.2.1', { flags: { 'resync-interval': '30' } });
     const log = jest.spyOn(console, 'error').mockImplementation(() => undefined);
     const from = h1.dataplane.calls.length;
     h1.dataplane.damageFirewall();
-    await (h1.agent as unknown as { resync(): Promise<void> }).resync();
+    await h1.clock.advance(30_000);
     const firewallCalls = h1.dataplane.calls.slice(from).map((c) => c.method).filter((m) => m.endsWith('Firewall'));
     expect(firewallCalls).toEqual(['verifyFirewall', 'applyFirewall']);
     expect(log.mock.calls).toEqual([['sluice agent: repairing firewall changed outside sluice: filter chain SLUICE-FORWARD was flushed out of band']]);
   });
+  it('puts back a route removed behind its back, on the resync tick', async () => {
+    const h1 = await start('h1', '192.0.2.1', { flags: { 'resync-interval': '30' } });
+    const block = await claimBlock(h1);
+    await eventually(() => expect(h1.dataplane.routes.has(block)).toBe(true));
+    h1.dataplane.routes.delete(block); // `ip route del` by someone else
+    await h1.agent.converge();
+    expect(h1.dataplane.routes.has(block)).toBe(false); // unchanged desired state: nothing sent
+    await h1.clock.advance(30_000);
+    expect(h1.dataplane.routes.get(block)).toEqual({ kind: 'blackhole', block });
+  });
+
   it('reports its last apply and its latest background failure with its liveness, for sluice status', async () => {
     const h1 = await start('h1', '192.0.2.1');
     const log = jest.spyOn(console, 'error').mockImplementation(() => undefined);
     h1.dataplane.failNext('applyFirewall');
     await h1.registry.store.put(keys.policy('web'), "kind: NetworkPolicy\nname: web\nselector: role == 'web'\ningress: []\n");
     await eventually(() => expect(log.mock.calls).toEqual([['sluice agent: apply: injected failure in applyFirewall']]));
-    await (h1.agent as unknown as { register(): Promise<void> }).register();
+    await h1.clock.advance(60_000); // the liveness timer writes the node record
     const text = await status(h1.registry);
     expect(text).toMatch(/^h1\s+alive\s.*\s\d{4}-\d\d-\d\dT\S+Z$/m);
     expect(text).toMatch(/NODE ERRORS[^]*^h1\s+\S+Z\s+apply: injected failure in applyFirewall$/m);
@@ -112,12 +125,10 @@ describe('Agent: reconciling with Docker', () => {
     return host;
   }
 
-  /** An agent of `host` that waits `confirmMs` between its two looks (not started: only reconcileWithDocker is called). */
-  function patientAgent(host: TestHost, confirmMs: number): Agent {
-    const own = testHost(store, 'h1', '192.0.2.1', { dataplane: host.dataplane, docker: host.docker });
-    return new Agent(loadAgentConfig({ node: 'h1', 'node-ip': '192.0.2.1' }, {}), own.registry, host.dataplane, host.docker, own.ipam, {
-      reconcileConfirmMs: confirmMs,
-    });
+  /** Reconciliation on `host` that waits `confirmMs` between its two looks. */
+  function patientReconciler(host: TestHost, confirmMs: number): Reconciler {
+    const { registry, dataplane, docker, ipam, agent, clock } = host;
+    return new Reconciler({ node: 'h1', registry, dataplane, docker, ipam, view: agent.view, clock, confirmMs, networksChanged: () => agent.networksChanged() });
   }
 
   it('after a restart, removes endpoints, veths and addresses of containers Docker no longer has, and keeps the rest', async () => {
@@ -155,9 +166,11 @@ describe('Agent: reconciling with Docker', () => {
     const id = 'c'.repeat(64);
     const { address } = await host.ipam.requestAddress({ poolId });
     await host.driver.createEndpoint({ networkId: net, endpointId: id, address, portMappings: [], driverOptions: {} });
-    const reconciling = patientAgent(host, 100).reconcileWithDocker();
+    const reconciling = patientReconciler(host, 100).run();
+    await settle();
     // Docker commits the endpoint while the agent waits for its second look.
-    setTimeout(() => host.docker.run(net, id, { containerId: 'c1', containerName: 'starting', labels: {} }), 20);
+    host.docker.run(net, id, { containerId: 'c1', containerName: 'starting', labels: {} });
+    await host.clock.advance(100);
     await reconciling;
     expect((await host.registry.listEndpoints('h1')).map((e) => e.id)).toEqual([id]);
     expect(host.dataplane.endpoints.size).toBe(1);
@@ -170,13 +183,14 @@ describe('Agent: reconciling with Docker', () => {
     const { address: orphan } = await host.ipam.requestAddress({ poolId }); // a leftover on both looks
     const looks = () => host.dataplane.callsTo('listEndpoints').length;
     const before = looks();
-    const reconciling = patientAgent(host, 200).reconcileWithDocker();
-    // The first look is over once it listed the veths (what follows is in the memory store).
-    await eventually(() => expect(looks()).toBe(before + 1));
+    const reconciling = patientReconciler(host, 200).run();
+    await settle();
+    expect(looks()).toBe(before + 1); // the first look is over
     // CreateEndpoint of a container Docker does not list until it has started.
     const id = 'd'.repeat(64);
     const { address } = await host.ipam.requestAddress({ poolId });
     await host.driver.createEndpoint({ networkId: net, endpointId: id, address, portMappings: [], driverOptions: {} });
+    await host.clock.advance(200);
     await reconciling;
     expect(looks()).toBe(before + 2);
     expect((await host.registry.listEndpoints('h1')).map((e) => e.id)).toEqual([id]);

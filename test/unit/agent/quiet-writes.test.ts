@@ -3,11 +3,12 @@
  * (address claims, liveness renewals) cost it no dataplane call, and after a broken watch
  * (etcd restarted or compacted: every agent at once) it waits a random while before re-listing.
  */
-import { relistDelayMs } from '../../../src/agent/agent';
+import { relistDelayMs } from '../../../src/agent/sync';
 import { policyChainName } from '../../../src/policy/names';
 import { parsePolicies } from '../../../src/policy-document/policy';
 import { keys } from '../../../src/store/keys';
 import { MemoryStore } from '../../../src/store/memory-store';
+import { settle } from '../../helpers/fake-clock';
 import { eventually, testHost, type TestHost } from '../../helpers/host';
 
 const POLICY = parsePolicies("kind: NetworkPolicy\nname: web\nselector: role == 'web'\ningress: []\n")[0]!;
@@ -18,18 +19,14 @@ describe('Agent: writes that change nothing here', () => {
 
   beforeEach(async () => {
     store = new MemoryStore();
-    host = testHost(store, 'h1', '192.0.2.1');
+    // Reconciliation every hour: the minute of the liveness timer below runs the liveness alone.
+    host = testHost(store, 'h1', '192.0.2.1', { agent: { reconcileIntervalMs: 3600_000 } });
     await host.agent.start();
   });
   afterEach(async () => {
     await host.agent.stop();
     await store.close();
   });
-
-  /** Lets the watch deliver and any apply it starts run. */
-  async function settle(): Promise<void> {
-    for (let i = 0; i < 5; i++) await new Promise(setImmediate);
-  }
 
   function applied(): string[] {
     return host.dataplane.calls.map((c) => c.method);
@@ -39,10 +36,12 @@ describe('Agent: writes that change nothing here', () => {
     const from = applied().length;
     await store.put(keys.address('10.96.0.0-16', '10.96.1.0/26', '10.96.1.7'), JSON.stringify({ network: '10.96.0.0-16', address: '10.96.1.7', node: 'h2', kind: 'endpoint' }));
     await store.put(keys.poolGuard, '10.96.0.0-16');
-    // The agent's own renewal: its node record with a new lastSeen, its alive key put again.
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    await (host.agent as unknown as { register(): Promise<void> }).register();
+    // The agent's own renewal, a minute on: its node record with a new lastSeen, its alive key put again.
+    const lastSeen = async () => (await host.registry.getNode('h1'))!.record.lastSeen;
+    const before = await lastSeen();
+    await host.clock.advance(60_000);
     await settle();
+    expect(await lastSeen()).not.toBe(before);
     expect(applied().slice(from)).toEqual([]);
 
     await host.registry.putPolicy(POLICY);
@@ -66,13 +65,11 @@ describe('Agent: re-listing after a broken watch, with the memory store', () => 
   let host: TestHost;
 
   beforeEach(() => {
-    jest.useFakeTimers({ doNotFake: ['nextTick', 'queueMicrotask', 'setImmediate'] });
     store = new MemoryStore();
   });
   afterEach(async () => {
     await host.agent.stop();
     await store.close();
-    jest.useRealTimers();
   });
 
   it('waits its random share of the window, then lists again and applies what it missed', async () => {
@@ -87,11 +84,10 @@ describe('Agent: re-listing after a broken watch, with the memory store', () => 
 
     store.engine.resetWatchers('etcd restarted');
     await host.registry.putPolicy(POLICY); // missed: the watch is broken
-    await jest.advanceTimersByTimeAsync(499);
+    await host.clock.advance(499);
     expect(firewallApplies()).toBe(before);
 
-    await jest.advanceTimersByTimeAsync(1);
-    for (let i = 0; i < 20 && firewallApplies() === before; i++) await new Promise(setImmediate);
+    await host.clock.advance(1);
     expect(firewallApplies()).toBe(before + 1);
     expect(host.agent.view.policies.has('web')).toBe(true);
   });

@@ -6,6 +6,8 @@ import { Ipam } from '../../../src/ipam/ipam-service';
 import { blockOf, formatCidr, formatIp, parseCidr, parseIp } from '../../../src/net/ipv4';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { Registry } from '../../../src/store/registry';
+import { RETRY_MS } from '../../../src/agent/reporter';
+import { FakeClock, settle } from '../../helpers/fake-clock';
 import { createDockerNetwork, eventually, testHost, type TestHost } from '../../helpers/host';
 
 const NET = '10.96.0.0-16';
@@ -124,11 +126,11 @@ describe('reclaim: which dead nodes, and releasing them', () => {
 describe('Agent: dead hosts, automatically', () => {
   let store: MemoryStore;
   let hosts: TestHost[];
-  let clock: number;
+  let clock: FakeClock;
   beforeEach(() => {
     store = new MemoryStore();
     hosts = [];
-    clock = Date.now();
+    clock = new FakeClock();
   });
   afterEach(async () => {
     for (const host of hosts) await host.agent.stop();
@@ -136,12 +138,11 @@ describe('Agent: dead hosts, automatically', () => {
   });
 
   function host(name: string, ip: string, reuse: Partial<Pick<TestHost, 'dataplane' | 'docker'>> = {}): TestHost {
-    const h = testHost(store, name, ip, { ...reuse, flags: { 'grace-period': String(GRACE_S) }, agent: { now: () => clock } });
+    // Looks for dead nodes every 10 s (the resync interval).
+    const h = testHost(store, name, ip, { ...reuse, clock, flags: { 'grace-period': String(GRACE_S), 'resync-interval': '10' } });
     hosts.push(h);
     return h;
   }
-
-  const reclaimTick = (h: TestHost) => (h.agent as unknown as { reclaimDeadNodes(): Promise<void> }).reclaimDeadNodes();
 
   it('reclaims a dead host\'s block after the grace period, and fences the host when it comes back', async () => {
     const h1 = host('h1', '192.0.2.1');
@@ -161,11 +162,9 @@ describe('Agent: dead hosts, automatically', () => {
     await h2.agent.stop();
     await store.delete('/sluice/v1/alive/h2');
     const lastSeen = Date.parse((await h1.registry.getNode('h2'))!.record.lastSeen);
-    clock = lastSeen + (GRACE_S - 1) * 1000;
-    await reclaimTick(h1);
+    await clock.advance(lastSeen + GRACE_S * 1000 - clock.now());
     expect((await h1.registry.listBlocks(poolId)).map((b) => b.node)).toEqual(['h2']);
-    clock = lastSeen + (GRACE_S + 1) * 1000;
-    await reclaimTick(h1);
+    await clock.advance(10_000); // the next look, past the grace period
     expect(await h1.registry.listBlocks(poolId)).toEqual([]);
     expect(await h1.registry.listEndpoints('h2')).toEqual([]);
     await eventually(() => expect(h1.dataplane.routes.has('10.96.0.0/26')).toBe(false));
@@ -179,8 +178,10 @@ describe('Agent: dead hosts, automatically', () => {
     expect(back.dataplane.endpoints.size).toBe(1);
     back.docker.away = true;
     const starting = back.agent.start();
-    await eventually(() => expect(back.dataplane.endpoints.size).toBe(0));
+    await settle();
+    expect(back.dataplane.endpoints.size).toBe(0);
     back.docker.away = false;
+    await clock.advance(RETRY_MS);
     await starting;
     expect(back.dataplane.routes.get('10.96.0.0/26')).toMatchObject({ kind: 'vxlan', nodeIp: '192.0.2.1' });
     expect(await status(back.registry)).toMatch(/h2\s+alive, fenced since \S+: blocks reclaimed by h1 at /);
@@ -190,18 +191,22 @@ describe('Agent: dead hosts, automatically', () => {
     const { address: freshAddress } = await back.ipam.requestAddress({ poolId });
     back.docker.run(net, fresh, { containerId: 'c2', containerName: 'fresh', labels: {} });
     await back.driver.createEndpoint({ networkId: net, endpointId: fresh, address: freshAddress, portMappings: [], driverOptions: {} });
-    await (back.agent as unknown as { register(): Promise<void> }).register();
+    await clock.advance(60_000); // the liveness timer registers again
     expect([...back.dataplane.endpoints.keys()]).toEqual([`slv${fresh.slice(0, 11)}`]);
   });
 
   it('finds an address leaked while the agent runs, on its own timer', async () => {
-    const h1 = testHost(store, 'h1', '192.0.2.1', { agent: { reconcileIntervalMs: 20 } });
+    const h1 = testHost(store, 'h1', '192.0.2.1', { clock, agent: { reconcileIntervalMs: 20_000 } });
     hosts.push(h1);
     await h1.agent.start();
     const poolId = await createDockerNetwork(h1, 'n'.repeat(64), '10.96.0.0/16');
     // Docker asked for an address and then never used it, nor said so.
     const { address } = await h1.ipam.requestAddress({ poolId });
     const leaked = address.split('/')[0];
-    await eventually(async () => expect((await h1.registry.listAddresses(poolId)).map((a) => a.record.address)).not.toContain(leaked));
+    const held = async () => (await h1.registry.listAddresses(poolId)).map((a) => a.record.address);
+    await clock.advance(19_999);
+    expect(await held()).toContain(leaked);
+    await clock.advance(1);
+    expect(await held()).not.toContain(leaked);
   });
 });
