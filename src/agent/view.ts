@@ -8,7 +8,7 @@
 import { InvalidRecordError } from '../errors';
 import type { BlockRecord, EndpointRecord, NetworkRecord, NodeRecord } from '../model';
 import type { Policy } from '../policy-document/policy';
-import { ROOT, leaf } from '../store/keys';
+import { leaf, splitKey } from '../store/keys';
 import { readRecord, tryRead, type DockerNetRecord } from '../store/records';
 import type { KeyValue, WatchEvent } from '../store/store';
 
@@ -63,7 +63,7 @@ export class ClusterView {
 
   /** What `key` contributes to the view, as text to compare; undefined if nothing. */
   private entry(key: string): string | undefined {
-    const [kind, rest] = split(key);
+    const [kind, rest] = splitKey(key);
     const entry = this.byKind[kind]?.get(rest);
     if (entry === undefined) return undefined;
     // What a node reports with its liveness every minute is for people (status), not for the kernel.
@@ -81,7 +81,7 @@ export class ClusterView {
       this.invalid.set(kv.key, read.reason);
       return;
     }
-    const [, rest] = split(kv.key);
+    const [, rest] = splitKey(kv.key);
     switch (read.kind) {
       case 'network':
         this.networks.set(rest, read.record);
@@ -109,7 +109,7 @@ export class ClusterView {
   }
 
   private remove(key: string): void {
-    const [kind, rest] = split(key);
+    const [kind, rest] = splitKey(key);
     this.invalid.delete(key);
     this.byKind[kind]?.delete(rest);
   }
@@ -143,10 +143,4 @@ export class ClusterView {
   endpointsOf(node: string): EndpointRecord[] {
     return [...this.endpoints.values()].filter((e) => e.node === node);
   }
-}
-
-function split(key: string): [string, string] {
-  const path = key.startsWith(ROOT) ? key.slice(ROOT.length) : key;
-  const slash = path.indexOf('/');
-  return slash < 0 ? [path, ''] : [path.slice(0, slash), path.slice(slash + 1)];
 }

@@ -1,4 +1,5 @@
-import { controlPlane, protection, type Resolver } from '../../../src/policy/protect';
+import { controlPlane, type Resolver } from '../../../src/agent/control-plane';
+import { protection } from '../../../src/policy/protect';
 
 describe('the control plane from the configuration', () => {
   const resolve: Resolver = (host) => {
