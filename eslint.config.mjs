@@ -16,7 +16,7 @@ export default tseslint.config(
   },
   {
     // Pure modules stay pure: no kernel, store adapters or processes.
-    files: ['src/ipam/**', 'src/policy/**', 'src/lease/**', 'src/net/**'],
+    files: ['src/ipam/**', 'src/policy/**', 'src/lease/**', 'src/net/**', 'src/encryption/**'],
     rules: {
       'no-restricted-imports': ['error', { patterns: ['**/linux/**', '**/etcd-store*', 'child_process', 'node:child_process'] }],
     },

@@ -16,6 +16,7 @@ import { InvalidRecordError, errorMessage } from '../errors';
 import type { Ipam } from '../ipam/ipam-service';
 import type { NameSource } from '../dns/server';
 import type { ContainerEvent, DockerHost } from '../labels/docker';
+import { WIREGUARD_CONTAINER_MTU } from '../encryption/wireguard';
 import { blockRoutes, type PeerMode } from '../lease/routes';
 import { NO_METRICS, secondsSince, type Metrics } from '../metrics/metrics';
 import type { EndpointRecord, NetworkRecord, NodeRecord, Reclaim } from '../model';
@@ -26,6 +27,7 @@ import { readEndpoint, tryRead } from '../store/records';
 import type { Registry } from '../store/registry';
 import type { KeyValue, Lease, Watch } from '../store/store';
 import { Coalescer } from '../util/coalescer';
+import { HostEncryption } from './encryption';
 import { reclaimNode, reclaimable } from './reclaim';
 import { ClusterView } from './view';
 
@@ -95,6 +97,8 @@ export class Agent implements LocalConvergence {
   private inSync = false;
   private followingNetworks = false;
   private names: NameServer | undefined;
+  /** WireGuard between hosts, or the refusal of encrypted nodes without it (agent/encryption.ts). */
+  private readonly encryption: HostEncryption;
 
   constructor(
     private readonly config: AgentConfig,
@@ -106,14 +110,17 @@ export class Agent implements LocalConvergence {
     private readonly metrics: Metrics = NO_METRICS,
     /** Serves container names when given; its address is then kept on the host beside the gateways. */
     private readonly startNames?: StartNameServer,
-  ) {}
+  ) {
+    this.encryption = new HostEncryption(config, dataplane, (what, message) => this.report(what, new Error(message)));
+  }
 
   get node(): string {
     return this.config.node;
   }
 
-  /** Container MTU: room for the VXLAN header unless VXLAN can never be used. */
+  /** Container MTU: room for the WireGuard or VXLAN headers, unless neither can be used. */
   get mtu(): number {
+    if (this.config.encryption === 'wireguard') return this.config.mtu ?? WIREGUARD_CONTAINER_MTU;
     return this.config.mtu ?? (this.config.backend === 'host-gw' ? 1500 : 1450);
   }
 
@@ -124,6 +131,7 @@ export class Agent implements LocalConvergence {
    */
   async start(): Promise<void> {
     await this.dataplane.init();
+    await this.encryption.start();
     if (this.config.backend !== 'host-gw') {
       const underlay = await this.dataplane.mtuTowards(this.config.nodeIp);
       const mtu = Math.min(underlay, this.mtu + 50);
@@ -212,7 +220,8 @@ export class Agent implements LocalConvergence {
       this.applied.gateways = gatewaysText;
     }
     await this.refreshPeerModes();
-    const routes = blockRoutes(this.node, view.blocks.values(), view.nodes, (peer) => this.modeTowards(peer));
+    await this.encryption.apply(view);
+    const routes = this.encryption.routes(view, blockRoutes(this.node, view.blocks.values(), view.nodes, (peer) => this.modeTowards(peer)));
     const routesText = JSON.stringify(routes);
     if (routesText !== this.applied.routes) {
       await this.dataplane.syncRoutes(routes);
@@ -273,6 +282,7 @@ export class Agent implements LocalConvergence {
         ip: this.config.nodeIp,
         backend: this.config.backend,
         ...(this.vtepMac && { vtepMac: this.vtepMac }),
+        ...this.encryption.recordFields(),
         version: VERSION,
         lastSeen: new Date().toISOString(),
         ...(this.lastApply && { lastApply: this.lastApply }),
@@ -306,6 +316,14 @@ export class Agent implements LocalConvergence {
       await this.dataplane.removeEndpoint(ifname);
     }
     this.pendingFence = undefined;
+  }
+
+  /** Rolls this host's WireGuard key and publishes the new public key at once (SIGUSR2). */
+  async rotateWireguardKey(): Promise<void> {
+    const publicKey = await this.encryption.rotate();
+    await this.converge();
+    await this.register();
+    console.error(`sluice agent: rotated the WireGuard key: new public key ${publicKey}`);
   }
 
   /** Reclaims the nodes dead past the grace period: every agent tries, the store lets one win. */
@@ -381,6 +399,7 @@ export class Agent implements LocalConvergence {
     if (damage.length > 0) console.error(`sluice agent: repairing firewall changed outside sluice: ${damage.join('; ')}`);
     // Routes and gateways are re-read from the kernel, not trusted from memory.
     this.applied = {};
+    await this.encryption.resync();
     await this.converge();
   }
 

@@ -7,6 +7,7 @@
  * match it and touches nothing it does not own (names prefixed `sl`/`SLUICE`,
  * routes with protocol `sluice`).
  */
+import type { WireguardImplementation } from '../model';
 
 /** One container's plumbing on this host: a veth pair and a /32 route. */
 export interface EndpointLink {
@@ -25,6 +26,7 @@ export interface EndpointLink {
 export type BlockRoute =
   | { kind: 'host-gw'; block: string; via: string }
   | { kind: 'vxlan'; block: string; nodeIp: string; vtepMac: string }
+  | { kind: 'wireguard'; block: string }
   | { kind: 'blackhole'; block: string };
 
 export interface VxlanDevice {
@@ -33,6 +35,22 @@ export interface VxlanDevice {
   localIp: string;
   port: number;
   mtu: number;
+}
+
+/** This host's side of WireGuard: the device and its settings besides the peers. */
+export interface WireguardSettings {
+  /** Base64 private key (mode 0600 on disk, never in the store). */
+  privateKey: string;
+  listenPort: number;
+  peers: WireguardPeer[];
+}
+
+export interface WireguardPeer {
+  publicKey: string;
+  /** NODE_IP:PORT */
+  endpoint: string;
+  /** The peer's blocks: what it may send from and what is routed to it. */
+  allowedIps: string[];
 }
 
 /**
@@ -88,6 +106,13 @@ export interface Dataplane {
   syncGateways(gateways: string[]): Promise<void>;
   /** Creates or repairs the VXLAN device; returns its MAC address. */
   ensureVxlan(device: VxlanDevice): Promise<{ mac: string }>;
+  /**
+   * Creates or repairs the WireGuard device with `mtu`: kernel WireGuard if the
+   * module is there, else a `wireguard-go` process. Says which one runs.
+   */
+  ensureWireguard(mtu: number): Promise<WireguardImplementation>;
+  /** Makes the device's key, port and peers exactly `settings`; sessions of unchanged peers survive. */
+  syncWireguard(settings: WireguardSettings): Promise<void>;
   /** Makes the Sluice-owned routes (protocol sluice) exactly `routes`. */
   syncRoutes(routes: BlockRoute[]): Promise<void>;
   /** Makes Sluice's ipsets and chains exactly `state`, rewriting only what changed. */

@@ -27,6 +27,7 @@ import {
 } from '../model';
 import { type Cidr, contains, formatCidr, isIpv6, parseCidr, parseIp } from '../net/ipv4';
 import { isSluiceHostIfname } from '../dataplane/names';
+import { WIREGUARD_KEY } from '../encryption/keys';
 import { type Policy, parsePolicies } from '../policy/policy';
 import { ROOT, cidrKey, keyCidr } from './keys';
 import type { KeyValue } from './store';
@@ -137,6 +138,14 @@ export function readNode(kv: KeyValue): NodeRecord {
       lastSeen: text(o.lastSeen, ISO_TIME, 'an ISO time', 'lastSeen'),
     };
     if (o.vtepMac !== undefined) record.vtepMac = text(o.vtepMac, MAC, 'a MAC address', 'vtepMac');
+    if (o.wireguard !== undefined) {
+      const wireguard = object(o.wireguard, 'wireguard');
+      record.wireguard = {
+        publicKey: text(wireguard.publicKey, WIREGUARD_KEY, 'a WireGuard public key', 'wireguard.publicKey'),
+        port: integer(wireguard.port, 1, 65535, 'wireguard.port'),
+        implementation: oneOf(wireguard.implementation, ['kernel', 'wireguard-go'] as const, 'wireguard.implementation'),
+      };
+    }
     if (o.lastApply !== undefined) record.lastApply = text(o.lastApply, ISO_TIME, 'an ISO time', 'lastApply');
     if (o.lastError !== undefined) {
       const lastError = object(o.lastError, 'lastError');
