@@ -49,18 +49,19 @@ export function mismatchedNodes(me: string, mine: Encryption, nodes: ReadonlyMap
   return [...nodes.values()].filter((n) => n.name !== me && !gone(n) && encryptionOf(n) !== mine).sort((a, b) => a.name.localeCompare(b.name));
 }
 
-/** One peer per other encrypted node, allowed exactly its blocks (sorted, so equal views give equal text). */
+/**
+ * One peer per other encrypted node holding blocks, allowed exactly those
+ * (sorted, so equal views give equal text). A node without blocks has nothing
+ * to send or receive yet: no peer until it claims one.
+ */
 export function wireguardPeers(me: string, blocks: Iterable<BlockRecord>, nodes: ReadonlyMap<string, NodeRecord>): WireguardPeer[] {
   const blocksOf = new Map<string, string[]>();
   for (const block of blocks) blocksOf.set(block.node, [...(blocksOf.get(block.node) ?? []), block.block]);
-  return [...nodes.values()]
-    .filter((n) => n.name !== me && !gone(n) && n.wireguard !== undefined)
-    .map((n) => ({
-      publicKey: n.wireguard!.publicKey,
-      endpoint: `${n.ip}:${n.wireguard!.port}`,
-      allowedIps: (blocksOf.get(n.name) ?? []).sort(),
-    }))
-    .sort((a, b) => a.publicKey.localeCompare(b.publicKey));
+  return [...nodes.values()].flatMap((n) => {
+    const allowedIps = blocksOf.get(n.name);
+    if (n.name === me || gone(n) || n.wireguard === undefined || allowedIps === undefined) return [];
+    return [{ publicKey: n.wireguard.publicKey, endpoint: `${n.ip}:${n.wireguard.port}`, allowedIps: allowedIps.sort() }];
+  }).sort((a, b) => a.publicKey.localeCompare(b.publicKey));
 }
 
 /**

@@ -36,7 +36,7 @@ export function wireguardConfig(settings: WireguardSettings): string {
   const lines = ['[Interface]', `PrivateKey = ${key(settings.privateKey)}`, `ListenPort = ${port(settings.listenPort)}`];
   for (const peer of settings.peers) {
     const [ip, peerPort, extra] = peer.endpoint.split(':');
-    if (parseIp(ip ?? '') === undefined || extra !== undefined) throw new DataplaneError(`WireGuard endpoint "${peer.endpoint}" is not IPV4:PORT`);
+    if (parseIp(ip ?? '') === undefined || !/^\d+$/.test(peerPort ?? '') || extra !== undefined) throw new DataplaneError(`WireGuard endpoint "${peer.endpoint}" is not IPV4:PORT`);
     for (const cidr of peer.allowedIps) if (parseCidr(cidr) === undefined) throw new DataplaneError(`WireGuard allowed IP "${cidr}" is not an IPv4 CIDR`);
     lines.push('', '[Peer]', `PublicKey = ${key(peer.publicKey)}`, `Endpoint = ${ip!}:${port(Number(peerPort))}`);
     if (peer.allowedIps.length > 0) lines.push(`AllowedIPs = ${peer.allowedIps.join(', ')}`);
@@ -62,8 +62,9 @@ export class LinuxWireguard {
   }
 
   async sync(settings: WireguardSettings): Promise<void> {
-    // /dev/stdin: the private key never touches a file other than the agent's own.
-    await this.runner.run('wg', ['syncconf', WIREGUARD_DEVICE, '/dev/stdin'], wireguardConfig(settings));
+    // Through /dev/stdin, so the private key is written to no file but the agent's own; behind
+    // `cat |`, since Node's stdin to a child is a socket, which wg cannot open as /dev/stdin.
+    await this.runner.run('sh', ['-c', 'cat | wg syncconf "$0" /dev/stdin', WIREGUARD_DEVICE], wireguardConfig(settings));
   }
 
   /** The implementation behind an existing device (a restart), or undefined when there is none. */
