@@ -8,7 +8,7 @@
  *   peer: wgpeer, block 10.96.1.0/26 (10.96.1.1 on lo)   ── it-wg1 192.168.78.2
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { SpawnRunner } from '../../src/dataplane/linux/command-runner';
@@ -65,11 +65,14 @@ beforeAll(async () => {
   peer.sh('ip', 'route', 'add', '10.96.0.0/16', 'dev', 'wgpeer');
 });
 
-afterAll(() => {
+afterAll(async () => {
   spawnSync('ip', ['link', 'del', 'sluice.wg']); // wireguard-go ends with its device
   peerWireguard?.kill();
   peer?.delete();
   sh('ip', 'link', 'del', 'it-wg0');
+  // Its control socket is named after the device, in the machine's /run/wireguard: the next run's
+  // wireguard-go must not find this one's still there.
+  await until(() => !existsSync('/run/wireguard/sluice.wg.sock') && !existsSync('/run/wireguard/wgpeer.sock'));
 });
 
 describe('the WireGuard device', () => {
@@ -93,8 +96,17 @@ describe('the WireGuard device', () => {
   });
 
   it('drops what the peer sends from outside its own blocks (allowed IPs): no spoofing', () => {
+    // Echo requests this host took in: a spoofed one must never get that far (a reply could
+    // fail for other reasons, so the count is what tells).
+    const echoesIn = (): number => {
+      const [names, values] = readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Icmp:'));
+      return Number(values!.split(' ')[names!.split(' ').indexOf('InEchos')]);
+    };
+    const before = echoesIn();
     expect(pings({ netns: peer, source: '10.96.1.1' }, '10.96.0.1')).toBe(true);
+    expect(echoesIn()).toBe(before + 1);
     expect(pings({ netns: peer, source: '10.96.2.1' }, '10.96.0.1')).toBe(false);
+    expect(echoesIn()).toBe(before + 1);
   });
 
   it('removes a peer that is gone, and nothing reaches its block any more', async () => {
