@@ -23,6 +23,7 @@ import { policyConvergence, policyConvergenceTls } from './scenarios/policy-conv
 import { routeConvergence } from './scenarios/route-convergence';
 import { runToPolicy } from './scenarios/run-to-policy';
 import { throughput } from './scenarios/throughput';
+import { throughputWireguard } from './scenarios/throughput-wireguard';
 
 // In run order: scenarios sharing a lab are next to each other, so few labs are up at once.
 const SCENARIOS: readonly Scenario[] = [
@@ -35,6 +36,7 @@ const SCENARIOS: readonly Scenario[] = [
   memory,
   dockerRunCluster,
   throughput,
+  throughputWireguard,
   routeConvergence,
   policyConvergence,
   policyConvergenceTls,

@@ -33,9 +33,12 @@ export class HostEncryption {
     private readonly problem: (what: string, message: string) => void,
   ) {}
 
-  /** Loads or makes the key and brings the device up; nothing without WireGuard. */
+  /** Loads or makes the key and brings the device up; without WireGuard, removes a device an earlier run left. */
   async start(): Promise<void> {
-    if (this.settings.encryption !== 'wireguard') return;
+    if (this.settings.encryption !== 'wireguard') {
+      await this.dataplane.removeWireguard();
+      return;
+    }
     this.privateKey = await loadOrCreateKey(this.settings.wireguardKeyFile);
     await this.ensureDevice();
     const { implementation, port, publicKey } = this.device!;

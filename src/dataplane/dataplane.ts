@@ -113,6 +113,8 @@ export interface Dataplane {
   ensureWireguard(mtu: number): Promise<WireguardImplementation>;
   /** Makes the device's key, port and peers exactly `settings`; sessions of unchanged peers survive. */
   syncWireguard(settings: WireguardSettings): Promise<void>;
+  /** Deletes the WireGuard device (a wireguard-go ends with it); an absent device is not an error. */
+  removeWireguard(): Promise<void>;
   /** Makes the Sluice-owned routes (protocol sluice) exactly `routes`. */
   syncRoutes(routes: BlockRoute[]): Promise<void>;
   /** Makes Sluice's ipsets and chains exactly `state`, rewriting only what changed. */

@@ -146,6 +146,14 @@ export class RecordingDataplane implements Dataplane {
     });
   }
 
+  removeWireguard(): Promise<void> {
+    return this.call('removeWireguard', [], () => {
+      this.wireguardDevice = undefined;
+      this.wireguard = undefined;
+      for (const [block, route] of this.routes) if (route.kind === 'wireguard') this.routes.delete(block);
+    });
+  }
+
   syncRoutes(routes: BlockRoute[]): Promise<void> {
     return this.call('syncRoutes', [routes], () => {
       if (this.vxlan === undefined && routes.some((r) => r.kind === 'vxlan')) {

@@ -145,6 +145,11 @@ export class LinuxDataplane implements Dataplane {
     return this.wireguard.sync(settings);
   }
 
+  removeWireguard(): Promise<void> {
+    // Routes through the device go with it.
+    return this.mutex.run('routes', () => this.wireguard.remove());
+  }
+
   syncRoutes(routes: BlockRoute[]): Promise<void> {
     return this.mutex.run('routes', async () => {
       const current = parseJson<KernelRoute>(

@@ -67,6 +67,14 @@ export class LinuxWireguard {
     await this.runner.run('sh', ['-c', 'cat | wg syncconf "$0" /dev/stdin', WIREGUARD_DEVICE], wireguardConfig(settings));
   }
 
+  async remove(): Promise<void> {
+    try {
+      await this.runner.run('ip', ['link', 'del', 'dev', WIREGUARD_DEVICE]);
+    } catch (err) {
+      if (!(err instanceof CommandError && err.stderr.includes('Cannot find device'))) throw err;
+    }
+  }
+
   /** The implementation behind an existing device (a restart), or undefined when there is none. */
   private async existing(): Promise<WireguardImplementation | undefined> {
     let shown: KernelLinkKind[];

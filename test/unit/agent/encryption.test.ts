@@ -102,11 +102,15 @@ describe('Agent with --encryption wireguard', () => {
     expect(readFileSync(file, 'utf8')).toBe('garbage\n');
   });
 
-  it('without encryption: no device, no key, no rotation', async () => {
-    const h1 = await start('h1', '192.0.2.1');
+  it('without encryption: no device (one an encrypted run left is removed), no key, no rotation', async () => {
+    const dataplane = new RecordingDataplane();
+    await (await encrypted('h1', '192.0.2.1', { dataplane })).agent.stop();
+    expect(dataplane.wireguardDevice).toBeDefined();
+    const logged = log.mock.calls.length;
+    const h1 = await start('h1', '192.0.2.1', { dataplane });
     expect(h1.dataplane.wireguardDevice).toBeUndefined();
     expect((await h1.registry.getNode('h1'))!.record.wireguard).toBeUndefined();
-    expect(log.mock.calls.flat().join('\n')).not.toContain('WireGuard');
+    expect(log.mock.calls.slice(logged).flat().join('\n')).not.toContain('WireGuard');
     await expect(h1.agent.rotateWireguardKey()).rejects.toThrow('this agent runs --encryption none: there is no WireGuard key to rotate');
   });
 });

@@ -57,6 +57,13 @@ describe('LinuxWireguard', () => {
     await expect(new LinuxWireguard(shown('bridge'), never).ensure(1440)).rejects.toThrow('sluice.wg exists but is a bridge, not WireGuard: delete it');
   });
 
+  it('deletes the device, and takes a missing one as deleted', async () => {
+    const runner = new ScriptedRunner(() => ({ fail: 'Cannot find device "sluice.wg"' }));
+    await new LinuxWireguard(runner).remove();
+    expect(runner.commandLines).toEqual(['ip link del dev sluice.wg']);
+    await expect(new LinuxWireguard(new ScriptedRunner(() => ({ fail: 'RTNETLINK answers: Operation not permitted' }))).remove()).rejects.toThrow('Operation not permitted');
+  });
+
   it('sets key, port and peers with one wg syncconf, the key on stdin only', async () => {
     const runner = new ScriptedRunner(() => '');
     await new LinuxWireguard(runner).sync(SETTINGS);
