@@ -24,6 +24,7 @@ import { routeConvergence } from './scenarios/route-convergence';
 import { runToPolicy } from './scenarios/run-to-policy';
 import { scale } from './scenarios/scale';
 import { throughput } from './scenarios/throughput';
+import { throughputWireguard } from './scenarios/throughput-wireguard';
 
 // In run order: scenarios sharing a lab are next to each other, so few labs are up at once.
 const SCENARIOS: readonly Scenario[] = [
@@ -37,6 +38,7 @@ const SCENARIOS: readonly Scenario[] = [
   memory,
   dockerRunCluster,
   throughput,
+  throughputWireguard,
   routeConvergence,
   policyConvergence,
   policyConvergenceTls,

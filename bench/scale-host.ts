@@ -18,7 +18,8 @@ import { createInterface } from 'node:readline';
 import { Etcd3 } from 'etcd3';
 import { Agent } from '../src/agent/agent';
 import { loadAgentConfig } from '../src/config';
-import type { Dataplane, EndpointLink, FirewallState, RuleCounter, VxlanDevice } from '../src/dataplane/dataplane';
+import type { Dataplane, EndpointLink, FirewallState, RuleCounter, VxlanDevice, WireguardSettings } from '../src/dataplane/dataplane';
+import type { WireguardImplementation } from '../src/model';
 import type { BlockRoute } from '../src/routing/routes';
 import { vxlanMac } from '../src/dataplane/names';
 import { Ipam } from '../src/ipam/ipam-service';
@@ -202,6 +203,16 @@ class LastStateDataplane implements Dataplane {
   }
   mtuTowards(_ip: string): Promise<number> {
     return Promise.resolve(1500);
+  }
+  // The simulated hosts run --encryption none: these are never asked for.
+  ensureWireguard(_mtu: number): Promise<WireguardImplementation> {
+    return Promise.reject(new Error('the scale bench runs without encryption'));
+  }
+  syncWireguard(_settings: WireguardSettings): Promise<void> {
+    return Promise.reject(new Error('the scale bench runs without encryption'));
+  }
+  removeWireguard(): Promise<void> {
+    return Promise.resolve();
   }
 }
 

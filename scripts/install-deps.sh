@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install what Sluice, its tests, the lab and the demos need on Debian 12, idempotently and
 # quietly: Debian's docker.io (dockerd 20.10), etcd-server (3.4), iptables, ipset, iproute2,
-# busybox-static, iputils-ping, iperf3, openssl and curl (a TLS etcd's certificates and users)
-# (and Node.js + npm from Debian where there is no node), with --tests also vagrant (the tests
-# validate the Vagrantfile), prometheus (the metrics e2e test scrapes the agents with a real
-# server), dnsmasq and docker-compose (the names e2e tests), then `npm ci` (only when
+# busybox-static, iputils-ping, iperf3, openssl and curl (a TLS etcd's certificates and users),
+# wireguard-tools and wireguard-go (--encryption wireguard: `wg`, and userspace WireGuard where
+# the kernel has no module) (and Node.js + npm from Debian where there is no node), with --tests
+# also vagrant (the tests validate the Vagrantfile), prometheus (the metrics e2e test scrapes the
+# agents with a real server), dnsmasq and docker-compose (the names e2e tests), tcpdump (the
+# encryption e2e test looks at what crosses the underlay), then `npm ci` (only when
 # package-lock.json changed) and `npm run build` in the checkout.
 # The one install script: used by .ci/run, scripts/demo.sh and the Vagrant provisioning.
 #
@@ -36,7 +38,7 @@ fail() {
 declare -A PKG=(
   [dockerd]=docker.io [docker]=docker.io [etcd]=etcd-server [iptables]=iptables [ipset]=ipset
   [ip]=iproute2 [ping]=iputils-ping [iperf3]=iperf3 [nsenter]=util-linux [unshare]=util-linux
-  [flock]=util-linux [openssl]=openssl [curl]=curl
+  [flock]=util-linux [openssl]=openssl [curl]=curl [wg]=wireguard-tools [wireguard-go]=wireguard-go
 )
 
 : >"$LOG"
@@ -61,6 +63,9 @@ fi
 # Compose files in the e2e tests: Docker's options from driver_opts, service names across hosts.
 if ((tests)) && ! command -v docker-compose >/dev/null 2>&1; then
   missing+=(docker-compose)
+fi
+if ((tests)) && ! command -v tcpdump >/dev/null 2>&1; then
+  missing+=(tcpdump)
 fi
 if ((!system_only)) && ! command -v node >/dev/null 2>&1; then
   missing+=(nodejs npm)

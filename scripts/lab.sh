@@ -3,7 +3,7 @@
 #
 # A host is a network namespace with its own dockerd (and sluice agent) in a persistent mount
 # namespace of its own, so each host has its own /run/docker/plugins, /etc/docker,
-# /run/containerd, /var/lib/sluice and /run/sluice. Hosts hang off an underlay bridge that lives
+# /run/containerd, /var/lib/sluice, /run/sluice and /run/wireguard (wireguard-go's sockets). Hosts hang off an underlay bridge that lives
 # in an "underlay" namespace, which also runs etcd. Every address is inside these namespaces: the
 # machine's own network configuration is never touched.
 #
@@ -39,11 +39,12 @@ usage() {
 usage: lab.sh [--lab NAME] COMMAND [ARGS…]        (NAME defaults to $SLUICE_LAB or "lab")
 
   up [--hosts N] [--topology flat|routed] [--backend auto|host-gw|vxlan] [--store etcd|file] [--no-agent]
-     [--etcd-tls] [--etcd-auth]
+     [--etcd-tls] [--etcd-auth] [--encryption none|wireguard]
                               clean leftovers of this lab, then start it (default 2 hosts, flat);
                               --etcd-tls: etcd wants TLS and client certificates (a PKI in
                               /run/sluice-lab/NAME/pki), --etcd-auth: auth on, agents and CLI log in
-                              as user sluice, limited to /sluice/
+                              as user sluice, limited to /sluice/; --encryption: the agents'
+                              --encryption (wireguard: userspace wireguard-go where the kernel has no module)
   down                        tear everything of this lab down (safe to run twice)
   status                      what runs, with pids and addresses
   docker HOST ARGS…           docker CLI against HOST's dockerd
@@ -117,7 +118,7 @@ host_ns() { echo "${NS_PREFIX}$1"; }
 host_dir() { echo "$LAB_DIR/$1"; }
 
 # Lab configuration written by `up`: LAB_HOSTS, LAB_TOPOLOGY, LAB_AGENT, LAB_BACKEND, LAB_STORE.
-LAB_HOSTS=0 LAB_TOPOLOGY=flat LAB_AGENT=0 LAB_BACKEND=auto LAB_STORE=etcd LAB_ETCD_TLS=0 LAB_ETCD_AUTH=0
+LAB_HOSTS=0 LAB_TOPOLOGY=flat LAB_AGENT=0 LAB_BACKEND=auto LAB_STORE=etcd LAB_ETCD_TLS=0 LAB_ETCD_AUTH=0 LAB_ENCRYPTION=none
 load_env() {
   [[ -f $ENV_FILE ]] || die "lab '$LAB' is not up (no $ENV_FILE); run: scripts/lab.sh --lab $LAB up"
   # shellcheck disable=SC1090
@@ -233,7 +234,7 @@ make_host_net() {
 # A persistent mount namespace per host, shared by its dockerd, its agent and `lab.sh exec`.
 make_host_mntns() {
   local h=$1 d; d=$(host_dir "$h")
-  mkdir -p "$d"/{plugins,etc-docker,containerd,sluice-lib,sluice-run,exec}
+  mkdir -p "$d"/{plugins,etc-docker,containerd,sluice-lib,sluice-run,wireguard,exec}
   : >"$d/mntns"
   unshare --mount="$d/mntns" --propagation private "$SELF" --lab "$LAB" _mntns-setup "$h"
 }
@@ -253,6 +254,7 @@ mntns_setup() {
   mount --bind "$d/containerd" /run/containerd        # no system containerd: dockerd runs its own
   mount --bind "$d/sluice-lib" /var/lib/sluice
   mount --bind "$d/sluice-run" /run/sluice
+  mount --bind "$d/wireguard" /run/wireguard        # wireguard-go's control sockets, one set per host
 }
 
 # --------------------------------------------------------------------------------- etcd
@@ -387,7 +389,7 @@ start_agent() {
     "$d/agent.pid" env $(store_access_env) "$SLUICE_BIN" agent \
     $( ((LAB_ETCD_AUTH)) && echo --etcd-password-file "$LAB_DIR/etcd-sluice.password") \
     --store "$(agent_store)" --socket /run/docker/plugins/sluice.sock \
-    --node "$h" --node-ip "$ip" --docker-host "unix://$d/docker.sock" --backend "$LAB_BACKEND" --metrics-addr "$ip:$METRICS_PORT" "$@" \
+    --node "$h" --node-ip "$ip" --docker-host "unix://$d/docker.sock" --backend "$LAB_BACKEND" --encryption "$LAB_ENCRYPTION" --metrics-addr "$ip:$METRICS_PORT" "$@" \
     </dev/null >>"$d/agent.log" 2>&1 9>&- &
 }
 
@@ -423,7 +425,7 @@ stop_agent() {
 # ---------------------------------------------------------------------------------- up
 
 cmd_up() {
-  local hosts=2 topology=flat agent=1 backend=auto store=etcd etcd_tls=0 etcd_auth=0
+  local hosts=2 topology=flat agent=1 backend=auto store=etcd etcd_tls=0 etcd_auth=0 encryption=none
   while [[ $# -gt 0 ]]; do
     case $1 in
       --hosts) hosts=$2; shift 2 ;;
@@ -433,6 +435,7 @@ cmd_up() {
       --no-agent) agent=0; shift ;;
       --etcd-tls) etcd_tls=1; shift ;;
       --etcd-auth) etcd_auth=1; shift ;;
+      --encryption) encryption=$2; shift 2 ;;
       --lab) set_lab "$2"; shift 2 ;;
       *) die "up: unknown argument '$1'" ;;
     esac
@@ -441,6 +444,7 @@ cmd_up() {
   [[ $topology == flat || $topology == routed ]] || die "--topology wants flat or routed"
   [[ $backend =~ ^(auto|host-gw|vxlan)$ ]] || die "--backend wants auto, host-gw or vxlan"
   [[ $store == etcd || $store == file ]] || die "--store wants etcd or file"
+  [[ $encryption == none || $encryption == wireguard ]] || die "--encryption wants none or wireguard"
   require_tools
   if ((agent)); then need_build; fi
 
@@ -448,7 +452,7 @@ cmd_up() {
   lock
   teardown quiet
 
-  mkdir -p "$LAB_DIR" "$LAB_DATA" /run/docker/plugins /etc/docker /run/containerd /var/lib/sluice /run/sluice
+  mkdir -p "$LAB_DIR" "$LAB_DATA" /run/docker/plugins /etc/docker /run/containerd /var/lib/sluice /run/sluice /run/wireguard
   # Persistent mount namespaces need a private parent mount; on systemd machines / is shared.
   mount --bind "$LAB_DIR" "$LAB_DIR"
   mount --make-private "$LAB_DIR"
@@ -460,6 +464,7 @@ LAB_BACKEND=$backend
 LAB_STORE=$store
 LAB_ETCD_TLS=$etcd_tls
 LAB_ETCD_AUTH=$etcd_auth
+LAB_ENCRYPTION=$encryption
 EOF
   load_env
 
@@ -652,7 +657,7 @@ cmd_down() {
 cmd_status() {
   load_env
   local pid i h d up=1
-  printf 'lab %s: %s hosts, %s underlay, backend %s\n' "$LAB" "$LAB_HOSTS" "$LAB_TOPOLOGY" "$LAB_BACKEND"
+  printf 'lab %s: %s hosts, %s underlay, backend %s, encryption %s\n' "$LAB" "$LAB_HOSTS" "$LAB_TOPOLOGY" "$LAB_BACKEND" "$LAB_ENCRYPTION"
   if pid=$(lab_pid "$LAB_DIR/etcd.pid"); then
     printf '  etcd  etcd://%s:2379  pid %s\n' "$(etcd_ip)" "$pid"
   else

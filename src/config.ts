@@ -12,6 +12,7 @@ import { type Cidr, parseCidr, parseIp } from './net/ipv4';
 import type { ProtectedDestination } from './policy/protect';
 import { type Upstream, parseUpstreams, resolvConfUpstreams } from './dns/upstreams';
 import { DEFAULT_STORE_URL, type EtcdAccess } from './store/open-store';
+import type { Encryption } from './encryption/wireguard';
 
 export type Backend = 'host-gw' | 'vxlan' | 'auto';
 
@@ -49,6 +50,11 @@ export interface AgentConfig extends StoreSettings {
   dnsAddress: string;
   /** Where names that are not the cluster's are forwarded; empty: they get SERVFAIL. */
   dnsUpstreams: Upstream[];
+  /** Between hosts: in the clear, or through WireGuard. */
+  encryption: Encryption;
+  wireguardPort: number;
+  /** This host's WireGuard private key (made on first start, mode 0600). */
+  wireguardKeyFile: string;
 }
 
 export interface MetricsAddress {
@@ -85,7 +91,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'node-ip', help: 'this host\'s address that other hosts reach it on', default: '(first non-loopback IPv4)' },
   { flag: 'docker-host', help: 'Docker Engine API: unix:///PATH or tcp://HOST:PORT', default: 'unix:///var/run/docker.sock' },
   { flag: 'backend', help: 'how blocks of other hosts are reached: host-gw, vxlan or auto (host-gw when on the same link)', default: 'auto' },
-  { flag: 'mtu', help: 'container MTU', default: '(underlay MTU − 50 unless --backend host-gw)' },
+  { flag: 'mtu', help: 'container MTU', default: '(1450; 1500 with --backend host-gw; 1440 with --encryption wireguard)' },
   { flag: 'default-supernet', help: 'where networks created without --subnet get one', default: '10.96.0.0/12' },
   { flag: 'default-subnet-size', help: 'prefix length of subnets picked from the supernet', default: '16' },
   { flag: 'block-size', help: 'prefix length of the address blocks each host claims (per network: --ipam-opt block-size=N)', default: '26' },
@@ -107,6 +113,10 @@ export const AGENT_FLAGS: FlagSpec[] = [
     default: '(off)',
   },
   ...DNS_FLAGS,
+  // Encryption between hosts.
+  { flag: 'encryption', help: 'traffic between hosts: none, or wireguard (every host of the cluster the same)', default: 'none' },
+  { flag: 'wireguard-port', help: 'UDP port of this host\'s WireGuard device, on --node-ip', default: '51820' },
+  { flag: 'wireguard-key-file', help: 'this host\'s WireGuard private key; made on first start (mode 0600)', default: '/var/lib/sluice/wireguard.key' },
 ];
 
 export function envName(flag: string): string {
@@ -232,6 +242,8 @@ export function loadAgentConfig(flags: Flags, env: NodeJS.ProcessEnv = process.e
   const dnsAddress = text('dns-address');
   if (parseIp(dnsAddress) === undefined) throw new BadRequestError(`--dns-address ${dnsAddress} is not an IPv4 address`);
   const dnsUpstream = get('dns-upstream');
+  const encryption = text('encryption');
+  if (encryption !== 'none' && encryption !== 'wireguard') throw new BadRequestError(`--encryption ${encryption}: expected none or wireguard`);
   return Object.freeze({
     ...loadStoreSettings(flags, env),
     socket: text('socket'),
@@ -253,5 +265,8 @@ export function loadAgentConfig(flags: Flags, env: NodeJS.ProcessEnv = process.e
     metricsAddr: metricsAddr === undefined ? undefined : metricsAddress(metricsAddr),
     dnsAddress,
     dnsUpstreams: dnsUpstream === undefined ? resolvConfUpstreams(resolvConf(), dnsAddress) : parseUpstreams(dnsUpstream, dnsAddress),
+    encryption,
+    wireguardPort: integer('wireguard-port', text('wireguard-port'), 1, 65535),
+    wireguardKeyFile: text('wireguard-key-file'),
   });
 }

@@ -63,6 +63,9 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGUSR2', () => {
+    agent.rotateWireguardKey().catch((err: unknown) => console.error(`sluice agent: rotating the WireGuard key: ${errorMessage(err)}`));
+  });
   // A bug in one request must not take down the network of every container on the host.
   process.on('unhandledRejection', (err) => console.error(`sluice agent: unhandled: ${err instanceof Error && err.stack ? err.stack : errorMessage(err)}`));
 

@@ -94,6 +94,8 @@ export interface NodeRecord {
   ip: string;
   backend: 'host-gw' | 'vxlan' | 'auto';
   vtepMac?: string;
+  /** Set with `--encryption wireguard`: how peers reach this node's WireGuard device. */
+  wireguard?: WireguardNode;
   version: string;
   /** When the agent last said it was alive (ISO time): decides when its blocks may be reclaimed. */
   lastSeen: string;
@@ -107,6 +109,17 @@ export interface NodeRecord {
    * its containers from before have lost their addresses (and their network).
    */
   reclaimed?: Reclaim;
+}
+
+/** Kernel WireGuard, or the userspace `wireguard-go` where the kernel has no module. */
+export type WireguardImplementation = 'kernel' | 'wireguard-go';
+
+export interface WireguardNode {
+  /** Base64 Curve25519 public key; the private key never leaves the host. */
+  publicKey: string;
+  /** UDP port on the node IP. */
+  port: number;
+  implementation: WireguardImplementation;
 }
 
 export interface Reclaim {

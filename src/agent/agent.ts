@@ -15,6 +15,7 @@ import { StoreUnavailableError, errorMessage } from '../errors';
 import type { Ipam } from '../ipam/ipam-service';
 import type { NameSource } from '../dns/server';
 import type { DockerHost } from '../labels/docker';
+import { WIREGUARD_CONTAINER_MTU } from '../encryption/wireguard';
 import { NO_METRICS, secondsSince, type Metrics } from '../metrics/metrics';
 import type { EndpointRecord, NetworkRecord } from '../model';
 import type { ControlPlane } from '../policy/protect';
@@ -23,6 +24,7 @@ import type { Registry } from '../store/registry';
 import { every, systemClock, type Clock } from '../util/clock';
 import { Coalescer } from '../util/coalescer';
 import { Applier } from './applier';
+import { HostEncryption } from './encryption';
 import { desiredState } from './desired';
 import { Identities } from './identity';
 import { Liveness } from './liveness';
@@ -65,6 +67,8 @@ export class Agent implements LocalConvergence {
   private readonly reconciler: Reconciler;
   private readonly identities: Identities;
   private readonly managed: ManagedNetworks;
+  /** WireGuard between hosts, or the refusal of encrypted nodes without it (agent/encryption.ts). */
+  private readonly encryption: HostEncryption;
   private readonly converger = new Coalescer(() => this.applyDesiredState());
   /** Resolved before the first apply: no firewall ever leaves the control plane open. */
   private controlPlane: ControlPlane | undefined;
@@ -102,6 +106,7 @@ export class Agent implements LocalConvergence {
     this.reconciler = new Reconciler({ node, registry, dataplane, docker, ipam, view, clock, confirmMs: options.reconcileConfirmMs, networksChanged: () => this.networksChanged() });
     this.identities = new Identities(node, view, docker, registry, (endpoint) => this.endpointChanged(endpoint));
     this.managed = new ManagedNetworks(node, view, docker, registry);
+    this.encryption = new HostEncryption(config, dataplane, (what, message) => this.reporter.report(what, new Error(message)));
   }
 
   get node(): string {
@@ -112,8 +117,9 @@ export class Agent implements LocalConvergence {
     return this.sync.view;
   }
 
-  /** Container MTU: room for the VXLAN header unless VXLAN can never be used. */
+  /** Container MTU: room for the WireGuard or VXLAN headers, unless neither can be used. */
   get mtu(): number {
+    if (this.config.encryption === 'wireguard') return this.config.mtu ?? WIREGUARD_CONTAINER_MTU;
     return this.config.mtu ?? (this.config.backend === 'host-gw' ? 1500 : 1450);
   }
 
@@ -125,6 +131,8 @@ export class Agent implements LocalConvergence {
   async start(): Promise<void> {
     const { config } = this;
     await this.dataplane.init();
+    await this.encryption.start();
+    this.liveness.wireguard = this.encryption.recordFields().wireguard;
     if (config.backend !== 'host-gw') {
       const mtu = Math.min(await this.dataplane.mtuTowards(config.nodeIp), this.mtu + 50);
       this.liveness.vtepMac = (await this.dataplane.ensureVxlan({ vni: config.vxlanVni, localIp: config.nodeIp, port: config.vxlanPort, mtu: mtu - 50 })).mac;
@@ -197,7 +205,9 @@ export class Agent implements LocalConvergence {
     const { node, nodeIp, backend, dnsAddress } = this.config;
     const peerModes = await this.applier.peerModesTowards(node, backend, this.view.nodes.values());
     const host = { node, nodeIp, backend, controlPlane: this.controlPlane, dnsAddress: this.startNames && dnsAddress };
-    await this.applier.apply(desiredState(this.view, host, peerModes));
+    const desired = desiredState(this.view, host, peerModes);
+    await this.encryption.apply(this.view);
+    await this.applier.apply({ ...desired, routes: this.encryption.routes(this.view, desired.routes) });
     const seconds = secondsSince(started);
     this.metrics.dataplaneApplied(seconds);
     this.liveness.lastApply = new Date(this.clock.now()).toISOString();
@@ -212,7 +222,17 @@ export class Agent implements LocalConvergence {
     if (damage.length > 0) console.error(`sluice agent: repairing firewall changed outside sluice: ${damage.join('; ')}`);
     // Gateways and routes are sent again too: someone may have removed them.
     this.applier.applyFullNext();
+    await this.encryption.resync();
     await this.converge();
+  }
+
+  /** Rolls this host's WireGuard key and publishes the new public key at once (SIGUSR2). */
+  async rotateWireguardKey(): Promise<void> {
+    const publicKey = await this.encryption.rotate();
+    this.liveness.wireguard = this.encryption.recordFields().wireguard;
+    await this.converge();
+    await this.liveness.register();
+    console.error(`sluice agent: rotated the WireGuard key: new public key ${publicKey}`);
   }
 
   private followManagedNetworks(): Promise<void> {

@@ -6,7 +6,7 @@
 import type { AgentConfig } from '../config';
 import type { Dataplane } from '../dataplane/dataplane';
 import { isSluiceHostIfname } from '../dataplane/names';
-import type { NodeRecord, Reclaim } from '../model';
+import type { NodeRecord, Reclaim, WireguardNode } from '../model';
 import { keys } from '../store/keys';
 import type { Registry } from '../store/registry';
 import type { Lease } from '../store/store';
@@ -22,6 +22,8 @@ const LIVENESS_TTL_SECONDS = 30;
 export class Liveness {
   /** The VXLAN device's MAC, once it exists: peers route to it. */
   vtepMac: string | undefined;
+  /** How peers reach this host's WireGuard device, once it is up. */
+  wireguard: WireguardNode | undefined;
   /** When the kernel last took the desired state, for `sluice status`. */
   lastApply: string | undefined;
   /** This node was reclaimed while away; set until its stale veths are gone. */
@@ -62,6 +64,7 @@ export class Liveness {
         ip: this.config.nodeIp,
         backend: this.config.backend,
         ...(this.vtepMac && { vtepMac: this.vtepMac }),
+        ...(this.wireguard && { wireguard: this.wireguard }),
         version: VERSION,
         lastSeen: this.isoNow(),
         ...(this.lastApply && { lastApply: this.lastApply }),

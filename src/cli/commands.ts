@@ -57,6 +57,7 @@ export async function status(registry: Registry, output: Output = 'text'): Promi
     n.version,
     nodeBlocks(n.name).join(',') || '-',
     String(nodeEndpoints(n.name)),
+    n.wireguard ? `wireguard:${n.wireguard.implementation}` : 'none',
     n.lastApply ?? '-',
   ]);
   const errorRows = nodes.flatMap((n) => (n.lastError ? [[n.name, n.lastError.at, n.lastError.message]] : []));
@@ -71,7 +72,7 @@ export async function status(registry: Registry, output: Output = 'text'): Promi
   ]);
   return [
     'NODES',
-    table(['NAME', 'LIVENESS', 'ADDRESS', 'BACKEND', 'VERSION', 'BLOCKS', 'ENDPOINTS', 'LAST APPLY'], nodeRows),
+    table(['NAME', 'LIVENESS', 'ADDRESS', 'BACKEND', 'VERSION', 'BLOCKS', 'ENDPOINTS', 'ENCRYPTION', 'LAST APPLY'], nodeRows),
     // Reported with liveness (every minute): the latest failure of each agent's background work.
     ...(errorRows.length === 0 ? [] : ['', 'NODE ERRORS (latest per node)', table(['NODE', 'AT', 'ERROR'], errorRows)]),
     '',

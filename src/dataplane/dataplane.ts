@@ -7,6 +7,8 @@
  * match it and touches nothing it does not own (names prefixed `sl`/`SLUICE`,
  * routes with protocol `sluice`).
  */
+import type { WireguardPeer } from '../encryption/wireguard';
+import type { WireguardImplementation } from '../model';
 import type { BlockRoute } from '../routing/routes';
 
 /** One container's plumbing on this host: a veth pair and a /32 route. */
@@ -28,6 +30,14 @@ export interface VxlanDevice {
   localIp: string;
   port: number;
   mtu: number;
+}
+
+/** This host's side of WireGuard: the device and its settings besides the peers. */
+export interface WireguardSettings {
+  /** Base64 private key (mode 0600 on disk, never in the store). */
+  privateKey: string;
+  listenPort: number;
+  peers: WireguardPeer[];
 }
 
 /**
@@ -83,6 +93,15 @@ export interface Dataplane {
   syncGateways(gateways: string[]): Promise<void>;
   /** Creates or repairs the VXLAN device; returns its MAC address. */
   ensureVxlan(device: VxlanDevice): Promise<{ mac: string }>;
+  /**
+   * Creates or repairs the WireGuard device with `mtu`: kernel WireGuard if the
+   * module is there, else a `wireguard-go` process. Says which one runs.
+   */
+  ensureWireguard(mtu: number): Promise<WireguardImplementation>;
+  /** Makes the device's key, port and peers exactly `settings`; sessions of unchanged peers survive. */
+  syncWireguard(settings: WireguardSettings): Promise<void>;
+  /** Deletes the WireGuard device (a wireguard-go ends with it); an absent device is not an error. */
+  removeWireguard(): Promise<void>;
   /** Makes the Sluice-owned routes (protocol sluice) exactly `routes`. */
   syncRoutes(routes: BlockRoute[]): Promise<void>;
   /** Makes Sluice's ipsets and chains exactly `state`, rewriting only what changed. */

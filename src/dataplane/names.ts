@@ -17,6 +17,7 @@ export const ROUTE_PROTOCOL_NAME = 'sluice';
 /** Holds each network's virtual gateway as ADDR/32; the host answers ARP for them on every veth. */
 export const GATEWAY_DEVICE = 'sluice0';
 export const VXLAN_DEVICE = 'sluice.vxlan';
+export const WIREGUARD_DEVICE = 'sluice.wg';
 
 export const CHAIN_PREFIX = 'SLUICE-';
 export const FORWARD_CHAIN = 'SLUICE-FORWARD';

@@ -12,6 +12,7 @@ import type { BlockRecord, NodeRecord } from '../model';
 export type BlockRoute =
   | { kind: 'host-gw'; block: string; via: string }
   | { kind: 'vxlan'; block: string; nodeIp: string; vtepMac: string }
+  | { kind: 'wireguard'; block: string }
   | { kind: 'blackhole'; block: string };
 
 export type PeerMode = 'host-gw' | 'vxlan';

@@ -24,6 +24,7 @@ import {
 } from '../model';
 import { type Cidr, formatCidr } from '../net/ipv4';
 import { isSluiceHostIfname } from '../dataplane/names';
+import { WIREGUARD_KEY } from '../encryption/keys';
 import { type Policy, parsePolicies } from '../policy-document/policy';
 import { keyCidr, keySegments, keyShape, splitKey } from './keys';
 import type { KeyValue } from './store';
@@ -154,6 +155,14 @@ export function readNode(kv: KeyValue): NodeRecord {
       lastSeen: text(o.lastSeen, ISO_TIME, 'an ISO time', 'lastSeen'),
     };
     if (o.vtepMac !== undefined) record.vtepMac = text(o.vtepMac, MAC, 'a MAC address', 'vtepMac');
+    if (o.wireguard !== undefined) {
+      const wireguard = object(o.wireguard, 'wireguard');
+      record.wireguard = {
+        publicKey: text(wireguard.publicKey, WIREGUARD_KEY, 'a WireGuard public key', 'wireguard.publicKey'),
+        port: integer(wireguard.port, 1, 65535, 'wireguard.port'),
+        implementation: oneOf(wireguard.implementation, ['kernel', 'wireguard-go'] as const, 'wireguard.implementation'),
+      };
+    }
     if (o.lastApply !== undefined) record.lastApply = text(o.lastApply, ISO_TIME, 'an ISO time', 'lastApply');
     if (o.lastError !== undefined) {
       const lastError = object(o.lastError, 'lastError');

@@ -39,6 +39,8 @@ export interface LabOptions {
   etcdTls?: boolean;
   /** etcd has auth on; agents and CLI log in as user sluice, whose role allows only /sluice/. */
   etcdAuth?: boolean;
+  /** The agents' --encryption (default none). */
+  encryption?: 'none' | 'wireguard';
   /** Timeout of `up` (default 180 s). */
   upTimeoutMs?: number;
   /** Timeout of every other call unless given (default 60 s). */
@@ -120,6 +122,7 @@ export class Lab {
       store: options.store ?? 'etcd',
       etcdTls: options.etcdTls ?? false,
       etcdAuth: options.etcdAuth ?? false,
+      encryption: options.encryption ?? 'none',
       upTimeoutMs: options.upTimeoutMs ?? 180_000,
       callTimeoutMs: options.callTimeoutMs ?? 60_000,
     } satisfies Required<Omit<LabOptions, 'name'>>;
@@ -127,6 +130,7 @@ export class Lab {
     if (!opts.agent) args.push('--no-agent');
     if (opts.etcdTls) args.push('--etcd-tls');
     if (opts.etcdAuth) args.push('--etcd-auth');
+    if (opts.encryption !== 'none') args.push('--encryption', opts.encryption);
     let r: RunResult;
     try {
       r = await runLab(args, opts.upTimeoutMs);

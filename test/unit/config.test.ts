@@ -58,8 +58,16 @@ describe('agent configuration', () => {
     expect(() => loadAgentConfig({ 'node-ip': '192.0.2.1', 'dns-upstream': '169.254.53.53' }, {}, resolvConf)).toThrow(/resolver's own address/);
   });
 
+  it('takes --encryption none|wireguard (default none, or SLUICE_ENCRYPTION) and the WireGuard port and key file', () => {
+    const node = { 'node-ip': '192.0.2.1' };
+    expect(loadAgentConfig(node, {})).toMatchObject({ encryption: 'none', wireguardPort: 51820, wireguardKeyFile: '/var/lib/sluice/wireguard.key' });
+    expect(loadAgentConfig(node, { SLUICE_ENCRYPTION: 'wireguard', SLUICE_WIREGUARD_PORT: '51000' })).toMatchObject({ encryption: 'wireguard', wireguardPort: 51000 });
+    expect(() => loadAgentConfig({ ...node, encryption: 'ipsec' }, {})).toThrow('--encryption ipsec: expected none or wireguard');
+    expect(() => loadAgentConfig({ ...node, 'wireguard-port': '70000' }, {})).toThrow('--wireguard-port 70000: expected a whole number from 1 to 65535');
+  });
+
   it('documents every flag with its env var in --help', () => {
-    for (const flag of ['store', 'socket', 'node', 'node-ip', 'docker-host', 'backend', 'protect', 'metrics-addr', 'dns-address', 'dns-upstream']) {
+    for (const flag of ['store', 'socket', 'node', 'node-ip', 'docker-host', 'backend', 'protect', 'metrics-addr', 'dns-address', 'dns-upstream', 'encryption', 'wireguard-port']) {
       expect(agentHelp()).toContain(`--${flag}`);
       expect(agentHelp()).toContain(`SLUICE_${flag.toUpperCase().replace(/-/g, '_')}`);
     }

@@ -11,8 +11,10 @@
  */
 import { DataplaneError } from '../../errors';
 import { formatCidr, parseCidr } from '../../net/ipv4';
-import type { Dataplane, EndpointLink, FirewallState, RuleCounter, VxlanDevice } from '../dataplane';
+import { WIREGUARD_KEY } from '../../encryption/keys';
+import type { WireguardImplementation } from '../../model';
 import type { BlockRoute } from '../../routing/routes';
+import type { Dataplane, EndpointLink, FirewallState, RuleCounter, VxlanDevice, WireguardSettings } from '../dataplane';
 import { normalizeFirewall, ruleComments, ruleTarget } from '../firewall-state';
 import { isSluiceHostIfname, vxlanMac } from '../names';
 
@@ -29,6 +31,8 @@ export interface RecordingDataplaneOptions {
   onLink?: Iterable<string>;
   /** What mtuTowards() reports for every address. */
   mtu?: number;
+  /** What ensureWireguard() finds available (default: the kernel module). */
+  wireguard?: WireguardImplementation;
 }
 
 export class RecordingDataplane implements Dataplane {
@@ -40,11 +44,15 @@ export class RecordingDataplane implements Dataplane {
   /** By block, in canonical CIDR form. */
   readonly routes = new Map<string, BlockRoute>();
   vxlan: (VxlanDevice & { mac: string }) | undefined;
+  wireguardDevice: { implementation: WireguardImplementation; mtu: number } | undefined;
+  /** The last settings syncWireguard accepted. */
+  wireguard: WireguardSettings | undefined;
   /** The last state applyFirewall accepted. */
   firewall: FirewallState = { ipsets: [], filter: [], nat: [] };
 
   private readonly onLink: Set<string>;
   private readonly mtu: number;
+  private readonly wireguardImplementation: WireguardImplementation;
   private readonly failures = new Map<DataplaneMethod, Error[]>();
   private firewallDamage: string | undefined;
   /** Packets "seen" by rule comment (see countPackets). */
@@ -53,6 +61,7 @@ export class RecordingDataplane implements Dataplane {
   constructor(options: RecordingDataplaneOptions = {}) {
     this.onLink = new Set(options.onLink);
     this.mtu = options.mtu ?? 1500;
+    this.wireguardImplementation = options.wireguard ?? 'kernel';
   }
 
   /** Makes the next call to `method` reject with `error` and change nothing. Calls queue up. */
@@ -122,10 +131,37 @@ export class RecordingDataplane implements Dataplane {
     });
   }
 
+  ensureWireguard(mtu: number): Promise<WireguardImplementation> {
+    return this.call('ensureWireguard', [mtu], () => {
+      this.wireguardDevice = { implementation: this.wireguardImplementation, mtu };
+      return this.wireguardImplementation;
+    });
+  }
+
+  syncWireguard(settings: WireguardSettings): Promise<void> {
+    return this.call('syncWireguard', [settings], () => {
+      if (this.wireguardDevice === undefined) throw new DataplaneError('WireGuard settings without the device: call ensureWireguard first');
+      const keys = [settings.privateKey, ...settings.peers.map((p) => p.publicKey)];
+      if (!keys.every((key) => WIREGUARD_KEY.test(key))) throw new DataplaneError('refusing a WireGuard key that is not base64 of 32 bytes');
+      this.wireguard = structuredClone(settings);
+    });
+  }
+
+  removeWireguard(): Promise<void> {
+    return this.call('removeWireguard', [], () => {
+      this.wireguardDevice = undefined;
+      this.wireguard = undefined;
+      for (const [block, route] of this.routes) if (route.kind === 'wireguard') this.routes.delete(block);
+    });
+  }
+
   syncRoutes(routes: BlockRoute[]): Promise<void> {
     return this.call('syncRoutes', [routes], () => {
       if (this.vxlan === undefined && routes.some((r) => r.kind === 'vxlan')) {
         throw new DataplaneError('vxlan route without the VXLAN device: call ensureVxlan first');
+      }
+      if (this.wireguardDevice === undefined && routes.some((r) => r.kind === 'wireguard')) {
+        throw new DataplaneError('wireguard route without the WireGuard device: call ensureWireguard first');
       }
       const next = new Map<string, BlockRoute>();
       for (const route of routes) {

@@ -7,12 +7,14 @@
 import { writeFile } from 'node:fs/promises';
 import { DataplaneError } from '../../errors';
 import { KeyedMutex } from '../../util/keyed-mutex';
-import type { Dataplane, EndpointLink, FirewallState, RuleCounter, VxlanDevice } from '../dataplane';
+import type { WireguardImplementation } from '../../model';
 import type { BlockRoute } from '../../routing/routes';
+import type { Dataplane, EndpointLink, FirewallState, RuleCounter, VxlanDevice, WireguardSettings } from '../dataplane';
 import { GATEWAY_DEVICE, ROUTE_PROTOCOL, VXLAN_DEVICE, isSluiceHostIfname, vxlanMac } from '../names';
 import { CommandError, SpawnRunner, batchInput, batchLine, type CommandRunner } from './command-runner';
 import { IptablesFirewall } from './firewall';
 import { involvesVxlan, parseJson, planRoutes, type KernelFdbEntry, type KernelNeighbour, type KernelRoute } from './routes';
+import { LinuxWireguard } from './wireguard';
 
 /** Writes `value` to /proc/sys/`key`, e.g. ("net/ipv4/ip_forward", "1"). */
 export type SysctlWriter = (key: string, value: string) => Promise<void>;
@@ -38,6 +40,7 @@ interface KernelLink {
 
 export class LinuxDataplane implements Dataplane {
   private readonly firewall: IptablesFirewall;
+  private readonly wireguard: LinuxWireguard;
   /** Route and gateway syncs each read, diff and write; two at once would undo each other. */
   private readonly mutex = new KeyedMutex();
 
@@ -47,6 +50,7 @@ export class LinuxDataplane implements Dataplane {
     private readonly writeSysctl: SysctlWriter = writeProcSys,
   ) {
     this.firewall = new IptablesFirewall(runner);
+    this.wireguard = new LinuxWireguard(runner);
   }
 
   async init(): Promise<void> {
@@ -131,6 +135,20 @@ export class LinuxDataplane implements Dataplane {
       ]);
       return { mac };
     });
+  }
+
+  ensureWireguard(mtu: number): Promise<WireguardImplementation> {
+    // Routes through the device go with it when it is re-created.
+    return this.mutex.run('routes', () => this.wireguard.ensure(mtu));
+  }
+
+  syncWireguard(settings: WireguardSettings): Promise<void> {
+    return this.wireguard.sync(settings);
+  }
+
+  removeWireguard(): Promise<void> {
+    // Routes through the device go with it.
+    return this.mutex.run('routes', () => this.wireguard.remove());
   }
 
   syncRoutes(routes: BlockRoute[]): Promise<void> {

@@ -8,7 +8,7 @@
 import { DataplaneError } from '../../errors';
 import { formatCidr, parseCidr } from '../../net/ipv4';
 import type { BlockRoute } from '../../routing/routes';
-import { ROUTE_PROTOCOL, VXLAN_DEVICE, isSluiceHostIfname } from '../names';
+import { ROUTE_PROTOCOL, VXLAN_DEVICE, WIREGUARD_DEVICE, isSluiceHostIfname } from '../names';
 import { batchLine } from './command-runner';
 
 /** The fields of `ip -j route` output used here. */
@@ -117,6 +117,9 @@ function routeSpec(block: string, route: BlockRoute): string {
     case 'vxlan':
       // The peer's node IP doubles as the next hop: the neighbour entry maps it to the peer's VTEP MAC.
       return batchLine`${block} via ${route.nodeIp} dev ${VXLAN_DEVICE} onlink`;
+    case 'wireguard':
+      // The device picks the peer by destination (its allowed IPs): no next hop.
+      return batchLine`${block} dev ${WIREGUARD_DEVICE}`;
   }
 }
 
@@ -134,5 +137,7 @@ function sameRoute(existing: KernelRoute, route: BlockRoute): boolean {
         existing.dev === VXLAN_DEVICE &&
         (existing.flags ?? []).includes('onlink')
       );
+    case 'wireguard':
+      return type === 'unicast' && existing.gateway === undefined && existing.dev === WIREGUARD_DEVICE;
   }
 }

@@ -21,6 +21,18 @@ const reason = (key: string, value: string): string => {
 const ENDPOINT = { id: 'e'.repeat(64), network: '10.96.0.0-16', node: 'h1', address: '10.96.0.2', hostIfname: 'slveeeeeeeeeee', labels: { role: 'web' }, ports: [] };
 
 describe('store records', () => {
+  it('reads a node\'s WireGuard key, port and implementation, and refuses a key that is not one', () => {
+    const node = { name: 'h1', ip: '192.0.2.1', backend: 'auto', version: '0.1.0', lastSeen: '2026-01-01T00:00:00Z' };
+    const wireguard = { publicKey: 'lPO0oNQJuqTM25hc/tVOXCPe/EpfdJPC6Jw0N/TePnA=', port: 51820, implementation: 'kernel' };
+    expect(read('nodes/h1', JSON.stringify({ ...node, wireguard }))).toEqual({ kind: 'node', record: { ...node, wireguard } });
+    expect(reason('nodes/h1', JSON.stringify({ ...node, wireguard: { ...wireguard, publicKey: 'abc' } }))).toBe(
+      'wireguard.publicKey: expected a WireGuard public key, found "abc"',
+    );
+    expect(reason('nodes/h1', JSON.stringify({ ...node, wireguard: { ...wireguard, implementation: 'boringtun' } }))).toBe(
+      'wireguard.implementation: expected one of kernel, wireguard-go, found "boringtun"',
+    );
+  });
+
   it('reads what Sluice writes, and names the key and the problem of anything else', () => {
     expect(read(`endpoints/h1/${'e'.repeat(64)}`, JSON.stringify(ENDPOINT))).toEqual({ kind: 'endpoint', record: ENDPOINT });
     expect(reason('networks/10.96.0.0-16', 'not json{')).toBe('value is not JSON: "not json{"');
