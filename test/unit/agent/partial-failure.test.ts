@@ -60,6 +60,9 @@ describe('Agent: a kernel apply that fails half-way', () => {
     host.docker.run(NET, EP, { containerId: 'c1', containerName: 'web', labels: { role: 'web' } });
     const first = await address();
     await createEndpoint(first);
+    // The endpoint's record reaches the agent's watch too: that apply must not take Join's failure.
+    await settle();
+    await host.agent.converge();
     host.dataplane.failNext('applyFirewall');
     await expect(join()).rejects.toThrow('injected failure in applyFirewall');
     expect(localSet()).toEqual([]); // never half in force
