@@ -26,7 +26,7 @@ import {
   type PortMapping,
 } from '../model';
 import { type Cidr, contains, formatCidr, isIpv6, parseCidr, parseIp } from '../net/ipv4';
-import { isSluiceHostIfname } from '../dataplane/names';
+import { isSluiceHostIfname } from '../firewall/names';
 import { type Policy, parsePolicies } from '../policy/policy';
 import { ROOT, cidrKey, keyCidr } from './keys';
 import type { KeyValue } from './store';

@@ -8,10 +8,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import type { EndpointLink, FirewallState } from '../../src/dataplane/dataplane';
+import type { EndpointLink } from '../../src/dataplane/dataplane';
 import { SpawnRunner } from '../../src/dataplane/linux/command-runner';
 import { LinuxDataplane, writeProcSys } from '../../src/dataplane/linux/linux-dataplane';
-import { containerMac, endpointIfnames, vxlanMac } from '../../src/dataplane/names';
+import { containerMac, endpointIfnames, vxlanMac } from '../../src/firewall/names';
+import type { Action, Match, Rule } from '../../src/firewall/rule';
+import type { FirewallState } from '../../src/firewall/state';
 import type { EndpointRecord, Labels, NetworkRecord } from '../../src/model';
 import { policyPackets, type PolicyPackets } from '../../src/metrics/rule-counters';
 import { compileFirewall } from '../../src/policy/compile';
@@ -276,18 +278,29 @@ describe('vxlan', () => {
 });
 
 describe('firewall', () => {
-  const forward = (extra: string[] = []) => ({
+  const rule = (comment: string, action: Action, ...matches: Match[]): Rule => ({ comment, matches, action });
+  const RETURN: Action = { kind: 'RETURN' };
+  const forward = (extra: Rule[] = []) => ({
     name: 'SLUICE-FORWARD',
-    rules: [...extra, '-i sl+ -m comment --comment "from workloads" -j SLUICE-it-a', '-o sl+ -m comment --comment "to workloads" -j SLUICE-it-b'],
+    rules: [
+      ...extra,
+      rule('from workloads', { kind: 'jump', chain: 'SLUICE-it-a' }, { kind: 'in-interface', name: 'sl+' }),
+      rule('to workloads', { kind: 'jump', chain: 'SLUICE-it-b' }, { kind: 'out-interface', name: 'sl+' }),
+    ],
   });
   const base: FirewallState = {
     ipsets: [{ name: 'sluice-it-nets', type: 'hash:net', members: ['10.96.0.0/26', '10.98.0.0/24'] }],
     filter: [
       forward(),
-      { name: 'SLUICE-it-a', rules: ['-m comment --comment "count a" -j RETURN'] },
-      { name: 'SLUICE-it-b', rules: ['-m set --match-set sluice-it-nets src -m comment --comment "count b" -j RETURN'] },
+      { name: 'SLUICE-it-a', rules: [rule('count a', RETURN)] },
+      { name: 'SLUICE-it-b', rules: [rule('count b', RETURN, { kind: 'set', set: 'sluice-it-nets', sides: 'src' })] },
     ],
-    nat: [{ name: 'SLUICE-POSTROUTING', rules: ['-m set --match-set sluice-it-nets src ! -o sl+ -m comment --comment masquerade -j MASQUERADE'] }],
+    nat: [
+      {
+        name: 'SLUICE-POSTROUTING',
+        rules: [rule('masquerade', { kind: 'MASQUERADE' }, { kind: 'set', set: 'sluice-it-nets', sides: 'src' }, { kind: 'out-interface', name: 'sl+', negated: true })],
+      },
+    ],
   };
   const save = (table: string, counters = false) => sh('iptables-save', ...(counters ? ['-c'] : []), '-t', table);
   const setNames = () => sh('ipset', 'list', '-n').split('\n').filter((n) => n.startsWith('sluice-'));
@@ -298,7 +311,7 @@ describe('firewall', () => {
     await dp.applyFirewall(base);
     const filter = save('filter');
     expect(filter).toContain('-A SLUICE-FORWARD -i sl+ -m comment --comment "from workloads" -j SLUICE-it-a');
-    expect(filter).toContain('-A SLUICE-it-b -m set --match-set sluice-it-nets src -m comment --comment "count b" -j RETURN');
+    expect(filter).toContain('-A SLUICE-it-b -m comment --comment "count b" -m set --match-set sluice-it-nets src -j RETURN');
     expect(save('nat')).toContain('-A SLUICE-POSTROUTING');
     expect(setNames()).toEqual(['sluice-it-nets']);
     expect(sh('ipset', 'list', 'sluice-it-nets')).toMatch(/10\.98\.0\.0\/24/);
@@ -312,7 +325,7 @@ describe('firewall', () => {
     const countA = packets('SLUICE-it-a');
 
     tap.calls.length = 0;
-    const changed = { ...base, filter: [base.filter[0]!, base.filter[1]!, { name: 'SLUICE-it-b', rules: ['-m comment --comment "count b, rewritten" -j RETURN'] }] };
+    const changed = { ...base, filter: [base.filter[0]!, base.filter[1]!, { name: 'SLUICE-it-b', rules: [rule('count b, rewritten', RETURN)] }] };
     await dp.applyFirewall(changed);
     expect(tap.calls).toEqual([
       {
@@ -329,7 +342,7 @@ describe('firewall', () => {
     const dropPeers: FirewallState = {
       ...base,
       ipsets: [...base.ipsets, { name: 'sluice-it-peers', type: 'hash:ip', members: ['10.96.0.6'] }],
-      filter: [forward(['-m set --match-set sluice-it-peers src -m comment --comment "drop peers" -j DROP']), ...base.filter.slice(1)],
+      filter: [forward([rule('drop peers', { kind: 'DROP' }, { kind: 'set', set: 'sluice-it-peers', sides: 'src' })]), ...base.filter.slice(1)],
     };
     await dp.applyFirewall(dropPeers);
     expect(c1.canPing('10.96.0.6')).toBe(false); // the reply comes from a member
@@ -388,7 +401,7 @@ describe('firewall', () => {
   // Their time is part of policy-convergence and run-to-policy (bench/scenarios/).
   it('applies a chain rewrite and an ipset member change round after round, each verified, then the base again', async () => {
     for (let i = 0; i < 20; i++) {
-      const chainChange = { ...base, filter: [...base.filter, { name: 'SLUICE-it-c', rules: [`-m comment --comment "round ${i}" -j RETURN`] }] };
+      const chainChange = { ...base, filter: [...base.filter, { name: 'SLUICE-it-c', rules: [rule(`round ${i}`, RETURN)] }] };
       await dp.applyFirewall(chainChange);
       expect(save('filter')).toContain(`round ${i}`);
       const memberChange = { ...chainChange, ipsets: [{ ...base.ipsets[0]!, members: [...base.ipsets[0]!.members, `10.100.${i}.0/24`] }] };

@@ -1,7 +1,7 @@
 import { Agent } from '../../../src/agent/agent';
 import { loadAgentConfig } from '../../../src/config';
 import { status } from '../../../src/cli/commands';
-import { PROTECTED_SET } from '../../../src/policy/names';
+import { PROTECTED_SET } from '../../../src/firewall/names';
 import { keys } from '../../../src/store/keys';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { createDockerNetwork, eventually, testHost, useCluster, type TestHost } from '../../helpers/host';

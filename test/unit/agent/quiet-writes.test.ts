@@ -4,7 +4,7 @@
  * (etcd restarted or compacted: every agent at once) it waits a random while before re-listing.
  */
 import { relistDelayMs } from '../../../src/agent/agent';
-import { policyChainName } from '../../../src/policy/names';
+import { policyChainName } from '../../../src/firewall/names';
 import { parsePolicies } from '../../../src/policy/policy';
 import { keys } from '../../../src/store/keys';
 import { MemoryStore } from '../../../src/store/memory-store';

@@ -1,7 +1,7 @@
 import { DataplaneError } from '../../../src/errors';
-import type { FirewallState } from '../../../src/dataplane/dataplane';
+import type { FirewallState } from '../../../src/firewall/state';
 import { LinuxDataplane } from '../../../src/dataplane/linux/linux-dataplane';
-import { endpointIfnames, vxlanMac } from '../../../src/dataplane/names';
+import { endpointIfnames, vxlanMac } from '../../../src/firewall/names';
 import { ScriptedRunner, type Script } from './scripted-runner';
 
 function dataplane(script: Script) {
@@ -217,8 +217,8 @@ describe('firewall', () => {
   const state: FirewallState = {
     ipsets: [{ name: 'sluice-a', type: 'hash:ip', members: ['10.96.0.6'] }],
     filter: [
-      { name: 'SLUICE-FORWARD', rules: ['-g SLUICE-X'] },
-      { name: 'SLUICE-X', rules: ['-m set --match-set sluice-a src -j DROP'] },
+      { name: 'SLUICE-FORWARD', rules: [{ comment: 'to x', matches: [], action: { kind: 'jump', chain: 'SLUICE-X' } }] },
+      { name: 'SLUICE-X', rules: [{ comment: 'drop a', matches: [{ kind: 'set', set: 'sluice-a', sides: 'src' }], action: { kind: 'DROP' } }] },
     ],
     nat: [],
   };
@@ -245,8 +245,8 @@ describe('firewall', () => {
     await dp.applyFirewall(state);
     expect(runner.calls).toEqual([]);
 
-    await dp.applyFirewall({ ...state, filter: [state.filter[0]!, { name: 'SLUICE-X', rules: ['-j RETURN'] }] });
-    expect(runner.calls.map((c) => c.input)).toEqual(['*filter\n:SLUICE-X - [0:0]\n-A SLUICE-X -j RETURN\nCOMMIT\n']);
+    await dp.applyFirewall({ ...state, filter: [state.filter[0]!, { name: 'SLUICE-X', rules: [{ comment: 'back', matches: [], action: { kind: 'RETURN' } }] }] });
+    expect(runner.calls.map((c) => c.input)).toEqual(['*filter\n:SLUICE-X - [0:0]\n-A SLUICE-X -m comment --comment "back" -j RETURN\nCOMMIT\n']);
   });
 
   it('re-reads the kernel after a failed apply', async () => {
@@ -255,7 +255,7 @@ describe('firewall', () => {
       if (call.command === 'iptables-restore' && failRestore) return { fail: 'iptables-restore: line 5 failed' };
       return kernel(call);
     });
-    await expect(dp.applyFirewall(state)).rejects.toThrow(/input line 5: -A SLUICE-FORWARD -g SLUICE-X/);
+    await expect(dp.applyFirewall(state)).rejects.toThrow(/input line 5: -A SLUICE-FORWARD -m comment --comment "to x" -j SLUICE-X/);
     failRestore = false;
     runner.calls.length = 0;
     await dp.applyFirewall(state);
@@ -264,7 +264,8 @@ describe('firewall', () => {
 
   it('keeps the cache when the state is invalid, touching nothing', async () => {
     const { dp, runner } = dataplane(kernel);
-    await expect(dp.applyFirewall({ ...state, filter: [{ name: 'SLUICE-FORWARD', rules: ['-j SLUICE-gone'] }] })).rejects.toThrow(/SLUICE-gone/);
+    const gone: FirewallState = { ...state, filter: [{ name: 'SLUICE-FORWARD', rules: [{ comment: 'gone', matches: [], action: { kind: 'jump', chain: 'SLUICE-gone' } }] }] };
+    await expect(dp.applyFirewall(gone)).rejects.toThrow(/SLUICE-gone/);
     expect(runner.calls).toEqual([]);
   });
 
@@ -277,7 +278,10 @@ describe('firewall', () => {
     });
     await expect(dp.verifyFirewall()).resolves.toEqual([]); // nothing applied yet
     await dp.applyFirewall(state);
-    filterSave = hooked.filter.replace('COMMIT', ':SLUICE-X - [0:0]\n-A SLUICE-FORWARD -g SLUICE-X\n-A SLUICE-X -m set --match-set sluice-a src -j DROP\nCOMMIT');
+    filterSave = hooked.filter.replace(
+      'COMMIT',
+      ':SLUICE-X - [0:0]\n-A SLUICE-FORWARD -m comment --comment "to x" -j SLUICE-X\n-A SLUICE-X -m set --match-set sluice-a src -m comment --comment "drop a" -j DROP\nCOMMIT',
+    );
     await expect(dp.verifyFirewall()).resolves.toEqual([]);
 
     filterSave = filterSave.replace(/^-A SLUICE-X.*\n/m, ''); // someone ran iptables -F SLUICE-X
@@ -291,6 +295,6 @@ describe('firewall', () => {
       'iptables-restore --noflush --wait=10',
       'iptables-restore --noflush --wait=10',
     ]);
-    expect(runner.calls[3]?.input).toContain('-A SLUICE-X -m set --match-set sluice-a src -j DROP');
+    expect(runner.calls[3]?.input).toContain('-A SLUICE-X -m comment --comment "drop a" -m set --match-set sluice-a src -j DROP');
   });
 });

@@ -1,6 +1,8 @@
 import { DataplaneError } from '../../../src/errors';
 import { RecordingDataplane } from '../../../src/dataplane/fake/recording-dataplane';
-import { endpointIfnames, vxlanMac } from '../../../src/dataplane/names';
+import { endpointIfnames, vxlanMac } from '../../../src/firewall/names';
+import type { Rule } from '../../../src/firewall/rule';
+import type { FirewallState } from '../../../src/firewall/state';
 
 const link = { ...endpointIfnames('abcdef0123456789'), address: '10.96.0.5', mac: '02:73:0a:60:00:05', mtu: 1500 };
 
@@ -63,10 +65,12 @@ describe('RecordingDataplane', () => {
 
   it('accepts and rejects firewall states as the Linux dataplane does', async () => {
     const dp = new RecordingDataplane();
-    const state = { ipsets: [{ name: 'sluice-a', type: 'hash:ip' as const, members: ['10.96.0.5'] }], filter: [{ name: 'SLUICE-FORWARD', rules: ['-m set --match-set sluice-a src -j DROP'] }], nat: [] };
+    const drop: Rule = { comment: 'drop a', matches: [{ kind: 'set', set: 'sluice-a', sides: 'src' }], action: { kind: 'DROP' } };
+    const state: FirewallState = { ipsets: [{ name: 'sluice-a', type: 'hash:ip', members: ['10.96.0.5'] }], filter: [{ name: 'SLUICE-FORWARD', rules: [drop] }], nat: [] };
     await dp.applyFirewall(state);
     expect(dp.firewall).toEqual(state);
-    await expect(dp.applyFirewall({ ...state, filter: [{ name: 'SLUICE-FORWARD', rules: ['-j SLUICE-missing'] }] })).rejects.toThrow(DataplaneError);
+    const missing: Rule = { comment: 'missing', matches: [], action: { kind: 'jump', chain: 'SLUICE-missing' } };
+    await expect(dp.applyFirewall({ ...state, filter: [{ name: 'SLUICE-FORWARD', rules: [missing] }] })).rejects.toThrow(DataplaneError);
     expect(dp.firewall).toEqual(state);
   });
 
