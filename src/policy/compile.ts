@@ -173,7 +173,52 @@ export interface Structure {
   dnsAddress?: string;
 }
 
-export function firewallSkeleton(structure: Structure): Skeleton {
+/**
+ * What each policy contributes to the chains (its own chains, its gate in
+ * the workload chain), with the sets they name, by compiled policy: a
+ * skeleton rebuilt after one policy changed reuses the others' rules, the
+ * same objects, so finding what changed is mostly identity compares.
+ */
+export class PolicyChainCache {
+  private readonly chains = new WeakMap<CompiledPolicy, Partial<Record<Direction, Built<Chain>>>>();
+  private readonly gates = new WeakMap<CompiledPolicy, Partial<Record<Direction, Built<Gate>>>>();
+
+  /** The policy's chain of `direction` (SLUICE-pi-/-po-). */
+  chain(policy: CompiledPolicy, direction: Direction, book: SetBook): Chain {
+    return cached(this.chains, policy, direction, book, (sets) => policyChain(policy, direction, sets));
+  }
+
+  /** The policy's rules in the workload chain of `direction`. */
+  gate(policy: CompiledPolicy, direction: Direction, book: SetBook): Gate {
+    return cached(this.gates, policy, direction, book, (sets) => policyGate(policy, direction, sets));
+  }
+}
+
+/** Something built from one policy, and the sets it names. */
+interface Built<T> {
+  value: T;
+  sets: SetBook;
+}
+
+function cached<T>(
+  cache: WeakMap<CompiledPolicy, Partial<Record<Direction, Built<T>>>>,
+  policy: CompiledPolicy,
+  direction: Direction,
+  book: SetBook,
+  build: (sets: SetBook) => T,
+): T {
+  let entry = cache.get(policy);
+  if (entry === undefined) cache.set(policy, (entry = {}));
+  let built = entry[direction];
+  if (built === undefined) {
+    const sets = new SetBook();
+    built = entry[direction] = { value: build(sets), sets };
+  }
+  book.merge(built.sets);
+  return built.value;
+}
+
+export function firewallSkeleton(structure: Structure, cache = new PolicyChainCache()): Skeleton {
   const book = new SetBook();
   book.fixed(POOLS_SET, 'hash:net', structure.networks.map((n) => n.subnet));
   book.types.set(LOCAL_SET, 'hash:net,iface');
@@ -186,7 +231,7 @@ export function firewallSkeleton(structure: Structure): Skeleton {
   const policies = structure.policies;
   const governed: Skeleton['governed'] = [];
   const workload = (direction: Direction, defaults: Rule[]): Chain => {
-    const chain = workloadChain(direction, policies, book, defaults);
+    const chain = workloadChain(direction, policies, book, defaults, cache);
     if (chain.governed !== undefined) governed.push(chain.governed);
     return { name: chain.name, rules: chain.rules };
   };
@@ -195,7 +240,7 @@ export function firewallSkeleton(structure: Structure): Skeleton {
     inputChain(protection.hostPorts, structure.dnsAddress),
     workload('egress', [rule('sluice: default allow egress', [], { kind: 'RETURN' })]),
     workload('ingress', defaultIngress(sameNetwork)),
-    ...(['ingress', 'egress'] as const).flatMap((direction) => policies.filter((p) => p[direction] !== undefined).map((p) => policyChain(p, direction, book))),
+    ...(['ingress', 'egress'] as const).flatMap((direction) => policies.filter((p) => p[direction] !== undefined).map((p) => cache.chain(p, direction, book))),
   ];
   const postrouting: Chain = {
     name: POSTROUTING_CHAIN,
@@ -336,7 +381,13 @@ function multiportChunks(ports: readonly PortRange[]): PortRange[][] {
  * gated by the set of local endpoints it selects, then default-deny for every
  * endpoint some of them selected, then `defaults` for the rest.
  */
-function workloadChain(direction: Direction, policies: readonly CompiledPolicy[], sets: SetBook, defaults: Rule[]): Chain & { governed?: Skeleton['governed'][number] } {
+function workloadChain(
+  direction: Direction,
+  policies: readonly CompiledPolicy[],
+  sets: SetBook,
+  defaults: Rule[],
+  cache: PolicyChainCache,
+): Chain & { governed?: Skeleton['governed'][number] } {
   const side = direction === 'egress' ? 'src' : 'dst';
   const name = direction === 'egress' ? FROM_WORKLOAD_CHAIN : TO_WORKLOAD_CHAIN;
   const rules = [
@@ -345,18 +396,32 @@ function workloadChain(direction: Direction, policies: readonly CompiledPolicy[]
   ];
   const governing = policies.filter((p) => p[direction] !== undefined);
   if (governing.length === 0) return { name, rules: [...rules, ...defaults] };
-  const targets = governing.map((policy) => ({ policy, set: sets.targetSet(policy) }));
+  const gates = governing.map((policy) => cache.gate(policy, direction, sets));
   const governedSet = direction === 'egress' ? EGRESS_GOVERNED_SET : INGRESS_GOVERNED_SET;
   sets.types.set(governedSet, 'hash:ip');
   rules.push(
     rule('sluice: clear accept mark', [], { kind: 'MARK', value: 0, mask: ACCEPT_MARK }),
-    ...targets.flatMap(({ policy: p, set }) => [
-      rule(`policy ${p.name}`, [setMatch(set, side)], { kind: 'jump', chain: policyChainName(direction, p.name) }),
-      rule(`policy ${p.name} allowed`, [acceptMarked], { kind: 'RETURN' }),
-    ]),
+    ...gates.flatMap((gate) => gate.rules),
     rule(`sluice: default deny ${direction} (selected by policy)`, [setMatch(governedSet, side)], { kind: 'DROP' }),
   );
-  return { name, rules: [...rules, ...defaults], governed: { name: governedSet, targets: targets.map((t) => t.set) } };
+  return { name, rules: [...rules, ...defaults], governed: { name: governedSet, targets: gates.map((gate) => gate.targetSet) } };
+}
+
+/** A policy's place in a workload chain: into its chain for the local endpoints it selects, back as soon as it allowed. */
+interface Gate {
+  targetSet: string;
+  rules: Rule[];
+}
+
+function policyGate(policy: CompiledPolicy, direction: Direction, sets: SetBook): Gate {
+  const targetSet = sets.targetSet(policy);
+  return {
+    targetSet,
+    rules: [
+      rule(`policy ${policy.name}`, [setMatch(targetSet, direction === 'egress' ? 'src' : 'dst')], { kind: 'jump', chain: policyChainName(direction, policy.name) }),
+      rule(`policy ${policy.name} allowed`, [acceptMarked], { kind: 'RETURN' }),
+    ],
+  };
 }
 
 /**
@@ -507,6 +572,14 @@ class SetBook {
   netSet(cidrs: readonly string[]): string | undefined {
     if (cidrs.some((c) => parseCidr(c)?.prefix === 0)) return undefined;
     return this.fixed(netSetName(cidrs), 'hash:net', cidrs);
+  }
+
+  /** Adds the sets another book named (a cached policy chain's); a name already here stays as it is. */
+  merge(other: SetBook): void {
+    for (const [name, set] of other.fixedSets) if (!this.types.has(name)) this.fixedSets.set(name, set);
+    for (const [name, selector] of other.selectorSets) this.selectorSets.set(name, selector);
+    for (const [name, policy] of other.targetSets) if (!this.targetSets.has(name)) this.targetSets.set(name, policy);
+    for (const [name, type] of other.types) if (!this.types.has(name)) this.types.set(name, type);
   }
 }
 

@@ -12,8 +12,8 @@
  * and taken back. compileFirewall stays the reference; state() equals it
  * byte for byte (test/unit/policy/incremental.test.ts).
  */
-import { isDeepStrictEqual } from 'node:util';
 import { DNAT_CHAIN, LOCAL_SET } from '../firewall/names';
+import type { Rule } from '../firewall/rule';
 import {
   byName,
   compareKeyed,
@@ -27,7 +27,18 @@ import {
   type Table,
 } from '../firewall/state';
 import type { EndpointRecord, NetworkRecord } from '../model';
-import { compilePolicy, dnatRules, firewallSkeleton, knownNetwork, localMember, selects, sortPolicies, type CompiledPolicy, type Skeleton } from './compile';
+import {
+  PolicyChainCache,
+  compilePolicy,
+  dnatRules,
+  firewallSkeleton,
+  knownNetwork,
+  localMember,
+  selects,
+  sortPolicies,
+  type CompiledPolicy,
+  type Skeleton,
+} from './compile';
 import type { Policy } from './policy';
 import { NO_PROTECTION, type Protection } from './protect';
 import { matches } from './selector';
@@ -71,6 +82,7 @@ export class IncrementalFirewall {
   private protectionText = JSON.stringify(NO_PROTECTION);
   private dnsAddress: string | undefined;
   private readonly compiled = new WeakMap<Policy, CompiledPolicy>();
+  private readonly policyChains = new PolicyChainCache();
   private skeleton: Skeleton;
   private readonly sets = new Map<string, TrackedSet>();
   private readonly chains: Record<Table, Map<string, Chain>> = { filter: new Map(), nat: new Map() };
@@ -122,7 +134,7 @@ export class IncrementalFirewall {
         policies: sortPolicies([...this.policies.values()]).map((p) => this.compile(p)),
         protection: records.protection,
         dnsAddress: records.dnsAddress,
-      });
+      }, this.policyChains);
       this.adoptSkeleton(previous);
     }
     if (localChanged) {
@@ -247,7 +259,7 @@ export class IncrementalFirewall {
 
   private setChain(table: Table, chain: Chain): void {
     const current = this.chains[table].get(chain.name);
-    if (current !== undefined && isDeepStrictEqual(current.rules, chain.rules)) return;
+    if (current !== undefined && sameRules(current.rules, chain.rules)) return;
     this.chains[table].set(chain.name, chain);
     this.pending.chains.set(`${table} ${chain.name}`, { table, name: chain.name, chain });
   }
@@ -297,13 +309,23 @@ function sameRecords<T>(mine: ReadonlyMap<string, T>, theirs: ReadonlyMap<string
 function changedKeys<T>(mine: ReadonlyMap<string, T>, theirs: ReadonlyMap<string, T>): string[] {
   const changed: string[] = [];
   let kept = 0;
-  for (const [key, value] of theirs) {
+  // forEach, not for-of: no entry array per record.
+  theirs.forEach((value, key) => {
     const before = mine.get(key);
     if (before !== value) changed.push(key);
     if (before !== undefined) kept++;
+  });
+  if (kept < mine.size) {
+    mine.forEach((_, key) => {
+      if (!theirs.has(key)) changed.push(key);
+    });
   }
-  if (kept < mine.size) for (const key of mine.keys()) if (!theirs.has(key)) changed.push(key);
   return changed;
+}
+
+/** Rules of unchanged policies are the same objects (PolicyChainCache); the workload and top chains are rebuilt, so compared by value. */
+function sameRules(a: readonly Rule[], b: readonly Rule[]): boolean {
+  return a === b || (a.length === b.length && a.every((rule, i) => rule === b[i] || JSON.stringify(rule) === JSON.stringify(b[i])));
 }
 
 function setOrDelete<T>(map: Map<string, T>, key: string, value: T | undefined): void {

@@ -165,21 +165,26 @@ export class RecordingDataplane implements Dataplane {
       const normal = normalizeChange(this.applied, change);
       applyNormalChange(this.applied, normal);
       const state = this.firewall;
-      const destroyed = new Set(change.destroyedSets);
-      const sets = new Map(state.ipsets.filter((set) => !destroyed.has(set.name)).map((set) => [set.name, set]));
-      for (const set of change.createdSets) sets.set(set.name, { ...set, members: sortMembers(set.members) });
-      for (const { name, add, remove } of change.members) {
-        const set = sets.get(name)!;
-        const removed = new Set(remove);
-        set.members = set.members.filter((m) => !removed.has(m));
-        for (const member of add) insertMember(set.members, member);
+      if (change.createdSets.length + change.destroyedSets.length > 0) {
+        const destroyed = new Set(change.destroyedSets);
+        const created = change.createdSets.map((set) => ({ ...set, members: sortMembers(set.members) }));
+        state.ipsets = byName([...state.ipsets.filter((set) => !destroyed.has(set.name)), ...created]);
       }
-      state.ipsets = byName([...sets.values()]);
+      if (change.members.length > 0) {
+        const sets = new Map(state.ipsets.map((set) => [set.name, set]));
+        for (const { name, add, remove } of change.members) {
+          const set = sets.get(name)!;
+          const removed = new Set(remove);
+          if (removed.size > 0) set.members = set.members.filter((m) => !removed.has(m));
+          for (const member of add) insertMember(set.members, member);
+        }
+      }
       for (const table of TABLES) {
-        const chains = new Map(state[table].map((chain) => [chain.name, chain]));
-        for (const { name } of change.removedChains.filter((c) => c.table === table)) chains.delete(name);
-        for (const { chain } of change.chains.filter((c) => c.table === table)) chains.set(chain.name, structuredClone(chain));
-        state[table] = byName([...chains.values()]);
+        const removed = new Set(change.removedChains.filter((c) => c.table === table).map((c) => c.name));
+        const replaced = change.chains.filter((c) => c.table === table).map(({ chain }) => structuredClone(chain));
+        if (removed.size + replaced.length === 0) continue;
+        const names = new Set(replaced.map((chain) => chain.name));
+        state[table] = byName([...state[table].filter((chain) => !removed.has(chain.name) && !names.has(chain.name)), ...replaced]);
       }
     });
   }
