@@ -576,10 +576,17 @@ class SetBook {
 
   /** Adds the sets another book named (a cached policy chain's); a name already here stays as it is. */
   merge(other: SetBook): void {
-    for (const [name, set] of other.fixedSets) if (!this.types.has(name)) this.fixedSets.set(name, set);
-    for (const [name, selector] of other.selectorSets) this.selectorSets.set(name, selector);
-    for (const [name, policy] of other.targetSets) if (!this.targetSets.has(name)) this.targetSets.set(name, policy);
-    for (const [name, type] of other.types) if (!this.types.has(name)) this.types.set(name, type);
+    for (const [name, type] of other.types) {
+      // Names stand for their content (hashes of it): one already here is the same set.
+      if (this.types.has(name)) continue;
+      this.types.set(name, type);
+      const fixed = other.fixedSets.get(name);
+      if (fixed !== undefined) this.fixedSets.set(name, fixed);
+      const selector = other.selectorSets.get(name);
+      if (selector !== undefined) this.selectorSets.set(name, selector);
+      const policy = other.targetSets.get(name);
+      if (policy !== undefined) this.targetSets.set(name, policy);
+    }
   }
 }
 

@@ -323,9 +323,20 @@ function changedKeys<T>(mine: ReadonlyMap<string, T>, theirs: ReadonlyMap<string
   return changed;
 }
 
-/** Rules of unchanged policies are the same objects (PolicyChainCache); the workload and top chains are rebuilt, so compared by value. */
+/** Rules of unchanged policies are the same objects (PolicyChainCache); the few others are rebuilt, so compared by value. */
 function sameRules(a: readonly Rule[], b: readonly Rule[]): boolean {
-  return a === b || (a.length === b.length && a.every((rule, i) => rule === b[i] || JSON.stringify(rule) === JSON.stringify(b[i])));
+  return a === b || (a.length === b.length && a.every((rule, i) => sameValue(rule, b[i])));
+}
+
+/** Deep equality of plain data (objects, arrays, primitives), as rules are. */
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) return Array.isArray(b) && a.length === b.length && a.every((item, i) => sameValue(item, b[i]));
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  const keys = Object.keys(x);
+  return keys.length === Object.keys(y).length && keys.every((key) => sameValue(x[key], y[key]));
 }
 
 function setOrDelete<T>(map: Map<string, T>, key: string, value: T | undefined): void {
