@@ -109,6 +109,18 @@ export class IncrementalFirewall {
       !sameRecords(this.policies, records.policies) ||
       protectionText !== this.protectionText ||
       records.dnsAddress !== this.dnsAddress;
+    // Built before anything changes: a policy that does not compile (a corrupt store value) throws and leaves all as it was.
+    const skeleton = structureChanged
+      ? firewallSkeleton(
+          {
+            networks: [...records.networks.values()],
+            policies: sortPolicies([...records.policies.values()]).map((p) => this.compile(p)),
+            protection: records.protection,
+            dnsAddress: records.dnsAddress,
+          },
+          this.policyChains,
+        )
+      : undefined;
 
     // Endpoints first, under the skeleton their current contributions were made with.
     let localChanged = false;
@@ -123,18 +135,13 @@ export class IncrementalFirewall {
       setOrDelete(this.local, key, after?.node === this.node ? after : undefined);
     }
 
-    if (structureChanged) {
+    if (skeleton !== undefined) {
       this.networks = new Map(records.networks);
       this.policies = new Map(records.policies);
       this.protectionText = protectionText;
       this.dnsAddress = records.dnsAddress;
       const previous = this.skeleton;
-      this.skeleton = firewallSkeleton({
-        networks: [...this.networks.values()],
-        policies: sortPolicies([...this.policies.values()]).map((p) => this.compile(p)),
-        protection: records.protection,
-        dnsAddress: records.dnsAddress,
-      }, this.policyChains);
+      this.skeleton = skeleton;
       this.adoptSkeleton(previous);
     }
     if (localChanged) {

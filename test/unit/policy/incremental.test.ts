@@ -5,6 +5,7 @@
  * exactly the text the full compile renders to.
  */
 import { RecordingDataplane } from '../../../src/dataplane/fake/recording-dataplane';
+import { PolicyError } from '../../../src/errors';
 import type { FirewallChange } from '../../../src/firewall/state';
 import type { EndpointRecord, Labels, NetworkRecord, PortMapping } from '../../../src/model';
 import { compileFirewall } from '../../../src/policy/compile';
@@ -179,3 +180,22 @@ const emptyChange: FirewallChange = { createdSets: [], members: [], chains: [], 
 function isEmpty(change: FirewallChange): boolean {
   return Object.values(change).every((list: unknown[]) => list.length === 0);
 }
+
+describe('IncrementalFirewall given a policy that does not compile', () => {
+  it('throws, changes nothing, and takes the cluster once the policy is gone', () => {
+    const cluster = new Cluster();
+    cluster.endpoints.set('h1/web1', web1);
+    cluster.policies.set('p', { kind: 'NetworkPolicy', name: 'p', selector: "role == 'web'", order: 1, ingress: [{ action: 'allow', from: "role == 'client'" }] });
+    const incremental = new IncrementalFirewall(NODE);
+    incremental.update(cluster.records());
+    const before = renderForGolden(incremental.state());
+    // A corrupt store value: validated policies never hold this selector.
+    cluster.policies.set('bad', { kind: 'NetworkPolicy', name: 'bad', selector: "role == 'web", order: 1, ingress: [] });
+    cluster.endpoints.set('h2/c', endpoint('c', 'h2', appnet, '10.96.0.77', { role: 'client' }));
+    expect(() => incremental.update(cluster.records())).toThrow(PolicyError);
+    expect(renderForGolden(incremental.state())).toBe(before);
+    cluster.policies.delete('bad');
+    incremental.update(cluster.records());
+    expect(renderForGolden(incremental.state())).toBe(renderForGolden(cluster.compile()));
+  });
+});
