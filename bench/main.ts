@@ -14,6 +14,7 @@ import { decodeCost } from './scenarios/decode-cost';
 import { dnsThroughput } from './scenarios/dns-throughput';
 import { dockerRunCluster, dockerRunSingle } from './scenarios/docker-run';
 import { explainScenario } from './scenarios/explain';
+import { incrementalFirewall } from './scenarios/incremental-firewall';
 import { largeCluster } from './scenarios/large-cluster';
 import { memory } from './scenarios/memory';
 import { names } from './scenarios/names';
@@ -47,6 +48,7 @@ const SCENARIOS: readonly Scenario[] = [
   perPacket,
   dnsThroughput,
   explainScenario,
+  incrementalFirewall,
 ];
 
 const RESULTS = path.resolve(__dirname, '../../bench/results.md');

@@ -18,10 +18,11 @@ import { createInterface } from 'node:readline';
 import { Etcd3 } from 'etcd3';
 import { Agent } from '../src/agent/agent';
 import { loadAgentConfig } from '../src/config';
-import type { Dataplane, EndpointLink, FirewallState, RuleCounter, VxlanDevice, WireguardSettings } from '../src/dataplane/dataplane';
+import type { Dataplane, EndpointLink, RuleCounter, VxlanDevice, WireguardSettings } from '../src/dataplane/dataplane';
+import type { FirewallChange, FirewallState } from '../src/firewall/state';
 import type { WireguardImplementation } from '../src/model';
 import type { BlockRoute } from '../src/routing/routes';
-import { vxlanMac } from '../src/dataplane/names';
+import { vxlanMac } from '../src/firewall/names';
 import { Ipam } from '../src/ipam/ipam-service';
 import { ROOT, keys } from '../src/store/keys';
 import { EtcdStore } from '../src/store/etcd-store/adapter';
@@ -159,6 +160,7 @@ class LastStateDataplane implements Dataplane {
   gateways: string[] = [];
   routes: BlockRoute[] = [];
   firewall: FirewallState | undefined;
+  lastChange: FirewallChange | undefined;
 
   constructor(private readonly onFirewall: () => void) {}
 
@@ -190,6 +192,12 @@ class LastStateDataplane implements Dataplane {
     this.onFirewall();
     // The real one waits for iptables-restore: watch events that come meanwhile fold into the
     // next apply. Resolving at once would compile once per event, never letting them in between.
+    return new Promise((resolve) => setImmediate(resolve));
+  }
+  applyFirewallChange(change: FirewallChange): Promise<void> {
+    this.lastChange = change;
+    this.onFirewall();
+    // An ipset restore, like the real one: events meanwhile fold into the next change.
     return new Promise((resolve) => setImmediate(resolve));
   }
   verifyFirewall(): Promise<string[]> {

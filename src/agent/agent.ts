@@ -23,9 +23,9 @@ import { controlPlane } from './control-plane';
 import type { Registry } from '../store/registry';
 import { every, systemClock, type Clock } from '../util/clock';
 import { Coalescer } from '../util/coalescer';
-import { Applier } from './applier';
+import { Applier, incrementalFirewall } from './applier';
 import { HostEncryption } from './encryption';
-import { desiredState } from './desired';
+import { NodeProtection, firewallRecords, hostRouting, type HostRouting } from './desired';
 import { Identities } from './identity';
 import { Liveness } from './liveness';
 import { ManagedNetworks } from './managed-networks';
@@ -71,7 +71,9 @@ export class Agent implements LocalConvergence {
   private readonly encryption: HostEncryption;
   private readonly converger = new Coalescer(() => this.applyDesiredState());
   /** Resolved before the first apply: no firewall ever leaves the control plane open. */
-  private controlPlane: ControlPlane | undefined;
+  private protection: NodeProtection | undefined;
+  /** Gateways and routes as last derived; derived again only when what they depend on changed. */
+  private routing: HostRouting | undefined;
   private events: { close(): void } | undefined;
   private timers: (() => void)[] = [];
   private stopped = false;
@@ -100,7 +102,7 @@ export class Agent implements LocalConvergence {
       },
       relisted: () => this.converge(),
     }, options.random ?? Math.random, stopped);
-    this.applier = new Applier(dataplane);
+    this.applier = new Applier(dataplane, incrementalFirewall(dataplane, config.node));
     this.liveness = new Liveness(config, registry, dataplane, clock, this.reporter);
     const { view, node } = this;
     this.reconciler = new Reconciler({ node, registry, dataplane, docker, ipam, view, clock, confirmMs: options.reconcileConfirmMs, networksChanged: () => this.networksChanged() });
@@ -138,7 +140,7 @@ export class Agent implements LocalConvergence {
       this.liveness.vtepMac = (await this.dataplane.ensureVxlan({ vni: config.vxlanVni, localIp: config.nodeIp, port: config.vxlanPort, mtu: mtu - 50 })).mac;
     }
     const sync = async (): Promise<void> => {
-      this.controlPlane ??= await resolveControlPlane(config);
+      this.protection ??= new NodeProtection(await resolveControlPlane(config), config.nodeIp);
       await this.liveness.register();
       await this.sync.list();
       await this.reconciler.run();
@@ -201,13 +203,24 @@ export class Agent implements LocalConvergence {
 
   private async applyDesiredState(): Promise<void> {
     const started = process.hrtime.bigint();
-    if (this.controlPlane === undefined) throw new Error('the control plane is not resolved yet');
-    const { node, nodeIp, backend, dnsAddress } = this.config;
-    const peerModes = await this.applier.peerModesTowards(node, backend, this.view.nodes.values());
-    const host = { node, nodeIp, backend, controlPlane: this.controlPlane, dnsAddress: this.startNames && dnsAddress };
-    const desired = desiredState(this.view, host, peerModes);
-    await this.encryption.apply(this.view);
-    await this.applier.apply({ ...desired, routes: this.encryption.routes(this.view, desired.routes) });
+    if (this.protection === undefined) throw new Error('the control plane is not resolved yet');
+    const { node, backend, dnsAddress } = this.config;
+    const { view } = this;
+    const host = { node, backend, protection: this.protection.of(view.nodes.values()), dnsAddress: this.startNames && dnsAddress };
+    const changes = view.takeChanges();
+    try {
+      if (changes.structure || this.routing === undefined) {
+        const peerModes = await this.applier.peerModesTowards(node, backend, view.nodes.values());
+        const planned = hostRouting(view, host, peerModes);
+        await this.encryption.apply(view);
+        this.routing = { ...planned, routes: this.encryption.routes(view, planned.routes) };
+      }
+      await this.applier.apply({ ...this.routing, firewall: firewallRecords(view, host) }, changes.endpoints);
+    } catch (err) {
+      // Derived again next time: a half-made apply may have missed what the cached routing holds.
+      this.routing = undefined;
+      throw err;
+    }
     const seconds = secondsSince(started);
     this.metrics.dataplaneApplied(seconds);
     this.liveness.lastApply = new Date(this.clock.now()).toISOString();
@@ -222,6 +235,7 @@ export class Agent implements LocalConvergence {
     if (damage.length > 0) console.error(`sluice agent: repairing firewall changed outside sluice: ${damage.join('; ')}`);
     // Gateways and routes are sent again too: someone may have removed them.
     this.applier.applyFullNext();
+    this.routing = undefined;
     await this.encryption.resync();
     await this.converge();
   }

@@ -1,38 +1,47 @@
 /**
  * The applier: makes the kernel hold a desired host state, sending only what
- * changed since the last apply it made (an unchanged part costs no process
- * spawn). A full apply sends everything again: at start, on the resync timer
- * (the kernel may have been changed behind Sluice's back) and after a failed
- * apply, which may have left the kernel anywhere in between.
+ * changed since the last apply it made. Gateways and routes unchanged cost no
+ * process spawn; the firewall goes incrementally (policy/incremental.ts): a
+ * container starting anywhere is an ipset delta, a policy change rewrites the
+ * chains and sets it touches. A full apply sends everything again: at start,
+ * on the resync timer (the kernel may have been changed behind Sluice's back)
+ * and after a failed apply, which may have left the kernel anywhere in between.
  */
 import type { Backend } from '../config';
 import type { Dataplane } from '../dataplane/dataplane';
-import type { PeerMode } from '../routing/routes';
 import type { NodeRecord } from '../model';
-import { compileFirewall, type CompileInput } from '../policy/compile';
+import { IncrementalFirewall, type ClusterRecords } from '../policy/incremental';
+import type { PeerMode } from '../routing/routes';
 import type { HostState } from './desired';
 
 /**
- * The firewall step of an apply, the one place to change how the firewall
- * reaches the kernel. `full`: the kernel may differ from what was applied
- * last, so no earlier apply may be taken for granted.
+ * The firewall step of an apply, the one place that decides how the firewall
+ * reaches the kernel. `changedEndpoints`: the only endpoint keys that may have
+ * changed since the last step (undefined: any). `full`: the kernel may differ
+ * from what was applied last, so no earlier apply may be taken for granted.
  */
-export type FirewallStep = (input: CompileInput, options: { full: boolean }) => Promise<void>;
+export type FirewallStep = (records: ClusterRecords, changedEndpoints: ReadonlySet<string> | undefined, options: { full: boolean }) => Promise<void>;
 
-/** Compiles the whole firewall every time; the dataplane itself rewrites only what changed. */
-export function wholeFirewall(dataplane: Pick<Dataplane, 'applyFirewall'>): FirewallStep {
-  return (input) => dataplane.applyFirewall(compileFirewall(input));
+/** The firewall kept up to date by changes, the whole state written when a full apply is due. */
+export function incrementalFirewall(dataplane: Pick<Dataplane, 'applyFirewall' | 'applyFirewallChange'>, node: string): FirewallStep {
+  const firewall = new IncrementalFirewall(node);
+  return async (records, changedEndpoints, { full }) => {
+    // Always updated, whatever the kernel does next: the instance follows the records, the kernel follows it.
+    const change = firewall.update(records, changedEndpoints);
+    // A change that fails leaves the kernel unknown: the applier makes the next step a full one.
+    return full ? dataplane.applyFirewall(firewall.state()) : dataplane.applyFirewallChange(change);
+  };
 }
 
 export class Applier {
-  /** What the last apply gave the kernel, as text to compare. */
-  private applied: { gateways?: string; routes?: string } = {};
+  /** What the last apply gave the kernel: the values themselves (unchanged ones keep their identity) and as text. */
+  private applied: { gateways?: string[]; gatewaysText?: string; routes?: HostState['routes']; routesText?: string } = {};
   private fullDue = true;
   private readonly peerModes = new Map<string, PeerMode>();
 
   constructor(
     private readonly dataplane: Dataplane,
-    private readonly firewall: FirewallStep = wholeFirewall(dataplane),
+    private readonly firewall: FirewallStep,
   ) {}
 
   /** The next apply is a full one. */
@@ -40,22 +49,24 @@ export class Applier {
     this.fullDue = true;
   }
 
-  async apply(state: HostState): Promise<void> {
+  async apply(state: HostState, changedEndpoints: ReadonlySet<string> | undefined): Promise<void> {
     const full = this.fullDue;
     this.fullDue = false;
     try {
       if (full) this.applied = {};
-      const gateways = JSON.stringify(state.gateways);
-      if (gateways !== this.applied.gateways) {
-        await this.dataplane.syncGateways(state.gateways);
-        this.applied.gateways = gateways;
+      if (state.gateways !== this.applied.gateways) {
+        const text = JSON.stringify(state.gateways);
+        if (text !== this.applied.gatewaysText) await this.dataplane.syncGateways(state.gateways);
+        this.applied.gateways = state.gateways;
+        this.applied.gatewaysText = text;
       }
-      const routes = JSON.stringify(state.routes);
-      if (routes !== this.applied.routes) {
-        await this.dataplane.syncRoutes(state.routes);
-        this.applied.routes = routes;
+      if (state.routes !== this.applied.routes) {
+        const text = JSON.stringify(state.routes);
+        if (text !== this.applied.routesText) await this.dataplane.syncRoutes(state.routes);
+        this.applied.routes = state.routes;
+        this.applied.routesText = text;
       }
-      await this.firewall(state.firewall, { full });
+      await this.firewall(state.firewall, changedEndpoints, { full });
     } catch (err) {
       this.fullDue = true;
       throw err;

@@ -1,34 +1,41 @@
 /**
  * Pure: what this host's kernel should hold, from the cluster view, this
  * node and how it reaches each peer: the gateway addresses of its networks
- * (and the resolver's), a route to every block, and the firewall compiler's
- * input. The applier (applier.ts) makes the kernel match.
+ * (and the resolver's), a route to every block, and the records the firewall
+ * is compiled from. The applier (applier.ts) makes the kernel match.
  */
 import type { Backend } from '../config';
 import { blockRoutes, type BlockRoute, type PeerMode } from '../routing/routes';
 import type { NodeRecord } from '../model';
-import type { CompileInput } from '../policy/compile';
-import { protection, type ControlPlane } from '../policy/protect';
+import type { ClusterRecords } from '../policy/incremental';
+import { protection, type ControlPlane, type Protection } from '../policy/protect';
 import type { ClusterView } from './view';
 
-export interface HostState {
+export interface HostRouting {
   /** Sorted. */
   gateways: string[];
   routes: BlockRoute[];
-  firewall: CompileInput;
+}
+
+export interface HostState extends HostRouting {
+  firewall: ClusterRecords;
 }
 
 export interface ThisHost {
   node: string;
-  nodeIp: string;
   backend: Backend;
-  controlPlane: ControlPlane;
+  /** What no container may reach (protection()): the same object while the nodes' addresses stay. */
+  protection: Protection;
   /** Where the resolver of container names serves, if it does. */
   dnsAddress?: string | undefined;
 }
 
-/** `peerModes`: by peer address, whether it shares a link with this host; only read with the `auto` backend. */
-export function desiredState(view: ClusterView, host: ThisHost, peerModes: ReadonlyMap<string, PeerMode>): HostState {
+/**
+ * The gateways and block routes. They depend on networks, nodes, blocks and Docker networks
+ * alone: a container starting anywhere changes neither. `peerModes`: by peer address, whether it
+ * shares a link with this host; only read with the `auto` backend.
+ */
+export function hostRouting(view: ClusterView, host: ThisHost, peerModes: ReadonlyMap<string, PeerMode>): HostRouting {
   const gateways = [...view.networksOn(host.node)].flatMap((net) => {
     const network = view.networks.get(net);
     return network ? [network.gateway] : [];
@@ -36,17 +43,37 @@ export function desiredState(view: ClusterView, host: ThisHost, peerModes: Reado
   // The resolver's address is held like a gateway: containers reach it through their gateway route.
   if (host.dnsAddress !== undefined) gateways.push(host.dnsAddress);
   const modeTowards = (peer: NodeRecord): PeerMode => (host.backend === 'auto' ? (peerModes.get(peer.ip) ?? 'vxlan') : host.backend);
-  const nodeIps = [...view.nodes.values()].map((n) => n.ip);
+  return { gateways: gateways.sort(), routes: blockRoutes(host.node, view.blocks.values(), view.nodes, modeTowards) };
+}
+
+/** What the firewall is compiled from: the view's own maps, whose unchanged records keep their identity. */
+export function firewallRecords(view: ClusterView, host: ThisHost): ClusterRecords {
   return {
-    gateways: gateways.sort(),
-    routes: blockRoutes(host.node, view.blocks.values(), view.nodes, modeTowards),
-    firewall: {
-      node: host.node,
-      networks: [...view.networks.values()],
-      endpoints: [...view.endpoints.values()],
-      policies: [...view.policies.values()],
-      protection: protection(host.controlPlane, nodeIps, host.nodeIp),
-      ...(host.dnsAddress !== undefined && { dnsAddress: host.dnsAddress }),
-    },
+    networks: view.networks,
+    endpoints: view.endpoints,
+    policies: view.policies,
+    protection: host.protection,
+    ...(host.dnsAddress !== undefined && { dnsAddress: host.dnsAddress }),
   };
+}
+
+/** protection() for the nodes' current addresses, computed again only when they change. */
+export class NodeProtection {
+  private addresses: string | undefined;
+  private protection: Protection | undefined;
+
+  constructor(
+    private readonly plane: ControlPlane,
+    private readonly nodeIp: string,
+  ) {}
+
+  of(nodes: Iterable<NodeRecord>): Protection {
+    const ips = [...nodes].map((n) => n.ip);
+    const addresses = ips.join(',');
+    if (this.protection === undefined || addresses !== this.addresses) {
+      this.protection = protection(this.plane, ips, this.nodeIp);
+      this.addresses = addresses;
+    }
+    return this.protection;
+  }
 }

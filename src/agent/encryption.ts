@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { AgentConfig } from '../config';
 import type { Dataplane } from '../dataplane/dataplane';
 import type { BlockRoute } from '../routing/routes';
-import { WIREGUARD_DEVICE } from '../dataplane/names';
+import { WIREGUARD_DEVICE } from '../firewall/names';
 import { generatePrivateKey, publicKeyOf } from '../encryption/keys';
 import { encryptRoutes, mismatchedNodes, wireguardMtu, wireguardPeers } from '../encryption/wireguard';
 import { BadRequestError } from '../errors';

@@ -5,7 +5,7 @@
  */
 import type { AgentConfig } from '../config';
 import type { Dataplane } from '../dataplane/dataplane';
-import { isSluiceHostIfname } from '../dataplane/names';
+import { isSluiceHostIfname } from '../firewall/names';
 import type { NodeRecord, Reclaim, WireguardNode } from '../model';
 import { keys } from '../store/keys';
 import type { Registry } from '../store/registry';

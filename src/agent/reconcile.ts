@@ -7,7 +7,7 @@
  * listed yet either, only what is left over on two looks `confirmMs` apart,
  * unchanged in between, is removed.
  */
-import { endpointIfnames, isSluiceHostIfname } from '../dataplane/names';
+import { endpointIfnames, isSluiceHostIfname } from '../firewall/names';
 import type { Dataplane } from '../dataplane/dataplane';
 import { InvalidRecordError, NotFoundError } from '../errors';
 import type { Ipam } from '../ipam/ipam-service';

@@ -12,6 +12,11 @@ import { leaf, splitKey } from '../store/keys';
 import { readRecord, tryRead, type DockerNetRecord } from '../store/records';
 import type { KeyValue, WatchEvent } from '../store/store';
 
+export interface ViewChanges {
+  endpoints: ReadonlySet<string> | undefined;
+  structure: boolean;
+}
+
 export class ClusterView {
   readonly networks = new Map<string, NetworkRecord>();
   readonly nodes = new Map<string, NodeRecord>();
@@ -25,6 +30,10 @@ export class ClusterView {
   readonly policies = new Map<string, Policy>();
   /** Keys whose record is invalid → why. They are in none of the maps above: nothing acts on them. */
   readonly invalid = new Map<string, string>();
+  /** Endpoint keys put or removed since takeChanges(); undefined after a reset: any may have. */
+  private endpointChanges: Set<string> | undefined;
+  /** Whether anything else the host's state depends on changed since takeChanges(). */
+  private structureChanged = true;
   /** The maps by the key kind they hold; `alive` as a map of presence. */
   private readonly byKind: Record<string, { get(key: string): unknown; delete(key: string): boolean }> = {
     networks: this.networks,
@@ -42,6 +51,21 @@ export class ClusterView {
     for (const map of [this.networks, this.nodes, this.blocks, this.endpoints, this.dockerNets, this.policies, this.invalid]) map.clear();
     this.alive.clear();
     for (const kv of kvs) this.put(kv, reported.get(kv.key));
+    this.endpointChanges = undefined;
+    this.structureChanged = true;
+  }
+
+  /**
+   * What changed since the last call, so that a container starting anywhere costs this host
+   * only that endpoint: `endpoints` are the keys put or removed (undefined after a reset, when
+   * every endpoint must be compared), `structure` whether networks, nodes, blocks, Docker
+   * networks or policies did.
+   */
+  takeChanges(): ViewChanges {
+    const changes = { endpoints: this.endpointChanges, structure: this.structureChanged };
+    this.endpointChanges = new Set();
+    this.structureChanged = false;
+    return changes;
   }
 
   /**
@@ -56,7 +80,9 @@ export class ClusterView {
       const before = this.entry(key);
       if (event.type === 'put') this.put(event.kv, this.invalid.get(key));
       else this.remove(key);
-      changed ||= before !== this.entry(key);
+      const differs = before !== this.entry(key);
+      if (differs && splitKey(key)[0] !== 'endpoints') this.structureChanged = true;
+      changed ||= differs;
     }
     return changed;
   }
@@ -97,6 +123,7 @@ export class ClusterView {
         break;
       case 'endpoint':
         this.endpoints.set(rest, read.record);
+        this.endpointChanges?.add(rest);
         break;
       case 'dockernet':
         this.dockerNets.set(rest, read.record.network);
@@ -111,7 +138,7 @@ export class ClusterView {
   private remove(key: string): void {
     const [kind, rest] = splitKey(key);
     this.invalid.delete(key);
-    this.byKind[kind]?.delete(rest);
+    if (this.byKind[kind]?.delete(rest) && kind === 'endpoints') this.endpointChanges?.add(rest);
   }
 
   /** An endpoint as this host's driver just wrote it, ahead of the watch. */
@@ -119,12 +146,14 @@ export class ClusterView {
     const key = `${endpoint.node}/${endpoint.id}`;
     if (removed) this.endpoints.delete(key);
     else this.endpoints.set(key, endpoint);
+    this.endpointChanges?.add(key);
   }
 
   /** `node`'s Docker networks as just read from the store, ahead of the watch. */
   putDockerNets(node: string, nets: readonly DockerNetRecord[]): void {
     for (const key of [...this.dockerNets.keys()]) if (key.startsWith(`${node}/`)) this.dockerNets.delete(key);
     for (const d of nets) this.dockerNets.set(`${d.node}/${d.dockerNetworkId}`, d.network);
+    this.structureChanged = true;
   }
 
   /** Network keys that have a Docker network on `node`. */

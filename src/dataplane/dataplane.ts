@@ -8,6 +8,7 @@
  * routes with protocol `sluice`).
  */
 import type { WireguardPeer } from '../encryption/wireguard';
+import type { FirewallChange, FirewallState } from '../firewall/state';
 import type { WireguardImplementation } from '../model';
 import type { BlockRoute } from '../routing/routes';
 
@@ -38,35 +39,6 @@ export interface WireguardSettings {
   privateKey: string;
   listenPort: number;
   peers: WireguardPeer[];
-}
-
-/**
- * hash:net,iface members are "CIDR,IFNAME"; matched as `src,src` (source, in-interface) or `dst,dst` (destination, out-interface).
- * hash:ip,port members are "IP,PROTO:PORT" (tcp or udp); matched as `dst,dst` (destination address and port).
- */
-export type IpSetType = 'hash:ip' | 'hash:net' | 'hash:net,iface' | 'hash:ip,port';
-
-export interface IpSet {
-  name: string;
-  type: IpSetType;
-  members: string[];
-}
-
-/** A chain we own: its rules are iptables-restore argument strings without the `-A CHAIN` prefix. */
-export interface Chain {
-  name: string;
-  rules: string[];
-}
-
-/**
- * Everything Sluice wants in iptables and ipset. Top-level chains
- * (SLUICE-FORWARD, SLUICE-INPUT in filter; SLUICE-DNAT, SLUICE-POSTROUTING in
- * nat) are hooked once from the built-in chains by the dataplane.
- */
-export interface FirewallState {
-  ipsets: IpSet[];
-  filter: Chain[];
-  nat: Chain[];
 }
 
 /** One of Sluice's filter rules with the kernel's counts: what metrics read, once per scrape. */
@@ -106,6 +78,14 @@ export interface Dataplane {
   syncRoutes(routes: BlockRoute[]): Promise<void>;
   /** Makes Sluice's ipsets and chains exactly `state`, rewriting only what changed. */
   applyFirewall(state: FirewallState): Promise<void>;
+  /**
+   * Applies the difference from what the last apply left to the next state:
+   * work in proportion to the change (a container starting elsewhere: one set
+   * member). Rejects with a DataplaneError, changing nothing, when the
+   * applied state is not known (none yet, a failed apply, damage found by
+   * verifyFirewall): the caller then applies the full state.
+   */
+  applyFirewallChange(change: FirewallChange): Promise<void>;
   /**
    * Compares the kernel's Sluice chains, hooks and ipsets with what
    * applyFirewall last wrote, for a periodic check against out-of-band

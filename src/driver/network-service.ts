@@ -7,7 +7,7 @@
 import { BadRequestError, ConflictError, NotFoundError, NotSupportedError } from '../errors';
 import type { AddressRecord, EndpointRecord, NetworkRecord, PortMapping } from '../model';
 import { blockOf, contains, formatCidr, parseCidr, parseIp } from '../net/ipv4';
-import { containerMac, endpointIfnames } from '../dataplane/names';
+import { containerMac, endpointIfnames } from '../firewall/names';
 import type { Dataplane } from '../dataplane/dataplane';
 import type { Ipam } from '../ipam/ipam-service';
 import type { Registry, Versioned } from '../store/registry';

@@ -49,18 +49,18 @@
  * Selectors and CIDR lists become ipsets, so the per-packet cost does not grow
  * with the number of endpoints in the cluster.
  */
-import { DNAT_CHAIN, FORWARD_CHAIN, INPUT_CHAIN, POSTROUTING_CHAIN } from '../dataplane/names';
-import type { Chain, FirewallState, IpSet } from '../dataplane/dataplane';
 import { PolicyError } from '../errors';
-import type { EndpointRecord, Labels, NetworkRecord, PortMapping } from '../model';
-import { isIpv6, parseCidr, parseIp } from '../net/ipv4';
 import {
+  DNAT_CHAIN,
   EGRESS_GOVERNED_SET,
+  FORWARD_CHAIN,
   FROM_WORKLOAD_CHAIN,
   HOST_IFNAME_PREFIX,
   INGRESS_GOVERNED_SET,
+  INPUT_CHAIN,
   LOCAL_SET,
   POOLS_SET,
+  POSTROUTING_CHAIN,
   PROTECTED_ADDRESSES_SET,
   PROTECTED_SET,
   TO_WORKLOAD_CHAIN,
@@ -68,7 +68,11 @@ import {
   policyChainName,
   selectorSetName,
   targetSetName,
-} from './names';
+} from '../firewall/names';
+import type { Action, Match, PortRange, Rule } from '../firewall/rule';
+import { byName, compareText, sortMembers, type Chain, type FirewallState, type IpSet } from '../firewall/state';
+import type { EndpointRecord, Labels, NetworkRecord, PortMapping } from '../model';
+import { isIpv6, parseCidr } from '../net/ipv4';
 import type { EgressRule, IngressRule, Policy, PortSpec } from '../policy-document/policy';
 import { NO_PROTECTION, type Protection } from './protect';
 import { matches, parseSelector, type Selector } from '../policy-document/selector';
@@ -91,7 +95,7 @@ export interface CompileInput {
  * Packet mark bit an allow rule sets for the workload chain to see. Bit 24:
  * clear of kube-proxy (0x4000, 0x8000) and Docker, which use low bits.
  */
-const ACCEPT_MARK = '0x1000000';
+const ACCEPT_MARK = 0x1000000;
 
 /** iptables' multiport match takes at most 15 ports, a range counting as two. */
 const MULTIPORT_SLOTS = 15;
@@ -102,7 +106,7 @@ export type Direction = 'ingress' | 'egress';
 
 export interface CompiledRule {
   action: 'allow' | 'deny';
-  protocol?: string;
+  protocol?: 'tcp' | 'udp' | 'icmp';
   /** Selector of the peer endpoint (source for ingress, destination for egress). */
   peer?: Selector;
   peerNets?: string[];
@@ -117,58 +121,153 @@ export interface CompiledPolicy {
   egress?: CompiledRule[];
 }
 
-/** A local endpoint whose policy is known: its labels and its network are. */
-interface KnownEndpoint {
-  endpoint: EndpointRecord;
-  network: NetworkRecord;
-  labels: Labels;
-}
-
 /** Computes every ipset, filter chain and nat chain Sluice wants on `input.node`. */
 export function compileFirewall(input: CompileInput): FirewallState {
   const networks = new Map(input.networks.map((n) => [n.key, n]));
-  const policies = compilePolicies(input.policies);
-  const sets = new IpSetBook(input.endpoints);
-  sets.add({ name: POOLS_SET, type: 'hash:net', members: input.networks.map((n) => n.subnet) });
-
+  const skeleton = firewallSkeleton({ networks: input.networks, policies: compilePolicies(input.policies), protection: input.protection, dnsAddress: input.dnsAddress });
   const local = input.endpoints.filter((e) => e.node === input.node).sort((a, b) => compareText(a.hostIfname, b.hostIfname));
-  // No packet may pass under the wrong policy: an endpoint without labels or network is left out, so gets nothing.
-  const known = local.flatMap((endpoint): KnownEndpoint[] => {
-    const network = networks.get(endpoint.network);
-    return endpoint.labels !== null && network !== undefined ? [{ endpoint, network, labels: endpoint.labels }] : [];
-  });
-  sets.add({ name: LOCAL_SET, type: 'hash:net,iface', members: known.map(({ endpoint: e }) => `${e.address},${e.hostIfname}`) });
+  const known = local.filter((e) => knownNetwork(e, networks) !== undefined);
+  const sets = new Map(skeleton.fixedSets.map((set) => [set.name, set.members]));
+  sets.set(LOCAL_SET, known.map(localMember));
+  for (const [name, selector] of skeleton.selectorSets) {
+    sets.set(name, input.endpoints.filter((e) => e.labels !== null && matches(selector, e.labels)).map((e) => e.address));
+  }
+  for (const [name, policy] of skeleton.targetSets) {
+    sets.set(name, known.filter((e) => selects(policy, knownNetwork(e, networks)!, e.labels!)).map((e) => e.address));
+  }
+  for (const { name, targets } of skeleton.governed) sets.set(name, targets.flatMap((target) => sets.get(target)!));
+  const ipsets = [...sets].map(([name, members]): IpSet => ({ name, type: skeleton.types.get(name)!, members: sortMembers(members) }));
+  return {
+    ipsets: byName(ipsets),
+    filter: skeleton.filter,
+    nat: byName([{ name: DNAT_CHAIN, rules: local.flatMap(dnatRules) }, skeleton.postrouting]),
+  };
+}
 
-  const protection = input.protection ?? NO_PROTECTION;
-  sets.add({
-    name: PROTECTED_SET,
-    type: 'hash:ip,port',
-    members: protection.destinations.flatMap((d) => (d.port === undefined ? [] : [`${d.address},tcp:${d.port}`])),
-  });
-  sets.add({ name: PROTECTED_ADDRESSES_SET, type: 'hash:ip', members: protection.destinations.flatMap((d) => (d.port === undefined ? [d.address] : [])) });
+/**
+ * Everything that follows from the networks, policies and protection alone:
+ * the chains but SLUICE-DNAT, the sets whose members are fixed by them, and
+ * which sets endpoints fill. A container starting or stopping changes none of it.
+ */
+export interface Skeleton {
+  /** Sorted by name. */
+  filter: Chain[];
+  postrouting: Chain;
+  /** Pools, subnets, CIDR lists and the protected destinations, members sorted. */
+  fixedSets: IpSet[];
+  /** Filled with every endpoint of the cluster whose labels the selector matches. */
+  selectorSets: Map<string, Selector>;
+  /** Filled with the local endpoints of known policy the policy selects. */
+  targetSets: Map<string, CompiledPolicy>;
+  /** Per direction that policies govern: its set, the union of these target sets. */
+  governed: { name: string; targets: string[] }[];
+  /** Every set's type, LOCAL_SET's included. */
+  types: Map<string, IpSet['type']>;
+}
 
-  const sameNetwork = [...input.networks].sort((a, b) => compareText(a.key, b.key)).map((n) => ({ key: n.key, set: sets.networkSet(n) }));
-  const internal = internalSet(input.networks, sets);
+export interface Structure {
+  networks: readonly NetworkRecord[];
+  /** In evaluation order (compilePolicies). */
+  policies: readonly CompiledPolicy[];
+  protection?: Protection;
+  dnsAddress?: string;
+}
+
+/**
+ * What each policy contributes to the chains (its own chains, its gate in
+ * the workload chain), with the sets they name, by compiled policy: a
+ * skeleton rebuilt after one policy changed reuses the others' rules, the
+ * same objects, so finding what changed is mostly identity compares.
+ */
+export class PolicyChainCache {
+  private readonly chains = new WeakMap<CompiledPolicy, Partial<Record<Direction, Built<Chain>>>>();
+  private readonly gates = new WeakMap<CompiledPolicy, Partial<Record<Direction, Built<Gate>>>>();
+
+  /** The policy's chain of `direction` (SLUICE-pi-/-po-). */
+  chain(policy: CompiledPolicy, direction: Direction, book: SetBook): Chain {
+    return cached(this.chains, policy, direction, book, (sets) => policyChain(policy, direction, sets));
+  }
+
+  /** The policy's rules in the workload chain of `direction`. */
+  gate(policy: CompiledPolicy, direction: Direction, book: SetBook): Gate {
+    return cached(this.gates, policy, direction, book, (sets) => policyGate(policy, direction, sets));
+  }
+}
+
+/** Something built from one policy, and the sets it names. */
+interface Built<T> {
+  value: T;
+  sets: SetBook;
+}
+
+function cached<T>(
+  cache: WeakMap<CompiledPolicy, Partial<Record<Direction, Built<T>>>>,
+  policy: CompiledPolicy,
+  direction: Direction,
+  book: SetBook,
+  build: (sets: SetBook) => T,
+): T {
+  let entry = cache.get(policy);
+  if (entry === undefined) cache.set(policy, (entry = {}));
+  let built = entry[direction];
+  if (built === undefined) {
+    const sets = new SetBook();
+    built = entry[direction] = { value: build(sets), sets };
+  }
+  book.merge(built.sets);
+  return built.value;
+}
+
+export function firewallSkeleton(structure: Structure, cache = new PolicyChainCache()): Skeleton {
+  const book = new SetBook();
+  book.fixed(POOLS_SET, 'hash:net', structure.networks.map((n) => n.subnet));
+  book.types.set(LOCAL_SET, 'hash:net,iface');
+  const protection = structure.protection ?? NO_PROTECTION;
+  book.fixed(PROTECTED_SET, 'hash:ip,port', protection.destinations.flatMap((d) => (d.port === undefined ? [] : [`${d.address},tcp:${d.port}`])));
+  book.fixed(PROTECTED_ADDRESSES_SET, 'hash:ip', protection.destinations.flatMap((d) => (d.port === undefined ? [d.address] : [])));
+
+  const sameNetwork = [...structure.networks].sort((a, b) => compareText(a.key, b.key)).map((n) => ({ key: n.key, set: book.netSet([n.subnet])! }));
+  const internal = internalSet(structure.networks, book);
+  const policies = structure.policies;
+  const governed: Skeleton['governed'] = [];
+  const workload = (direction: Direction, defaults: Rule[]): Chain => {
+    const chain = workloadChain(direction, policies, book, defaults, cache);
+    if (chain.governed !== undefined) governed.push(chain.governed);
+    return { name: chain.name, rules: chain.rules };
+  };
   const filter = [
     forwardChain(internal),
-    inputChain(protection.hostPorts, input.dnsAddress),
-    workloadChain('egress', policies, known, sets, [rule('sluice: default allow egress', '-j RETURN')]),
-    workloadChain('ingress', policies, known, sets, defaultIngress(sameNetwork)),
-    ...(['ingress', 'egress'] as const).flatMap((direction) =>
-      policies.filter((p) => p[direction] !== undefined).map((p) => policyChain(p, direction, sets)),
-    ),
+    inputChain(protection.hostPorts, structure.dnsAddress),
+    workload('egress', [rule('sluice: default allow egress', [], { kind: 'RETURN' })]),
+    workload('ingress', defaultIngress(sameNetwork)),
+    ...(['ingress', 'egress'] as const).flatMap((direction) => policies.filter((p) => p[direction] !== undefined).map((p) => cache.chain(p, direction, book))),
   ];
-  const nat: Chain[] = [
-    { name: DNAT_CHAIN, rules: local.flatMap(dnatRules) },
-    {
-      name: POSTROUTING_CHAIN,
-      rules: [
-        ...(internal === undefined ? [] : [rule('sluice: internal networks have no way out', `-m set --match-set ${internal} src -j RETURN`)]),
-        rule('sluice: masquerade to outside', `-m set --match-set ${POOLS_SET} src -m set ! --match-set ${POOLS_SET} dst -j MASQUERADE`),
-      ],
-    },
-  ];
-  return { ipsets: sets.sorted(), filter: byName(filter), nat: byName(nat) };
+  const postrouting: Chain = {
+    name: POSTROUTING_CHAIN,
+    rules: [
+      ...(internal === undefined ? [] : [rule('sluice: internal networks have no way out', [setMatch(internal, 'src')], { kind: 'RETURN' })]),
+      rule('sluice: masquerade to outside', [setMatch(POOLS_SET, 'src'), { ...setMatch(POOLS_SET, 'dst'), negated: true }], { kind: 'MASQUERADE' }),
+    ],
+  };
+  return {
+    filter: byName(filter),
+    postrouting,
+    fixedSets: byName([...book.fixedSets.values()]),
+    selectorSets: book.selectorSets,
+    targetSets: book.targetSets,
+    governed,
+    types: book.types,
+  };
+}
+
+/** The endpoint's network when its policy is known (labels and network known); else it fails closed and gets nothing. */
+export function knownNetwork(endpoint: EndpointRecord, networks: ReadonlyMap<string, NetworkRecord>): NetworkRecord | undefined {
+  return endpoint.labels === null ? undefined : networks.get(endpoint.network);
+}
+
+/** A local endpoint's entry in LOCAL_SET: its address on its veth. */
+export function localMember(endpoint: EndpointRecord): string {
+  return `${endpoint.address},${endpoint.hostIfname}`;
 }
 
 // ---- policies ----
@@ -183,7 +282,17 @@ export function policiesSelecting(policies: readonly Policy[], network: NetworkR
 /** Parses each policy's selectors once, and sorts the policies into evaluation order. */
 export function compilePolicies(policies: readonly Policy[]): CompiledPolicy[] {
   const cache = new Map<string, Selector>();
-  const selector = (policy: Policy, text: string): Selector => {
+  return sortPolicies(policies).map((p) => compilePolicy(p, cache));
+}
+
+/** Evaluation order: by `order`, then by name. */
+export function sortPolicies(policies: readonly Policy[]): Policy[] {
+  return [...policies].sort((a, b) => a.order - b.order || compareText(a.name, b.name));
+}
+
+/** One policy with its selectors parsed; `cache` shares parses of equal selector text. */
+export function compilePolicy(policy: Policy, cache = new Map<string, Selector>()): CompiledPolicy {
+  const selector = (text: string): Selector => {
     let parsed = cache.get(text);
     if (parsed === undefined) {
       try {
@@ -196,68 +305,72 @@ export function compilePolicies(policies: readonly Policy[]): CompiledPolicy[] {
     }
     return parsed;
   };
-  const compileRule = (policy: Policy, r: IngressRule | EgressRule, peer: string | undefined, peerNets: string[] | undefined): CompiledRule => ({
+  const compileRule = (r: IngressRule | EgressRule, peer: string | undefined, peerNets: string[] | undefined): CompiledRule => ({
     action: r.action,
     protocol: r.protocol,
-    peer: peer === undefined ? undefined : selector(policy, peer),
+    peer: peer === undefined ? undefined : selector(peer),
     peerNets,
     ports: r.ports,
   });
-  return [...policies]
-    .sort((a, b) => a.order - b.order || compareText(a.name, b.name))
-    .map((p) => ({
-      name: p.name,
-      network: p.network,
-      selector: selector(p, p.selector),
-      ingress: p.ingress?.map((r) => compileRule(p, r, r.from, r.fromNets)),
-      egress: p.egress?.map((r) => compileRule(p, r, r.to, r.toNets)),
-    }));
+  return {
+    name: policy.name,
+    network: policy.network,
+    selector: selector(policy.selector),
+    ingress: policy.ingress?.map((r) => compileRule(r, r.from, r.fromNets)),
+    egress: policy.egress?.map((r) => compileRule(r, r.to, r.toNets)),
+  };
 }
 
 export function selects(policy: CompiledPolicy, network: NetworkRecord, labels: Labels): boolean {
   return (policy.network === undefined || policy.network === network.name) && matches(policy.selector, labels);
 }
 
-function policyChain(policy: CompiledPolicy, direction: Direction, sets: IpSetBook): Chain {
+function policyChain(policy: CompiledPolicy, direction: Direction, sets: SetBook): Chain {
   const peerSide = direction === 'ingress' ? 'src' : 'dst';
   const rules = (policy[direction] ?? []).flatMap((r, i) => {
     const text = `policy ${policy.name} ${direction}[${i}]`;
-    const match: string[] = [];
-    if (r.protocol !== undefined) match.push(`-p ${r.protocol}`);
-    if (r.peer !== undefined) match.push(`-m set --match-set ${sets.selectorSet(r.peer)} ${peerSide}`);
+    const match: Match[] = [];
+    if (r.protocol !== undefined) match.push({ kind: 'protocol', protocol: r.protocol });
+    if (r.peer !== undefined) match.push(setMatch(sets.selectorSet(r.peer), peerSide));
     const netSet = r.peerNets === undefined ? undefined : sets.netSet(r.peerNets);
-    if (netSet !== undefined) match.push(`-m set --match-set ${netSet} ${peerSide}`);
+    if (netSet !== undefined) match.push(setMatch(netSet, peerSide));
     // More ports than one multiport match takes: one rule per chunk, same action.
-    const variants = r.ports === undefined ? [match] : multiportChunks(r.ports).map((list) => [...match, `-m multiport --dports ${list}`]);
+    const variants = r.ports === undefined ? [match] : multiportChunks(r.ports.map(portRange)).map((ports): Match[] => [...match, { kind: 'multiport', ports }]);
     return variants.flatMap((parts) =>
       r.action === 'deny'
-        ? [rule(text, [...parts, '-j DROP'].join(' '))]
-        : [
-            rule(text, [...parts, `-j MARK --set-xmark ${ACCEPT_MARK}/${ACCEPT_MARK}`].join(' ')),
-            rule(`${text} allowed`, `-m mark --mark ${ACCEPT_MARK}/${ACCEPT_MARK} -j RETURN`),
-          ],
+        ? [rule(text, parts, { kind: 'DROP' })]
+        : [rule(text, parts, { kind: 'MARK', value: ACCEPT_MARK, mask: ACCEPT_MARK }), rule(`${text} allowed`, [acceptMarked], { kind: 'RETURN' })],
     );
   });
   return { name: policyChainName(direction, policy.name), rules };
 }
 
-/** Port lists of at most MULTIPORT_SLOTS slots each, ranges written a:b. */
-function multiportChunks(ports: readonly PortSpec[]): string[] {
-  const chunks: string[][] = [];
-  let current: string[] = [];
+const acceptMarked: Match = { kind: 'mark', value: ACCEPT_MARK, mask: ACCEPT_MARK };
+
+/** A policy port (80, "8000-8100") as a range. */
+function portRange(port: PortSpec): PortRange {
+  if (typeof port === 'number') return { first: port, last: port };
+  const [first, last] = port.split('-').map(Number);
+  return { first: first!, last: last! };
+}
+
+/** Port lists of at most MULTIPORT_SLOTS slots each. */
+function multiportChunks(ports: readonly PortRange[]): PortRange[][] {
+  const chunks: PortRange[][] = [];
+  let current: PortRange[] = [];
   let slots = 0;
   for (const port of ports) {
-    const [text, cost] = typeof port === 'number' ? [String(port), 1] : [port.replace('-', ':'), 2];
+    const cost = port.first === port.last ? 1 : 2;
     if (slots + cost > MULTIPORT_SLOTS) {
       chunks.push(current);
       current = [];
       slots = 0;
     }
-    current.push(text);
+    current.push(port);
     slots += cost;
   }
   chunks.push(current);
-  return chunks.map((chunk) => chunk.join(','));
+  return chunks;
 }
 
 // ---- workload chains ----
@@ -268,27 +381,47 @@ function multiportChunks(ports: readonly PortSpec[]): string[] {
  * gated by the set of local endpoints it selects, then default-deny for every
  * endpoint some of them selected, then `defaults` for the rest.
  */
-function workloadChain(direction: Direction, policies: CompiledPolicy[], known: KnownEndpoint[], sets: IpSetBook, defaults: string[]): Chain {
+function workloadChain(
+  direction: Direction,
+  policies: readonly CompiledPolicy[],
+  sets: SetBook,
+  defaults: Rule[],
+  cache: PolicyChainCache,
+): Chain & { governed?: Skeleton['governed'][number] } {
   const side = direction === 'egress' ? 'src' : 'dst';
+  const name = direction === 'egress' ? FROM_WORKLOAD_CHAIN : TO_WORKLOAD_CHAIN;
   const rules = [
     // Sets of addresses alone would let a container use its neighbour's address; the veth pins it.
-    rule('sluice: not a local endpoint with known policy (anti-spoofing, fail closed)', `-m set ! --match-set ${LOCAL_SET} ${side},${side} -j DROP`),
+    rule('sluice: not a local endpoint with known policy (anti-spoofing, fail closed)', [{ ...setMatch(LOCAL_SET, side === 'src' ? 'src,src' : 'dst,dst'), negated: true }], { kind: 'DROP' }),
   ];
   const governing = policies.filter((p) => p[direction] !== undefined);
-  if (governing.length > 0) {
-    const targets = governing.map((policy) => ({ policy, set: sets.targetSet(policy, known.filter((k) => selects(policy, k.network, k.labels))) }));
-    const governedSet = direction === 'egress' ? EGRESS_GOVERNED_SET : INGRESS_GOVERNED_SET;
-    sets.add({ name: governedSet, type: 'hash:ip', members: targets.flatMap((t) => t.set.members) });
-    rules.push(
-      rule('sluice: clear accept mark', `-j MARK --set-xmark 0x0/${ACCEPT_MARK}`),
-      ...targets.flatMap(({ policy: p, set }) => [
-        rule(`policy ${p.name}`, `-m set --match-set ${set.name} ${side} -j ${policyChainName(direction, p.name)}`),
-        rule(`policy ${p.name} allowed`, `-m mark --mark ${ACCEPT_MARK}/${ACCEPT_MARK} -j RETURN`),
-      ]),
-      rule(`sluice: default deny ${direction} (selected by policy)`, `-m set --match-set ${governedSet} ${side} -j DROP`),
-    );
-  }
-  return { name: direction === 'egress' ? FROM_WORKLOAD_CHAIN : TO_WORKLOAD_CHAIN, rules: [...rules, ...defaults] };
+  if (governing.length === 0) return { name, rules: [...rules, ...defaults] };
+  const gates = governing.map((policy) => cache.gate(policy, direction, sets));
+  const governedSet = direction === 'egress' ? EGRESS_GOVERNED_SET : INGRESS_GOVERNED_SET;
+  sets.types.set(governedSet, 'hash:ip');
+  rules.push(
+    rule('sluice: clear accept mark', [], { kind: 'MARK', value: 0, mask: ACCEPT_MARK }),
+    ...gates.flatMap((gate) => gate.rules),
+    rule(`sluice: default deny ${direction} (selected by policy)`, [setMatch(governedSet, side)], { kind: 'DROP' }),
+  );
+  return { name, rules: [...rules, ...defaults], governed: { name: governedSet, targets: gates.map((gate) => gate.targetSet) } };
+}
+
+/** A policy's place in a workload chain: into its chain for the local endpoints it selects, back as soon as it allowed. */
+interface Gate {
+  targetSet: string;
+  rules: Rule[];
+}
+
+function policyGate(policy: CompiledPolicy, direction: Direction, sets: SetBook): Gate {
+  const targetSet = sets.targetSet(policy);
+  return {
+    targetSet,
+    rules: [
+      rule(`policy ${policy.name}`, [setMatch(targetSet, direction === 'egress' ? 'src' : 'dst')], { kind: 'jump', chain: policyChainName(direction, policy.name) }),
+      rule(`policy ${policy.name} allowed`, [acceptMarked], { kind: 'RETURN' }),
+    ],
+  };
 }
 
 /**
@@ -296,40 +429,42 @@ function workloadChain(direction: Direction, policies: CompiledPolicy[], known: 
  * networks out, and anything else (the outside world, the host, published
  * ports, since DNAT keeps the outside source) in.
  */
-function defaultIngress(networks: { key: string; set: string }[]): string[] {
+function defaultIngress(networks: { key: string; set: string }[]): Rule[] {
   return [
-    ...networks.map((n) => rule(`sluice: default same network ${n.key}`, `-m set --match-set ${n.set} dst -m set --match-set ${n.set} src -j RETURN`)),
-    rule('sluice: default deny other sluice networks', `-m set --match-set ${POOLS_SET} src -j DROP`),
-    rule('sluice: default allow non-sluice sources', '-j RETURN'),
+    ...networks.map((n) => rule(`sluice: default same network ${n.key}`, [setMatch(n.set, 'dst'), setMatch(n.set, 'src')], { kind: 'RETURN' })),
+    rule('sluice: default deny other sluice networks', [setMatch(POOLS_SET, 'src')], { kind: 'DROP' }),
+    rule('sluice: default allow non-sluice sources', [], { kind: 'RETURN' }),
   ];
 }
 
 // ---- top-level chains ----
 
 /** The ipset of the `--internal` networks' subnets; undefined (no set, no rules) when there are none. */
-function internalSet(networks: readonly NetworkRecord[], sets: IpSetBook): string | undefined {
+function internalSet(networks: readonly NetworkRecord[], sets: SetBook): string | undefined {
   const internal = networks.filter((n) => n.settings?.internal === true).map((n) => n.subnet);
   return internal.length === 0 ? undefined : sets.netSet(internal);
 }
 
+const fromWorkload: Extract<Match, { kind: 'in-interface' }> = { kind: 'in-interface', name: ALL_SLUICE_IFACES };
+
 function forwardChain(internal: string | undefined): Chain {
   // --internal: nothing between its containers and anything outside the sluice networks, either way, replies included.
   const isolation = internal === undefined ? [] : [
-    rule('sluice: internal network, no way out', `-m set --match-set ${internal} src -m set ! --match-set ${POOLS_SET} dst -j DROP`),
-    rule('sluice: internal network, no way in', `-m set --match-set ${internal} dst -m set ! --match-set ${POOLS_SET} src -j DROP`),
+    rule('sluice: internal network, no way out', [setMatch(internal, 'src'), { ...setMatch(POOLS_SET, 'dst'), negated: true }], { kind: 'DROP' }),
+    rule('sluice: internal network, no way in', [setMatch(internal, 'dst'), { ...setMatch(POOLS_SET, 'src'), negated: true }], { kind: 'DROP' }),
   ];
   return {
     name: FORWARD_CHAIN,
     rules: [
       // Scoped to sluice veths, so other forwarded traffic is left to the host's own rules.
-      rule('sluice: not sluice traffic', `! -i ${ALL_SLUICE_IFACES} ! -o ${ALL_SLUICE_IFACES} -j RETURN`),
+      rule('sluice: not sluice traffic', [{ ...fromWorkload, negated: true }, { kind: 'out-interface', name: ALL_SLUICE_IFACES, negated: true }], { kind: 'RETURN' }),
       ...isolation,
-      rule('sluice: established', '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'),
-      rule('sluice: invalid', '-m conntrack --ctstate INVALID -j DROP'),
-      ...protectedDestinations(`-i ${ALL_SLUICE_IFACES} `),
-      rule('sluice: from workload', `-i ${ALL_SLUICE_IFACES} -j ${FROM_WORKLOAD_CHAIN}`),
-      rule('sluice: to workload', `-o ${ALL_SLUICE_IFACES} -j ${TO_WORKLOAD_CHAIN}`),
-      rule('sluice: allowed', '-j ACCEPT'),
+      rule('sluice: established', [{ kind: 'conntrack', states: ['RELATED', 'ESTABLISHED'] }], { kind: 'ACCEPT' }),
+      rule('sluice: invalid', [{ kind: 'conntrack', states: ['INVALID'] }], { kind: 'DROP' }),
+      ...protectedDestinations([fromWorkload]),
+      rule('sluice: from workload', [fromWorkload], { kind: 'jump', chain: FROM_WORKLOAD_CHAIN }),
+      rule('sluice: to workload', [{ kind: 'out-interface', name: ALL_SLUICE_IFACES }], { kind: 'jump', chain: TO_WORKLOAD_CHAIN }),
+      rule('sluice: allowed', [], { kind: 'ACCEPT' }),
     ],
   };
 }
@@ -345,23 +480,31 @@ function inputChain(hostPorts: readonly number[], dnsAddress: string | undefined
   return {
     name: INPUT_CHAIN,
     rules: [
-      rule('sluice: not from a workload', `! -i ${ALL_SLUICE_IFACES} -j RETURN`),
-      rule('sluice: established (left to the host rules)', '-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN'),
-      ...protectedDestinations(''),
-      ...(hostPorts.length === 0 ? [] : multiportChunks(hostPorts).map((ports) => rule('sluice: protected host port', `-p tcp -m multiport --dports ${ports} -j DROP`))),
+      rule('sluice: not from a workload', [{ ...fromWorkload, negated: true }], { kind: 'RETURN' }),
+      rule('sluice: established (left to the host rules)', [{ kind: 'conntrack', states: ['RELATED', 'ESTABLISHED'] }], { kind: 'RETURN' }),
+      ...protectedDestinations([]),
+      ...(hostPorts.length === 0
+        ? []
+        : multiportChunks(hostPorts.map(portRange)).map((ports) => rule('sluice: protected host port', [{ kind: 'protocol', protocol: 'tcp' }, { kind: 'multiport', ports }], { kind: 'DROP' }))),
       ...(dnsAddress === undefined
         ? []
-        : (['udp', 'tcp'] as const).map((proto) => rule('sluice: dns to the sluice resolver', `-p ${proto} -d ${dnsAddress}/32 --dport 53 -j ACCEPT`))),
-      rule('sluice: from workload', `-j ${FROM_WORKLOAD_CHAIN}`),
+        : (['udp', 'tcp'] as const).map((protocol) =>
+            rule(
+              'sluice: dns to the sluice resolver',
+              [{ kind: 'protocol', protocol }, { kind: 'destination', address: dnsAddress }, { kind: 'destination-port', ports: { first: 53, last: 53 } }],
+              { kind: 'ACCEPT' },
+            ),
+          )),
+      rule('sluice: from workload', [], { kind: 'jump', chain: FROM_WORKLOAD_CHAIN }),
     ],
   };
 }
 
 /** New connections to the control plane, dropped whatever the policies say; `match` narrows to traffic from workloads. */
-function protectedDestinations(match: string): string[] {
+function protectedDestinations(match: Match[]): Rule[] {
   return [
-    rule('sluice: protected destination', `${match}-m set --match-set ${PROTECTED_SET} dst,dst -j DROP`),
-    rule('sluice: protected address', `${match}-m set --match-set ${PROTECTED_ADDRESSES_SET} dst -j DROP`),
+    rule('sluice: protected destination', [...match, setMatch(PROTECTED_SET, 'dst,dst')], { kind: 'DROP' }),
+    rule('sluice: protected address', [...match, setMatch(PROTECTED_ADDRESSES_SET, 'dst')], { kind: 'DROP' }),
   ];
 }
 
@@ -372,18 +515,21 @@ function protectedDestinations(match: string): string[] {
  * the host's own addresses (`-m addrtype --dst-type LOCAL`), so traffic
  * passing through is never redirected.
  */
-function dnatRules(endpoint: EndpointRecord): string[] {
-  return [...endpoint.ports]
-    .filter((m) => (m.proto === 'tcp' || m.proto === 'udp') && !isIpv6(m.hostIp ?? ''))
+export function dnatRules(endpoint: EndpointRecord): Rule[] {
+  return endpoint.ports
+    .filter((m): m is PortMapping & { proto: 'tcp' | 'udp' } => (m.proto === 'tcp' || m.proto === 'udp') && !isIpv6(m.hostIp ?? ''))
     .sort(comparePortMappings)
-    .map((m) => {
-      const destination = m.hostIp === undefined || m.hostIp === '0.0.0.0' ? '' : ` -d ${m.hostIp}/32`;
-      const hostPorts = m.hostPortEnd > m.hostPort ? `${m.hostPort}:${m.hostPortEnd}` : `${m.hostPort}`;
-      return rule(
+    .map((m) =>
+      rule(
         `sluice: publish ${endpoint.id}`,
-        `-p ${m.proto}${destination} --dport ${hostPorts} -j DNAT --to-destination ${endpoint.address}:${m.containerPort}`,
-      );
-    });
+        [
+          { kind: 'protocol', protocol: m.proto },
+          ...(m.hostIp === undefined || m.hostIp === '0.0.0.0' ? [] : [{ kind: 'destination' as const, address: m.hostIp }]),
+          { kind: 'destination-port', ports: { first: m.hostPort, last: Math.max(m.hostPort, m.hostPortEnd) } },
+        ],
+        { kind: 'DNAT', address: endpoint.address, port: m.containerPort },
+      ),
+    );
 }
 
 function comparePortMappings(a: PortMapping, b: PortMapping): number {
@@ -392,67 +538,65 @@ function comparePortMappings(a: PortMapping, b: PortMapping): number {
 
 // ---- ipsets ----
 
-/** The ipsets the chains refer to, each made once, by name. */
-class IpSetBook {
-  private readonly sets = new Map<string, IpSet>();
+/** The sets the chains refer to, each named once; endpoints fill the selector and target sets later. */
+class SetBook {
+  readonly fixedSets = new Map<string, IpSet>();
+  readonly selectorSets = new Map<string, Selector>();
+  readonly targetSets = new Map<string, CompiledPolicy>();
+  readonly types = new Map<string, IpSet['type']>();
 
-  constructor(private readonly endpoints: readonly EndpointRecord[]) {}
-
-  add(set: IpSet): string {
-    if (!this.sets.has(set.name)) this.sets.set(set.name, { ...set, members: sortAddresses(set.members) });
-    return set.name;
+  fixed(name: string, type: IpSet['type'], members: readonly string[]): string {
+    if (!this.types.has(name)) {
+      this.types.set(name, type);
+      this.fixedSets.set(name, { name, type, members: sortMembers(members) });
+    }
+    return name;
   }
 
-  /** Addresses of every endpoint, on any host, whose labels are known and match. */
   selectorSet(selector: Selector): string {
     const name = selectorSetName(selector.toString());
-    if (this.sets.has(name)) return name;
-    const members = this.endpoints.filter((e) => e.labels !== null && matches(selector, e.labels)).map((e) => e.address);
-    return this.add({ name, type: 'hash:ip', members });
+    this.types.set(name, 'hash:ip');
+    this.selectorSets.set(name, selector);
+    return name;
   }
 
-  /** The local endpoints a policy applies to: `selected`, already filtered by its selector and network. */
-  targetSet(policy: CompiledPolicy, selected: KnownEndpoint[]): { name: string; members: string[] } {
-    const members = selected.map((k) => k.endpoint.address);
-    return { name: this.add({ name: targetSetName(policy.selector.toString(), policy.network), type: 'hash:ip', members }), members };
-  }
-
-  /** The set of one network's subnet: the same set a rule with that one CIDR uses. */
-  networkSet(network: NetworkRecord): string {
-    return this.add({ name: netSetName([network.subnet]), type: 'hash:net', members: [network.subnet] });
+  /** Named by content: policies selecting alike share it. */
+  targetSet(policy: CompiledPolicy): string {
+    const name = targetSetName(policy.selector.toString(), policy.network);
+    this.types.set(name, 'hash:ip');
+    if (!this.targetSets.has(name)) this.targetSets.set(name, policy);
+    return name;
   }
 
   /** Undefined when a /0 is among the nets: that matches every address, and hash:net cannot hold a /0. */
   netSet(cidrs: readonly string[]): string | undefined {
     if (cidrs.some((c) => parseCidr(c)?.prefix === 0)) return undefined;
-    return this.add({ name: netSetName(cidrs), type: 'hash:net', members: [...cidrs] });
+    return this.fixed(netSetName(cidrs), 'hash:net', cidrs);
   }
 
-  sorted(): IpSet[] {
-    return byName([...this.sets.values()]);
+  /** Adds the sets another book named (a cached policy chain's); a name already here stays as it is. */
+  merge(other: SetBook): void {
+    for (const [name, type] of other.types) {
+      // Names stand for their content (hashes of it): one already here is the same set.
+      if (this.types.has(name)) continue;
+      this.types.set(name, type);
+      const fixed = other.fixedSets.get(name);
+      if (fixed !== undefined) this.fixedSets.set(name, fixed);
+      const selector = other.selectorSets.get(name);
+      if (selector !== undefined) this.selectorSets.set(name, selector);
+      const policy = other.targetSets.get(name);
+      if (policy !== undefined) this.targetSets.set(name, policy);
+    }
   }
 }
 
 // ---- helpers ----
 
-function rule(comment: string, spec: string): string {
+function rule(comment: string, matches: Match[], action: Action): Rule {
   // Comments are built from validated names, endpoint IDs and fixed text: no quotes inside.
-  return `-m comment --comment "${comment}" ${spec}`;
+  return { comment, matches, action };
 }
 
-export function compareText(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function byName<T extends { name: string }>(items: T[]): T[] {
-  return items.sort((a, b) => compareText(a.name, b.name));
-}
-
-/** Numeric order ("10.0.0.2" before "10.0.0.10"; an interface after a comma breaks ties), duplicates dropped. */
-function sortAddresses(members: readonly string[]): string[] {
-  const key = (member: string): number => {
-    const [ip, prefix] = (member.split(',')[0] ?? '').split('/');
-    return (parseIp(ip ?? '') ?? 0) * 64 + Number(prefix ?? 32);
-  };
-  return [...new Set(members)].sort((a, b) => key(a) - key(b) || compareText(a, b));
+function setMatch(set: string, sides: Extract<Match, { kind: 'set' }>['sides']): Extract<Match, { kind: 'set' }> {
+  return { kind: 'set', set, sides };
 }

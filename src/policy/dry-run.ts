@@ -10,7 +10,8 @@
  * verdict covers a whole protocol at once as port segments.
  */
 import type { EndpointRecord, NetworkRecord } from '../model';
-import { type CompiledPolicy, compareText, compilePolicies } from './compile';
+import { compareText } from '../firewall/state';
+import { type CompiledPolicy, compilePolicies } from './compile';
 import { endpointName } from './explain';
 import type { Policy, PortSpec, RuleProtocol } from '../policy-document/policy';
 import { matches } from '../policy-document/selector';

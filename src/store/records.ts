@@ -23,7 +23,7 @@ import {
   type NodeRecord,
 } from '../model';
 import { type Cidr, formatCidr } from '../net/ipv4';
-import { isSluiceHostIfname } from '../dataplane/names';
+import { isSluiceHostIfname } from '../firewall/names';
 import { WIREGUARD_KEY } from '../encryption/keys';
 import { type Policy, parsePolicies } from '../policy-document/policy';
 import { keyCidr, keySegments, keyShape, splitKey } from './keys';

@@ -1,15 +1,17 @@
 /**
  * Golden-file text of a FirewallState: what `ipset restore` and
- * `iptables-restore` would be fed for a full rewrite. For tests only; the
- * Linux dataplane renders its own (incremental) input from the same state.
+ * `iptables-restore` would be fed for a full rewrite, rules rendered as the
+ * Linux dataplane renders them. For tests only; the Linux dataplane plans
+ * its own (incremental) input from the same state.
  */
-import type { Chain, FirewallState } from '../../src/dataplane/dataplane';
+import { renderRule } from '../../src/firewall/rule';
+import type { Chain, FirewallState } from '../../src/firewall/state';
 
 function table(name: string, chains: Chain[]): string[] {
   return [
     `*${name}`,
     ...chains.map((c) => `:${c.name} - [0:0]`),
-    ...chains.flatMap((c) => c.rules.map((r) => `-A ${c.name} ${r}`)),
+    ...chains.flatMap((c) => c.rules.map((r) => `-A ${c.name} ${renderRule(r)}`)),
     'COMMIT',
   ];
 }
@@ -28,4 +30,9 @@ export function renderForGolden(state: FirewallState): string {
     ...table('nat', state.nat),
     '',
   ].join('\n');
+}
+
+/** Every rule of `chains` as iptables-restore lines, for searching what the kernel would get. */
+export function renderedRules(chains: readonly Chain[]): string {
+  return table('any', [...chains]).join('\n');
 }

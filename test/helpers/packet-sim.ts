@@ -1,10 +1,11 @@
 /**
- * A tiny iptables interpreter for the rule subset the policy compiler emits,
+ * A tiny iptables interpreter for the typed rules the policy compiler emits,
  * so tests can ask "would this packet pass?" of a FirewallState instead of
- * reading rules. Any token it does not know throws, so a new kind of rule
- * cannot be silently misjudged.
+ * reading rules. A match or action it does not simulate throws, so a new kind
+ * of rule cannot be silently misjudged.
  */
-import type { Chain, FirewallState, IpSet } from '../../src/dataplane/dataplane';
+import type { Match, PortRange } from '../../src/firewall/rule';
+import type { Chain, FirewallState, IpSet } from '../../src/firewall/state';
 import { contains, parseCidr, parseIp } from '../../src/net/ipv4';
 
 export interface Packet {
@@ -20,10 +21,6 @@ export interface Packet {
 
 /** RETURN: the top-level chain fell through, leaving the packet to the host's other rules. */
 export type Verdict = 'ACCEPT' | 'DROP' | 'RETURN';
-
-function tokenize(rule: string): string[] {
-  return [...rule.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2] ?? '');
-}
 
 /**
  * `sides` as in `--match-set NAME src` or, for hash:net,iface, `src,src` (source, in-interface) / `dst,dst` (destination, out-interface),
@@ -52,9 +49,8 @@ function ifaceMatches(pattern: string, iface: string): boolean {
   return pattern.endsWith('+') ? iface.startsWith(pattern.slice(0, -1)) : iface === pattern;
 }
 
-function parseMark(text: string): [number, number] {
-  const [value, mask] = text.split('/');
-  return [Number(value), Number(mask ?? '0xffffffff')];
+function inRange(port: number | undefined, range: PortRange): boolean {
+  return port !== undefined && port >= range.first && port <= range.last;
 }
 
 export class FilterSim {
@@ -81,105 +77,54 @@ export class FilterSim {
     if (chain === undefined) throw new Error(`jump to missing chain ${chainName}`);
     if (depth > 10) throw new Error('chain loop');
     for (const rule of chain.rules) {
-      const { matched, target, setMark } = this.evaluate(rule, packet, ctx);
-      if (!matched) continue;
-      if (setMark !== undefined) {
-        const [value, mask] = setMark;
-        ctx.mark = ((ctx.mark & ~mask) ^ value) >>> 0;
-        continue;
+      if (!rule.matches.every((match) => this.matches(match, packet, ctx))) continue;
+      const action = rule.action;
+      switch (action.kind) {
+        case 'MARK':
+          ctx.mark = ((ctx.mark & ~action.mask) ^ action.value) >>> 0;
+          continue;
+        case 'ACCEPT':
+        case 'DROP':
+        case 'RETURN':
+          return action.kind;
+        case 'jump': {
+          const verdict = this.run(action.chain, packet, ctx, depth + 1);
+          if (verdict !== 'RETURN') return verdict;
+          continue;
+        }
+        default:
+          throw new Error(`${action.kind} is not simulated in the filter table: ${JSON.stringify(rule)}`);
       }
-      if (target === 'ACCEPT' || target === 'DROP' || target === 'RETURN') return target;
-      if (target === undefined) continue;
-      const verdict = this.run(target, packet, ctx, depth + 1);
-      if (verdict !== 'RETURN') return verdict;
     }
     return 'RETURN';
   }
 
-  private evaluate(
-    rule: string,
-    packet: Packet,
-    ctx: { mark: number },
-  ): { matched: boolean; target?: string; setMark?: [number, number] } {
-    const t = tokenize(rule);
-    let matched = true;
-    let negate = false;
-    let target: string | undefined;
-    let setMark: [number, number] | undefined;
-    const check = (result: boolean): void => {
-      if (result === negate) matched = false;
-      negate = false;
-    };
-    for (let i = 0; i < t.length; i++) {
-      const token = t[i]!;
-      const next = (): string => t[++i]!;
-      switch (token) {
-        case '!':
-          negate = true;
-          break;
-        case '-m': {
-          const module = next();
-          if (!['comment', 'conntrack', 'set', 'multiport', 'mark'].includes(module)) throw new Error(`unknown match ${module} in: ${rule}`);
-          break;
+  private matches(match: Match, packet: Packet, ctx: { mark: number }): boolean {
+    const holds = ((): boolean => {
+      switch (match.kind) {
+        case 'in-interface':
+          return ifaceMatches(match.name, packet.inIf);
+        case 'out-interface':
+          return ifaceMatches(match.name, packet.outIf);
+        case 'protocol':
+          return match.protocol === packet.proto;
+        case 'destination':
+          return match.address === packet.dst;
+        case 'destination-port':
+          return inRange(packet.dport, match.ports);
+        case 'multiport':
+          return match.ports.some((range) => inRange(packet.dport, range));
+        case 'conntrack':
+          return match.states.includes(packet.ctstate ?? 'NEW');
+        case 'mark':
+          return (ctx.mark & match.mask) >>> 0 === match.value;
+        case 'set': {
+          const set = this.sets.get(match.set);
+          if (set === undefined) throw new Error(`missing set ${match.set}`);
+          return inSet(set, match.sides, packet);
         }
-        case '--comment':
-          next();
-          break;
-        case '-i':
-          check(ifaceMatches(next(), packet.inIf));
-          break;
-        case '-o':
-          check(ifaceMatches(next(), packet.outIf));
-          break;
-        case '-p':
-          check(next() === packet.proto);
-          break;
-        case '-d': {
-          const [address, prefix] = next().split('/');
-          if (prefix !== undefined && prefix !== '32') throw new Error(`only -d ADDR/32 is simulated, in: ${rule}`);
-          check(address === packet.dst);
-          break;
-        }
-        case '--dport':
-          check(Number(next()) === packet.dport);
-          break;
-        case '--ctstate':
-          check(next().split(',').includes(packet.ctstate ?? 'NEW'));
-          break;
-        case '--match-set': {
-          const set = this.sets.get(next());
-          if (set === undefined) throw new Error(`missing set in: ${rule}`);
-          check(inSet(set, next(), packet));
-          break;
-        }
-        case '--dports': {
-          const port = packet.dport ?? -1;
-          check(
-            next()
-              .split(',')
-              .some((p) => {
-                const [first, last] = p.split(':').map(Number);
-                return port >= first! && port <= (last ?? first)!;
-              }),
-          );
-          break;
-        }
-        case '--mark': {
-          const [value, mask] = parseMark(next());
-          check((ctx.mark & mask) >>> 0 === value);
-          break;
-        }
-        case '-j':
-          target = next();
-          break;
-        case '--set-xmark':
-          if (target !== 'MARK') throw new Error(`--set-xmark without -j MARK in: ${rule}`);
-          setMark = parseMark(next());
-          break;
-        default:
-          throw new Error(`unknown token ${token} in: ${rule}`);
       }
-    }
-    return { matched, target, setMark };
+    })();
+    return 'negated' in match && match.negated === true ? !holds : holds;
   }
 }

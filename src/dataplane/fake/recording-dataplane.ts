@@ -12,11 +12,23 @@
 import { DataplaneError } from '../../errors';
 import { formatCidr, parseCidr } from '../../net/ipv4';
 import { WIREGUARD_KEY } from '../../encryption/keys';
+import { isSluiceHostIfname, vxlanMac } from '../../firewall/names';
+import { ruleTarget } from '../../firewall/rule';
+import {
+  TABLES,
+  applyNormalChange,
+  byName,
+  insertMember,
+  normalizeChange,
+  normalizeFirewall,
+  sortMembers,
+  type FirewallChange,
+  type FirewallState,
+  type NormalFirewall,
+} from '../../firewall/state';
 import type { WireguardImplementation } from '../../model';
 import type { BlockRoute } from '../../routing/routes';
-import type { Dataplane, EndpointLink, FirewallState, RuleCounter, VxlanDevice, WireguardSettings } from '../dataplane';
-import { normalizeFirewall, ruleComments, ruleTarget } from '../firewall-state';
-import { isSluiceHostIfname, vxlanMac } from '../names';
+import type { Dataplane, EndpointLink, RuleCounter, VxlanDevice, WireguardSettings } from '../dataplane';
 
 export type DataplaneMethod = keyof Dataplane;
 
@@ -47,8 +59,10 @@ export class RecordingDataplane implements Dataplane {
   wireguardDevice: { implementation: WireguardImplementation; mtu: number } | undefined;
   /** The last settings syncWireguard accepted. */
   wireguard: WireguardSettings | undefined;
-  /** The last state applyFirewall accepted. */
+  /** The state the last applyFirewall and the changes after it made: sets and chains by name, members in set order. */
   firewall: FirewallState = { ipsets: [], filter: [], nat: [] };
+  /** What a change is checked against, as in the Linux dataplane; undefined when a change must be refused. */
+  private applied: NormalFirewall | undefined;
 
   private readonly onLink: Set<string>;
   private readonly mtu: number;
@@ -176,17 +190,48 @@ export class RecordingDataplane implements Dataplane {
 
   applyFirewall(state: FirewallState): Promise<void> {
     return this.call('applyFirewall', [state], () => {
-      normalizeFirewall(state);
+      this.applied = normalizeFirewall(state);
       this.firewall = structuredClone(state);
       this.firewallDamage = undefined;
     });
   }
 
+  applyFirewallChange(change: FirewallChange): Promise<void> {
+    return this.call('applyFirewallChange', [change], () => {
+      if (this.applied === undefined) throw new DataplaneError('no firewall state applied to change; apply the full state');
+      const normal = normalizeChange(this.applied, change);
+      applyNormalChange(this.applied, normal);
+      const state = this.firewall;
+      if (change.createdSets.length + change.destroyedSets.length > 0) {
+        const destroyed = new Set(change.destroyedSets);
+        const created = change.createdSets.map((set) => ({ ...set, members: sortMembers(set.members) }));
+        state.ipsets = byName([...state.ipsets.filter((set) => !destroyed.has(set.name)), ...created]);
+      }
+      if (change.members.length > 0) {
+        const sets = new Map(state.ipsets.map((set) => [set.name, set]));
+        for (const { name, add, remove } of change.members) {
+          const set = sets.get(name)!;
+          const removed = new Set(remove);
+          if (removed.size > 0) set.members = set.members.filter((m) => !removed.has(m));
+          for (const member of add) insertMember(set.members, member);
+        }
+      }
+      for (const table of TABLES) {
+        const removed = new Set(change.removedChains.filter((c) => c.table === table).map((c) => c.name));
+        const replaced = change.chains.filter((c) => c.table === table).map(({ chain }) => structuredClone(chain));
+        if (removed.size + replaced.length === 0) continue;
+        const names = new Set(replaced.map((chain) => chain.name));
+        state[table] = byName([...state[table].filter((chain) => !removed.has(chain.name) && !names.has(chain.name)), ...replaced]);
+      }
+    });
+  }
+
   verifyFirewall(): Promise<string[]> {
     return this.call('verifyFirewall', [], () => {
-      // Like the Linux one: reported once, then the next apply rewrites.
+      // Like the Linux one: reported once, then the next apply rewrites, and no change applies before it.
       const damage = this.firewallDamage;
       this.firewallDamage = undefined;
+      if (damage !== undefined) this.applied = undefined;
       return damage === undefined ? [] : [damage];
     });
   }
@@ -195,13 +240,11 @@ export class RecordingDataplane implements Dataplane {
     return this.call('ruleCounters', [], () => {
       const counted = new Set<string>();
       return this.firewall.filter.flatMap(({ name, rules }) =>
-        rules.flatMap((rule): RuleCounter[] => {
-          const comment = ruleComments(rule)[0];
-          const target = ruleTarget(rule);
-          if (comment === undefined || target === undefined) return [];
+        rules.map((rule): RuleCounter => {
+          const comment = rule.comment;
           const packets = counted.has(comment) ? 0 : (this.packets.get(comment) ?? 0);
           counted.add(comment);
-          return [{ chain: name, comment, target, packets, bytes: packets * 100 }];
+          return { chain: name, comment, target: ruleTarget(rule.action), packets, bytes: packets * 100 };
         }),
       );
     });
@@ -218,7 +261,11 @@ export class RecordingDataplane implements Dataplane {
   private call<T>(method: DataplaneMethod, args: unknown[], work: () => T): Promise<T> {
     this.calls.push({ method, args: structuredClone(args) });
     const failure = this.failures.get(method)?.shift();
-    if (failure !== undefined) return Promise.reject(failure);
+    if (failure !== undefined) {
+      // A failed firewall write leaves the kernel unknown to the Linux dataplane: the next change is refused there too.
+      if (method === 'applyFirewall' || method === 'applyFirewallChange') this.applied = undefined;
+      return Promise.reject(failure);
+    }
     try {
       return Promise.resolve(work());
     } catch (err) {

@@ -1,16 +1,22 @@
 /**
- * Pure half of the firewall: read Sluice's part of `iptables-save` and
- * `ipset save`, plan the restore inputs that turn the current state into the
- * desired one, and compare the kernel with what was last applied.
+ * Pure half of the firewall: render Sluice's rules to `iptables-restore`
+ * text, read Sluice's part of `iptables-save` and `ipset save`, plan the
+ * restore inputs that turn the current state into the desired one (or apply
+ * a change), and compare the kernel with what was last applied.
  *
  * Decisions come from the last-applied desired state, not from parsing rules
  * (the kernel rewrites rule text: `-s 10.0.0.1` comes back as
  * `-s 10.0.0.1/32`). A kernel read only says which chains and sets exist and
  * what the sets hold; chains whose rules are unknown are rewritten whole.
+ * Kernel output is the one place rule text is parsed (ruleWords): hooks are
+ * found by comment and target, counters are told apart by them, and the
+ * first check after a write compares comments and targets, since the kernel
+ * respells everything else.
  */
 import { DataplaneError } from '../../errors';
-import type { IpSetType, RuleCounter } from '../dataplane';
-import { TABLES, ruleComments, ruleTarget, type NormalFirewall, type SetContent, type Table } from '../firewall-state';
+import { renderRule, ruleTarget, type Rule } from '../../firewall/rule';
+import { TABLES, type IpSetType, type NormalChange, type NormalFirewall, type SetContent, type Table } from '../../firewall/state';
+import type { RuleCounter } from '../dataplane';
 import {
   CHAIN_PREFIX,
   DNAT_CHAIN,
@@ -20,7 +26,7 @@ import {
   IPSET_PREFIX,
   POSTROUTING_CHAIN,
   TEMP_IPSET,
-} from '../names';
+} from '../../firewall/names';
 import { batchInput, batchLine } from './command-runner';
 
 /** A jump from a built-in chain to one of ours, inserted once at the top of the built-in chain. */
@@ -69,7 +75,7 @@ export function parseIptablesSave(text: string): SavedTable {
       rules.push(rule);
       chains.set(chain, rules);
     } else if (ruleComments(rule).includes(HOOK_COMMENT)) {
-      hooks.add(`${chain}>${ruleTarget(rule) ?? ''}`);
+      hooks.add(`${chain}>${savedTarget(rule) ?? ''}`);
     }
   }
   return { chains, hooks };
@@ -81,7 +87,7 @@ export function parseRuleCounters(text: string): RuleCounter[] {
     const [, packets, bytes, chain, rule] = /^\[(\d+):(\d+)\] -A (\S+) (.*)$/.exec(line) ?? [];
     if (chain === undefined || rule === undefined || !chain.startsWith(CHAIN_PREFIX)) return [];
     const comment = ruleComments(rule)[0];
-    const target = ruleTarget(rule);
+    const target = savedTarget(rule);
     if (comment === undefined || target === undefined) return [];
     return [{ chain, comment, target, packets: Number(packets), bytes: Number(bytes) }];
   });
@@ -89,7 +95,7 @@ export function parseRuleCounters(text: string): RuleCounter[] {
 
 /** Sluice's sets (including a leftover scratch set) as `ipset save` shows them. */
 export function parseIpsetSave(text: string): Map<string, SetContent> {
-  const sets = new Map<string, { type: IpSetType; members: Set<string> }>();
+  const sets = new Map<string, SetContent>();
   for (const line of text.split('\n')) {
     const [verb, name, value] = line.split(' ');
     if (name === undefined || value === undefined || !name.startsWith(IPSET_PREFIX)) continue;
@@ -135,11 +141,15 @@ const SET_OPTIONS = 'family inet hashsize 1024 maxelem 1048576';
 /** Above this many member changes a set is refilled in a scratch set and swapped in, atomically. */
 export const SWAP_THRESHOLD = 1000;
 
+function createSet(name: string, type: IpSetType): string {
+  return `${batchLine`create ${name} ${type}`} ${SET_OPTIONS}`;
+}
+
 export function planFirewall(current: CurrentFirewall, desired: NormalFirewall): FirewallPlan {
   const ipsetBefore: string[] = [];
   const ipsetAfter: string[] = [];
   if (current.sets.has(TEMP_IPSET)) ipsetBefore.push(batchLine`destroy ${TEMP_IPSET}`); // left by an interrupted swap
-  const create = (name: string, type: IpSetType): string => `${batchLine`create ${name} ${type}`} ${SET_OPTIONS}`;
+  const create = createSet;
   const add = (name: string, member: string): string => batchLine`add ${name} ${member}`;
 
   for (const [name, want] of desired.sets) {
@@ -174,25 +184,61 @@ export function planFirewall(current: CurrentFirewall, desired: NormalFirewall):
   const rewritten: Record<Table, string[]> = { filter: [], nat: [] };
   for (const table of TABLES) {
     const have = current.chains[table];
-    const want = desired.chains[table];
+    const want = renderChains(desired.chains[table]);
     const dirty = [...want].filter(([name, rules]) => !sameRules(have.get(name), rules));
     const removed = [...have.keys()].filter((name) => !want.has(name));
     const hooks = current.missingHooks.filter((h) => h.table === table);
-    if (dirty.length + removed.length + hooks.length === 0) continue;
-    // Declaring a chain in --noflush mode creates it or flushes it; flushing
-    // removed chains first drops their references to sets and other chains.
-    const lines = [
-      `*${table}`,
-      ...[...dirty.map(([name]) => name), ...removed].map(declareChain),
-      ...dirty.flatMap(([name, rules]) => rules.map((rule) => `${batchLine`-A ${name}`} ${rule}`)),
-      ...hooks.map(insertHook),
-      ...removed.map((name) => batchLine`-X ${name}`),
-      'COMMIT',
-    ];
-    iptables.push({ table, input: batchInput(lines) });
+    const input = tableInput(table, new Map(dirty), removed, hooks);
+    if (input === undefined) continue;
+    iptables.push({ table, input });
     rewritten[table] = dirty.map(([name]) => name);
   }
   return { ipsetBefore, iptables, ipsetAfter, rewritten };
+}
+
+/**
+ * The restore inputs of a change, from the last applied state: set members
+ * added before and removed after the chains the change rewrites. Nothing
+ * is compared or re-read: the change says what differs.
+ */
+export function planChange(change: NormalChange): FirewallPlan {
+  const ipsetBefore = [
+    ...[...change.created].flatMap(([name, set]) => [createSet(name, set.type), ...[...set.members].map((m) => batchLine`add ${name} ${m}`)]),
+    ...[...change.add].flatMap(([name, members]) => members.map((m) => batchLine`add ${name} ${m}`)),
+  ];
+  const ipsetAfter = [
+    ...[...change.remove].flatMap(([name, members]) => members.map((m) => batchLine`del ${name} ${m}`)),
+    ...change.destroyed.map((name) => batchLine`destroy ${name}`),
+  ];
+  const iptables: FirewallPlan['iptables'] = [];
+  const rewritten: Record<Table, string[]> = { filter: [], nat: [] };
+  for (const table of TABLES) {
+    const input = tableInput(table, renderChains(change.chains[table]), change.removedChains[table], []);
+    if (input === undefined) continue;
+    iptables.push({ table, input });
+    rewritten[table] = [...change.chains[table].keys()];
+  }
+  return { ipsetBefore, iptables, ipsetAfter, rewritten };
+}
+
+/** Chains as iptables-restore lines after `-A CHAIN `. */
+export function renderChains(chains: ReadonlyMap<string, readonly Rule[]>): Map<string, string[]> {
+  return new Map([...chains].map(([name, rules]) => [name, rules.map(renderRule)]));
+}
+
+/** One table's `iptables-restore --noflush` input, or undefined when there is nothing to write. */
+function tableInput(table: Table, dirty: ReadonlyMap<string, readonly string[]>, removed: readonly string[], hooks: readonly Hook[]): string | undefined {
+  if (dirty.size + removed.length + hooks.length === 0) return undefined;
+  // Declaring a chain in --noflush mode creates it or flushes it; flushing
+  // removed chains first drops their references to sets and other chains.
+  return batchInput([
+    `*${table}`,
+    ...[...dirty.keys(), ...removed].map(declareChain),
+    ...[...dirty].flatMap(([name, rules]) => rules.map((rule) => `${batchLine`-A ${name}`} ${rule}`)),
+    ...hooks.map(insertHook),
+    ...removed.map((name) => batchLine`-X ${name}`),
+    'COMMIT',
+  ]);
 }
 
 /** `iptables-restore --noflush`: creates the chain, or flushes it if it exists. */
@@ -213,12 +259,14 @@ function sameRules(have: readonly string[] | undefined, want: readonly string[])
  * check has seen them (`saved`): from then on the check is exact.
  */
 export interface AppliedChain {
-  rules: readonly string[];
+  rules: readonly Rule[];
+  /** As written to iptables-restore. */
+  text: readonly string[];
   saved?: readonly string[];
 }
 
 export interface AppliedFirewall {
-  sets: ReadonlyMap<string, SetContent>;
+  sets: Map<string, SetContent>;
   chains: Record<Table, Map<string, AppliedChain>>;
 }
 
@@ -259,7 +307,41 @@ export function compareWithKernel(
   return problems;
 }
 
-function looselySame(applied: readonly string[], kernel: readonly string[]): boolean {
-  const key = (rule: string): string => JSON.stringify([ruleComments(rule), ruleTarget(rule)]);
-  return applied.length === kernel.length && applied.every((rule, i) => key(rule) === key(kernel[i] ?? ''));
+function looselySame(applied: readonly Rule[], kernel: readonly string[]): boolean {
+  const key = (comments: string[], target: string | undefined): string => JSON.stringify([comments, target]);
+  return applied.length === kernel.length && applied.every((rule, i) => key([rule.comment], ruleTarget(rule.action)) === key(ruleComments(kernel[i] ?? ''), savedTarget(kernel[i] ?? '')));
+}
+
+/** A quoted argument of an iptables rule, in double (with backslash escapes) or single quotes. */
+const QUOTED = /"((?:[^"\\]|\\.)*)"|'([^']*)'/g;
+
+/** Splits a rule as `iptables-save` prints it into arguments, the way iptables-restore does (double and single quotes). */
+export function ruleWords(rule: string): string[] {
+  const words: string[] = [];
+  const pattern = new RegExp(`${QUOTED.source}|(\\S+)`, 'g');
+  for (const match of rule.matchAll(pattern)) {
+    words.push(match[1] !== undefined ? match[1].replace(/\\(.)/g, '$1') : (match[2] ?? match[3] ?? ''));
+  }
+  return words;
+}
+
+/** The chain or target a saved rule jumps or goes to (`-j`/`-g`), if any. */
+export function savedTarget(rule: string): string | undefined {
+  const words = ruleWords(rule);
+  let target: string | undefined;
+  words.forEach((word, i) => {
+    if (word === '-j' || word === '--jump' || word === '-g' || word === '--goto') target = words[i + 1];
+  });
+  return target;
+}
+
+/** The `--comment` texts of a saved rule, in order. */
+export function ruleComments(rule: string): string[] {
+  const words = ruleWords(rule);
+  const comments: string[] = [];
+  words.forEach((word, i) => {
+    const text = words[i + 1];
+    if (word === '--comment' && text !== undefined) comments.push(text);
+  });
+  return comments;
 }

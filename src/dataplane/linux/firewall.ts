@@ -10,9 +10,20 @@
  * rewritten, since rule text read back cannot be compared with what was
  * written.
  */
+import { DataplaneError } from '../../errors';
+import {
+  TABLES,
+  applySetChanges,
+  normalizeChange,
+  normalizeFirewall,
+  type FirewallChange,
+  type FirewallState,
+  type NormalFirewall,
+  type SetContent,
+  type Table,
+} from '../../firewall/state';
 import { KeyedMutex } from '../../util/keyed-mutex';
-import type { FirewallState, RuleCounter } from '../dataplane';
-import { TABLES, normalizeFirewall, type NormalFirewall, type SetContent, type Table } from '../firewall-state';
+import type { RuleCounter } from '../dataplane';
 import { batchInput, type CommandRunner } from './command-runner';
 import {
   compareWithKernel,
@@ -23,7 +34,9 @@ import {
   parseIpsetSave,
   parseIptablesSave,
   parseRuleCounters,
+  planChange,
   planFirewall,
+  renderChains,
   type AppliedChain,
   type AppliedFirewall,
   type CurrentFirewall,
@@ -78,6 +91,29 @@ export class IptablesFirewall {
   }
 
   /**
+   * Applies a change to the last applied state without reading the kernel:
+   * set members in one `ipset restore`, rewritten chains in one
+   * `iptables-restore --noflush` per table. Refused when that state is not
+   * known; a failure forgets it, so the caller's next full apply re-reads.
+   */
+  applyChange(change: FirewallChange): Promise<void> {
+    return this.mutex.run('firewall', async () => {
+      const applied = this.applied;
+      if (applied === undefined) throw new DataplaneError('no firewall state applied to change; apply the full state');
+      const normal = normalizeChange(applied, change);
+      const plan = planChange(normal);
+      this.applied = undefined;
+      await this.execute(plan);
+      applySetChanges(applied.sets, normal);
+      for (const table of TABLES) {
+        for (const name of normal.removedChains[table]) applied.chains[table].delete(name);
+        for (const [name, text] of renderChains(normal.chains[table])) applied.chains[table].set(name, { rules: normal.chains[table].get(name)!, text });
+      }
+      this.applied = applied;
+    });
+  }
+
+  /**
    * Compares the kernel with the last applied state: a few ms, for a periodic
    * check. Any difference empties the cache, so the next apply re-reads the
    * kernel and rewrites Sluice's chains and sets.
@@ -126,19 +162,20 @@ export class IptablesFirewall {
 }
 
 function rulesOf(applied: AppliedFirewall): CurrentFirewall['chains'] {
-  const rules = (table: Table): Map<string, readonly string[]> =>
-    new Map([...applied.chains[table]].map(([name, chain]) => [name, chain.rules]));
-  return { filter: rules('filter'), nat: rules('nat') };
+  const text = (table: Table): Map<string, readonly string[]> => new Map([...applied.chains[table]].map(([name, chain]) => [name, chain.text]));
+  return { filter: text('filter'), nat: text('nat') };
 }
 
 /** The new cache: chains not rewritten keep the kernel spelling a check recorded. */
 function nextApplied(previous: AppliedFirewall | undefined, desired: NormalFirewall, plan: FirewallPlan): AppliedFirewall {
   const chains = (table: Table): Map<string, AppliedChain> => {
     const rewritten = new Set(plan.rewritten[table]);
+    const text = renderChains(desired.chains[table]);
     return new Map(
       [...desired.chains[table]].map(([name, rules]): [string, AppliedChain] => {
         const saved = rewritten.has(name) ? undefined : previous?.chains[table].get(name)?.saved;
-        return [name, saved === undefined ? { rules } : { rules, saved }];
+        const chain = { rules, text: text.get(name)! };
+        return [name, saved === undefined ? chain : { ...chain, saved }];
       }),
     );
   };

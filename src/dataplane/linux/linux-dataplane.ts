@@ -7,10 +7,11 @@
 import { writeFile } from 'node:fs/promises';
 import { DataplaneError } from '../../errors';
 import { KeyedMutex } from '../../util/keyed-mutex';
+import type { FirewallChange, FirewallState } from '../../firewall/state';
 import type { WireguardImplementation } from '../../model';
 import type { BlockRoute } from '../../routing/routes';
-import type { Dataplane, EndpointLink, FirewallState, RuleCounter, VxlanDevice, WireguardSettings } from '../dataplane';
-import { GATEWAY_DEVICE, ROUTE_PROTOCOL, VXLAN_DEVICE, isSluiceHostIfname, vxlanMac } from '../names';
+import type { Dataplane, EndpointLink, RuleCounter, VxlanDevice, WireguardSettings } from '../dataplane';
+import { GATEWAY_DEVICE, ROUTE_PROTOCOL, VXLAN_DEVICE, isSluiceHostIfname, vxlanMac } from '../../firewall/names';
 import { CommandError, SpawnRunner, batchInput, batchLine, type CommandRunner } from './command-runner';
 import { IptablesFirewall } from './firewall';
 import { involvesVxlan, parseJson, planRoutes, type KernelFdbEntry, type KernelNeighbour, type KernelRoute } from './routes';
@@ -175,6 +176,10 @@ export class LinuxDataplane implements Dataplane {
 
   applyFirewall(state: FirewallState): Promise<void> {
     return this.firewall.apply(state);
+  }
+
+  applyFirewallChange(change: FirewallChange): Promise<void> {
+    return this.firewall.applyChange(change);
   }
 
   verifyFirewall(): Promise<string[]> {

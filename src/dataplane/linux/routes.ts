@@ -8,7 +8,7 @@
 import { DataplaneError } from '../../errors';
 import { formatCidr, parseCidr } from '../../net/ipv4';
 import type { BlockRoute } from '../../routing/routes';
-import { ROUTE_PROTOCOL, VXLAN_DEVICE, WIREGUARD_DEVICE, isSluiceHostIfname } from '../names';
+import { ROUTE_PROTOCOL, VXLAN_DEVICE, WIREGUARD_DEVICE, isSluiceHostIfname } from '../../firewall/names';
 import { batchLine } from './command-runner';
 
 /** The fields of `ip -j route` output used here. */

@@ -14,7 +14,7 @@ import { WIREGUARD_KEY } from '../../encryption/keys';
 import { parseCidr, parseIp } from '../../net/ipv4';
 import type { WireguardImplementation } from '../../model';
 import type { WireguardSettings } from '../dataplane';
-import { WIREGUARD_DEVICE } from '../names';
+import { WIREGUARD_DEVICE } from '../../firewall/names';
 import { CommandError, batchLine, type CommandRunner } from './command-runner';
 import { parseJson } from './routes';
 

@@ -1,7 +1,7 @@
 import type { Agent } from '../../../src/agent/agent';
 import { Reconciler } from '../../../src/agent/reconcile';
 import { status } from '../../../src/cli/commands';
-import { PROTECTED_SET } from '../../../src/policy/names';
+import { PROTECTED_SET } from '../../../src/firewall/names';
 import { keys } from '../../../src/store/keys';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { settle } from '../../helpers/fake-clock';
@@ -94,13 +94,13 @@ describe('Agent: routes between hosts', () => {
   it('reports its last apply and its latest background failure with its liveness, for sluice status', async () => {
     const h1 = await start('h1', '192.0.2.1');
     const log = jest.spyOn(console, 'error').mockImplementation(() => undefined);
-    h1.dataplane.failNext('applyFirewall');
+    h1.dataplane.failNext('applyFirewallChange');
     await h1.registry.store.put(keys.policy('web'), "kind: NetworkPolicy\nname: web\nselector: role == 'web'\ningress: []\n");
-    await eventually(() => expect(log.mock.calls).toEqual([['sluice agent: apply: injected failure in applyFirewall']]));
+    await eventually(() => expect(log.mock.calls).toEqual([['sluice agent: apply: injected failure in applyFirewallChange']]));
     await h1.clock.advance(60_000); // the liveness timer writes the node record
     const text = await status(h1.registry);
     expect(text).toMatch(/^h1\s+alive\s.*\s\d{4}-\d\d-\d\dT\S+Z$/m);
-    expect(text).toMatch(/NODE ERRORS[^]*^h1\s+\S+Z\s+apply: injected failure in applyFirewall$/m);
+    expect(text).toMatch(/NODE ERRORS[^]*^h1\s+\S+Z\s+apply: injected failure in applyFirewallChange$/m);
   });
 });
 

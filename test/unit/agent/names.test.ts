@@ -2,7 +2,7 @@ import type { NameServer } from '../../../src/agent/agent';
 import { buildNameIndex } from '../../../src/dns/answer';
 import type { NameSource } from '../../../src/dns/server';
 import type { ContainerIdentity } from '../../../src/labels/docker';
-import { INPUT_CHAIN } from '../../../src/dataplane/names';
+import { INPUT_CHAIN } from '../../../src/firewall/names';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { createDockerNetwork, eventually, testHost, type TestHost } from '../../helpers/host';
 
@@ -72,7 +72,8 @@ describe('Agent: names', () => {
     const { host, names } = await start('h1', '192.0.2.1', (h) => (addressOnHost = h.dataplane.gateways.has(DNS_ADDRESS)));
     expect(addressOnHost).toBe(true);
     const input = host.dataplane.firewall.filter.find((c) => c.name === INPUT_CHAIN)!.rules;
-    expect(input.filter((r) => r.includes(`-d ${DNS_ADDRESS}/32 --dport 53 -j ACCEPT`))).toHaveLength(2);
+    const dns = input.filter((r) => r.action.kind === 'ACCEPT' && r.matches.some((m) => m.kind === 'destination' && m.address === DNS_ADDRESS));
+    expect(dns.flatMap((r) => r.matches.filter((m) => m.kind === 'destination-port'))).toEqual(Array(2).fill({ kind: 'destination-port', ports: { first: 53, last: 53 } }));
     await host.agent.stop();
     expect(names.closed).toBe(true);
   });

@@ -5,7 +5,7 @@
  */
 import { RecordingDataplane } from '../../../src/dataplane/fake/recording-dataplane';
 import { DataplaneError } from '../../../src/errors';
-import { policyChainName } from '../../../src/policy/names';
+import { policyChainName } from '../../../src/firewall/names';
 import { parsePolicies } from '../../../src/policy-document/policy';
 import { FakeClock, settle } from '../../helpers/fake-clock';
 import { createDockerNetwork, useCluster, type TestHost } from '../../helpers/host';
@@ -63,8 +63,8 @@ describe('Agent: a kernel apply that fails half-way', () => {
     // The endpoint's record reaches the agent's watch too: that apply must not take Join's failure.
     await settle();
     await host.agent.converge();
-    host.dataplane.failNext('applyFirewall');
-    await expect(join()).rejects.toThrow('injected failure in applyFirewall');
+    host.dataplane.failNext('applyFirewallChange');
+    await expect(join()).rejects.toThrow('injected failure in applyFirewallChange');
     expect(localSet()).toEqual([]); // never half in force
     // What Docker does after a failed Join: DeleteEndpoint, ReleaseAddress.
     await host.driver.deleteEndpoint(NET, EP);
@@ -94,10 +94,10 @@ describe('Agent: a kernel apply that fails half-way', () => {
   });
 
   it('a policy change whose apply fails is reported, and the resync tick puts it in force', async () => {
-    host.dataplane.failNext('applyFirewall');
+    host.dataplane.failNext('applyFirewallChange');
     await host.registry.putPolicy(POLICY);
     await settle();
-    expect(log.mock.calls).toEqual([['sluice agent: apply: injected failure in applyFirewall']]);
+    expect(log.mock.calls).toEqual([['sluice agent: apply: injected failure in applyFirewallChange']]);
     expect(chains()).not.toContain(policyChainName('ingress', POLICY.name));
     await cluster.clock().advance(RESYNC_MS);
     expect(chains()).toContain(policyChainName('ingress', POLICY.name));
@@ -145,18 +145,19 @@ describe('Agent: failures you can see', () => {
 
   it('logs a background failure at once, then at most once a minute per kind of work', async () => {
     const host = await cluster.start('h1', '192.0.2.1');
-    const failPolicy = async (name: string): Promise<void> => {
-      host.dataplane.failNext('applyFirewall');
+    // After a failed apply the next one is full: each failure goes where that apply writes.
+    const failPolicy = async (name: string, method: 'applyFirewall' | 'applyFirewallChange' = 'applyFirewallChange'): Promise<void> => {
+      host.dataplane.failNext(method);
       await host.registry.putPolicy({ ...POLICY, name });
       await settle();
     };
     await failPolicy('a');
-    await failPolicy('b');
+    await failPolicy('b', 'applyFirewall');
     expect(log.mock.calls).toHaveLength(1);
     await cluster.clock().advance(60_000);
     log.mockClear();
     await failPolicy('c');
-    expect(log.mock.calls).toEqual([['sluice agent: apply: injected failure in applyFirewall']]);
+    expect(log.mock.calls).toEqual([['sluice agent: apply: injected failure in applyFirewallChange']]);
   });
 });
 

@@ -4,7 +4,7 @@
  * (etcd restarted or compacted: every agent at once) it waits a random while before re-listing.
  */
 import { relistDelayMs } from '../../../src/agent/sync';
-import { policyChainName } from '../../../src/policy/names';
+import { policyChainName } from '../../../src/firewall/names';
 import { parsePolicies } from '../../../src/policy-document/policy';
 import { keys } from '../../../src/store/keys';
 import { MemoryStore } from '../../../src/store/memory-store';
@@ -45,7 +45,7 @@ describe('Agent: writes that change nothing here', () => {
     expect(applied().slice(from)).toEqual([]);
 
     await host.registry.putPolicy(POLICY);
-    await eventually(() => expect(applied().slice(from)).toEqual(['applyFirewall']));
+    await eventually(() => expect(applied().slice(from)).toEqual(['applyFirewallChange']));
     expect(host.dataplane.firewall.filter.map((c) => c.name)).toContain(policyChainName('ingress', POLICY.name));
   });
 });
@@ -79,7 +79,7 @@ describe('Agent: re-listing after a broken watch, with the memory store', () => 
     }
     host = testHost(store, 'h1', '192.0.2.1', { agent: { random: () => 0.5 } });
     await host.agent.start();
-    const firewallApplies = () => host.dataplane.calls.filter((c) => c.method === 'applyFirewall').length;
+    const firewallApplies = () => host.dataplane.calls.filter((c) => c.method.startsWith('applyFirewall')).length;
     const before = firewallApplies();
 
     store.engine.resetWatchers('etcd restarted');

@@ -1,7 +1,7 @@
 import { reclaimNode, reclaimable, releaseNode } from '../../../src/agent/reclaim';
 import { ClusterView } from '../../../src/agent/view';
 import { status } from '../../../src/cli/commands';
-import { endpointIfnames } from '../../../src/dataplane/names';
+import { endpointIfnames } from '../../../src/firewall/names';
 import { Ipam } from '../../../src/ipam/ipam-service';
 import { blockOf, formatCidr, formatIp, parseCidr, parseIp } from '../../../src/net/ipv4';
 import { MemoryStore } from '../../../src/store/memory-store';

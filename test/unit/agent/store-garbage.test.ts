@@ -6,7 +6,7 @@
  */
 import { status } from '../../../src/cli/commands';
 import { parsePolicies } from '../../../src/policy-document/policy';
-import { policyChainName, selectorSetName } from '../../../src/policy/names';
+import { policyChainName, selectorSetName } from '../../../src/firewall/names';
 import { parseSelector } from '../../../src/policy-document/selector';
 import { ROOT } from '../../../src/store/keys';
 import { createDockerNetwork, eventually, useCluster, type TestHost } from '../../helpers/host';

@@ -12,6 +12,7 @@ import { MemoryStore } from '../../../src/store/memory-store';
 import { ROOT } from '../../../src/store/keys';
 import { testHost, type TestHost } from '../../helpers/host';
 import { goJson, send, serve, type Reply } from './harness';
+import { renderedRules } from '../../helpers/firewall-text';
 
 const NET = '1720a8f3c0b1d2e3f40516273849aabbccddeeff00112233445566778899aabb';
 const LIVE = '54ae0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f';
@@ -336,8 +337,8 @@ describe('the issue 7 inputs, each refused with nothing left behind', () => {
     await expectRefused('NetworkDriver.CreateEndpoint', { ...(createEndpointBody(injected, await requestAddress()) as object), Options: ports });
     // Positive control: the mapping itself is published for the real ID.
     await ok('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET, EndpointID: LIVE, Options: ports });
-    expect(JSON.stringify(host.dataplane.firewall.nat)).toContain('--dport 8081');
-    expect(JSON.stringify(host.dataplane.firewall.nat)).not.toContain('--dport 22');
+    expect(renderedRules(host.dataplane.firewall.nat)).toContain('--dport 8081');
+    expect(renderedRules(host.dataplane.firewall.nat)).not.toContain('--dport 22');
   });
 
   it('HostIP "not-an-ip" (it made every nat apply fail until reconciliation)', async () => {
@@ -345,7 +346,7 @@ describe('the issue 7 inputs, each refused with nothing left behind', () => {
     await expectRefused('NetworkDriver.Join', { NetworkID: NET, EndpointID: LIVE, SandboxKey: SANDBOX, Options: ports('not-an-ip') }, /HostIP must be an IP address, got "not-an-ip"/);
     await expectRefused('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET, EndpointID: LIVE, Options: ports('not-an-ip') });
     await ok('NetworkDriver.ProgramExternalConnectivity', { NetworkID: NET, EndpointID: LIVE, Options: ports('127.0.0.1') });
-    expect(JSON.stringify(host.dataplane.firewall.nat)).toContain('-d 127.0.0.1/32 --dport 8082');
+    expect(renderedRules(host.dataplane.firewall.nat)).toContain('-d 127.0.0.1/32 --dport 8082');
   });
 
   it.each([

@@ -1,7 +1,8 @@
 import { DataplaneError } from '../../../src/errors';
-import type { FirewallState } from '../../../src/dataplane/dataplane';
+import type { Rule } from '../../../src/firewall/rule';
+import type { FirewallChange, FirewallState } from '../../../src/firewall/state';
 import { LinuxDataplane } from '../../../src/dataplane/linux/linux-dataplane';
-import { endpointIfnames, vxlanMac } from '../../../src/dataplane/names';
+import { endpointIfnames, vxlanMac } from '../../../src/firewall/names';
 import { ScriptedRunner, type Script } from './scripted-runner';
 
 function dataplane(script: Script) {
@@ -217,8 +218,8 @@ describe('firewall', () => {
   const state: FirewallState = {
     ipsets: [{ name: 'sluice-a', type: 'hash:ip', members: ['10.96.0.6'] }],
     filter: [
-      { name: 'SLUICE-FORWARD', rules: ['-g SLUICE-X'] },
-      { name: 'SLUICE-X', rules: ['-m set --match-set sluice-a src -j DROP'] },
+      { name: 'SLUICE-FORWARD', rules: [{ comment: 'to x', matches: [], action: { kind: 'jump', chain: 'SLUICE-X' } }] },
+      { name: 'SLUICE-X', rules: [{ comment: 'drop a', matches: [{ kind: 'set', set: 'sluice-a', sides: 'src' }], action: { kind: 'DROP' } }] },
     ],
     nat: [],
   };
@@ -245,8 +246,8 @@ describe('firewall', () => {
     await dp.applyFirewall(state);
     expect(runner.calls).toEqual([]);
 
-    await dp.applyFirewall({ ...state, filter: [state.filter[0]!, { name: 'SLUICE-X', rules: ['-j RETURN'] }] });
-    expect(runner.calls.map((c) => c.input)).toEqual(['*filter\n:SLUICE-X - [0:0]\n-A SLUICE-X -j RETURN\nCOMMIT\n']);
+    await dp.applyFirewall({ ...state, filter: [state.filter[0]!, { name: 'SLUICE-X', rules: [{ comment: 'back', matches: [], action: { kind: 'RETURN' } }] }] });
+    expect(runner.calls.map((c) => c.input)).toEqual(['*filter\n:SLUICE-X - [0:0]\n-A SLUICE-X -m comment --comment "back" -j RETURN\nCOMMIT\n']);
   });
 
   it('re-reads the kernel after a failed apply', async () => {
@@ -255,7 +256,7 @@ describe('firewall', () => {
       if (call.command === 'iptables-restore' && failRestore) return { fail: 'iptables-restore: line 5 failed' };
       return kernel(call);
     });
-    await expect(dp.applyFirewall(state)).rejects.toThrow(/input line 5: -A SLUICE-FORWARD -g SLUICE-X/);
+    await expect(dp.applyFirewall(state)).rejects.toThrow(/input line 5: -A SLUICE-FORWARD -m comment --comment "to x" -j SLUICE-X/);
     failRestore = false;
     runner.calls.length = 0;
     await dp.applyFirewall(state);
@@ -264,7 +265,8 @@ describe('firewall', () => {
 
   it('keeps the cache when the state is invalid, touching nothing', async () => {
     const { dp, runner } = dataplane(kernel);
-    await expect(dp.applyFirewall({ ...state, filter: [{ name: 'SLUICE-FORWARD', rules: ['-j SLUICE-gone'] }] })).rejects.toThrow(/SLUICE-gone/);
+    const gone: FirewallState = { ...state, filter: [{ name: 'SLUICE-FORWARD', rules: [{ comment: 'gone', matches: [], action: { kind: 'jump', chain: 'SLUICE-gone' } }] }] };
+    await expect(dp.applyFirewall(gone)).rejects.toThrow(/SLUICE-gone/);
     expect(runner.calls).toEqual([]);
   });
 
@@ -277,7 +279,10 @@ describe('firewall', () => {
     });
     await expect(dp.verifyFirewall()).resolves.toEqual([]); // nothing applied yet
     await dp.applyFirewall(state);
-    filterSave = hooked.filter.replace('COMMIT', ':SLUICE-X - [0:0]\n-A SLUICE-FORWARD -g SLUICE-X\n-A SLUICE-X -m set --match-set sluice-a src -j DROP\nCOMMIT');
+    filterSave = hooked.filter.replace(
+      'COMMIT',
+      ':SLUICE-X - [0:0]\n-A SLUICE-FORWARD -m comment --comment "to x" -j SLUICE-X\n-A SLUICE-X -m set --match-set sluice-a src -m comment --comment "drop a" -j DROP\nCOMMIT',
+    );
     await expect(dp.verifyFirewall()).resolves.toEqual([]);
 
     filterSave = filterSave.replace(/^-A SLUICE-X.*\n/m, ''); // someone ran iptables -F SLUICE-X
@@ -291,6 +296,83 @@ describe('firewall', () => {
       'iptables-restore --noflush --wait=10',
       'iptables-restore --noflush --wait=10',
     ]);
-    expect(runner.calls[3]?.input).toContain('-A SLUICE-X -m set --match-set sluice-a src -j DROP');
+    expect(runner.calls[3]?.input).toContain('-A SLUICE-X -m comment --comment "drop a" -m set --match-set sluice-a src -j DROP');
+  });
+});
+
+describe('firewall changes', () => {
+  const drop = (set: string): Rule => ({ comment: `drop ${set}`, matches: [{ kind: 'set', set, sides: 'src' }], action: { kind: 'DROP' } });
+  const state: FirewallState = {
+    ipsets: [{ name: 'sluice-a', type: 'hash:ip', members: ['10.96.0.6'] }],
+    filter: [{ name: 'SLUICE-FORWARD', rules: [{ comment: 'to x', matches: [], action: { kind: 'jump', chain: 'SLUICE-X' } }] }, { name: 'SLUICE-X', rules: [drop('sluice-a')] }],
+    nat: [],
+  };
+  const kernel: Script = (call) => (call.command === 'iptables-save' ? (call.args[1] === 'filter' ? hooked.filter : hooked.nat) : '');
+  const none: FirewallChange = { createdSets: [], members: [], chains: [], removedChains: [], destroyedSets: [] };
+
+  it('writes a member change as one ipset restore, adds and removes, and nothing else', async () => {
+    const { dp, runner } = dataplane(kernel);
+    await dp.applyFirewall(state);
+    runner.calls.length = 0;
+    await dp.applyFirewallChange({ ...none, members: [{ name: 'sluice-a', add: ['10.96.0.7/32'], remove: ['10.96.0.6'] }] });
+    expect(runner.calls.map((c) => [c.command, ...c.args, c.input].join(' '))).toEqual([
+      'ipset restore -exist add sluice-a 10.96.0.7\n',
+      'ipset restore -exist del sluice-a 10.96.0.6\n',
+    ]);
+  });
+
+  it('creates sets before the chains that use them and destroys them after, rewriting only the chains given', async () => {
+    const { dp, runner } = dataplane(kernel);
+    await dp.applyFirewall(state);
+    runner.calls.length = 0;
+    await dp.applyFirewallChange({
+      ...none,
+      createdSets: [{ name: 'sluice-b', type: 'hash:net', members: ['10.1.0.0/16'] }],
+      chains: [{ table: 'filter', chain: { name: 'SLUICE-X', rules: [drop('sluice-b')] } }],
+      destroyedSets: ['sluice-a'],
+    });
+    expect(runner.calls.map((c) => c.input)).toEqual([
+      'create sluice-b hash:net family inet hashsize 1024 maxelem 1048576\nadd sluice-b 10.1.0.0/16\n',
+      '*filter\n:SLUICE-X - [0:0]\n-A SLUICE-X -m comment --comment "drop sluice-b" -m set --match-set sluice-b src -j DROP\nCOMMIT\n',
+      'destroy sluice-a\n',
+    ]);
+    // The cache followed: the same state again costs nothing.
+    runner.calls.length = 0;
+    await dp.applyFirewall({ ...state, ipsets: [{ name: 'sluice-b', type: 'hash:net', members: ['10.1.0.0/16'] }], filter: [state.filter[0]!, { name: 'SLUICE-X', rules: [drop('sluice-b')] }] });
+    expect(runner.calls).toEqual([]);
+  });
+
+  it('refuses a change before any apply and after a failed one, touching nothing', async () => {
+    let failRestore = false;
+    const { dp, runner } = dataplane((call) => (call.command === 'ipset' && call.args[0] === 'restore' && failRestore ? { fail: 'ipset: line 1 failed' } : kernel(call)));
+    const change = { ...none, members: [{ name: 'sluice-a', add: ['10.96.0.7'], remove: [] }] };
+    await expect(dp.applyFirewallChange(change)).rejects.toThrow(/apply the full state/);
+    expect(runner.calls).toEqual([]);
+    await dp.applyFirewall(state);
+    failRestore = true;
+    await expect(dp.applyFirewallChange(change)).rejects.toThrow(DataplaneError);
+    failRestore = false;
+    runner.calls.length = 0;
+    await expect(dp.applyFirewallChange(change)).rejects.toThrow(/apply the full state/);
+    expect(runner.calls).toEqual([]);
+    // Positive control: a full apply makes changes possible again.
+    await dp.applyFirewall(state);
+    await expect(dp.applyFirewallChange(change)).resolves.toBeUndefined();
+  });
+
+  it.each<[string, Partial<FirewallChange>, RegExp]>([
+    ['members of a set not in the state', { members: [{ name: 'sluice-gone', add: ['10.0.0.1'], remove: [] }] }, /sluice-gone/],
+    ['a bad member', { members: [{ name: 'sluice-a', add: ['10.0.0.0/24'], remove: [] }] }, /not an IPv4 address/],
+    ['a set created twice', { createdSets: [{ name: 'sluice-a', type: 'hash:ip', members: [] }] }, /exists already/],
+    ['a chain matching a destroyed set', { destroyedSets: ['sluice-a'], chains: [{ table: 'filter', chain: { name: 'SLUICE-Y', rules: [drop('sluice-a')] } }] }, /sluice-a/],
+    ['a top-level chain removed', { removedChains: [{ table: 'filter', name: 'SLUICE-FORWARD' }] }, /cannot be removed/],
+  ])('rejects %s and keeps its cache, touching nothing', async (_what, bad, message) => {
+    const { dp, runner } = dataplane(kernel);
+    await dp.applyFirewall(state);
+    runner.calls.length = 0;
+    await expect(dp.applyFirewallChange({ ...none, ...bad })).rejects.toThrow(message);
+    expect(runner.calls).toEqual([]);
+    await dp.applyFirewallChange({ ...none, members: [{ name: 'sluice-a', add: ['10.96.0.9'], remove: [] }] });
+    expect(runner.calls.map((c) => c.input)).toEqual(['add sluice-a 10.96.0.9\n']);
   });
 });

@@ -1,6 +1,8 @@
 import { DataplaneError } from '../../../src/errors';
 import { RecordingDataplane } from '../../../src/dataplane/fake/recording-dataplane';
-import { endpointIfnames, vxlanMac } from '../../../src/dataplane/names';
+import { endpointIfnames, vxlanMac } from '../../../src/firewall/names';
+import type { Rule } from '../../../src/firewall/rule';
+import type { FirewallChange, FirewallState } from '../../../src/firewall/state';
 
 const link = { ...endpointIfnames('abcdef0123456789'), address: '10.96.0.5', mac: '02:73:0a:60:00:05', mtu: 1500 };
 
@@ -63,11 +65,37 @@ describe('RecordingDataplane', () => {
 
   it('accepts and rejects firewall states as the Linux dataplane does', async () => {
     const dp = new RecordingDataplane();
-    const state = { ipsets: [{ name: 'sluice-a', type: 'hash:ip' as const, members: ['10.96.0.5'] }], filter: [{ name: 'SLUICE-FORWARD', rules: ['-m set --match-set sluice-a src -j DROP'] }], nat: [] };
+    const drop: Rule = { comment: 'drop a', matches: [{ kind: 'set', set: 'sluice-a', sides: 'src' }], action: { kind: 'DROP' } };
+    const state: FirewallState = { ipsets: [{ name: 'sluice-a', type: 'hash:ip', members: ['10.96.0.5'] }], filter: [{ name: 'SLUICE-FORWARD', rules: [drop] }], nat: [] };
     await dp.applyFirewall(state);
     expect(dp.firewall).toEqual(state);
-    await expect(dp.applyFirewall({ ...state, filter: [{ name: 'SLUICE-FORWARD', rules: ['-j SLUICE-missing'] }] })).rejects.toThrow(DataplaneError);
+    const missing: Rule = { comment: 'missing', matches: [], action: { kind: 'jump', chain: 'SLUICE-missing' } };
+    await expect(dp.applyFirewall({ ...state, filter: [{ name: 'SLUICE-FORWARD', rules: [missing] }] })).rejects.toThrow(DataplaneError);
     expect(dp.firewall).toEqual(state);
+  });
+
+  it('applies changes as the Linux dataplane does: members in set order, refused when the applied state is not known', async () => {
+    const dp = new RecordingDataplane();
+    const none: FirewallChange = { createdSets: [], members: [], chains: [], removedChains: [], destroyedSets: [] };
+    const change: FirewallChange = { ...none, members: [{ name: 'sluice-a', add: ['10.96.0.10', '10.96.0.2'], remove: ['10.96.0.5'] }] };
+    await expect(dp.applyFirewallChange(change)).rejects.toThrow(/apply the full state/);
+    const state: FirewallState = { ipsets: [{ name: 'sluice-a', type: 'hash:ip', members: ['10.96.0.5', '10.96.0.9'] }], filter: [], nat: [] };
+    await dp.applyFirewall(state);
+    await dp.applyFirewallChange(change);
+    expect(dp.firewall.ipsets).toEqual([{ name: 'sluice-a', type: 'hash:ip', members: ['10.96.0.2', '10.96.0.9', '10.96.0.10'] }]);
+    // Invalid: rejected, nothing changed.
+    await expect(dp.applyFirewallChange({ ...none, destroyedSets: ['sluice-gone'] })).rejects.toThrow(DataplaneError);
+    expect(dp.firewall.ipsets[0]!.members).toEqual(['10.96.0.2', '10.96.0.9', '10.96.0.10']);
+    // After damage is reported, or a failed write, only a full apply is taken.
+    dp.damageFirewall();
+    await dp.verifyFirewall();
+    await expect(dp.applyFirewallChange(none)).rejects.toThrow(/apply the full state/);
+    await dp.applyFirewall(state);
+    dp.failNext('applyFirewallChange');
+    await expect(dp.applyFirewallChange(none)).rejects.toThrow(/injected/);
+    await expect(dp.applyFirewallChange(none)).rejects.toThrow(/apply the full state/);
+    await dp.applyFirewall(state);
+    await expect(dp.applyFirewallChange(none)).resolves.toBeUndefined();
   });
 
   it('reports simulated out-of-band damage once, until the next apply repairs it', async () => {

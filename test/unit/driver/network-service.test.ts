@@ -1,6 +1,7 @@
 import { BadRequestError, ConflictError, NotFoundError, NotSupportedError } from '../../../src/errors';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { createDockerNetwork, testHost, type TestHost } from '../../helpers/host';
+import { renderedRules } from '../../helpers/firewall-text';
 
 const NET = 'a'.repeat(64);
 const EP = 'e1'.repeat(32);
@@ -97,7 +98,7 @@ describe('NetworkDriver', () => {
     const poolId = await createNetwork(host);
     const { address } = await run(host, poolId, EP);
     await host.driver.programExternalConnectivity(NET, EP, [{ proto: 'tcp', containerPort: 80, hostPort: 8080, hostPortEnd: 8080 }]);
-    const dnat = () => JSON.stringify(host.dataplane.firewall.nat);
+    const dnat = () => renderedRules(host.dataplane.firewall.nat);
     expect(dnat()).toContain(`${address.split('/')[0]}:80`);
     await host.driver.revokeExternalConnectivity(NET, EP);
     expect(dnat()).not.toContain(':80');
@@ -179,7 +180,7 @@ describe('NetworkDriver', () => {
       await expect(
         host.driver.programExternalConnectivity(NET, EP, [{ proto: 'sctp', containerPort: 9000, hostPort: 9000, hostPortEnd: 9000 }]),
       ).rejects.toBeInstanceOf(NotSupportedError);
-      expect(JSON.stringify(host.dataplane.firewall.nat)).not.toContain('9000');
+      expect(renderedRules(host.dataplane.firewall.nat)).not.toContain('9000');
     });
   });
 });

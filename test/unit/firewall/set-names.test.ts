@@ -9,7 +9,7 @@ import {
   policyChainName,
   selectorSetName,
   targetSetName,
-} from '../../../src/policy/names';
+} from '../../../src/firewall/names';
 
 describe('kernel object names', () => {
   it('fit the kernel limits and carry the owned prefixes', () => {

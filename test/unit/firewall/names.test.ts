@@ -1,5 +1,5 @@
 import { BadRequestError } from '../../../src/errors';
-import { endpointIfnames, isSluiceHostIfname, vxlanMac } from '../../../src/dataplane/names';
+import { endpointIfnames, isSluiceHostIfname, vxlanMac } from '../../../src/firewall/names';
 
 describe('endpointIfnames', () => {
   const id = '3f2a9c0d1b7e4a5f8c6d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b';

@@ -1,14 +1,17 @@
 import { DataplaneError } from '../../../src/errors';
-import type { FirewallState } from '../../../src/dataplane/dataplane';
-import { normalizeFirewall, ruleComments, ruleTarget, ruleWords } from '../../../src/dataplane/firewall-state';
+import type { Rule } from '../../../src/firewall/rule';
+import { normalizeFirewall, sortMembers, type FirewallState } from '../../../src/firewall/state';
+
+const accept: Rule = { comment: 'all', matches: [], action: { kind: 'ACCEPT' } };
+const jump = (chain: string): Rule => ({ comment: 'jump', matches: [], action: { kind: 'jump', chain } });
 
 const empty = { ipsets: [], filter: [], nat: [] };
 
 describe('normalizeFirewall', () => {
   it('always has the top-level chains, empty unless given', () => {
-    const normal = normalizeFirewall({ ...empty, filter: [{ name: 'SLUICE-FORWARD', rules: ['-j ACCEPT'] }] });
+    const normal = normalizeFirewall({ ...empty, filter: [{ name: 'SLUICE-FORWARD', rules: [accept] }] });
     expect([...normal.chains.filter]).toEqual([
-      ['SLUICE-FORWARD', ['-j ACCEPT']],
+      ['SLUICE-FORWARD', [accept]],
       ['SLUICE-INPUT', []],
     ]);
     expect([...normal.chains.nat]).toEqual([
@@ -55,13 +58,28 @@ describe('normalizeFirewall', () => {
     ['a duplicate set', { ...empty, ipsets: [{ name: 'sluice-a', type: 'hash:ip' as const, members: [] }, { name: 'sluice-a', type: 'hash:ip' as const, members: [] }] }, /twice/],
     ['a foreign chain', { ...empty, filter: [{ name: 'FORWARD', rules: [] }] }, /not Sluice's/],
     ['a duplicate chain', { ...empty, nat: [{ name: 'SLUICE-X', rules: [] }, { name: 'SLUICE-X', rules: [] }] }, /twice/],
-    ['a jump to a missing chain', { ...empty, filter: [{ name: 'SLUICE-FORWARD', rules: ['-g SLUICE-gone'] }] }, /jumps to SLUICE-gone/],
-    ['a match on a missing set', { ...empty, nat: [{ name: 'SLUICE-DNAT', rules: ['-m set --match-set sluice-gone dst -j RETURN'] }] }, /matches ipset sluice-gone/],
-    ...['-m comment --comment "x"\n-A SLUICE-DNAT -j ACCEPT', '-j RETURN\r', '-j RETURN\0', '-m comment --comment "x -j RETURN', "-m comment --comment 'x -j RETURN"].map(
-      (rule): [string, FirewallState, RegExp] => [
-        `the rule ${JSON.stringify(rule)}`,
-        { ...empty, nat: [{ name: 'SLUICE-DNAT', rules: [rule] }] },
-        /has a line break or an unclosed quote/,
+    ['a jump to a missing chain', { ...empty, filter: [{ name: 'SLUICE-FORWARD', rules: [jump('SLUICE-gone')] }] }, /jumps to SLUICE-gone/],
+    ['a jump to a name iptables would split', { ...empty, filter: [{ name: 'SLUICE-FORWARD', rules: [jump('ACCEPT -j DROP')] }] }, /jumps to ACCEPT -j DROP/],
+    [
+      'a match on a missing set',
+      { ...empty, nat: [{ name: 'SLUICE-DNAT', rules: [{ ...accept, matches: [{ kind: 'set' as const, set: 'sluice-gone', sides: 'dst' as const }] }] }] },
+      /matches ipset sluice-gone/,
+    ],
+    [
+      'an interface name with a blank',
+      { ...empty, nat: [{ name: 'SLUICE-DNAT', rules: [{ ...accept, matches: [{ kind: 'in-interface' as const, name: 'sl v' }] }] }] },
+      /not an interface name/,
+    ],
+    [
+      'a DNAT to a bad address',
+      { ...empty, nat: [{ name: 'SLUICE-DNAT', rules: [{ ...accept, action: { kind: 'DNAT' as const, address: '10.0.0.1"', port: 80 } }] }] },
+      /DNAT to/,
+    ],
+    ...['x"\n-A SLUICE-DNAT -j ACCEPT', 'x\r', 'x\0', 'x"', 'x\\', 'x'.repeat(256)].map(
+      (comment): [string, FirewallState, RegExp] => [
+        `the comment ${JSON.stringify(comment)}`,
+        { ...empty, nat: [{ name: 'SLUICE-DNAT', rules: [{ ...accept, comment }] }] },
+        /has a quote, backslash or line break, or is too long/,
       ],
     ),
   ])('rejects %s', (_what, state, message) => {
@@ -73,24 +91,22 @@ describe('normalizeFirewall', () => {
     expect(() =>
       normalizeFirewall({
         ipsets: [{ name: 'sluice-a', type: 'hash:ip', members: [] }],
-        filter: [{ name: 'SLUICE-FORWARD', rules: ['-j SLUICE-X', '-m set --match-set sluice-a src -j DROP'] }, { name: 'SLUICE-X', rules: [] }],
+        filter: [{ name: 'SLUICE-FORWARD', rules: [jump('SLUICE-X'), { ...accept, matches: [{ kind: 'set', set: 'sluice-a', sides: 'src' }] }] }, { name: 'SLUICE-X', rules: [] }],
         nat: [],
       }),
     ).not.toThrow();
   });
 });
 
-describe('rule words', () => {
-  const rule = '-s 10.0.0.1 -m comment --comment "allow \\"web\\" in" -m comment --comment two -j SLUICE-X';
-
-  it('splits like iptables-restore, quotes and escapes included', () => {
-    expect(ruleWords(rule)).toEqual(['-s', '10.0.0.1', '-m', 'comment', '--comment', 'allow "web" in', '-m', 'comment', '--comment', 'two', '-j', 'SLUICE-X']);
-  });
-
-  it('finds comments and the last jump or goto', () => {
-    expect(ruleComments(rule)).toEqual(['allow "web" in', 'two']);
-    expect(ruleTarget(rule)).toBe('SLUICE-X');
-    expect(ruleTarget('-i sl+ -g SLUICE-FROM-WL')).toBe('SLUICE-FROM-WL');
-    expect(ruleTarget('-m comment --comment "-j X"')).toBeUndefined();
+describe('sortMembers', () => {
+  it('orders by address, then prefix, then text, and drops duplicates', () => {
+    expect(sortMembers(['10.0.0.10', '10.0.0.2', '10.0.0.0/24', '10.0.0.0/8', '10.0.0.2', '10.0.0.2,slvb', '10.0.0.2,slva'])).toEqual([
+      '10.0.0.0/8',
+      '10.0.0.0/24',
+      '10.0.0.2',
+      '10.0.0.2,slva',
+      '10.0.0.2,slvb',
+      '10.0.0.10',
+    ]);
   });
 });
