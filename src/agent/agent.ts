@@ -171,12 +171,16 @@ export class Agent implements LocalConvergence {
 
   // LocalConvergence: called by the driver during Docker's plugin calls.
 
-  async endpointChanged(endpoint: EndpointRecord, removed = false): Promise<void> {
-    const key = `${endpoint.node}/${endpoint.id}`;
-    if (removed) this.view.endpoints.delete(key);
-    else this.view.endpoints.set(key, endpoint);
+  async endpointChanged(endpoint: EndpointRecord): Promise<void> {
+    this.view.endpoints.set(`${endpoint.node}/${endpoint.id}`, endpoint);
     this.names?.update(this.view);
     await this.converge();
+  }
+
+  endpointRemoved(endpoint: EndpointRecord): void {
+    this.view.endpoints.delete(`${endpoint.node}/${endpoint.id}`);
+    this.names?.update(this.view);
+    this.converge().catch((err: unknown) => this.report('apply', err));
   }
 
   async networksChanged(): Promise<void> {

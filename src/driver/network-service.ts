@@ -52,8 +52,10 @@ export interface ContainerLookup {
 
 /** The local agent: keeps this host's routes and firewall in line with the store. */
 export interface LocalConvergence {
-  /** Takes the endpoint (or its removal) into account; resolves once the firewall reflects it. */
-  endpointChanged(endpoint: EndpointRecord, removed?: boolean): Promise<void>;
+  /** Takes the endpoint into account; resolves once the firewall reflects it. */
+  endpointChanged(endpoint: EndpointRecord): Promise<void>;
+  /** Forgets the endpoint at once and starts an apply that drops it from the firewall, without waiting for it. */
+  endpointRemoved(endpoint: EndpointRecord): void;
   /** A Docker network of this host was created or removed. */
   networksChanged(): Promise<void>;
   /** The network behind a Docker network ID of this host, as the agent's view has it (saves store reads on every start). */
@@ -66,6 +68,13 @@ export interface NetworkDriverOptions {
 }
 
 export class NetworkDriver implements NetworkService {
+  /**
+   * Veth removals Leave started, by veth, for DeleteEndpoint to finish: the kernel's teardown of
+   * a veth takes ~10 ms and overlaps Docker's own work in between. Each resolves to whether it
+   * worked; a failed one is tried again by DeleteEndpoint, whose error reaches Docker.
+   */
+  private readonly removals = new Map<string, Promise<boolean>>();
+
   constructor(
     private readonly registry: Registry,
     private readonly ipam: Ipam,
@@ -130,8 +139,7 @@ export class NetworkDriver implements NetworkService {
     };
     // Independent steps side by side; the veth is ready before Join asks for it.
     const steps = await Promise.allSettled([
-      this.noteEndpointOnAddress(claim, endpoint.id),
-      this.registry.putEndpoint(endpoint),
+      this.recordOnAddress(claim, endpoint),
       this.dataplane.addEndpoint({ ...names, address, mac, mtu: network.settings?.mtu ?? this.options.mtu }),
     ]);
     const failed = steps.find((step): step is PromiseRejectedResult => step.status === 'rejected');
@@ -148,9 +156,14 @@ export class NetworkDriver implements NetworkService {
   async deleteEndpoint(_networkId: string, endpointId: string): Promise<void> {
     const endpoint = await this.registry.getEndpoint(this.options.node, endpointId);
     if (!endpoint) return; // already gone: Docker repeats deletes after restarts
-    await this.dataplane.removeEndpoint(endpoint.record.hostIfname);
+    await this.finishRemoval(endpoint.record.hostIfname);
     await this.registry.deleteEndpoint(this.options.node, endpointId);
-    await this.local.endpointChanged(endpoint.record, true);
+    // Not waiting for the firewall to drop it is safe: its veth is gone, so nothing can send from
+    // or to it here, and its address is only handed out again after this (Docker's ReleaseAddress
+    // follows). The next Join, whoever gets the address, waits for an apply that started after its
+    // own call, so one that already leaves this endpoint out: a reused address never meets this
+    // endpoint's policy, nor a container its own before that apply.
+    this.local.endpointRemoved(endpoint.record);
   }
 
   async endpointOperInfo(networkId: string, endpointId: string): Promise<Record<string, unknown>> {
@@ -183,27 +196,43 @@ export class NetworkDriver implements NetworkService {
     };
   }
 
+  /** Starts removing the veth and returns: DeleteEndpoint, which Docker sends next, waits for it. */
   async leave(networkId: string, endpointId: string): Promise<void> {
-    const endpoint = await this.endpointOf(networkId, endpointId);
-    await this.dataplane.removeEndpoint(endpoint.hostIfname);
+    const { hostIfname } = await this.endpointOf(networkId, endpointId);
+    this.removals.set(
+      hostIfname,
+      this.dataplane.removeEndpoint(hostIfname).then(
+        () => true,
+        () => false,
+      ),
+    );
   }
 
   async programExternalConnectivity(networkId: string, endpointId: string, portMappings: PortMapping[]): Promise<void> {
     refuseUnpublishable(portMappings);
-    await this.setPorts(networkId, endpointId, portMappings);
+    await this.setPorts(await this.endpointOf(networkId, endpointId), portMappings);
   }
 
-  async revokeExternalConnectivity(networkId: string, endpointId: string): Promise<void> {
+  async revokeExternalConnectivity(_networkId: string, endpointId: string): Promise<void> {
     const endpoint = await this.registry.getEndpoint(this.options.node, endpointId);
     if (!endpoint) return; // revoke after a restart that already cleaned up: nothing to undo
-    await this.setPorts(networkId, endpointId, []);
+    await this.setPorts(endpoint.record, []);
   }
 
-  private async setPorts(networkId: string, endpointId: string, ports: PortMapping[]): Promise<void> {
-    const endpoint = await this.endpointOf(networkId, endpointId);
+  /** Docker programs and revokes every container's ports, most with none: what changes nothing costs no write and no apply. */
+  private async setPorts(endpoint: EndpointRecord, ports: PortMapping[]): Promise<void> {
+    if (JSON.stringify(ports) === JSON.stringify(endpoint.ports)) return;
     const updated = { ...endpoint, ports };
     await this.registry.putEndpoint(updated);
     await this.local.endpointChanged(updated);
+  }
+
+  /** Removes the veth, or waits for Leave's removal of it (trying again if that failed). */
+  private async finishRemoval(hostIfname: string): Promise<void> {
+    const started = this.removals.get(hostIfname);
+    this.removals.delete(hostIfname);
+    if (started && (await started)) return;
+    await this.dataplane.removeEndpoint(hostIfname);
   }
 
   private async networkOf(dockerNetworkId: string): Promise<NetworkRecord> {
@@ -269,9 +298,9 @@ export class NetworkDriver implements NetworkService {
     return { block, held };
   }
 
-  /** Records the endpoint on its address claim: a live container's address is then never released or reused. */
-  private async noteEndpointOnAddress({ block, held }: AddressClaim, endpointId: string): Promise<void> {
-    if (!(await this.registry.updateAddress(block, { ...held.record, endpointId }, held.modRevision))) {
+  /** Writes the endpoint and notes it on its address claim, in one transaction: a live container's address is then never released or reused. */
+  private async recordOnAddress({ block, held }: AddressClaim, endpoint: EndpointRecord): Promise<void> {
+    if (!(await this.registry.putEndpointOnAddress(endpoint, block, { ...held.record, endpointId: endpoint.id }, held.modRevision))) {
       throw new ConflictError(`CreateEndpoint: address ${held.record.address} changed meanwhile (another CreateEndpoint for it?)`);
     }
   }

@@ -157,6 +157,18 @@ export class Registry {
     return this.store.put(keys.endpoint(endpoint.node, endpoint.id), JSON.stringify(endpoint));
   }
 
+  /** Writes the endpoint and `address` (its claim, naming it) in one transaction, only if the claim is unchanged since `modRevision`. */
+  putEndpointOnAddress(endpoint: EndpointRecord, block: string, address: AddressRecord, modRevision: number): Promise<boolean> {
+    const claim = keys.address(address.network, block, address.address);
+    return this.store.putIfUnchanged(
+      [{ key: claim, modRevision }],
+      [
+        { key: claim, value: JSON.stringify(address) },
+        { key: keys.endpoint(endpoint.node, endpoint.id), value: JSON.stringify(endpoint) },
+      ],
+    );
+  }
+
   deleteEndpoint(node: string, id: string): Promise<boolean> {
     return this.store.delete(keys.endpoint(node, id));
   }

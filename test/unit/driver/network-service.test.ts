@@ -66,7 +66,36 @@ describe('NetworkDriver', () => {
     await host.ipam.releaseAddress(poolId, address.split('/')[0]!);
     expect(await host.registry.listEndpoints()).toEqual([]);
     expect((await host.registry.listAddresses(poolId)).map((a) => a.record.kind)).toEqual(['gateway']);
+    // DeleteEndpoint does not wait for the firewall; an apply that starts now has dropped it.
+    await host.agent.converge();
     expect(JSON.stringify(host.dataplane.firewall.ipsets)).not.toContain(address.split('/')[0]);
+  });
+
+  it('removes the veth on DeleteEndpoint when the removal Leave started failed, and keeps the endpoint while it cannot', async () => {
+    const poolId = await createNetwork(host);
+    await run(host, poolId, EP);
+    host.dataplane.failNext('removeEndpoint');
+    host.dataplane.failNext('removeEndpoint');
+    await host.driver.leave(NET, EP);
+    await expect(host.driver.deleteEndpoint(NET, EP)).rejects.toThrow('injected failure in removeEndpoint');
+    expect((await host.registry.listEndpoints()).map((e) => e.id)).toEqual([EP]);
+    // Docker's retry, with the kernel cooperating again.
+    await host.driver.deleteEndpoint(NET, EP);
+    expect(host.dataplane.endpoints.size).toBe(0);
+    expect(await host.registry.listEndpoints()).toEqual([]);
+  });
+
+  it('has nothing of a removed container in force when the next container to get its address returns from Join', async () => {
+    const poolId = await createNetwork(host);
+    const localSet = () => host.dataplane.firewall.ipsets.find((s) => s.name === 'sluice-local')?.members ?? [];
+    const { address } = await run(host, poolId, EP);
+    await host.driver.leave(NET, EP);
+    await host.driver.deleteEndpoint(NET, EP);
+    await host.ipam.releaseAddress(poolId, address.split('/')[0]!);
+    const next = 'e2'.repeat(32);
+    const reused = await run(host, poolId, next);
+    expect(reused.address).toBe(address);
+    expect(localSet()).toEqual([`${address.split('/')[0]},slv${next.slice(0, 11)}`]);
   });
 
   it('refuses a -d sluice network that does not use sluice IPAM, telling the right command', async () => {
@@ -101,6 +130,17 @@ describe('NetworkDriver', () => {
     expect(dnat()).toContain(`${address.split('/')[0]}:80`);
     await host.driver.revokeExternalConnectivity(NET, EP);
     expect(dnat()).not.toContain(':80');
+  });
+
+  it('writes nothing and applies nothing for a container without ports on Program/RevokeExternalConnectivity', async () => {
+    const poolId = await createNetwork(host);
+    await run(host, poolId, EP);
+    const before = (await host.registry.getEndpoint('h1', EP))?.modRevision;
+    const applies = () => host.dataplane.calls.filter((c) => c.method === 'applyFirewall').length;
+    const applied = applies();
+    await host.driver.programExternalConnectivity(NET, EP, []);
+    await host.driver.revokeExternalConnectivity(NET, EP);
+    expect({ revision: (await host.registry.getEndpoint('h1', EP))?.modRevision, applies: applies() }).toEqual({ revision: before, applies: applied });
   });
 
   it('keeps the network\'s blocks while a container holds an address, and gives them up on network rm', async () => {
