@@ -4,7 +4,7 @@
  * dataplane and tell the local agent, whose firewall apply the join waits
  * for: a container never starts before its policy is in force.
  */
-import { BadRequestError, ConflictError, NotFoundError, NotSupportedError } from '../errors';
+import { BadRequestError, ConflictError, NotFoundError, NotSupportedError, errorMessage } from '../errors';
 import type { AddressRecord, EndpointRecord, Labels, NetworkRecord, PortMapping } from '../model';
 import { blockOf, contains, formatCidr, parseCidr, parseIp } from '../net/ipv4';
 import { containerMac, endpointIfnames } from '../dataplane/names';
@@ -68,12 +68,8 @@ export interface NetworkDriverOptions {
 }
 
 export class NetworkDriver implements NetworkService {
-  /**
-   * Veth removals Leave started, by veth, for DeleteEndpoint to finish: the kernel's teardown of
-   * a veth takes ~10 ms and overlaps Docker's own work in between. Each resolves to whether it
-   * worked; a failed one is tried again by DeleteEndpoint, whose error reaches Docker.
-   */
-  private readonly removals = new Map<string, Promise<boolean>>();
+  /** Veths whose removal Leave started, so DeleteEndpoint does not start it again. */
+  private readonly leaving = new Set<string>();
 
   constructor(
     private readonly registry: Registry,
@@ -156,13 +152,15 @@ export class NetworkDriver implements NetworkService {
   async deleteEndpoint(_networkId: string, endpointId: string): Promise<void> {
     const endpoint = await this.registry.getEndpoint(this.options.node, endpointId);
     if (!endpoint) return; // already gone: Docker repeats deletes after restarts
-    await this.finishRemoval(endpoint.record.hostIfname);
+    const { hostIfname } = endpoint.record;
+    if (!this.leaving.delete(hostIfname)) this.removeVeth(hostIfname); // Docker skips Leave after a failed Join
     await this.registry.deleteEndpoint(this.options.node, endpointId);
-    // Not waiting for the firewall to drop it is safe: its veth is gone, so nothing can send from
-    // or to it here, and its address is only handed out again after this (Docker's ReleaseAddress
-    // follows). The next Join, whoever gets the address, waits for an apply that started after its
-    // own call, so one that already leaves this endpoint out: a reused address never meets this
-    // endpoint's policy, nor a container its own before that apply.
+    // Not waiting for the firewall to drop it is safe: its veth is going, its container gone, so
+    // nothing sends from or to it, and its address is only handed out again after this (Docker's
+    // ReleaseAddress follows). The next Join, whoever gets the address, waits for an apply that
+    // started after its own call, so one that already leaves this endpoint out: a reused address
+    // never meets this endpoint's policy. A new veth for the address takes its /32 route over at
+    // once (route replace), whatever is left of this one's teardown.
     this.local.endpointRemoved(endpoint.record);
   }
 
@@ -196,16 +194,10 @@ export class NetworkDriver implements NetworkService {
     };
   }
 
-  /** Starts removing the veth and returns: DeleteEndpoint, which Docker sends next, waits for it. */
   async leave(networkId: string, endpointId: string): Promise<void> {
     const { hostIfname } = await this.endpointOf(networkId, endpointId);
-    this.removals.set(
-      hostIfname,
-      this.dataplane.removeEndpoint(hostIfname).then(
-        () => true,
-        () => false,
-      ),
-    );
+    this.leaving.add(hostIfname);
+    this.removeVeth(hostIfname);
   }
 
   async programExternalConnectivity(networkId: string, endpointId: string, portMappings: PortMapping[]): Promise<void> {
@@ -227,12 +219,15 @@ export class NetworkDriver implements NetworkService {
     await this.local.endpointChanged(updated);
   }
 
-  /** Removes the veth, or waits for Leave's removal of it (trying again if that failed). */
-  private async finishRemoval(hostIfname: string): Promise<void> {
-    const started = this.removals.get(hostIfname);
-    this.removals.delete(hostIfname);
-    if (started && (await started)) return;
-    await this.dataplane.removeEndpoint(hostIfname);
+  /**
+   * Starts removing a veth and returns: the kernel's teardown of a veth takes ~10 ms that nobody
+   * needs to wait for. One that fails (it never has) is left over, and the next reconciliation
+   * with Docker removes it, as it removes every veth without an endpoint record.
+   */
+  private removeVeth(hostIfname: string): void {
+    this.dataplane.removeEndpoint(hostIfname).catch((err: unknown) => {
+      console.error(`sluice agent: removing veth ${hostIfname} failed (${errorMessage(err)}); the next reconciliation with Docker retries`);
+    });
   }
 
   private async networkOf(dockerNetworkId: string): Promise<NetworkRecord> {

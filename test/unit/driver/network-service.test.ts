@@ -71,18 +71,13 @@ describe('NetworkDriver', () => {
     expect(JSON.stringify(host.dataplane.firewall.ipsets)).not.toContain(address.split('/')[0]);
   });
 
-  it('removes the veth on DeleteEndpoint when the removal Leave started failed, and keeps the endpoint while it cannot', async () => {
+  it('removes the veth on DeleteEndpoint when Docker sends no Leave (a Join that failed)', async () => {
     const poolId = await createNetwork(host);
-    await run(host, poolId, EP);
-    host.dataplane.failNext('removeEndpoint');
-    host.dataplane.failNext('removeEndpoint');
-    await host.driver.leave(NET, EP);
-    await expect(host.driver.deleteEndpoint(NET, EP)).rejects.toThrow('injected failure in removeEndpoint');
-    expect((await host.registry.listEndpoints()).map((e) => e.id)).toEqual([EP]);
-    // Docker's retry, with the kernel cooperating again.
+    const { address } = await host.ipam.requestAddress({ poolId });
+    await host.driver.createEndpoint({ networkId: NET, endpointId: EP, address, portMappings: [], driverOptions: {} });
+    expect(host.dataplane.endpoints.size).toBe(1);
     await host.driver.deleteEndpoint(NET, EP);
-    expect(host.dataplane.endpoints.size).toBe(0);
-    expect(await host.registry.listEndpoints()).toEqual([]);
+    expect({ veths: host.dataplane.endpoints.size, endpoints: await host.registry.listEndpoints() }).toEqual({ veths: 0, endpoints: [] });
   });
 
   it('has nothing of a removed container in force when the next container to get its address returns from Join', async () => {
