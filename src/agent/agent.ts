@@ -112,9 +112,23 @@ export class Agent implements LocalConvergence {
     return this.config.node;
   }
 
-  /** Container MTU: room for the VXLAN header unless VXLAN can never be used. */
+  /** The MTU towards the node IP, measured at start unless only host-gw is used. */
+  private underlayMtu: number | undefined;
+
+  /**
+   * Container MTU: with `auto` the underlay's, for on-link peers; traffic into the tunnel meets
+   * its smaller MTU on the route (frag-needed, MSS clamped). With VXLAN only, room for its header.
+   */
   get mtu(): number {
-    return this.config.mtu ?? (this.config.backend === 'host-gw' ? 1500 : 1450);
+    if (this.config.mtu !== undefined) return this.config.mtu;
+    if (this.config.backend === 'host-gw') return 1500;
+    const underlay = this.underlayMtu ?? 1500;
+    return this.config.backend === 'vxlan' ? underlay - 50 : underlay;
+  }
+
+  /** Of the VXLAN device and the routes through it: room for the header, and no more than containers send. */
+  private get tunnelMtu(): number {
+    return Math.min(this.underlayMtu ?? 1500, this.mtu + 50) - 50;
   }
 
   /**
@@ -125,10 +139,9 @@ export class Agent implements LocalConvergence {
   async start(): Promise<void> {
     await this.dataplane.init();
     if (this.config.backend !== 'host-gw') {
-      const underlay = await this.dataplane.mtuTowards(this.config.nodeIp);
-      const mtu = Math.min(underlay, this.mtu + 50);
+      this.underlayMtu = await this.dataplane.mtuTowards(this.config.nodeIp);
       this.vtepMac = (
-        await this.dataplane.ensureVxlan({ vni: this.config.vxlanVni, localIp: this.config.nodeIp, port: this.config.vxlanPort, mtu: mtu - 50 })
+        await this.dataplane.ensureVxlan({ vni: this.config.vxlanVni, localIp: this.config.nodeIp, port: this.config.vxlanPort, mtu: this.tunnelMtu })
       ).mac;
     }
     await this.retryUntil('sync with the store and Docker', async () => {
@@ -216,7 +229,7 @@ export class Agent implements LocalConvergence {
       this.applied.gateways = gatewaysText;
     }
     await this.refreshPeerModes();
-    const routes = blockRoutes(this.node, view.blocks.values(), view.nodes, (peer) => this.modeTowards(peer));
+    const routes = blockRoutes(this.node, view.blocks.values(), view.nodes, (peer) => this.modeTowards(peer), this.tunnelMtu);
     const routesText = JSON.stringify(routes);
     if (routesText !== this.applied.routes) {
       await this.dataplane.syncRoutes(routes);

@@ -24,7 +24,8 @@ export interface EndpointLink {
 /** A route this host needs to reach a block held elsewhere, or to drop traffic to unused addresses of its own. */
 export type BlockRoute =
   | { kind: 'host-gw'; block: string; via: string }
-  | { kind: 'vxlan'; block: string; nodeIp: string; vtepMac: string }
+  /** `mtu`: the tunnel's, so a container with the underlay's MTU gets told (frag-needed) to send less. */
+  | { kind: 'vxlan'; block: string; nodeIp: string; vtepMac: string; mtu: number }
   | { kind: 'blackhole'; block: string };
 
 export interface VxlanDevice {

@@ -58,13 +58,14 @@ export interface LocalConvergence {
   endpointRemoved(endpoint: EndpointRecord): void;
   /** A Docker network of this host was created or removed. */
   networksChanged(): Promise<void>;
+  /** Container MTU unless the network sets one: known once the agent has measured the underlay. */
+  readonly mtu: number;
   /** The network behind a Docker network ID of this host, as the agent's view has it (saves store reads on every start). */
   knownNetwork(dockerNetworkId: string): NetworkRecord | undefined;
 }
 
 export interface NetworkDriverOptions {
   node: string;
-  mtu: number;
 }
 
 export class NetworkDriver implements NetworkService {
@@ -136,7 +137,7 @@ export class NetworkDriver implements NetworkService {
     // Independent steps side by side; the veth is ready before Join asks for it.
     const steps = await Promise.allSettled([
       this.recordOnAddress(claim, endpoint),
-      this.dataplane.addEndpoint({ ...names, address, mac, mtu: network.settings?.mtu ?? this.options.mtu }),
+      this.dataplane.addEndpoint({ ...names, address, mac, mtu: network.settings?.mtu ?? this.local.mtu }),
     ]);
     const failed = steps.find((step): step is PromiseRejectedResult => step.status === 'rejected');
     if (failed) {

@@ -45,7 +45,7 @@ export function testHost(store: MemoryStore, name: string, ip: string, opts: Tes
     defaultBlockSize: config.blockSize,
   });
   const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0, ...opts.agent }, opts.metrics, opts.startNames);
-  const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: name, mtu: agent.mtu });
+  const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: name });
   return { name, ip, registry, dataplane, docker, ipam, agent, driver };
 }
 

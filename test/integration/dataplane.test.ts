@@ -244,10 +244,10 @@ describe('vxlan', () => {
 
   it('programs route, neighbour and FDB entry per peer, carries traffic, and removes them when the peer leaves', async () => {
     await dp.syncRoutes([
-      { kind: 'vxlan', block: '10.97.0.0/26', nodeIp: '192.168.77.2', vtepMac: peerMac },
-      { kind: 'vxlan', block: '10.97.1.0/26', nodeIp: '192.168.77.3', vtepMac: '0e:00:00:00:00:03' },
+      { kind: 'vxlan', block: '10.97.0.0/26', nodeIp: '192.168.77.2', vtepMac: peerMac, mtu: 1450 },
+      { kind: 'vxlan', block: '10.97.1.0/26', nodeIp: '192.168.77.3', vtepMac: '0e:00:00:00:00:03', mtu: 1450 },
     ]);
-    expect(routes()).toContainEqual(expect.objectContaining({ dst: '10.97.0.0/26', gateway: '192.168.77.2', dev: 'sluice.vxlan', flags: ['onlink'] }));
+    expect(routes()).toContainEqual(expect.objectContaining({ dst: '10.97.0.0/26', gateway: '192.168.77.2', dev: 'sluice.vxlan', flags: ['onlink'], metrics: [{ mtu: 1450 }] }));
     expect(neighbours()).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ dst: '192.168.77.2', lladdr: peerMac }),
@@ -262,7 +262,7 @@ describe('vxlan', () => {
     );
     expect(c1.canPing('10.97.0.5')).toBe(true);
 
-    await dp.syncRoutes([{ kind: 'vxlan', block: '10.97.0.0/26', nodeIp: '192.168.77.2', vtepMac: peerMac }]);
+    await dp.syncRoutes([{ kind: 'vxlan', block: '10.97.0.0/26', nodeIp: '192.168.77.2', vtepMac: peerMac, mtu: 1450 }]);
     expect(routes().map((r) => r.dst)).not.toContain('10.97.1.0/26');
     expect(neighbours().map((n) => n.dst)).toEqual(['192.168.77.2']);
     expect(fdb().map((e) => e.dst)).toEqual(['192.168.77.2']);

@@ -18,6 +18,7 @@ export interface KernelRoute {
   gateway?: string;
   dev?: string;
   flags?: string[];
+  metrics?: { mtu?: number }[];
 }
 
 export interface KernelNeighbour {
@@ -116,7 +117,7 @@ function routeSpec(block: string, route: BlockRoute): string {
       return batchLine`${block} via ${route.via}`;
     case 'vxlan':
       // The peer's node IP doubles as the next hop: the neighbour entry maps it to the peer's VTEP MAC.
-      return batchLine`${block} via ${route.nodeIp} dev ${VXLAN_DEVICE} onlink`;
+      return batchLine`${block} via ${route.nodeIp} dev ${VXLAN_DEVICE} onlink mtu ${String(route.mtu)}`;
   }
 }
 
@@ -132,7 +133,8 @@ function sameRoute(existing: KernelRoute, route: BlockRoute): boolean {
         type === 'unicast' &&
         existing.gateway === route.nodeIp &&
         existing.dev === VXLAN_DEVICE &&
-        (existing.flags ?? []).includes('onlink')
+        (existing.flags ?? []).includes('onlink') &&
+        existing.metrics?.some((m) => m.mtu === route.mtu) === true
       );
   }
 }

@@ -184,7 +184,7 @@ describe('vxlan and routes', () => {
 
   it('reads and programs neighbours and FDB entries for VXLAN peers, FDB first', async () => {
     const { dp, runner } = dataplane((call) => (call.args.includes('show') ? '[]' : ''));
-    await dp.syncRoutes([{ kind: 'vxlan', block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: '0e:00:00:00:00:03' }]);
+    await dp.syncRoutes([{ kind: 'vxlan', block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: '0e:00:00:00:00:03', mtu: 1450 }]);
     expect(runner.commandLines).toEqual([
       'ip -j route show proto 252',
       'ip -j neigh show dev sluice.vxlan nud permanent',

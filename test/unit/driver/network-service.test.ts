@@ -40,7 +40,7 @@ describe('NetworkDriver', () => {
       staticRoutes: [],
       disableGatewayService: true,
     });
-    expect(host.dataplane.endpoints.get(`slv${EP.slice(0, 11)}`)).toMatchObject({ address: address.split('/')[0], mtu: 1450 });
+    expect(host.dataplane.endpoints.get(`slv${EP.slice(0, 11)}`)).toMatchObject({ address: address.split('/')[0], mtu: 1500 }); // auto: the underlay's
     expect([...host.dataplane.gateways]).toEqual(['10.96.0.1']);
     // The container's labels were learned during Join and stored with the endpoint.
     expect((await host.registry.getEndpoint('h1', EP))?.record).toMatchObject({ labels: { role: 'web' }, containerName: `n-${EP.slice(0, 4)}` });
