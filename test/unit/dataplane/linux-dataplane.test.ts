@@ -19,7 +19,8 @@ const hooked = {
   filter:
     '*filter\n:SLUICE-FORWARD - [0:0]\n:SLUICE-INPUT - [0:0]\n' +
     '-A INPUT -m comment --comment "sluice hook" -j SLUICE-INPUT\n' +
-    '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\nCOMMIT\n',
+    '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\n' +
+    '-A FORWARD -o sluice.vxlan -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n',
   nat:
     '*nat\n:SLUICE-DNAT - [0:0]\n:SLUICE-POSTROUTING - [0:0]\n' +
     '-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment "sluice hook" -j SLUICE-DNAT\n' +
@@ -110,7 +111,8 @@ describe('init and gateways', () => {
       table === 'filter'
         ? '*filter\n:FORWARD ACCEPT [0:0]\n:SLUICE-FORWARD - [0:0]\n:SLUICE-INPUT - [0:0]\n' +
           '-A INPUT -m comment --comment "sluice hook" -j SLUICE-INPUT\n' +
-          '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\nCOMMIT\n'
+          '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\n' +
+          '-A FORWARD -o sluice.vxlan -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n'
         : '*nat\n:SLUICE-DNAT - [0:0]\n-A SLUICE-DNAT -j RETURN\nCOMMIT\n';
     const { dp, runner, sysctls } = dataplane((call) => (call.command === 'iptables-save' ? save(call.args[1]!) : ''));
     await dp.init();
@@ -131,6 +133,14 @@ describe('init and gateways', () => {
     await dp.init();
     expect(runner.calls.filter((c) => c.command === 'iptables-restore').map((c) => c.input)).toEqual([
       '*filter\n:SLUICE-INPUT - [0:0]\n-I INPUT 1 -m comment --comment "sluice hook" -j SLUICE-INPUT\nCOMMIT\n',
+    ]);
+  });
+
+  it('adds the MSS clamp for the tunnel above the hook to SLUICE-FORWARD on a host hooked by a version without it', async () => {
+    const { dp, runner } = dataplane((call) => (call.command === 'iptables-save' ? (call.args[1] === 'filter' ? hooked.filter.replace(/.*TCPMSS.*\n/, '') : hooked.nat) : ''));
+    await dp.init();
+    expect(runner.calls.filter((c) => c.command === 'iptables-restore').map((c) => c.input)).toEqual([
+      '*filter\n-I FORWARD 1 -o sluice.vxlan -p tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n',
     ]);
   });
 
