@@ -81,6 +81,7 @@ describe('init', () => {
     const hooks = (table: string) => sh('iptables-save', '-t', table).split('\n').filter((l) => l.includes('"sluice hook"'));
     expect(hooks('filter')).toEqual([
       '-A INPUT -m comment --comment "sluice hook" -j SLUICE-INPUT',
+      '-A FORWARD -o sluice.vxlan -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu',
       '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD',
     ]);
     expect(hooks('nat')).toEqual([
