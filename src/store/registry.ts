@@ -137,6 +137,14 @@ export class Registry {
     );
   }
 
+  /** Deletes the claim only if it is unchanged since `held` was read and the endpoint it names, if any, is gone. */
+  releaseUnheldAddress(block: string, held: Versioned<AddressRecord>): Promise<boolean> {
+    const { network, address, node, endpointId } = held.record;
+    const key = keys.address(network, block, address);
+    const holder: Unchanged[] = endpointId === undefined ? [] : [{ key: keys.endpoint(node, endpointId), modRevision: 0 }];
+    return this.store.putIfUnchanged([{ key, modRevision: held.modRevision }, ...holder], [], [key]);
+  }
+
   releaseAddress(net: string, block: string, ip: string, modRevision?: number): Promise<boolean> {
     return this.store.delete(keys.address(net, block, ip), modRevision);
   }
