@@ -71,6 +71,11 @@ export interface NetworkDriverOptions {
 export class NetworkDriver implements NetworkService {
   /** Veths whose removal Leave started, so DeleteEndpoint does not start it again. */
   private readonly leaving = new Set<string>();
+  /**
+   * Veths CreateEndpoint started making, by endpoint: Join waits for its veth beside the
+   * firewall apply, and the kernel's work overlaps Docker's own in between. Each settles.
+   */
+  private readonly plumbing = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly registry: Registry,
@@ -134,17 +139,23 @@ export class NetworkDriver implements NetworkService {
       labels: null,
       ports: req.portMappings,
     };
-    // Independent steps side by side; the veth is ready before Join asks for it.
-    const steps = await Promise.allSettled([
-      this.recordOnAddress(claim, endpoint),
-      this.dataplane.addEndpoint({ ...names, address, mac, mtu: network.settings?.mtu ?? this.local.mtu }),
-    ]);
-    const failed = steps.find((step): step is PromiseRejectedResult => step.status === 'rejected');
-    if (failed) {
+    // The veth is made while the store records the endpoint, and while Docker goes on to Join.
+    const plumbed = this.dataplane.addEndpoint({ ...names, address, mac, mtu: network.settings?.mtu ?? this.local.mtu });
+    // Handled from here on, so a failure Join has not awaited yet is no unhandled rejection.
+    const settled = plumbed.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      await this.recordOnAddress(claim, endpoint);
+    } catch (err) {
       // Docker releases the address next; nothing of this endpoint may outlive the failure.
+      await settled;
       await this.undoCreateEndpoint(endpoint, claim.block);
-      throw failed.reason;
+      throw err;
     }
+    // A failure reaches Docker through Join, which then deletes the endpoint.
+    this.plumbing.set(endpoint.id, plumbed);
     // Docker sets this MAC on the interface it moves into the container (unless the user gave one).
     return { macAddress: mac };
   }
@@ -154,7 +165,10 @@ export class NetworkDriver implements NetworkService {
     const endpoint = await this.registry.getEndpoint(this.options.node, endpointId);
     if (!endpoint) return; // already gone: Docker repeats deletes after restarts
     const { hostIfname } = endpoint.record;
-    if (!this.leaving.delete(hostIfname)) this.removeVeth(hostIfname); // Docker skips Leave after a failed Join
+    // Docker skips Join after some failures, and Leave after a failed Join: the veth may be in the making still.
+    await this.plumbing.get(endpointId)?.catch(() => undefined);
+    this.plumbing.delete(endpointId);
+    if (!this.leaving.delete(hostIfname)) this.removeVeth(hostIfname);
     await this.registry.deleteEndpoint(this.options.node, endpointId);
     // Not waiting for the firewall to drop it is safe: its veth is going, its container gone, so
     // nothing sends from or to it, and its address is only handed out again after this (Docker's
@@ -183,8 +197,10 @@ export class NetworkDriver implements NetworkService {
       ...(identity && { containerId: identity.containerId, containerName: identity.containerName, labels: identity.labels }),
       ports: ports.length > 0 ? ports : endpoint.ports,
     };
-    // The firewall for this endpoint is in force before Docker starts the container.
-    await Promise.all([this.registry.putEndpoint(joined), this.local.endpointChanged(joined)]);
+    const plumbed = this.plumbing.get(req.endpointId);
+    this.plumbing.delete(req.endpointId);
+    // The firewall for this endpoint is in force, and its veth there, before Docker starts the container.
+    await Promise.all([this.registry.putEndpoint(joined), this.local.endpointChanged(joined), plumbed]);
     return {
       srcName: names.containerIfname,
       dstPrefix: 'eth',
