@@ -1,6 +1,23 @@
 import { BadRequestError, ConflictError, NotFoundError, NotSupportedError } from '../../../src/errors';
 import { MemoryStore } from '../../../src/store/memory-store';
+import type { ContainerNames } from '../../../src/labels/docker';
+import { FakeDocker } from '../../helpers/fake-docker';
 import { createDockerNetwork, testHost, type TestHost } from '../../helpers/host';
+
+/** Docker answering the agent's question for a container's names only once released. */
+class NamesOnRelease extends FakeDocker {
+  private open: () => void = () => undefined;
+  private readonly gate = new Promise<void>((resolve) => (this.open = resolve));
+
+  release(): void {
+    this.open();
+  }
+
+  override async containerNames(containerId: string): Promise<ContainerNames | undefined> {
+    await this.gate;
+    return super.containerNames(containerId);
+  }
+}
 
 const NET = 'a'.repeat(64);
 const EP = 'e1'.repeat(32);
@@ -78,6 +95,26 @@ describe('NetworkDriver', () => {
     expect(host.dataplane.endpoints.size).toBe(1);
     await host.driver.deleteEndpoint(NET, EP);
     expect({ veths: host.dataplane.endpoints.size, endpoints: await host.registry.listEndpoints() }).toEqual({ veths: 0, endpoints: [] });
+  });
+
+  it('does not bring back the record of a container removed while the agent asked Docker for its names (docker run --rm true)', async () => {
+    const docker = new NamesOnRelease();
+    const racing = testHost(store, 'h2', '192.0.2.2', { docker });
+    await racing.agent.start();
+    try {
+      const poolId = await createNetwork(racing);
+      await run(racing, poolId, EP);
+      docker.names.set(`c-${EP}`, { name: 'quick', aliases: new Map() });
+      docker.emit({ kind: 'container', action: 'start', containerId: `c-${EP}`, name: 'quick', labels: {} });
+      await racing.driver.leave(NET, EP);
+      await racing.driver.deleteEndpoint(NET, EP);
+      docker.release();
+      for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+      // A record brought back would later be reconciled away, releasing whoever holds its address then.
+      expect(await racing.registry.listEndpoints('h2')).toEqual([]);
+    } finally {
+      await racing.agent.stop();
+    }
   });
 
   it('has nothing of a removed container in force when the next container to get its address returns from Join', async () => {
