@@ -91,7 +91,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'node-ip', help: 'this host\'s address that other hosts reach it on', default: '(first non-loopback IPv4)' },
   { flag: 'docker-host', help: 'Docker Engine API: unix:///PATH or tcp://HOST:PORT', default: 'unix:///var/run/docker.sock' },
   { flag: 'backend', help: 'how blocks of other hosts are reached: host-gw, vxlan or auto (host-gw when on the same link)', default: 'auto' },
-  { flag: 'mtu', help: 'container MTU', default: '(1450; 1500 with --backend host-gw; 1440 with --encryption wireguard)' },
+  { flag: 'mtu', help: 'container MTU', default: "(the underlay's with auto, − 50 with vxlan, 1500 with host-gw, 1440 with --encryption wireguard)" },
   { flag: 'default-supernet', help: 'where networks created without --subnet get one', default: '10.96.0.0/12' },
   { flag: 'default-subnet-size', help: 'prefix length of subnets picked from the supernet', default: '16' },
   { flag: 'block-size', help: 'prefix length of the address blocks each host claims (per network: --ipam-opt block-size=N)', default: '26' },

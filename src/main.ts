@@ -39,7 +39,7 @@ export async function runAgent(config: AgentConfig): Promise<void> {
   if (config.dnsUpstreams.length === 0) console.error('sluice agent: no DNS upstream (--dns-upstream, /etc/resolv.conf): names outside the cluster get SERVFAIL');
   const startNames = (address: string): Promise<Resolver> => Resolver.start({ address, port: DNS_PORT, upstreams: config.dnsUpstreams });
   const agent: Agent = new Agent(config, registry, dataplane, docker, ipam, undefined, metrics ?? NO_METRICS, startNames);
-  const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: config.node, mtu: agent.mtu, dnsAddress: config.dnsAddress });
+  const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: config.node, dnsAddress: config.dnsAddress });
   const server = await listenUnix(buildApp({ network: driver, ipam, metrics }), config.socket);
   const metricsListener = metricsAddr && metrics && (await listenMetrics(metrics.registry, metricsAddr.host, metricsAddr.port));
   const serving = metricsListener ? `, metrics on http://${metricsAddr.host}:${metricsAddr.port}/metrics` : '';

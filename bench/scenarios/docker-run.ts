@@ -36,7 +36,7 @@ function dockerRun(name: string, lab: LabKey): Scenario {
         }
         ctx.add(figure(name, `sluice median (${RUNS} runs)`, median(sluice), 'ms'));
         ctx.add(figure(name, `bridge median (${RUNS} runs)`, median(bridge), 'ms'));
-        ctx.add(figure(name, 'median of paired ratios sluice/bridge', median(ratios(sluice, bridge)), 'ratio', { op: '<=', limit: 1.1 }));
+        ctx.add(figure(name, 'median of paired ratios sluice/bridge', median(ratios(sluice, bridge)), 'ratio', { op: '<=', limit: 1.05 }));
       } finally {
         await docker(l, 'h1', 'network', 'rm', 'br');
       }

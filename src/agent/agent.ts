@@ -78,6 +78,8 @@ export class Agent implements LocalConvergence {
   private timers: (() => void)[] = [];
   private stopped = false;
   private names: NameServer | undefined;
+  /** The MTU towards the node IP, measured at start unless only host-gw is used. */
+  private underlayMtu: number | undefined;
 
   constructor(
     private readonly config: AgentConfig,
@@ -119,10 +121,22 @@ export class Agent implements LocalConvergence {
     return this.sync.view;
   }
 
-  /** Container MTU: room for the WireGuard or VXLAN headers, unless neither can be used. */
+  /**
+   * Container MTU: with `auto` the underlay's, for on-link peers; traffic into the tunnel meets
+   * its smaller MTU on the route (frag-needed, MSS clamped). With VXLAN only, room for its
+   * header; with WireGuard, for its.
+   */
   get mtu(): number {
-    if (this.config.encryption === 'wireguard') return this.config.mtu ?? WIREGUARD_CONTAINER_MTU;
-    return this.config.mtu ?? (this.config.backend === 'host-gw' ? 1500 : 1450);
+    if (this.config.mtu !== undefined) return this.config.mtu;
+    if (this.config.encryption === 'wireguard') return WIREGUARD_CONTAINER_MTU;
+    if (this.config.backend === 'host-gw') return 1500;
+    const underlay = this.underlayMtu ?? 1500;
+    return this.config.backend === 'vxlan' ? underlay - 50 : underlay;
+  }
+
+  /** Of the VXLAN device and the routes through it: room for the header, and no more than containers send. */
+  private get tunnelMtu(): number {
+    return Math.min(this.underlayMtu ?? 1500, this.mtu + 50) - 50;
   }
 
   /**
@@ -136,8 +150,8 @@ export class Agent implements LocalConvergence {
     await this.encryption.start();
     this.liveness.wireguard = this.encryption.recordFields().wireguard;
     if (config.backend !== 'host-gw') {
-      const mtu = Math.min(await this.dataplane.mtuTowards(config.nodeIp), this.mtu + 50);
-      this.liveness.vtepMac = (await this.dataplane.ensureVxlan({ vni: config.vxlanVni, localIp: config.nodeIp, port: config.vxlanPort, mtu: mtu - 50 })).mac;
+      this.underlayMtu = await this.dataplane.mtuTowards(config.nodeIp);
+      this.liveness.vtepMac = (await this.dataplane.ensureVxlan({ vni: config.vxlanVni, localIp: config.nodeIp, port: config.vxlanPort, mtu: this.tunnelMtu })).mac;
     }
     const sync = async (): Promise<void> => {
       this.protection ??= new NodeProtection(await resolveControlPlane(config), config.nodeIp);
@@ -179,10 +193,16 @@ export class Agent implements LocalConvergence {
 
   // LocalConvergence: called by the driver during Docker's plugin calls.
 
-  async endpointChanged(endpoint: EndpointRecord, removed = false): Promise<void> {
-    this.view.putEndpoint(endpoint, removed);
+  async endpointChanged(endpoint: EndpointRecord): Promise<void> {
+    this.view.putEndpoint(endpoint);
     this.names?.update(this.view);
     await this.converge();
+  }
+
+  endpointRemoved(endpoint: EndpointRecord): void {
+    this.view.putEndpoint(endpoint, true);
+    this.names?.update(this.view);
+    void this.background('apply', () => this.converge());
   }
 
   async networksChanged(): Promise<void> {
@@ -206,7 +226,7 @@ export class Agent implements LocalConvergence {
     if (this.protection === undefined) throw new Error('the control plane is not resolved yet');
     const { node, backend, dnsAddress } = this.config;
     const { view } = this;
-    const host = { node, backend, protection: this.protection.of(view.nodes.values()), dnsAddress: this.startNames && dnsAddress };
+    const host = { node, backend, protection: this.protection.of(view.nodes.values()), dnsAddress: this.startNames && dnsAddress, tunnelMtu: this.tunnelMtu };
     const changes = view.takeChanges();
     try {
       if (changes.structure || this.routing === undefined) {

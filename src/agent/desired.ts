@@ -28,6 +28,8 @@ export interface ThisHost {
   protection: Protection;
   /** Where the resolver of container names serves, if it does. */
   dnsAddress?: string | undefined;
+  /** Of the routes into the VXLAN tunnel, so a container with the underlay's MTU is told to send less. */
+  tunnelMtu: number;
 }
 
 /**
@@ -43,7 +45,7 @@ export function hostRouting(view: ClusterView, host: ThisHost, peerModes: Readon
   // The resolver's address is held like a gateway: containers reach it through their gateway route.
   if (host.dnsAddress !== undefined) gateways.push(host.dnsAddress);
   const modeTowards = (peer: NodeRecord): PeerMode => (host.backend === 'auto' ? (peerModes.get(peer.ip) ?? 'vxlan') : host.backend);
-  return { gateways: gateways.sort(), routes: blockRoutes(host.node, view.blocks.values(), view.nodes, modeTowards) };
+  return { gateways: gateways.sort(), routes: blockRoutes(host.node, view.blocks.values(), view.nodes, modeTowards, host.tunnelMtu) };
 }
 
 /** What the firewall is compiled from: the view's own maps, whose unchanged records keep their identity. */

@@ -58,7 +58,9 @@ export class Identities {
   /** Writes what was learned about an endpoint's container, unless nothing changed. */
   private async record(updated: EndpointRecord): Promise<void> {
     const current = this.view.endpoints.get(`${updated.node}/${updated.id}`);
-    if (current && sameIdentity(updated, current)) return;
+    // Gone while Docker was asked (a `docker run --rm` container that exited at once): a record
+    // brought back would be reconciled away later, releasing whoever holds its address by then.
+    if (!current || sameIdentity(updated, current)) return;
     await this.registry.putEndpoint(updated);
     await this.endpointChanged(updated);
   }

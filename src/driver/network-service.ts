@@ -4,7 +4,7 @@
  * dataplane and tell the local agent, whose firewall apply the join waits
  * for: a container never starts before its policy is in force.
  */
-import { BadRequestError, ConflictError, NotFoundError, NotSupportedError } from '../errors';
+import { BadRequestError, ConflictError, NotFoundError, NotSupportedError, errorMessage } from '../errors';
 import type { AddressRecord, EndpointRecord, NetworkRecord, PortMapping } from '../model';
 import { blockOf, contains, formatCidr, parseCidr, parseIp } from '../net/ipv4';
 import { containerMac, endpointIfnames } from '../firewall/names';
@@ -40,22 +40,33 @@ function refuseUnpublishable(ports: PortMapping[]): void {
 
 /** The local agent: keeps this host's routes and firewall in line with the store. */
 export interface LocalConvergence {
-  /** Takes the endpoint (or its removal) into account; resolves once the firewall reflects it. */
-  endpointChanged(endpoint: EndpointRecord, removed?: boolean): Promise<void>;
+  /** Takes the endpoint into account; resolves once the firewall reflects it. */
+  endpointChanged(endpoint: EndpointRecord): Promise<void>;
+  /** Forgets the endpoint at once and starts an apply that drops it from the firewall, without waiting for it. */
+  endpointRemoved(endpoint: EndpointRecord): void;
   /** A Docker network of this host was created or removed. */
   networksChanged(): Promise<void>;
+  /** Container MTU unless the network sets one: known once the agent has measured the underlay. */
+  readonly mtu: number;
   /** The network behind a Docker network ID of this host, as the agent's view has it (saves store reads on every start). */
   knownNetwork(dockerNetworkId: string): NetworkRecord | undefined;
 }
 
 export interface NetworkDriverOptions {
   node: string;
-  mtu: number;
   /** The name resolver's address, held by this host (see dns/). */
   dnsAddress: string;
 }
 
 export class NetworkDriver implements NetworkService {
+  /** Veths whose removal Leave started, so DeleteEndpoint does not start it again. */
+  private readonly leaving = new Set<string>();
+  /**
+   * Veths CreateEndpoint started making, by endpoint: Join waits for its veth beside the
+   * firewall apply, and the kernel's work overlaps Docker's own in between. Each settles.
+   */
+  private readonly plumbing = new Map<string, Promise<unknown>>();
+
   constructor(
     private readonly registry: Registry,
     private readonly ipam: Ipam,
@@ -118,18 +129,23 @@ export class NetworkDriver implements NetworkService {
       labels: null,
       ports: req.portMappings,
     };
-    // Independent steps side by side; the veth is ready before Join asks for it.
-    const steps = await Promise.allSettled([
-      this.noteEndpointOnAddress(claim, endpoint.id),
-      this.registry.putEndpoint(endpoint),
-      this.dataplane.addEndpoint({ ...names, address, mac, mtu: network.settings?.mtu ?? this.options.mtu }),
-    ]);
-    const failed = steps.find((step): step is PromiseRejectedResult => step.status === 'rejected');
-    if (failed) {
+    // The veth is made while the store records the endpoint, and while Docker goes on to Join.
+    const plumbed = this.dataplane.addEndpoint({ ...names, address, mac, mtu: network.settings?.mtu ?? this.local.mtu });
+    // Handled from here on, so a failure Join has not awaited yet is no unhandled rejection.
+    const settled = plumbed.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      await this.recordOnAddress(claim, endpoint);
+    } catch (err) {
       // Docker releases the address next; nothing of this endpoint may outlive the failure.
+      await settled;
       await this.undoCreateEndpoint(endpoint, claim.block);
-      throw failed.reason;
+      throw err;
     }
+    // A failure reaches Docker through Join, which then deletes the endpoint.
+    this.plumbing.set(endpoint.id, plumbed);
     // Docker sets this MAC on the interface it moves into the container (unless the user gave one).
     return { macAddress: mac };
   }
@@ -138,9 +154,19 @@ export class NetworkDriver implements NetworkService {
   async deleteEndpoint(_networkId: string, endpointId: string): Promise<void> {
     const endpoint = await this.registry.getEndpoint(this.options.node, endpointId);
     if (!endpoint) return; // already gone: Docker repeats deletes after restarts
-    await this.dataplane.removeEndpoint(endpoint.record.hostIfname);
+    const { hostIfname } = endpoint.record;
+    // Docker skips Join after some failures, and Leave after a failed Join: the veth may be in the making still.
+    await this.plumbing.get(endpointId)?.catch(() => undefined);
+    this.plumbing.delete(endpointId);
+    if (!this.leaving.delete(hostIfname)) this.removeVeth(hostIfname);
     await this.registry.deleteEndpoint(this.options.node, endpointId);
-    await this.local.endpointChanged(endpoint.record, true);
+    // Not waiting for the firewall to drop it is safe: its veth is going, its container gone, so
+    // nothing sends from or to it, and its address is only handed out again after this (Docker's
+    // ReleaseAddress follows). The next Join, whoever gets the address, waits for an apply that
+    // started after its own call, so one that already leaves this endpoint out: a reused address
+    // never meets this endpoint's policy. A new veth for the address takes its /32 route over at
+    // once (route replace), whatever is left of this one's teardown.
+    this.local.endpointRemoved(endpoint.record);
   }
 
   async endpointOperInfo(networkId: string, endpointId: string): Promise<Record<string, unknown>> {
@@ -162,8 +188,10 @@ export class NetworkDriver implements NetworkService {
       ...(identity && { containerId: identity.containerId, containerName: identity.containerName, labels: identity.labels }),
       ports: ports.length > 0 ? ports : endpoint.ports,
     };
-    // The firewall for this endpoint is in force before Docker starts the container.
-    await Promise.all([this.registry.putEndpoint(joined), this.local.endpointChanged(joined)]);
+    const plumbed = this.plumbing.get(req.endpointId);
+    this.plumbing.delete(req.endpointId);
+    // The firewall for this endpoint is in force, and its veth there, before Docker starts the container.
+    await Promise.all([this.registry.putEndpoint(joined), this.local.endpointChanged(joined), plumbed]);
     return {
       srcName: names.containerIfname,
       dstPrefix: 'eth',
@@ -176,26 +204,39 @@ export class NetworkDriver implements NetworkService {
   }
 
   async leave(networkId: string, endpointId: string): Promise<void> {
-    const endpoint = await this.endpointOf(networkId, endpointId);
-    await this.dataplane.removeEndpoint(endpoint.hostIfname);
+    const { hostIfname } = await this.endpointOf(networkId, endpointId);
+    this.leaving.add(hostIfname);
+    this.removeVeth(hostIfname);
   }
 
   async programExternalConnectivity(networkId: string, endpointId: string, portMappings: PortMapping[]): Promise<void> {
     refuseUnpublishable(portMappings);
-    await this.setPorts(networkId, endpointId, portMappings);
+    await this.setPorts(await this.endpointOf(networkId, endpointId), portMappings);
   }
 
-  async revokeExternalConnectivity(networkId: string, endpointId: string): Promise<void> {
+  async revokeExternalConnectivity(_networkId: string, endpointId: string): Promise<void> {
     const endpoint = await this.registry.getEndpoint(this.options.node, endpointId);
     if (!endpoint) return; // revoke after a restart that already cleaned up: nothing to undo
-    await this.setPorts(networkId, endpointId, []);
+    await this.setPorts(endpoint.record, []);
   }
 
-  private async setPorts(networkId: string, endpointId: string, ports: PortMapping[]): Promise<void> {
-    const endpoint = await this.endpointOf(networkId, endpointId);
+  /** Docker programs and revokes every container's ports, most with none: what changes nothing costs no write and no apply. */
+  private async setPorts(endpoint: EndpointRecord, ports: PortMapping[]): Promise<void> {
+    if (JSON.stringify(ports) === JSON.stringify(endpoint.ports)) return;
     const updated = { ...endpoint, ports };
     await this.registry.putEndpoint(updated);
     await this.local.endpointChanged(updated);
+  }
+
+  /**
+   * Starts removing a veth and returns: the kernel's teardown of a veth takes ~10 ms that nobody
+   * needs to wait for. One that fails (it never has) is left over, and the next reconciliation
+   * with Docker removes it, as it removes every veth without an endpoint record.
+   */
+  private removeVeth(hostIfname: string): void {
+    this.dataplane.removeEndpoint(hostIfname).catch((err: unknown) => {
+      console.error(`sluice agent: removing veth ${hostIfname} failed (${errorMessage(err)}); the next reconciliation with Docker retries`);
+    });
   }
 
   private async networkOf(dockerNetworkId: string): Promise<NetworkRecord> {
@@ -261,9 +302,9 @@ export class NetworkDriver implements NetworkService {
     return { block, held };
   }
 
-  /** Records the endpoint on its address claim: a live container's address is then never released or reused. */
-  private async noteEndpointOnAddress({ block, held }: AddressClaim, endpointId: string): Promise<void> {
-    if (!(await this.registry.updateAddress(block, { ...held.record, endpointId }, held.modRevision))) {
+  /** Writes the endpoint and notes it on its address claim, in one transaction: a live container's address is then never released or reused. */
+  private async recordOnAddress({ block, held }: AddressClaim, endpoint: EndpointRecord): Promise<void> {
+    if (!(await this.registry.putEndpointOnAddress(endpoint, block, { ...held.record, endpointId: endpoint.id }, held.modRevision))) {
       throw new ConflictError(`CreateEndpoint: address ${held.record.address} changed meanwhile (another CreateEndpoint for it?)`);
     }
   }

@@ -12,7 +12,7 @@ import {
   NotFoundError,
   NotSupportedError,
 } from '../errors';
-import type { AddressRecord, NetworkRecord, NetworkSettings } from '../model';
+import type { AddressRecord, BlockRecord, NetworkRecord, NetworkSettings } from '../model';
 import {
   type Cidr,
   blockOf,
@@ -164,18 +164,20 @@ export class Ipam implements IpamService {
   }
 
   async requestAddress(req: RequestAddressRequest): Promise<{ address: string }> {
+    const withPrefix = (ip: string, network: NetworkRecord) => ({ address: `${ip}/${parseCidr(network.subnet)!.prefix}` });
+    if (req.requestType !== GATEWAY_REQUEST && req.address === undefined) {
+      // Every container start: the network and its blocks are read side by side (the pool ID is the network key).
+      return this.lock.run(req.poolId, async () => {
+        const [network, blocks] = await Promise.all([this.getNetwork(req.poolId), this.registry.listBlocks(req.poolId)]);
+        return withPrefix(await this.allocateAny(network, parseCidr(network.subnet)!, blocks), network);
+      });
+    }
     const network = await this.getNetwork(req.poolId);
     const subnet = parseCidr(network.subnet)!;
-    const withPrefix = (ip: string) => ({ address: `${ip}/${subnet.prefix}` });
-    if (req.requestType === GATEWAY_REQUEST) return withPrefix(await this.gatewayAddress(network, req.address));
-    if (req.address !== undefined && this.creating.has(network.key)) return withPrefix(await this.reserveAux(network, subnet, req.address));
-    return this.lock.run(network.key, async () =>
-      withPrefix(
-        req.address === undefined
-          ? await this.allocateAny(network, subnet)
-          : await this.allocateSpecific(network, subnet, req.address),
-      ),
-    );
+    if (req.requestType === GATEWAY_REQUEST) return withPrefix(await this.gatewayAddress(network, req.address), network);
+    const requested = req.address!;
+    if (this.creating.has(network.key)) return withPrefix(await this.reserveAux(network, subnet, requested), network);
+    return this.lock.run(network.key, async () => withPrefix(await this.allocateSpecific(network, subnet, requested), network));
   }
 
   async releaseAddress(poolId: string, address: string): Promise<void> {
@@ -195,7 +197,9 @@ export class Ipam implements IpamService {
     // Another host's address is not ours to free, even if Docker asks.
     if (!held || held.record.node !== this.options.node) return;
     // Docker releases after DeleteEndpoint (or after a failed CreateEndpoint, which leaves no
-    // endpoint): an endpoint still there means a container is using the address.
+    // endpoint): an endpoint still there means a container is using the address. The usual case,
+    // its endpoint gone, is one transaction.
+    if (await this.registry.releaseUnheldAddress(block, held)) return;
     const holder = held.record.endpointId;
     if (holder !== undefined && (await this.registry.getEndpoint(this.options.node, holder))?.record.address === address) {
       throw new ConflictError(
@@ -395,12 +399,12 @@ export class Ipam implements IpamService {
     return (await this.registry.getBlock(network.key, block))?.node ?? this.options.node;
   }
 
-  /** Any free address: from this node's blocks first, then from a newly claimed block. */
-  private async allocateAny(network: NetworkRecord, subnet: Cidr): Promise<string> {
+  /** Any free address: from this node's blocks (`listed`: as just read) first, then from a newly claimed block. */
+  private async allocateAny(network: NetworkRecord, subnet: Cidr, listed: BlockRecord[]): Promise<string> {
     // With --ip-range only its addresses are handed out, from the blocks that overlap it.
     const range = network.ipRange === undefined ? subnet : parseCidr(network.ipRange)!;
     for (let attempt = 0; attempt < RACE_RETRIES; attempt++) {
-      const blocks = await this.registry.listBlocks(network.key);
+      const blocks = attempt === 0 ? listed : await this.registry.listBlocks(network.key);
       for (const block of blocks.filter((b) => b.node === this.options.node)) {
         const got = await this.allocateInBlock(network, subnet, parseCidr(block.block)!, range);
         if (got) return got;

@@ -2,7 +2,8 @@
  * Pure: which routes this host needs, from the blocks every node holds.
  * Own blocks get a blackhole (unused addresses are dropped here instead of
  * bouncing to the default route); other nodes' blocks go straight to the
- * node (host-gw) when it shares a link, else through VXLAN. A node whose
+ * node (host-gw) when it shares a link, else through VXLAN with the tunnel's
+ * MTU on the route (containers may have the underlay's). A node whose
  * liveness lapsed keeps its routes: its containers may well still run, and
  * its blocks are only ever reclaimed after the grace period (agent/reclaim.ts).
  */
@@ -11,7 +12,8 @@ import type { BlockRecord, NodeRecord } from '../model';
 /** A route this host needs to reach a block held elsewhere, or to drop traffic to unused addresses of its own. */
 export type BlockRoute =
   | { kind: 'host-gw'; block: string; via: string }
-  | { kind: 'vxlan'; block: string; nodeIp: string; vtepMac: string }
+  /** `mtu`: the tunnel's, so a container with the underlay's MTU gets told (frag-needed) to send less. */
+  | { kind: 'vxlan'; block: string; nodeIp: string; vtepMac: string; mtu: number }
   | { kind: 'wireguard'; block: string }
   | { kind: 'blackhole'; block: string };
 
@@ -22,6 +24,7 @@ export function blockRoutes(
   blocks: Iterable<BlockRecord>,
   nodes: ReadonlyMap<string, NodeRecord>,
   modeTowards: (peer: NodeRecord) => PeerMode,
+  tunnelMtu: number,
 ): BlockRoute[] {
   const routes: BlockRoute[] = [];
   for (const block of blocks) {
@@ -32,7 +35,7 @@ export function blockRoutes(
     const peer = nodes.get(block.node);
     if (!peer) continue; // decommissioned: nothing to route to
     if (modeTowards(peer) === 'host-gw') routes.push({ kind: 'host-gw', block: block.block, via: peer.ip });
-    else if (peer.vtepMac) routes.push({ kind: 'vxlan', block: block.block, nodeIp: peer.ip, vtepMac: peer.vtepMac });
+    else if (peer.vtepMac) routes.push({ kind: 'vxlan', block: block.block, nodeIp: peer.ip, vtepMac: peer.vtepMac, mtu: tunnelMtu });
   }
   return routes.sort((a, b) => a.block.localeCompare(b.block));
 }

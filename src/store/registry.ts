@@ -137,6 +137,14 @@ export class Registry {
     );
   }
 
+  /** Deletes the claim only if it is unchanged since `held` was read and the endpoint it names, if any, is gone. */
+  releaseUnheldAddress(block: string, held: Versioned<AddressRecord>): Promise<boolean> {
+    const { network, address, node, endpointId } = held.record;
+    const key = keys.address(network, block, address);
+    const holder: Unchanged[] = endpointId === undefined ? [] : [{ key: keys.endpoint(node, endpointId), modRevision: 0 }];
+    return this.store.putIfUnchanged([{ key, modRevision: held.modRevision }, ...holder], [], [key]);
+  }
+
   releaseAddress(net: string, block: string, ip: string, modRevision?: number): Promise<boolean> {
     return this.store.delete(keys.address(net, block, ip), modRevision);
   }
@@ -155,6 +163,18 @@ export class Registry {
 
   putEndpoint(endpoint: EndpointRecord): Promise<void> {
     return this.store.put(keys.endpoint(endpoint.node, endpoint.id), JSON.stringify(endpoint));
+  }
+
+  /** Writes the endpoint and `address` (its claim, naming it) in one transaction, only if the claim is unchanged since `modRevision`. */
+  putEndpointOnAddress(endpoint: EndpointRecord, block: string, address: AddressRecord, modRevision: number): Promise<boolean> {
+    const claim = keys.address(address.network, block, address.address);
+    return this.store.putIfUnchanged(
+      [{ key: claim, modRevision }],
+      [
+        { key: claim, value: JSON.stringify(address) },
+        { key: keys.endpoint(endpoint.node, endpoint.id), value: JSON.stringify(endpoint) },
+      ],
+    );
   }
 
   deleteEndpoint(node: string, id: string): Promise<boolean> {

@@ -51,7 +51,7 @@ export function testHost(store: MemoryStore, name: string, ip: string, opts: Tes
   });
   const clock = opts.clock ?? new FakeClock();
   const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0, clock, ...opts.agent }, opts.metrics, opts.startNames);
-  const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: name, mtu: agent.mtu, dnsAddress: '169.254.53.53' });
+  const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: name, dnsAddress: '169.254.53.53' });
   return { name, ip, registry, dataplane, docker, ipam, agent, driver, clock };
 }
 

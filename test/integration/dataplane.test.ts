@@ -84,6 +84,7 @@ describe('init', () => {
     const hooks = (table: string) => sh('iptables-save', '-t', table).split('\n').filter((l) => l.includes('"sluice hook"'));
     expect(hooks('filter')).toEqual([
       '-A INPUT -m comment --comment "sluice hook" -j SLUICE-INPUT',
+      '-A FORWARD -o sluice.vxlan -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu',
       '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD',
     ]);
     expect(hooks('nat')).toEqual([
@@ -247,10 +248,10 @@ describe('vxlan', () => {
 
   it('programs route, neighbour and FDB entry per peer, carries traffic, and removes them when the peer leaves', async () => {
     await dp.syncRoutes([
-      { kind: 'vxlan', block: '10.97.0.0/26', nodeIp: '192.168.77.2', vtepMac: peerMac },
-      { kind: 'vxlan', block: '10.97.1.0/26', nodeIp: '192.168.77.3', vtepMac: '0e:00:00:00:00:03' },
+      { kind: 'vxlan', block: '10.97.0.0/26', nodeIp: '192.168.77.2', vtepMac: peerMac, mtu: 1450 },
+      { kind: 'vxlan', block: '10.97.1.0/26', nodeIp: '192.168.77.3', vtepMac: '0e:00:00:00:00:03', mtu: 1450 },
     ]);
-    expect(routes()).toContainEqual(expect.objectContaining({ dst: '10.97.0.0/26', gateway: '192.168.77.2', dev: 'sluice.vxlan', flags: ['onlink'] }));
+    expect(routes()).toContainEqual(expect.objectContaining({ dst: '10.97.0.0/26', gateway: '192.168.77.2', dev: 'sluice.vxlan', flags: ['onlink'], metrics: [{ mtu: 1450 }] }));
     expect(neighbours()).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ dst: '192.168.77.2', lladdr: peerMac }),
@@ -265,7 +266,7 @@ describe('vxlan', () => {
     );
     expect(c1.canPing('10.97.0.5')).toBe(true);
 
-    await dp.syncRoutes([{ kind: 'vxlan', block: '10.97.0.0/26', nodeIp: '192.168.77.2', vtepMac: peerMac }]);
+    await dp.syncRoutes([{ kind: 'vxlan', block: '10.97.0.0/26', nodeIp: '192.168.77.2', vtepMac: peerMac, mtu: 1450 }]);
     expect(routes().map((r) => r.dst)).not.toContain('10.97.1.0/26');
     expect(neighbours().map((n) => n.dst)).toEqual(['192.168.77.2']);
     expect(fdb().map((e) => e.dst)).toEqual(['192.168.77.2']);

@@ -26,10 +26,11 @@ import {
   IPSET_PREFIX,
   POSTROUTING_CHAIN,
   TEMP_IPSET,
+  VXLAN_DEVICE,
 } from '../../firewall/names';
 import { batchInput, batchLine } from './command-runner';
 
-/** A jump from a built-in chain to one of ours, inserted once at the top of the built-in chain. */
+/** A jump from a built-in chain to one of ours (or a static rule), inserted once at the top of the built-in chain. */
 export interface Hook {
   table: Table;
   chain: string;
@@ -37,8 +38,8 @@ export interface Hook {
   rule: string;
 }
 
-function hook(table: Table, chain: string, match: string, target: string): Hook {
-  return { table, chain, target, rule: `${match}-m comment --comment "${HOOK_COMMENT}" -j ${target}` };
+function hook(table: Table, chain: string, match: string, target: string, targetOptions = ''): Hook {
+  return { table, chain, target, rule: `${match}-m comment --comment "${HOOK_COMMENT}" -j ${target}${targetOptions}` };
 }
 
 export const HOOKS: readonly Hook[] = [
@@ -48,6 +49,10 @@ export const HOOKS: readonly Hook[] = [
   // Not for loopback destinations: DNAT there would need route_localnet.
   hook('nat', 'OUTPUT', '-m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 ', DNAT_CHAIN),
   hook('nat', 'POSTROUTING', '', POSTROUTING_CHAIN),
+  // Containers may have the underlay's MTU, the tunnel has less: a TCP handshake into it, either
+  // way, settles on segments that fit (after the hook above, so inserted above it: nothing
+  // SLUICE-FORWARD accepts escapes it).
+  hook('filter', 'FORWARD', batchLine`-o ${VXLAN_DEVICE} -p tcp --tcp-flags SYN,RST SYN `, 'TCPMSS', ' --clamp-mss-to-pmtu'),
 ];
 
 /** Sluice's part of one table as `iptables-save -t TABLE` shows it. */

@@ -23,6 +23,7 @@ import {
   type Table,
 } from '../../firewall/state';
 import { KeyedMutex } from '../../util/keyed-mutex';
+import { CHAIN_PREFIX } from '../../firewall/names';
 import type { RuleCounter } from '../dataplane';
 import { batchInput, type CommandRunner } from './command-runner';
 import {
@@ -67,7 +68,7 @@ export class IptablesFirewall {
       for (const table of TABLES) {
         const hooks = missing.filter((h) => h.table === table);
         if (hooks.length === 0) continue;
-        const declare = [...new Set(hooks.map((h) => h.target))].filter((chain) => !tables[table].chains.has(chain));
+        const declare = [...new Set(hooks.map((h) => h.target))].filter((chain) => chain.startsWith(CHAIN_PREFIX) && !tables[table].chains.has(chain));
         await this.iptablesRestore(batchInput([`*${table}`, ...declare.map(declareChain), ...hooks.map(insertHook), 'COMMIT']));
       }
       // A top-level chain may have been re-created empty; the cache would not know.

@@ -18,6 +18,7 @@ export interface KernelRoute {
   gateway?: string;
   dev?: string;
   flags?: string[];
+  metrics?: { mtu?: number }[];
 }
 
 export interface KernelNeighbour {
@@ -116,7 +117,7 @@ function routeSpec(block: string, route: BlockRoute): string {
       return batchLine`${block} via ${route.via}`;
     case 'vxlan':
       // The peer's node IP doubles as the next hop: the neighbour entry maps it to the peer's VTEP MAC.
-      return batchLine`${block} via ${route.nodeIp} dev ${VXLAN_DEVICE} onlink`;
+      return batchLine`${block} via ${route.nodeIp} dev ${VXLAN_DEVICE} onlink mtu ${String(route.mtu)}`;
     case 'wireguard':
       // The device picks the peer by destination (its allowed IPs): no next hop.
       return batchLine`${block} dev ${WIREGUARD_DEVICE}`;
@@ -135,7 +136,8 @@ function sameRoute(existing: KernelRoute, route: BlockRoute): boolean {
         type === 'unicast' &&
         existing.gateway === route.nodeIp &&
         existing.dev === VXLAN_DEVICE &&
-        (existing.flags ?? []).includes('onlink')
+        (existing.flags ?? []).includes('onlink') &&
+        existing.metrics?.some((m) => m.mtu === route.mtu) === true
       );
     case 'wireguard':
       return type === 'unicast' && existing.gateway === undefined && existing.dev === WIREGUARD_DEVICE;

@@ -1,5 +1,6 @@
-import type { Agent } from '../../../src/agent/agent';
+import { Agent } from '../../../src/agent/agent';
 import { Reconciler } from '../../../src/agent/reconcile';
+import { RecordingDataplane } from '../../../src/dataplane/fake/recording-dataplane';
 import { status } from '../../../src/cli/commands';
 import { PROTECTED_SET } from '../../../src/firewall/names';
 import { keys } from '../../../src/store/keys';
@@ -32,8 +33,20 @@ describe('Agent: routes between hosts', () => {
     const h2 = await start('h2', '198.51.100.2');
     const block2 = await claimBlock(h2);
     await eventually(() =>
-      expect(h1.dataplane.routes.get(block2)).toEqual({ kind: 'vxlan', block: block2, nodeIp: '198.51.100.2', vtepMac: h2.dataplane.vxlan!.mac }),
+      expect(h1.dataplane.routes.get(block2)).toEqual({ kind: 'vxlan', block: block2, nodeIp: '198.51.100.2', vtepMac: h2.dataplane.vxlan!.mac, mtu: 1450 }),
     );
+  });
+
+  it('gives containers the underlay MTU with auto, the tunnel its own less the header, on the device and the routes into it', async () => {
+    const jumbo = () => new RecordingDataplane({ mtu: 9000 });
+    const h1 = await start('h1', '192.0.2.1', { dataplane: jumbo() });
+    const h2 = await start('h2', '198.51.100.2', { dataplane: jumbo() });
+    const block2 = await claimBlock(h2);
+    await eventually(() => expect(h1.dataplane.routes.get(block2)).toMatchObject({ kind: 'vxlan', mtu: 8950 }));
+    expect({ containers: h1.agent.mtu, device: h1.dataplane.vxlan?.mtu }).toEqual({ containers: 9000, device: 8950 });
+    const vxlanOnly = await start('h3', '198.51.100.3', { dataplane: jumbo(), backend: 'vxlan' });
+    const chosen = await start('h4', '198.51.100.4', { dataplane: jumbo(), flags: { mtu: '1400' } });
+    expect([vxlanOnly.agent.mtu, chosen.agent.mtu, chosen.dataplane.vxlan?.mtu]).toEqual([8950, 1400, 1400]);
   });
 
   it('gives a host that joins later routes to every block already claimed, and everyone a route to it', async () => {

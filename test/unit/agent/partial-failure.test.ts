@@ -37,16 +37,18 @@ describe('Agent: a kernel apply that fails half-way', () => {
   const localSet = () => host.dataplane.firewall.ipsets.find((s) => s.name === 'sluice-local')?.members ?? [];
   const chains = () => host.dataplane.firewall.filter.map((c) => c.name);
 
-  it('CreateEndpoint failing in the veth leaves no endpoint, no veth, an address Docker can release; a retry works', async () => {
+  it('a veth that fails to be made fails Join (CreateEndpoint does not wait for it); Docker\'s cleanup leaves nothing, and a retry works', async () => {
     host.docker.run(NET, EP, { containerId: 'c1', containerName: 'web', labels: { role: 'web' } });
     const first = await address();
     host.dataplane.failNext('addEndpoint');
-    await expect(createEndpoint(first)).rejects.toThrow(DataplaneError);
-    expect(await host.registry.listEndpoints('h1')).toEqual([]);
+    await createEndpoint(first);
+    await expect(join()).rejects.toThrow(DataplaneError);
     expect(host.dataplane.endpoints.size).toBe(0);
-    expect((await heldAddresses()).map((a) => a.record.endpointId)).toEqual([undefined]);
-    // What Docker does next: release the address, then try the container again.
+    expect(localSet()).toEqual([]); // never half in force
+    // What Docker does after a failed Join: DeleteEndpoint, then release the address and try the container again.
+    await host.driver.deleteEndpoint(NET, EP);
     await host.ipam.releaseAddress(poolId, first.split('/')[0]!);
+    expect(await host.registry.listEndpoints('h1')).toEqual([]);
     expect(await heldAddresses()).toEqual([]);
 
     const second = await address();

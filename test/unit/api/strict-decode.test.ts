@@ -389,16 +389,22 @@ describe("Docker's own orders keep working", () => {
     expect(await requestAddress()).toBe(liveAddress);
   });
 
-  it('a failed CreateEndpoint leaves nothing, so the ReleaseAddress Docker sends next succeeds', async () => {
+  it('a veth the kernel refuses fails Join; DeleteEndpoint and ReleaseAddress then leave nothing, the address whole again', async () => {
     const address = await requestAddress();
     host.dataplane.failNext('addEndpoint');
-    const reply = await call('NetworkDriver.CreateEndpoint', createEndpointBody(FRESH, address));
-    expect(reply.status).not.toBe(200);
-    expect(await host.registry.getEndpoint('h1', FRESH)).toBeUndefined();
+    // The veth is made while Docker goes on from CreateEndpoint: its failure reaches Docker at Join.
+    await ok('NetworkDriver.CreateEndpoint', createEndpointBody(FRESH, address));
+    const join = { NetworkID: NET, EndpointID: FRESH, SandboxKey: SANDBOX, Options: {} };
+    const refused = await call('NetworkDriver.Join', join);
+    expect({ status: refused.status, json: refused.json }).toEqual({ status: 500, json: { Err: expect.stringMatching(/injected failure in addEndpoint/) } });
+    await ok('NetworkDriver.DeleteEndpoint', { NetworkID: NET, EndpointID: FRESH });
     await ok('IpamDriver.ReleaseAddress', { PoolID: POOL, Address: address.split('/')[0] });
+    expect(await host.registry.getEndpoint('h1', FRESH)).toBeUndefined();
     expect((await host.registry.listAddresses(POOL)).map((a) => a.record.address)).not.toContain(address.split('/')[0]);
-    // The address is whole again: the next container gets it and can use it.
+    // The next container gets the address and can use it.
     expect(await requestAddress()).toBe(address);
     await ok('NetworkDriver.CreateEndpoint', createEndpointBody(FRESH, address));
+    await ok('NetworkDriver.Join', join);
+    expect(host.dataplane.endpoints.get(`slv${FRESH.slice(0, 11)}`)).toMatchObject({ address: address.split('/')[0] });
   });
 });

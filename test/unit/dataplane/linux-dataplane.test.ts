@@ -20,7 +20,8 @@ const hooked = {
   filter:
     '*filter\n:SLUICE-FORWARD - [0:0]\n:SLUICE-INPUT - [0:0]\n' +
     '-A INPUT -m comment --comment "sluice hook" -j SLUICE-INPUT\n' +
-    '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\nCOMMIT\n',
+    '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\n' +
+    '-A FORWARD -o sluice.vxlan -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n',
   nat:
     '*nat\n:SLUICE-DNAT - [0:0]\n:SLUICE-POSTROUTING - [0:0]\n' +
     '-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment "sluice hook" -j SLUICE-DNAT\n' +
@@ -111,7 +112,8 @@ describe('init and gateways', () => {
       table === 'filter'
         ? '*filter\n:FORWARD ACCEPT [0:0]\n:SLUICE-FORWARD - [0:0]\n:SLUICE-INPUT - [0:0]\n' +
           '-A INPUT -m comment --comment "sluice hook" -j SLUICE-INPUT\n' +
-          '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\nCOMMIT\n'
+          '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\n' +
+          '-A FORWARD -o sluice.vxlan -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n'
         : '*nat\n:SLUICE-DNAT - [0:0]\n-A SLUICE-DNAT -j RETURN\nCOMMIT\n';
     const { dp, runner, sysctls } = dataplane((call) => (call.command === 'iptables-save' ? save(call.args[1]!) : ''));
     await dp.init();
@@ -132,6 +134,14 @@ describe('init and gateways', () => {
     await dp.init();
     expect(runner.calls.filter((c) => c.command === 'iptables-restore').map((c) => c.input)).toEqual([
       '*filter\n:SLUICE-INPUT - [0:0]\n-I INPUT 1 -m comment --comment "sluice hook" -j SLUICE-INPUT\nCOMMIT\n',
+    ]);
+  });
+
+  it('adds the MSS clamp for the tunnel above the hook to SLUICE-FORWARD on a host hooked by a version without it', async () => {
+    const { dp, runner } = dataplane((call) => (call.command === 'iptables-save' ? (call.args[1] === 'filter' ? hooked.filter.replace(/.*TCPMSS.*\n/, '') : hooked.nat) : ''));
+    await dp.init();
+    expect(runner.calls.filter((c) => c.command === 'iptables-restore').map((c) => c.input)).toEqual([
+      '*filter\n-I FORWARD 1 -o sluice.vxlan -p tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n',
     ]);
   });
 
@@ -185,7 +195,7 @@ describe('vxlan and routes', () => {
 
   it('reads and programs neighbours and FDB entries for VXLAN peers, FDB first', async () => {
     const { dp, runner } = dataplane((call) => (call.args.includes('show') ? '[]' : ''));
-    await dp.syncRoutes([{ kind: 'vxlan', block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: '0e:00:00:00:00:03' }]);
+    await dp.syncRoutes([{ kind: 'vxlan', block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: '0e:00:00:00:00:03', mtu: 1450 }]);
     expect(runner.commandLines).toEqual([
       'ip -j route show proto 252',
       'ip -j neigh show dev sluice.vxlan nud permanent',

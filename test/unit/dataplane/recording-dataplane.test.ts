@@ -52,7 +52,7 @@ describe('RecordingDataplane', () => {
 
   it('needs the VXLAN device before VXLAN routes, and drops them when the device is re-created', async () => {
     const dp = new RecordingDataplane();
-    const route = { kind: 'vxlan' as const, block: '10.96.2.0/26', nodeIp: '192.168.2.2', vtepMac: '0e:00:00:00:00:01' };
+    const route = { kind: 'vxlan' as const, block: '10.96.2.0/26', nodeIp: '192.168.2.2', vtepMac: '0e:00:00:00:00:01', mtu: 1450 };
     await expect(dp.syncRoutes([route])).rejects.toThrow(/ensureVxlan/);
     const device = { vni: 1, localIp: '192.168.1.1', port: 8472, mtu: 1450 };
     await expect(dp.ensureVxlan(device)).resolves.toEqual({ mac: vxlanMac(1, '192.168.1.1') });

@@ -5,7 +5,7 @@ import { involvesVxlan, parseJson, planRoutes, type KernelRoute } from '../../..
 const shown = `[{"dst":"10.96.0.5","dev":"slv0123456789a","scope":"link","flags":["linkdown"]},
 {"type":"blackhole","dst":"10.96.1.0/26","flags":[]},
 {"dst":"10.96.2.0/26","gateway":"192.168.77.2","dev":"eth0","flags":[]},
-{"dst":"10.96.3.0/26","gateway":"192.168.77.3","dev":"sluice.vxlan","flags":["onlink"]}]`;
+{"dst":"10.96.3.0/26","gateway":"192.168.77.3","dev":"sluice.vxlan","flags":["onlink"],"metrics":[{"mtu":1450}]}]`;
 const current = parseJson<KernelRoute>(shown, 'ip route');
 const mac3 = '0e:00:00:00:00:03';
 const nothing = { neighbours: [], fdb: [] };
@@ -13,7 +13,7 @@ const asIs = { neighbours: [{ dst: '192.168.77.3', lladdr: mac3 }], fdb: [{ mac:
 const desiredAsIs = [
   { kind: 'blackhole' as const, block: '10.96.1.0/26' },
   { kind: 'host-gw' as const, block: '10.96.2.0/26', via: '192.168.77.2' },
-  { kind: 'vxlan' as const, block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: mac3.toUpperCase() },
+  { kind: 'vxlan' as const, block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: mac3.toUpperCase(), mtu: 1450 },
 ];
 
 describe('planRoutes', () => {
@@ -36,7 +36,7 @@ describe('planRoutes', () => {
     const plan = planRoutes({ routes: current, ...asIs }, [
       { kind: 'host-gw', block: '10.96.1.0/26', via: '192.168.77.9' },
       { kind: 'blackhole', block: '10.96.2.0/26' },
-      { kind: 'vxlan', block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: mac3 },
+      { kind: 'vxlan', block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: mac3, mtu: 1450 },
       { kind: 'host-gw', block: '10.96.4.5/26', via: '192.168.77.4' },
     ]);
     expect(plan.ip).toEqual([
@@ -50,20 +50,20 @@ describe('planRoutes', () => {
   it('programs one neighbour and FDB entry per VXLAN peer, before its routes', () => {
     const mac = '0e:aa:bb:cc:dd:ee';
     const plan = planRoutes({ routes: [], ...nothing }, [
-      { kind: 'vxlan', block: '10.96.5.0/26', nodeIp: '192.168.77.5', vtepMac: mac },
-      { kind: 'vxlan', block: '10.96.6.0/26', nodeIp: '192.168.77.5', vtepMac: mac },
+      { kind: 'vxlan', block: '10.96.5.0/26', nodeIp: '192.168.77.5', vtepMac: mac, mtu: 1450 },
+      { kind: 'vxlan', block: '10.96.6.0/26', nodeIp: '192.168.77.5', vtepMac: mac, mtu: 1450 },
     ]);
     expect(plan.ip).toEqual([
       `neigh replace 192.168.77.5 lladdr ${mac} dev sluice.vxlan nud permanent`,
-      'route replace 10.96.5.0/26 via 192.168.77.5 dev sluice.vxlan onlink proto 252',
-      'route replace 10.96.6.0/26 via 192.168.77.5 dev sluice.vxlan onlink proto 252',
+      'route replace 10.96.5.0/26 via 192.168.77.5 dev sluice.vxlan onlink mtu 1450 proto 252',
+      'route replace 10.96.6.0/26 via 192.168.77.5 dev sluice.vxlan onlink mtu 1450 proto 252',
     ]);
     expect(plan.bridge).toEqual([`fdb replace ${mac} dev sluice.vxlan dst 192.168.77.5 self permanent`]);
   });
 
   it('moves a peer to its new VTEP MAC: stale FDB entry out first', () => {
     const fresh = '0e:00:00:00:00:33';
-    const plan = planRoutes({ routes: current, ...asIs }, [{ kind: 'vxlan', block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: fresh }]);
+    const plan = planRoutes({ routes: current, ...asIs }, [{ kind: 'vxlan', block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: fresh, mtu: 1450 }]);
     expect(plan.bridge).toEqual([
       `fdb del ${mac3} dev sluice.vxlan dst 192.168.77.3 self`,
       `fdb replace ${fresh} dev sluice.vxlan dst 192.168.77.3 self permanent`,
@@ -74,8 +74,17 @@ describe('planRoutes', () => {
   it('treats a VXLAN route without onlink or on another device as different', () => {
     const routes: KernelRoute[] = [{ dst: '10.96.3.0/26', gateway: '192.168.77.3', dev: 'eth0', flags: [] }];
     expect(planRoutes({ routes, ...asIs }, [desiredAsIs[2]!]).ip).toEqual([
-      'route replace 10.96.3.0/26 via 192.168.77.3 dev sluice.vxlan onlink proto 252',
+      'route replace 10.96.3.0/26 via 192.168.77.3 dev sluice.vxlan onlink mtu 1450 proto 252',
     ]);
+  });
+
+  it('gives a VXLAN route the tunnel MTU when it has none or another', () => {
+    const route = { dst: '10.96.3.0/26', gateway: '192.168.77.3', dev: 'sluice.vxlan', flags: ['onlink'] };
+    for (const routes of [[route], [{ ...route, metrics: [{ mtu: 1500 }] }]]) {
+      expect(planRoutes({ routes, ...asIs }, [desiredAsIs[2]!]).ip).toEqual([
+        'route replace 10.96.3.0/26 via 192.168.77.3 dev sluice.vxlan onlink mtu 1450 proto 252',
+      ]);
+    }
   });
 
   it('ignores FDB entries without a remote (the device\'s own)', () => {

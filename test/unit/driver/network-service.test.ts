@@ -1,7 +1,24 @@
 import { BadRequestError, ConflictError, NotFoundError, NotSupportedError } from '../../../src/errors';
 import { MemoryStore } from '../../../src/store/memory-store';
+import type { ContainerNames } from '../../../src/labels/docker';
+import { FakeDocker } from '../../helpers/fake-docker';
 import { createDockerNetwork, testHost, type TestHost } from '../../helpers/host';
 import { renderedRules } from '../../helpers/firewall-text';
+
+/** Docker answering the agent's question for a container's names only once released. */
+class NamesOnRelease extends FakeDocker {
+  private open: () => void = () => undefined;
+  private readonly gate = new Promise<void>((resolve) => (this.open = resolve));
+
+  release(): void {
+    this.open();
+  }
+
+  override async containerNames(containerId: string): Promise<ContainerNames | undefined> {
+    await this.gate;
+    return super.containerNames(containerId);
+  }
+}
 
 const NET = 'a'.repeat(64);
 const EP = 'e1'.repeat(32);
@@ -41,7 +58,7 @@ describe('NetworkDriver', () => {
       staticRoutes: [],
       disableGatewayService: true,
     });
-    expect(host.dataplane.endpoints.get(`slv${EP.slice(0, 11)}`)).toMatchObject({ address: address.split('/')[0], mtu: 1450 });
+    expect(host.dataplane.endpoints.get(`slv${EP.slice(0, 11)}`)).toMatchObject({ address: address.split('/')[0], mtu: 1500 }); // auto: the underlay's
     expect([...host.dataplane.gateways]).toEqual(['10.96.0.1']);
     // The container's labels were learned during Join and stored with the endpoint.
     expect((await host.registry.getEndpoint('h1', EP))?.record).toMatchObject({ labels: { role: 'web' }, containerName: `n-${EP.slice(0, 4)}` });
@@ -67,7 +84,51 @@ describe('NetworkDriver', () => {
     await host.ipam.releaseAddress(poolId, address.split('/')[0]!);
     expect(await host.registry.listEndpoints()).toEqual([]);
     expect((await host.registry.listAddresses(poolId)).map((a) => a.record.kind)).toEqual(['gateway']);
+    // DeleteEndpoint does not wait for the firewall; an apply that starts now has dropped it.
+    await host.agent.converge();
     expect(JSON.stringify(host.dataplane.firewall.ipsets)).not.toContain(address.split('/')[0]);
+  });
+
+  it('removes the veth on DeleteEndpoint when Docker sends no Leave (a Join that failed)', async () => {
+    const poolId = await createNetwork(host);
+    const { address } = await host.ipam.requestAddress({ poolId });
+    await host.driver.createEndpoint({ networkId: NET, endpointId: EP, address, portMappings: [], driverOptions: {} });
+    expect(host.dataplane.endpoints.size).toBe(1);
+    await host.driver.deleteEndpoint(NET, EP);
+    expect({ veths: host.dataplane.endpoints.size, endpoints: await host.registry.listEndpoints() }).toEqual({ veths: 0, endpoints: [] });
+  });
+
+  it('does not bring back the record of a container removed while the agent asked Docker for its names (docker run --rm true)', async () => {
+    const docker = new NamesOnRelease();
+    const racing = testHost(store, 'h2', '192.0.2.2', { docker });
+    await racing.agent.start();
+    try {
+      const poolId = await createNetwork(racing);
+      await run(racing, poolId, EP);
+      docker.names.set(`c-${EP}`, { name: 'quick', aliases: new Map() });
+      docker.emit({ kind: 'container', action: 'start', containerId: `c-${EP}`, name: 'quick', labels: {} });
+      await racing.driver.leave(NET, EP);
+      await racing.driver.deleteEndpoint(NET, EP);
+      docker.release();
+      for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+      // A record brought back would later be reconciled away, releasing whoever holds its address then.
+      expect(await racing.registry.listEndpoints('h2')).toEqual([]);
+    } finally {
+      await racing.agent.stop();
+    }
+  });
+
+  it('has nothing of a removed container in force when the next container to get its address returns from Join', async () => {
+    const poolId = await createNetwork(host);
+    const localSet = () => host.dataplane.firewall.ipsets.find((s) => s.name === 'sluice-local')?.members ?? [];
+    const { address } = await run(host, poolId, EP);
+    await host.driver.leave(NET, EP);
+    await host.driver.deleteEndpoint(NET, EP);
+    await host.ipam.releaseAddress(poolId, address.split('/')[0]!);
+    const next = 'e2'.repeat(32);
+    const reused = await run(host, poolId, next);
+    expect(reused.address).toBe(address);
+    expect(localSet()).toEqual([`${address.split('/')[0]},slv${next.slice(0, 11)}`]);
   });
 
   it('refuses a -d sluice network that does not use sluice IPAM, telling the right command', async () => {
@@ -102,6 +163,17 @@ describe('NetworkDriver', () => {
     expect(dnat()).toContain(`${address.split('/')[0]}:80`);
     await host.driver.revokeExternalConnectivity(NET, EP);
     expect(dnat()).not.toContain(':80');
+  });
+
+  it('writes nothing and applies nothing for a container without ports on Program/RevokeExternalConnectivity', async () => {
+    const poolId = await createNetwork(host);
+    await run(host, poolId, EP);
+    const before = (await host.registry.getEndpoint('h1', EP))?.modRevision;
+    const applies = () => host.dataplane.calls.filter((c) => c.method === 'applyFirewall').length;
+    const applied = applies();
+    await host.driver.programExternalConnectivity(NET, EP, []);
+    await host.driver.revokeExternalConnectivity(NET, EP);
+    expect({ revision: (await host.registry.getEndpoint('h1', EP))?.modRevision, applies: applies() }).toEqual({ revision: before, applies: applied });
   });
 
   it('keeps the network\'s blocks while a container holds an address, and gives them up on network rm', async () => {
