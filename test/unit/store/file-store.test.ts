@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileStore } from '../../../src/store/file-store/adapter';
-import { ManualClock } from '../../helpers/manual-clock';
+import { FakeClock } from '../../helpers/fake-clock';
 
 let dir: string;
 
@@ -21,7 +21,7 @@ afterEach(async () => {
 
 describe('FileStore', () => {
   it('expires a lease TTL seconds after its holder closes on the clock, for every process on the file', async () => {
-    const clock = new ManualClock();
+    const clock = new FakeClock();
     const path = join(dir, 'state.json');
     const holder = new FileStore(path, { clock });
     const peer = new FileStore(path, { clock });
@@ -29,9 +29,9 @@ describe('FileStore', () => {
     await holder.put('/node', 'alive', lease);
     await holder.close(); // stops the keepalives, like a crash
 
-    clock.advance(9_999);
+    await clock.advance(9_999);
     expect((await peer.get('/node'))?.value).toBe('alive');
-    clock.advance(1);
+    await clock.advance(1);
     expect(await peer.get('/node')).toBeUndefined();
     await peer.close();
   });

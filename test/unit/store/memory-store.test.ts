@@ -5,7 +5,7 @@
  */
 import { StoreUnavailableError } from '../../../src/errors';
 import { MemoryStore } from '../../../src/store/memory-store';
-import { ManualClock } from '../../helpers/manual-clock';
+import { FakeClock, settle } from '../../helpers/fake-clock';
 import type { WatchEvent, WatchHandlers } from '../../../src/store/store';
 
 class Recorder implements WatchHandlers {
@@ -19,25 +19,23 @@ class Recorder implements WatchHandlers {
   }
 }
 
-/** Lets queued microtasks (watch deliveries, onLost) run. */
-const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 describe('MemoryStore', () => {
   it('expires a lease TTL seconds after its holder closes, not before', async () => {
-    const clock = new ManualClock();
+    const clock = new FakeClock();
     const holder = new MemoryStore({ clock });
     const peer = holder.connect();
     const lease = await holder.grantLease(10);
     await holder.put('/node', 'alive', lease);
-    clock.advance(60_000); // held: no expiry however long
+    await clock.advance(60_000); // held: no expiry however long
     expect(await peer.get('/node')).toBeDefined();
 
     const rec = new Recorder();
     peer.watch('/', (await peer.list('/')).revision + 1, rec);
     await holder.close();
-    clock.advance(9_999);
+    await clock.advance(9_999);
     expect(await peer.get('/node')).toBeDefined();
-    clock.advance(1);
+    await clock.advance(1);
     expect(await peer.get('/node')).toBeUndefined();
     await settle();
     expect(rec.events).toEqual([{ type: 'delete', key: '/node', modRevision: expect.any(Number) }]);
@@ -46,7 +44,7 @@ describe('MemoryStore', () => {
   });
 
   it('calls onLost once, outside the mutating call, when a lease is lost', async () => {
-    const store = new MemoryStore({ clock: new ManualClock() });
+    const store = new MemoryStore({ clock: new FakeClock() });
     const lease = await store.grantLease(5);
     await store.put('/k', 'v', lease);
     let lost = 0;
