@@ -14,27 +14,28 @@ const MAY_IMPORT = {
   protocol: ['errors', 'model', 'net'],
   'policy-document': ['errors', 'model', 'net'],
   routing: ['errors', 'model', 'net'],
+  firewall: ['errors', 'model', 'net'],
   encryption: ['errors', 'model', 'net', 'routing'],
   labels: ['errors', 'model', 'net'],
   dns: ['errors', 'model', 'net', 'util'],
-  dataplane: ['errors', 'model', 'net', 'util', 'routing', 'encryption'],
-  // dataplane/names: the veth-name check of endpoint records, until the kernel names move below the store.
-  store: ['errors', 'model', 'net', 'util', 'policy-document', 'encryption', 'dataplane/names'],
+  dataplane: ['errors', 'model', 'net', 'util', 'routing', 'encryption', 'firewall'],
+  // firewall/names: the veth-name check of endpoint records.
+  store: ['errors', 'model', 'net', 'util', 'policy-document', 'encryption', 'firewall/names'],
   ipam: ['errors', 'model', 'net', 'util', 'protocol', 'store'],
-  policy: ['errors', 'model', 'net', 'util', 'policy-document', 'dataplane'],
-  driver: ['errors', 'model', 'net', 'util', 'protocol', 'store', 'ipam', 'dataplane', 'labels'],
+  policy: ['errors', 'model', 'net', 'util', 'policy-document', 'firewall'],
+  driver: ['errors', 'model', 'net', 'util', 'protocol', 'firewall', 'store', 'ipam', 'dataplane', 'labels'],
   api: ['errors', 'model', 'net', 'util', 'protocol', 'metrics', 'store/keys'],
   // agent/view: what the agent knows, exported as gauges.
   metrics: ['errors', 'model', 'net', 'util', 'store', 'dataplane', 'agent/view'],
   config: ['errors', 'model', 'net', 'util', 'encryption', 'dns', 'policy', 'store'],
-  agent: ['errors', 'model', 'net', 'util', 'protocol', 'policy-document', 'routing', 'encryption', 'labels', 'dns', 'dataplane', 'store', 'ipam', 'policy', 'driver', 'metrics', 'config'],
+  agent: ['errors', 'model', 'net', 'util', 'protocol', 'policy-document', 'routing', 'encryption', 'firewall', 'labels', 'dns', 'dataplane', 'store', 'ipam', 'policy', 'driver', 'metrics', 'config'],
   cli: ['errors', 'model', 'net', 'util', 'policy-document', 'store', 'ipam', 'policy', 'agent', 'config', 'main'],
-  main: ['errors', 'model', 'net', 'util', 'protocol', 'policy-document', 'routing', 'encryption', 'labels', 'dns', 'dataplane', 'store', 'ipam', 'policy', 'driver', 'api', 'metrics', 'agent', 'config'],
+  main: ['errors', 'model', 'net', 'util', 'protocol', 'policy-document', 'routing', 'encryption', 'firewall', 'labels', 'dns', 'dataplane', 'store', 'ipam', 'policy', 'driver', 'api', 'metrics', 'agent', 'config'],
 };
 /** Parts that are one file at the top of src/; the rest are folders. */
 const MODULE_PARTS = new Set(['errors', 'model', 'config', 'main']);
 /** Pure parts: no kernel, store adapter or process, whatever else they may import. */
-const PURE = new Set(['errors', 'model', 'net', 'protocol', 'policy-document', 'routing', 'encryption', 'ipam', 'policy']);
+const PURE = new Set(['errors', 'model', 'net', 'protocol', 'policy-document', 'routing', 'encryption', 'firewall', 'ipam', 'policy']);
 const IMPURE_IMPORTS = ['**/linux/**', '**/etcd-store*', '**/open-store', 'child_process', 'node:child_process', 'node:dns', 'node:dns/promises', 'node:fs', 'node:fs/promises', 'node:net', 'node:dgram'];
 
 function layerRules() {
