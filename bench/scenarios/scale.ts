@@ -46,7 +46,7 @@ const ROWS: readonly [number, readonly number[]][] = [
 /** Where the targets apply: 1,000 hosts, 20,000 endpoints, 10 changes per second. */
 const TARGET_HOSTS = 1000;
 const TARGET_RATE = 10;
-const FULL_AGENTS = 4;
+const FULL_AGENTS = 8;
 const WATCHER_PROCESSES = 2;
 const REST_MS = 5000;
 const WINDOW_MS = 20_000;
