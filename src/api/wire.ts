@@ -14,6 +14,10 @@
  * a well-formed value fits the state (an address allocated to this node, a
  * known endpoint) is for the services. Every problem is a BadRequestError
  * naming the method and field.
+ *
+ * One file: every decoder reads through the one Fields reader and its
+ * field-path errors, so every message is checked, and its problems named,
+ * the same way.
  */
 import { BadRequestError } from '../errors';
 import type { PortMapping, Protocol } from '../model';

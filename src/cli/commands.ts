@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors';
 import { BLOCK_SIZE_OPTION, defineNetwork, newNetworkRecord } from '../ipam/ipam-service';
 import { parseCidr } from '../net/ipv4';
-import { compilePolicies, policiesSelecting } from '../policy/compile';
+import { compilePolicies, policiesSelecting } from '../policy/policy-chains';
 import { type Change, dryRun } from '../policy/dry-run';
 import { explain, formatExplanation, resolvePair, type Packet } from '../policy/explain';
 import { type Policy, parsePolicies, policyToYaml } from '../policy-document/policy';

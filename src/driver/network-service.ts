@@ -3,6 +3,10 @@
  * cluster network, record endpoints in the store, plumb veths through the
  * dataplane and tell the local agent, whose firewall apply the join waits
  * for: a container never starts before its policy is in force.
+ *
+ * One file: the calls of one class, each beside the undo of the steps it took
+ * (undoCreateEndpoint, removeVeth); the settings checks already live apart
+ * (network-settings.ts).
  */
 import { BadRequestError, ConflictError, NotFoundError, NotSupportedError, errorMessage } from '../errors';
 import type { AddressRecord, EndpointRecord, NetworkRecord, PortMapping } from '../model';

@@ -5,6 +5,9 @@
  * input. The normal form is what gets compared: set members as the kernel
  * prints them, the top-level chains always present (the built-in chains jump
  * to them, so they are emptied, never deleted).
+ *
+ * One file: normalizing a state or a change is checking it (names, rules,
+ * members), so the checks and the normal form cannot drift apart.
  */
 import { DataplaneError } from '../errors';
 import { formatCidr, formatIp, parseCidr, parseIp } from '../net/ipv4';

@@ -4,6 +4,10 @@
  * one network. Each host claims blocks of the subnet and hands out addresses
  * from its own blocks; both claims are create-if-absent in the store, so no
  * address is ever held twice, whatever the hosts do concurrently.
+ *
+ * One file: the Ipam class and defineNetwork share the gateway claim and the
+ * bounded retry over store races (RACE_RETRIES); the pure choosing of blocks
+ * and addresses already lives apart (allocator.ts).
  */
 import {
   BadRequestError,

@@ -1,8 +1,8 @@
 /**
  * Policy counters from the kernel's counts of Sluice's own rules, told apart
- * by the comments the compiler (policy/compile.ts) puts on them:
- * `policy NAME DIRECTION[I]` on a policy rule (target MARK: allow, DROP:
- * deny) and `sluice: default deny DIRECTION (selected by policy)`. A rule
+ * by the comments the compiler (policy/policy-chains.ts, host-chains.ts) puts
+ * on them: `policy NAME DIRECTION[I]` on a policy rule (target MARK: allow,
+ * DROP: deny) and `sluice: default deny DIRECTION (selected by policy)`. A rule
  * split into several (more ports than one multiport match takes) is summed.
  */
 import type { RuleCounter } from '../dataplane/dataplane';

@@ -10,6 +10,9 @@
  * text, order filled in, ports as numbers or "first-last"), plain data so the
  * store can keep it as JSON; and since JSON is YAML, parsePolicies() reads that
  * JSON back to an equal policy.
+ *
+ * One file: the document's types beside the validator of each field, so a
+ * field and its check change together.
  */
 import { type Document, Lexer, Parser, parseAllDocuments, stringify } from 'yaml';
 import { PolicyError } from '../errors';

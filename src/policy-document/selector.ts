@@ -13,6 +13,10 @@
  *   unary   := '!' unary | primary
  *   primary := '(' or ')' | 'all' '(' ')' | 'has' '(' KEY ')'
  *            | KEY ('==' | '!=') STRING | KEY ['not'] 'in' '{' [STRING (',' STRING)*] '}'
+ *
+ * One file: tokenizer, parser, normal form, renderer and evaluator are this
+ * one grammar and its expression tree seen from each side; a change to either
+ * touches them all.
  */
 import { PolicyError } from '../errors';
 import type { Labels } from '../model';

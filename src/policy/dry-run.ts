@@ -11,7 +11,7 @@
  */
 import type { EndpointRecord, NetworkRecord } from '../model';
 import { compareText } from '../firewall/state';
-import { type CompiledPolicy, compilePolicies } from './compile';
+import { type CompiledPolicy, compilePolicies } from './policy-chains';
 import { endpointName } from './explain';
 import type { Policy, PortSpec, RuleProtocol } from '../policy-document/policy';
 import { matches } from '../policy-document/selector';

@@ -4,7 +4,7 @@
  */
 import { BadRequestError, NotFoundError } from '../errors';
 import type { EndpointRecord } from '../model';
-import type { Direction } from './compile';
+import type { Direction } from './policy-chains';
 import type { RuleProtocol } from '../policy-document/policy';
 import { type Cluster, type Reason, type SideDecision, type Verdict, decideSide, selectingPolicies } from './verdict';
 

@@ -11,6 +11,9 @@
  * changed endpoint's old contribution can be recomputed from its old record
  * and taken back. compileFirewall stays the reference; state() equals it
  * byte for byte (test/unit/policy/incremental.test.ts).
+ *
+ * One file: one class, whose methods keep the invariant above together;
+ * split, it would have no single home.
  */
 import { DNAT_CHAIN, LOCAL_SET } from '../firewall/names';
 import type { Rule } from '../firewall/rule';
@@ -27,18 +30,9 @@ import {
   type Table,
 } from '../firewall/state';
 import type { EndpointRecord, NetworkRecord } from '../model';
-import {
-  PolicyChainCache,
-  compilePolicy,
-  dnatRules,
-  firewallSkeleton,
-  knownNetwork,
-  localMember,
-  selects,
-  sortPolicies,
-  type CompiledPolicy,
-  type Skeleton,
-} from './compile';
+import { firewallSkeleton, knownNetwork, localMember, type Skeleton } from './compile';
+import { dnatRules } from './host-chains';
+import { PolicyChainCache, compilePolicy, selects, sortPolicies, type CompiledPolicy } from './policy-chains';
 import type { Policy } from '../policy-document/policy';
 import { NO_PROTECTION, type Protection } from './protect';
 import { matches } from '../policy-document/selector';

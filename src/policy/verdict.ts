@@ -16,7 +16,7 @@
  */
 import type { EndpointRecord, NetworkRecord } from '../model';
 import { contains, parseCidr, parseIp } from '../net/ipv4';
-import { type CompiledPolicy, type CompiledRule, type Direction, selects } from './compile';
+import { type CompiledPolicy, type CompiledRule, type Direction, selects } from './policy-chains';
 import type { PortSpec, RuleProtocol } from '../policy-document/policy';
 import { matches } from '../policy-document/selector';
 

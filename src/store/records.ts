@@ -9,6 +9,9 @@
  * Cheap on purpose: a JSON.parse and a few comparisons (policies excepted, which
  * go through the policy parser), since the plugin reads records on every request.
  * Unknown fields are allowed, so a newer agent may add some.
+ *
+ * One file: a reader per record kind side by side, sharing the key checks
+ * (segments, the claim keys), so every kind is checked the same way.
  */
 import { InvalidRecordError, PolicyError } from '../errors';
 import {

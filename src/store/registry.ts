@@ -6,6 +6,10 @@
  * InvalidRecordError; a list skips invalid records (invalidRecords() names
  * them), except that a block or address claim with an unreadable value is
  * listed as held by UNKNOWN_HOLDER: it stays taken, so IPAM never hands it out.
+ *
+ * One file: the one typed door to every record kind, so each kind's reads sit
+ * beside its writes, and the transactions that span kinds (a network and its
+ * gateway claim, an endpoint and its address) are in one place.
  */
 import { InvalidRecordError } from '../errors';
 import type { AddressRecord, BlockRecord, EndpointRecord, NetworkRecord, NodeRecord } from '../model';

@@ -12,6 +12,10 @@
  * found by comment and target, counters are told apart by them, and the
  * first check after a write compares comments and targets, since the kernel
  * respells everything else.
+ *
+ * One file: what is rendered and what is read back from the kernel must agree
+ * on rule text (hooks, comments, targets), so the writers and readers stay
+ * side by side.
  */
 import { DataplaneError } from '../../errors';
 import { renderRule, ruleTarget, type Rule } from '../../firewall/rule';

@@ -20,6 +20,9 @@
  * - With `tls` it speaks TLS (a client certificate if given), with `auth` it logs in;
  *   what etcd or the handshake refuses becomes StoreTlsError or StoreAuthError
  *   naming what to fix, never "unavailable": waiting would not help.
+ *
+ * One file: every etcd call ends in the one convert(), so no grpc or etcd
+ * error gets past it untranslated.
  */
 import { rootCertificates } from 'node:tls';
 import { circuitBreaker, ConsecutiveBreaker, ConstantBackoff, handleWhen, isBrokenCircuitError, noop, retry } from 'cockatiel';

@@ -23,6 +23,11 @@
  *
  * Calls in one process that arrive while a batch is being written are
  * grouped into the next batch: one fsync for many writes.
+ *
+ * One file: one class, whose write batching, polling and leases share its
+ * pending queue, replica and lease table; the engine, codec, lock and file
+ * writes already live apart (kv/, codec.ts, lock.ts, state-file.ts,
+ * replica.ts).
  */
 import { resolve } from 'node:path';
 import { SluiceError, StoreUnavailableError, errorMessage } from '../../errors';

@@ -1,6 +1,6 @@
 import { NotFoundError } from '../../../src/errors';
 import type { EndpointRecord } from '../../../src/model';
-import { compilePolicies } from '../../../src/policy/compile';
+import { compilePolicies } from '../../../src/policy/policy-chains';
 import { explain, resolvePair } from '../../../src/policy/explain';
 import { parsePolicies } from '../../../src/policy-document/policy';
 import type { Cluster as VerdictCluster } from '../../../src/policy/verdict';
