@@ -18,7 +18,7 @@ import type { DockerHost } from '../labels/docker';
 import { WIREGUARD_CONTAINER_MTU } from '../encryption/wireguard';
 import { NO_METRICS, secondsSince, type Metrics } from '../metrics/metrics';
 import type { EndpointRecord, NetworkRecord } from '../model';
-import type { ControlPlane } from '../policy/protect';
+import type { ControlPlane, Protection } from '../policy/protect';
 import { controlPlane } from './control-plane';
 import type { Registry } from '../store/registry';
 import { every, systemClock, type Clock } from '../util/clock';
@@ -72,6 +72,7 @@ export class Agent implements LocalConvergence {
   private readonly converger = new Coalescer(() => this.applyDesiredState());
   /** Resolved before the first apply: no firewall ever leaves the control plane open. */
   private protection: NodeProtection | undefined;
+  private hostProtection: Protection | undefined;
   /** Gateways and routes as last derived; derived again only when what they depend on changed. */
   private routing: HostRouting | undefined;
   private events: { close(): void } | undefined;
@@ -226,8 +227,13 @@ export class Agent implements LocalConvergence {
     if (this.protection === undefined) throw new Error('the control plane is not resolved yet');
     const { node, backend, dnsAddress } = this.config;
     const { view } = this;
-    const host = { node, backend, protection: this.protection.of(view.nodes.values()), dnsAddress: this.startNames && dnsAddress, tunnelMtu: this.tunnelMtu };
     const changes = view.takeChanges();
+    // The node addresses change with the structure only: not read again for a container's start.
+    if (changes.structure || this.hostProtection === undefined) this.hostProtection = this.protection.of(view.nodes.values());
+    const host = { node, backend, protection: this.hostProtection, dnsAddress: this.startNames && dnsAddress, tunnelMtu: this.tunnelMtu };
+    // After a failure or on resync nothing derived is trusted, the firewall's endpoint hints
+    // included (a failed apply may have consumed some): every endpoint is compared then.
+    const endpointHints = this.routing === undefined ? undefined : changes.endpoints;
     try {
       if (changes.structure || this.routing === undefined) {
         const peerModes = await this.applier.peerModesTowards(node, backend, view.nodes.values());
@@ -235,7 +241,7 @@ export class Agent implements LocalConvergence {
         await this.encryption.apply(view);
         this.routing = { ...planned, routes: this.encryption.routes(view, planned.routes) };
       }
-      await this.applier.apply({ ...this.routing, firewall: firewallRecords(view, host) }, changes.endpoints);
+      await this.applier.apply({ ...this.routing, firewall: firewallRecords(view, host) }, endpointHints);
     } catch (err) {
       // Derived again next time: a half-made apply may have missed what the cached routing holds.
       this.routing = undefined;

@@ -74,6 +74,8 @@ export class IncrementalFirewall {
   private networks = new Map<string, NetworkRecord>();
   private policies = new Map<string, Policy>();
   private protectionText = JSON.stringify(NO_PROTECTION);
+  /** The protection that text is of: the same object again (the agent keeps it while nodes stay) needs no text. */
+  private protection: Protection = NO_PROTECTION;
   private dnsAddress: string | undefined;
   private readonly compiled = new WeakMap<Policy, CompiledPolicy>();
   private readonly policyChains = new PolicyChainCache();
@@ -97,7 +99,10 @@ export class IncrementalFirewall {
    * is compared by identity, microseconds for thousands.
    */
   update(records: ClusterRecords, changedEndpoints?: Iterable<string>): FirewallChange {
-    const protectionText = JSON.stringify(records.protection ?? NO_PROTECTION);
+    const protection = records.protection ?? NO_PROTECTION;
+    // Thousands of node ports at a thousand hosts: written out only when it is another object.
+    const protectionText = protection === this.protection ? this.protectionText : JSON.stringify(protection);
+    if (protectionText === this.protectionText) this.protection = protection;
     const structureChanged =
       !sameRecords(this.networks, records.networks) ||
       !sameRecords(this.policies, records.policies) ||
@@ -133,6 +138,7 @@ export class IncrementalFirewall {
       this.networks = new Map(records.networks);
       this.policies = new Map(records.policies);
       this.protectionText = protectionText;
+      this.protection = protection;
       this.dnsAddress = records.dnsAddress;
       const previous = this.skeleton;
       this.skeleton = skeleton;

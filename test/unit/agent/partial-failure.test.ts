@@ -7,6 +7,7 @@ import { RecordingDataplane } from '../../../src/dataplane/fake/recording-datapl
 import { DataplaneError } from '../../../src/errors';
 import { policyChainName } from '../../../src/firewall/names';
 import { parsePolicies } from '../../../src/policy-document/policy';
+import { keys } from '../../../src/store/keys';
 import { FakeClock, settle } from '../../helpers/fake-clock';
 import { createDockerNetwork, useCluster, type TestHost } from '../../helpers/host';
 
@@ -93,6 +94,27 @@ describe('Agent: a kernel apply that fails half-way', () => {
     await join();
     expect([...host.dataplane.routes.values()].map((r) => r.kind)).toEqual(['blackhole']);
     expect(localSet()).toHaveLength(1);
+  });
+
+  it('an endpoint that arrived with an apply failing before the firewall step is in the next apply\'s sets', async () => {
+    await host.registry.putPolicy(parsePolicies("kind: NetworkPolicy\nname: web\nselector: role == 'web'\ningress:\n  - action: allow\n    from: role == 'client'\n")[0]!);
+    await settle();
+    await host.agent.converge();
+    const network = await host.registry.store.get(keys.network(poolId));
+    const client = { id: 'c'.repeat(64), network: poolId, node: 'h2', address: '10.96.7.2', hostIfname: `slv${'c'.repeat(11)}`, labels: { role: 'client' }, ports: [] };
+    // One revision: a new peer with a block (a route to sync) and its container (a set member).
+    host.dataplane.failNext('syncRoutes');
+    await host.registry.store.putIfUnchanged([{ key: keys.network(poolId), modRevision: network!.modRevision }], [
+      { key: keys.node('h2'), value: JSON.stringify({ name: 'h2', ip: '192.0.2.2', backend: 'vxlan', vtepMac: '0e:00:00:00:00:02', version: '0.1.0', lastSeen: '2026-11-27T12:00:00.000Z' }) },
+      { key: keys.block(poolId, '10.96.7.0/26'), value: JSON.stringify({ network: poolId, block: '10.96.7.0/26', node: 'h2' }) },
+      { key: keys.endpoint('h2', client.id), value: JSON.stringify(client) },
+    ]);
+    await settle();
+    expect(log.mock.calls).toEqual([['sluice agent: apply: injected failure in syncRoutes']]);
+    const holding = () => host.dataplane.firewall.ipsets.filter((set) => set.members.includes(client.address)).length;
+    expect(holding()).toBe(0);
+    await host.agent.converge(); // nothing new to see: the failed apply's changes must not be lost
+    expect(holding()).toBe(1);
   });
 
   it('a policy change whose apply fails is reported, and the resync tick puts it in force', async () => {
