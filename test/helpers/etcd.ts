@@ -65,7 +65,20 @@ export interface EtcdInstance {
   stop(): Promise<void>;
 }
 
+/** Tries of fresh ports: one the kernel just handed out may be taken by another process before etcd binds it. */
+const PORT_ATTEMPTS = 3;
+
 export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdInstance> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startEtcdOnce(options);
+    } catch (err) {
+      if (attempt === PORT_ATTEMPTS || !String(err).includes('address already in use')) throw err;
+    }
+  }
+}
+
+async function startEtcdOnce(options: EtcdOptions): Promise<EtcdInstance> {
   const dataDir = await mkdtemp(join(tmpdir(), 'sluice-etcd-'));
   try {
     const [clientPort, peerPort, healthPort] = [await freePort(), await freePort(), await freePort()];
