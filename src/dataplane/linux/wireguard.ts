@@ -73,6 +73,9 @@ export class LinuxWireguard {
     } catch (err) {
       if (!(err instanceof CommandError && err.stderr.includes('Cannot find device'))) throw err;
     }
+    // A wireguard-go ends with its device, removing its control socket as it goes: wait for that,
+    // or it would take the socket of the next one started for the same name.
+    await untilNoneAnswers(this.runner, WIREGUARD_DEVICE);
   }
 
   /** The implementation behind an existing device (a restart), or undefined when there is none. */
@@ -115,6 +118,8 @@ export class LinuxWireguard {
  * reaches it.
  */
 async function startWireguardGo(runner: CommandRunner, device: string): Promise<void> {
+  // An earlier one still on its way out would answer `wg` below in the new one's place.
+  await untilNoneAnswers(runner, device);
   const child = spawn('wireguard-go', ['-f', device], { detached: true, stdio: 'ignore' });
   let failure: string | undefined;
   child.on('error', (err: NodeJS.ErrnoException) => {
@@ -136,6 +141,20 @@ async function startWireguardGo(runner: CommandRunner, device: string): Promise<
     } catch (err) {
       if (Date.now() > deadline) throw new DataplaneError(`wireguard-go did not bring ${device} up within ${USERSPACE_START_TIMEOUT_MS / 1000}s: ${(err as Error).message}`);
     }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Resolves once no wireguard-go answers for `device` (its device gone, it exits), or after the start timeout. */
+async function untilNoneAnswers(runner: CommandRunner, device: string): Promise<void> {
+  const deadline = Date.now() + USERSPACE_START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const answers = await runner.run('wg', ['show', device, 'listen-port']).then(
+      () => true,
+      // No socket (or no such device): nobody answers, which is what is waited for.
+      () => false,
+    );
+    if (!answers) return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }

@@ -57,10 +57,17 @@ describe('LinuxWireguard', () => {
     await expect(new LinuxWireguard(shown('bridge'), never).ensure(1440)).rejects.toThrow('sluice.wg exists but is a bridge, not WireGuard: delete it');
   });
 
+  it('returns from deleting a userspace device once its wireguard-go no longer answers, so the next cannot lose its socket to it', async () => {
+    let answers = 2;
+    const runner = new ScriptedRunner(({ command }) => (command !== 'wg' ? '' : answers-- > 0 ? '51820\n' : { fail: 'Unable to access interface: Protocol not supported' }));
+    await new LinuxWireguard(runner).remove();
+    expect(runner.commandLines.filter((l) => l.startsWith('wg show'))).toHaveLength(3);
+  });
+
   it('deletes the device, and takes a missing one as deleted', async () => {
     const runner = new ScriptedRunner(() => ({ fail: 'Cannot find device "sluice.wg"' }));
     await new LinuxWireguard(runner).remove();
-    expect(runner.commandLines).toEqual(['ip link del dev sluice.wg']);
+    expect(runner.commandLines).toEqual(['ip link del dev sluice.wg', 'wg show sluice.wg listen-port']);
     await expect(new LinuxWireguard(new ScriptedRunner(() => ({ fail: 'RTNETLINK answers: Operation not permitted' }))).remove()).rejects.toThrow('Operation not permitted');
   });
 
