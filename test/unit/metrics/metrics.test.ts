@@ -13,19 +13,10 @@ import { MemoryStore } from '../../../src/store/memory-store';
 import { createDockerNetwork, eventually, testHost, type TestHost } from '../../helpers/host';
 import { metricValue, parseMetrics, type Sample } from '../../helpers/metrics-text';
 import { FakeIpamService, FakeNetworkService, goJson, send, serve } from '../api/harness';
+import { WEB_FROM_CLIENT } from '../../helpers/policies';
 
 const SUBNET = '10.96.0.0/16';
 const NET = 'n'.repeat(64);
-const WEB = `
-kind: NetworkPolicy
-name: web
-selector: role == 'web'
-ingress:
-  - action: allow
-    protocol: tcp
-    from: role == 'client'
-    ports: [80]
-`;
 
 const listeners: MetricsListener[] = [];
 afterEach(async () => {
@@ -141,7 +132,7 @@ describe('metrics of an agent', () => {
 
     // A change made elsewhere reaches this agent through its watch.
     const converged = metricValue(before, 'sluice_convergence_seconds_count')!;
-    await h2.registry.putPolicy(parsePolicies(WEB)[0]!);
+    await h2.registry.putPolicy(parsePolicies(WEB_FROM_CLIENT)[0]!);
     await eventually(async () => expect(metricValue(await scrape(), 'sluice_convergence_seconds_count')).toBeGreaterThan(converged));
   });
 
@@ -149,19 +140,19 @@ describe('metrics of an agent', () => {
     const { host, scrape } = await metricsHost();
     await createDockerNetwork(host, NET, SUBNET);
     await runContainer(host, 'a'.repeat(64), { role: 'web' });
-    await host.registry.putPolicy(parsePolicies(WEB)[0]!);
+    await host.registry.putPolicy(parsePolicies(WEB_FROM_CLIENT)[0]!);
     await eventually(async () =>
-      expect(metricValue(await scrape(), 'sluice_policy_rule_packets_total', { policy: 'web', direction: 'ingress', rule: '0', action: 'allow' })).toBe(0),
+      expect(metricValue(await scrape(), 'sluice_policy_rule_packets_total', { policy: 'web-from-client', direction: 'ingress', rule: '0', action: 'allow' })).toBe(0),
     );
-    host.dataplane.countPackets('policy web ingress[0]', 3);
-    host.dataplane.countPackets('policy web ingress[0] allowed', 3);
+    host.dataplane.countPackets('policy web-from-client ingress[0]', 3);
+    host.dataplane.countPackets('policy web-from-client ingress[0] allowed', 3);
     host.dataplane.countPackets('sluice: default deny ingress (selected by policy)', 2);
     // Scrapes a second apart are not one cached reading.
     await new Promise((resolve) => setTimeout(resolve, 1100));
 
     const samples = await scrape();
     expect(samples.filter((s) => s.name === 'sluice_policy_rule_packets_total')).toEqual([
-      { name: 'sluice_policy_rule_packets_total', labels: { policy: 'web', direction: 'ingress', rule: '0', action: 'allow' }, value: 3 },
+      { name: 'sluice_policy_rule_packets_total', labels: { policy: 'web-from-client', direction: 'ingress', rule: '0', action: 'allow' }, value: 3 },
     ]);
     expect(metricValue(samples, 'sluice_policy_default_deny_packets_total', { direction: 'ingress' })).toBe(2);
     expect(metricValue(samples, 'sluice_policy_default_deny_packets_total', { direction: 'egress' })).toBe(0);
