@@ -8,7 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { BadRequestError, errorMessage } from './errors';
 import { NODE_NAME } from './model';
-import { type Cidr, parseCidr, parseIp } from './net/ipv4';
+import { parseIp } from './net/ipv4';
+import * as ip from './net/ip';
 import type { ProtectedDestination } from './policy/protect';
 import { type Upstream, parseUpstreams, resolvConfUpstreams } from './dns/upstreams';
 import { DEFAULT_STORE_URL, type EtcdAccess } from './store/open-store';
@@ -29,7 +30,7 @@ export interface AgentConfig extends StoreSettings {
   dockerHost: string;
   backend: Backend;
   mtu: number | undefined;
-  defaultSupernet: Cidr;
+  defaultSupernet: ip.Cidr;
   defaultSubnetPrefix: number;
   blockSize: number;
   vxlanVni: number;
@@ -231,8 +232,8 @@ export function loadAgentConfig(flags: Flags, env: NodeJS.ProcessEnv = process.e
   }
   const nodeIp = get('node-ip') ?? firstIpv4();
   if (parseIp(nodeIp) === undefined) throw new BadRequestError(`--node-ip ${nodeIp} is not an IPv4 address`);
-  const supernet = parseCidr(text('default-supernet'));
-  if (!supernet) throw new BadRequestError(`--default-supernet ${text('default-supernet')} is not an IPv4 CIDR`);
+  const supernet = ip.parseCidr(text('default-supernet'));
+  if (supernet?.family !== 4) throw new BadRequestError(`--default-supernet ${text('default-supernet')} is not an IPv4 CIDR`);
   const node = get('node') ?? os.hostname();
   if (!NODE_NAME.test(node)) {
     throw new BadRequestError(`--node ${node}: use letters, digits, '.', '_' and '-' only`);

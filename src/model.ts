@@ -50,6 +50,11 @@ export interface NetworkSettings {
   mtu?: number;
   /** `--aux-address NAME=IP`: reserved in the whole cluster, never handed out. */
   auxAddresses: Record<string, string>;
+  /**
+   * `--ipv6 --subnet <IPv6 CIDR>`: the network's IPv6 pool, canonical. Its
+   * NetworkRecord (blocks, gateway) is the one keyed by this subnet.
+   */
+  ipv6Subnet?: string;
 }
 
 /** What a block claim records: who holds it. */
@@ -77,6 +82,8 @@ export interface EndpointRecord {
   network: string;
   node: string;
   address: string;
+  /** On a dual-stack network: the IPv6 address, canonical (RFC 5952), no prefix. */
+  addressV6?: string;
   /** Host-side veth name on the owning node. */
   hostIfname: string;
   containerId?: string;
@@ -92,6 +99,8 @@ export interface EndpointRecord {
 export interface NodeRecord {
   name: string;
   ip: string;
+  /** The node's IPv6 underlay address, if it has one: the next hop of IPv6 host-gw routes. */
+  ip6?: string;
   backend: 'host-gw' | 'vxlan' | 'auto';
   vtepMac?: string;
   /** Set with `--encryption wireguard`: how peers reach this node's WireGuard device. */

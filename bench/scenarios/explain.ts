@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { policyApply, policyExplain } from '../../src/cli/commands';
 import { defineNetwork, newNetworkRecord } from '../../src/ipam/ipam-service';
-import { parseCidr } from '../../src/net/ipv4';
+import { parseCidr } from '../../src/net/ip';
 import { parsePolicies } from '../../src/policy-document/policy';
 import { MemoryStore } from '../../src/store/memory-store';
 import { Registry } from '../../src/store/registry';

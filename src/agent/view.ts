@@ -108,6 +108,8 @@ export class ClusterView {
       return;
     }
     const [, rest] = splitKey(kv.key);
+    // IPv6 pools and their blocks are IPAM's alone until the dataplane carries IPv6 (their keys hold ':').
+    if ((read.kind === 'network' || read.kind === 'block') && rest.includes(':')) return;
     switch (read.kind) {
       case 'network':
         this.networks.set(rest, read.record);

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors';
 import { BLOCK_SIZE_OPTION, defineNetwork, newNetworkRecord } from '../ipam/ipam-service';
-import { parseCidr } from '../net/ipv4';
+import { parseCidr } from '../net/ip';
 import { compilePolicies, policiesSelecting } from '../policy/policy-chains';
 import { type Change, dryRun } from '../policy/dry-run';
 import { explain, formatExplanation, resolvePair, type Packet } from '../policy/explain';
@@ -98,7 +98,7 @@ function liveness(node: NodeRecord, alive: boolean): string {
 
 export async function networkCreate(registry: Registry, name: string, subnetText: string, blockSize: number): Promise<string> {
   const subnet = parseCidr(subnetText);
-  if (!subnet) throw new BadRequestError(`--subnet ${subnetText} is not an IPv4 CIDR such as 10.96.0.0/16`);
+  if (subnet?.family !== 4) throw new BadRequestError(`--subnet ${subnetText} is not an IPv4 CIDR such as 10.96.0.0/16`);
   if (blockSize < subnet.prefix || blockSize > 30) {
     throw new BadRequestError(`--${BLOCK_SIZE_OPTION} ${blockSize}: expected ${subnet.prefix} to 30`);
   }

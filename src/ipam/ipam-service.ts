@@ -14,19 +14,9 @@ import {
   ConflictError,
   ExhaustedError,
   NotFoundError,
-  NotSupportedError,
 } from '../errors';
 import type { AddressRecord, BlockRecord, NetworkRecord, NetworkSettings } from '../model';
-import {
-  type Cidr,
-  blockOf,
-  contains,
-  formatCidr,
-  formatIp,
-  overlaps,
-  parseCidr,
-  parseIp,
-} from '../net/ipv4';
+import * as ip from '../net/ip';
 import type {
   IpamService,
   RequestAddressRequest,
@@ -40,11 +30,18 @@ import { defaultGateway, freeAddresses, freeBlocks, isHostAddress, pickSubnet } 
 
 export const GATEWAY_REQUEST = 'com.docker.network.gateway';
 export const BLOCK_SIZE_OPTION = 'block-size';
+export const IPV6_BLOCK_SIZE_OPTION = 'block-size-v6';
+/**
+ * Blocks of an IPv6 pool: 64 addresses, as many as IPv4's default /26, so a
+ * host claims blocks (and every host holds routes) at the same pace whatever
+ * the family. A /64 holds 2^58 of them: exhaustion is not the constraint.
+ */
+export const DEFAULT_IPV6_BLOCK_SIZE = 122;
 
 export interface IpamOptions {
   node: string;
-  /** Where networks created without --subnet get theirs. */
-  defaultSupernet: Cidr;
+  /** Where networks created without --subnet get theirs (IPv4). */
+  defaultSupernet: ip.Cidr;
   /** Prefix length of subnets picked from the supernet. */
   defaultSubnetPrefix: number;
   /** Prefix length of the blocks a host claims. */
@@ -52,12 +49,12 @@ export interface IpamOptions {
 }
 
 /** A network record for `subnet`, its gateway the first host address. */
-export function newNetworkRecord(subnet: Cidr, blockSize: number, extra: Partial<NetworkRecord> = {}): NetworkRecord {
+export function newNetworkRecord(subnet: ip.Cidr, blockSize: number, extra: Partial<NetworkRecord> = {}): NetworkRecord {
   return {
-    key: cidrKey(formatCidr(subnet)),
-    subnet: formatCidr(subnet),
+    key: cidrKey(ip.formatCidr(subnet)),
+    subnet: ip.formatCidr(subnet),
     blockSize: Math.max(blockSize, subnet.prefix),
-    gateway: formatIp(defaultGateway(subnet)),
+    gateway: ip.formatIp(ip.at(subnet, defaultGateway(subnet))),
     ...extra,
   };
 }
@@ -91,8 +88,8 @@ export async function defineNetwork(
 function sameNetwork(existing: readonly NetworkRecord[], network: NetworkRecord): NetworkRecord | undefined {
   const same = existing.find((n) => n.subnet === network.subnet);
   if (same) return same;
-  const subnet = parseCidr(network.subnet)!;
-  const clash = existing.find((n) => overlaps(parseCidr(n.subnet)!, subnet));
+  const subnet = ip.parseCidr(network.subnet)!;
+  const clash = existing.find((n) => ip.overlaps(ip.parseCidr(n.subnet)!, subnet));
   if (clash) {
     throw new ConflictError(
       `subnet ${network.subnet} overlaps sluice network ${clash.name ? `${clash.name} (${clash.subnet})` : clash.subnet}: pick a subnet outside it`,
@@ -101,8 +98,13 @@ function sameNetwork(existing: readonly NetworkRecord[], network: NetworkRecord)
   return undefined;
 }
 
+/** The block of `address`, an address of `network`'s (as read and checked from the store). */
+function blockOfAddress(network: NetworkRecord, address: string): string {
+  return ip.formatCidr(ip.blockOf(ip.parseIp(address)!, network.blockSize));
+}
+
 function gatewayBlock(network: NetworkRecord): string {
-  return formatCidr(blockOf(parseIp(network.gateway)!, network.blockSize));
+  return blockOfAddress(network, network.gateway);
 }
 
 /** The record that keeps the network's gateway from being handed to a container. */
@@ -112,12 +114,18 @@ function gatewayClaim(network: NetworkRecord): GatewayClaim {
 
 /**
  * Block size of a new network with `--ip-range`: small enough that the range
- * holds at least 4 blocks (down to /30), so more than one host can take
- * addresses from it.
+ * holds at least 4 blocks (down to 4 addresses), so more than one host can
+ * take addresses from it.
  */
-function rangedBlockSize(blockSize: number, range: Cidr): number {
-  return Math.max(blockSize, Math.min(30, range.prefix + 2));
+function rangedBlockSize(blockSize: number, range: ip.Cidr): number {
+  return Math.max(blockSize, Math.min(ip.bits(range.family) - 2, range.prefix + 2));
 }
+
+/** What a family's pools accept: `--subnet` and block prefix lengths, and its block size option. */
+const FAMILY = {
+  4: { name: 'IPv4', example: '10.96.0.0/16', smallest: 30, blockOption: BLOCK_SIZE_OPTION, blocks: { min: 16, max: 30, example: 26 } },
+  6: { name: 'IPv6', example: 'fd00:96::/64', smallest: 126, blockOption: IPV6_BLOCK_SIZE_OPTION, blocks: { min: 64, max: 126, example: 122 } },
+} as const;
 
 export class Ipam implements IpamService {
   private readonly lock = new KeyedMutex();
@@ -134,15 +142,18 @@ export class Ipam implements IpamService {
   ) {}
 
   async requestPool(req: RequestPoolRequest): Promise<RequestPoolResult> {
-    if (req.v6) throw new NotSupportedError('IPv6 is not supported by sluice yet: create the network without --ipv6');
-    const blockSize = this.blockSizeOption(req.options);
+    const family = req.v6 ? 6 : 4;
+    const blockSize = blockSizeOption(req.options, family);
     const { pool, subPool } = req;
     if (subPool !== undefined && pool === undefined) throw new BadRequestError(`--ip-range ${subPool} needs --subnet`);
+    if (family === 6 && pool === undefined) {
+      throw new BadRequestError('--ipv6 needs an IPv6 --subnet, such as --subnet fd00:96::/64 (sluice picks no IPv6 subnet of its own)');
+    }
     const network = await this.lock.run('pools', () =>
-      pool === undefined ? this.pickPool(blockSize) : this.ensurePool(pool, blockSize, subPool),
+      pool === undefined ? this.pickPool(blockSize) : this.ensurePool(pool, family, blockSize, subPool),
     );
     this.creating.add(network.key);
-    const subnet = parseCidr(network.subnet)!;
+    const subnet = ip.parseCidr(network.subnet)!;
     return {
       poolId: network.key,
       pool: network.subnet,
@@ -168,29 +179,31 @@ export class Ipam implements IpamService {
   }
 
   async requestAddress(req: RequestAddressRequest): Promise<{ address: string }> {
-    const withPrefix = (ip: string, network: NetworkRecord) => ({ address: `${ip}/${parseCidr(network.subnet)!.prefix}` });
+    const withPrefix = (address: string, network: NetworkRecord) => ({ address: `${address}/${ip.parseCidr(network.subnet)!.prefix}` });
     if (req.requestType !== GATEWAY_REQUEST && req.address === undefined) {
       // Every container start: the network and its blocks are read side by side (the pool ID is the network key).
       return this.lock.run(req.poolId, async () => {
         const [network, blocks] = await Promise.all([this.getNetwork(req.poolId), this.registry.listBlocks(req.poolId)]);
-        return withPrefix(await this.allocateAny(network, parseCidr(network.subnet)!, blocks), network);
+        return withPrefix(await this.allocateAny(network, ip.parseCidr(network.subnet)!, blocks), network);
       });
     }
     const network = await this.getNetwork(req.poolId);
-    const subnet = parseCidr(network.subnet)!;
-    if (req.requestType === GATEWAY_REQUEST) return withPrefix(await this.gatewayAddress(network, req.address), network);
-    const requested = req.address!;
+    const subnet = ip.parseCidr(network.subnet)!;
+    if (req.requestType === GATEWAY_REQUEST) return withPrefix(await this.gatewayAddress(network, subnet, req.address), network);
+    const requested = canonicalAddress(req.address!, subnet);
     if (this.creating.has(network.key)) return withPrefix(await this.reserveAux(network, subnet, requested), network);
     return this.lock.run(network.key, async () => withPrefix(await this.allocateSpecific(network, subnet, requested), network));
   }
 
-  async releaseAddress(poolId: string, address: string): Promise<void> {
+  async releaseAddress(poolId: string, given: string): Promise<void> {
     const network = await this.getNetwork(poolId);
+    const subnet = ip.parseCidr(network.subnet)!;
+    const parsed = ip.parseIp(given);
+    if (parsed?.family !== subnet.family) throw new BadRequestError(`ReleaseAddress: "${given}" is not an ${FAMILY[subnet.family].name} address`);
+    const address = ip.formatIp(parsed);
     // The gateway is the same virtual address on every host: one host's network rm does not free it.
     if (address === network.gateway) return;
-    const ip = parseIp(address);
-    if (ip === undefined) throw new BadRequestError(`ReleaseAddress: "${address}" is not an IPv4 address`);
-    const block = formatCidr(blockOf(ip, network.blockSize));
+    const block = ip.formatCidr(ip.blockOf(parsed, network.blockSize));
     const held = await this.registry.getAddress(network.key, block, address);
     if (held?.record.kind === 'aux') {
       // A reservation no create settled is a failed create's: freed. A settled one stays until the network goes.
@@ -225,16 +238,6 @@ export class Ipam implements IpamService {
     });
   }
 
-  private blockSizeOption(options: Record<string, string>): number | undefined {
-    const value = options[BLOCK_SIZE_OPTION];
-    if (value === undefined) return undefined;
-    const size = Number(value);
-    if (!Number.isInteger(size) || size < 16 || size > 30) {
-      throw new BadRequestError(`--ipam-opt ${BLOCK_SIZE_OPTION}=${value}: expected a prefix length from 16 to 30, e.g. 26`);
-    }
-    return size;
-  }
-
   private async getNetwork(poolId: string): Promise<NetworkRecord> {
     return (await this.getVersionedNetwork(poolId)).record;
   }
@@ -246,24 +249,26 @@ export class Ipam implements IpamService {
   }
 
   /** The network for `--subnet` (and `--ip-range`): the existing one with that subnet, or a new one. */
-  private async ensurePool(pool: string, blockSize: number | undefined, subPool: string | undefined): Promise<NetworkRecord> {
-    const subnet = parseCidr(pool);
-    if (!subnet) throw new BadRequestError(`--subnet ${pool} is not an IPv4 CIDR such as 10.96.0.0/16`);
-    if (subnet.prefix > 30) throw new BadRequestError(`--subnet ${pool} is too small: use a /30 or larger`);
-    const range = subPool === undefined ? undefined : parseCidr(subPool);
-    if (subPool !== undefined && (range === undefined || range.prefix < subnet.prefix || !contains(subnet, range.base))) {
-      throw new BadRequestError(`--ip-range ${subPool} is not an IPv4 CIDR inside --subnet ${pool}`);
+  private async ensurePool(pool: string, family: ip.Family, blockSize: number | undefined, subPool: string | undefined): Promise<NetworkRecord> {
+    const { name, example, smallest, blockOption } = FAMILY[family];
+    const subnet = ip.parseCidr(pool);
+    if (subnet?.family !== family) throw new BadRequestError(`--subnet ${pool} is not an ${name} CIDR such as ${example}`);
+    if (subnet.prefix > smallest) throw new BadRequestError(`--subnet ${pool} is too small: use a /${smallest} or larger`);
+    const range = subPool === undefined ? undefined : ip.parseCidr(subPool);
+    if (subPool !== undefined && (range === undefined || range.prefix < subnet.prefix || !ip.contains(subnet, ip.at(range, range.base)))) {
+      throw new BadRequestError(`--ip-range ${subPool} is not an ${name} CIDR inside --subnet ${pool}`);
     }
-    const size = blockSize ?? (range ? rangedBlockSize(this.options.defaultBlockSize, range) : this.options.defaultBlockSize);
+    const defaultSize = family === 4 ? this.options.defaultBlockSize : DEFAULT_IPV6_BLOCK_SIZE;
+    const size = blockSize ?? (range ? rangedBlockSize(defaultSize, range) : defaultSize);
     const { network, created } = await defineNetwork(this.registry, () =>
-      newNetworkRecord(subnet, size, range ? { ipRange: formatCidr(range) } : {}),
+      newNetworkRecord(subnet, size, range ? { ipRange: ip.formatCidr(range) } : {}),
     );
     if (!created && blockSize !== undefined && blockSize !== network.blockSize) {
       throw new ConflictError(
-        `sluice network ${network.subnet} already exists with block size /${network.blockSize}; omit --ipam-opt ${BLOCK_SIZE_OPTION} or use ${network.blockSize}`,
+        `sluice network ${network.subnet} already exists with block size /${network.blockSize}; omit --ipam-opt ${blockOption} or use ${network.blockSize}`,
       );
     }
-    const wantedRange = range && formatCidr(range);
+    const wantedRange = range && ip.formatCidr(range);
     if (!created && network.ipRange !== wantedRange) {
       const has = network.ipRange === undefined ? 'without --ip-range' : `with --ip-range ${network.ipRange}`;
       throw new ConflictError(`sluice network ${network.subnet} already exists ${has}: create it on this host the same way`);
@@ -277,11 +282,11 @@ export class Ipam implements IpamService {
       const subnet = pickSubnet(
         this.options.defaultSupernet,
         this.options.defaultSubnetPrefix,
-        existing.map((n) => parseCidr(n.subnet)!),
+        existing.map((n) => ip.parseCidr(n.subnet)!),
       );
       if (!subnet) {
         throw new ExhaustedError(
-          `no free /${this.options.defaultSubnetPrefix} left in the default supernet ${formatCidr(this.options.defaultSupernet)}: pass --subnet`,
+          `no free /${this.options.defaultSubnetPrefix} left in the default supernet ${ip.formatCidr(this.options.defaultSupernet)}: pass --subnet`,
         );
       }
       return newNetworkRecord(subnet, blockSize ?? this.options.defaultBlockSize);
@@ -296,7 +301,7 @@ export class Ipam implements IpamService {
   private async releaseAuxAddresses(network: NetworkRecord): Promise<void> {
     const aux = (await this.registry.listAddresses(network.key)).filter((a) => a.record.kind === 'aux');
     for (const { record } of aux) {
-      await this.registry.releaseAddress(network.key, formatCidr(blockOf(parseIp(record.address)!, network.blockSize)), record.address);
+      await this.registry.releaseAddress(network.key, blockOfAddress(network, record.address), record.address);
     }
   }
 
@@ -325,11 +330,11 @@ export class Ipam implements IpamService {
   }
 
   /** `--gateway G` on create: G becomes the network's gateway if no host uses the network yet. */
-  private async gatewayAddress(network: NetworkRecord, requested: string | undefined): Promise<string> {
-    if (requested === undefined || requested === network.gateway) return network.gateway;
-    const subnet = parseCidr(network.subnet)!;
-    const ip = parseIp(requested);
-    if (ip === undefined || !isHostAddress(subnet, ip)) {
+  private async gatewayAddress(network: NetworkRecord, subnet: ip.Cidr, given: string | undefined): Promise<string> {
+    if (given === undefined) return network.gateway;
+    const requested = canonicalAddress(given, subnet);
+    if (requested === network.gateway) return network.gateway;
+    if (!isHostAddress(subnet, ip.parseIp(requested)!.value)) {
       throw new BadRequestError(`--gateway ${requested} is not a host address of ${network.subnet}`);
     }
     return this.lock.run(network.key, async () => {
@@ -356,13 +361,14 @@ export class Ipam implements IpamService {
   }
 
   /** The block of `requested`, a host address of the network other than its gateway. */
-  private specificBlock(network: NetworkRecord, subnet: Cidr, requested: string): string {
-    const ip = parseIp(requested);
-    if (ip === undefined) throw new BadRequestError(`"${requested}" is not an IPv4 address`);
-    if (!contains(subnet, ip)) throw new BadRequestError(`address ${requested} is outside the network's subnet ${network.subnet}`);
-    if (!isHostAddress(subnet, ip)) throw new BadRequestError(`address ${requested} is the network or broadcast address of ${network.subnet}`);
+  private specificBlock(network: NetworkRecord, subnet: ip.Cidr, requested: string): string {
+    const address = ip.parseIp(requested)!;
+    if (!ip.contains(subnet, address)) throw new BadRequestError(`address ${requested} is outside the network's subnet ${network.subnet}`);
+    if (!isHostAddress(subnet, address.value)) {
+      throw new BadRequestError(`address ${requested} is the network${subnet.family === 4 ? ' or broadcast' : ''} address of ${network.subnet}`);
+    }
     if (requested === network.gateway) throw new ConflictError(`address ${requested} is the network's gateway`);
-    return formatCidr(blockOf(ip, network.blockSize));
+    return ip.formatCidr(ip.blockOf(address, network.blockSize));
   }
 
   /**
@@ -370,7 +376,7 @@ export class Ipam implements IpamService {
    * its block), so no host hands it out and every host's create of the
    * network may ask for it again.
    */
-  private async reserveAux(network: NetworkRecord, subnet: Cidr, requested: string): Promise<string> {
+  private async reserveAux(network: NetworkRecord, subnet: ip.Cidr, requested: string): Promise<string> {
     const block = this.specificBlock(network, subnet, requested);
     if (await this.registry.claimAddress(block, { network: network.key, address: requested, node: '*', kind: 'aux' })) return requested;
     const holder = await this.registry.getAddress(network.key, block, requested);
@@ -379,7 +385,7 @@ export class Ipam implements IpamService {
   }
 
   /** `--ip`: that exact address, in a block this host holds or can claim. */
-  private async allocateSpecific(network: NetworkRecord, subnet: Cidr, requested: string): Promise<string> {
+  private async allocateSpecific(network: NetworkRecord, subnet: ip.Cidr, requested: string): Promise<string> {
     const block = this.specificBlock(network, subnet, requested);
     const owner = await this.ensureBlock(network, block);
     if (owner !== this.options.node) {
@@ -404,16 +410,16 @@ export class Ipam implements IpamService {
   }
 
   /** Any free address: from this node's blocks (`listed`: as just read) first, then from a newly claimed block. */
-  private async allocateAny(network: NetworkRecord, subnet: Cidr, listed: BlockRecord[]): Promise<string> {
+  private async allocateAny(network: NetworkRecord, subnet: ip.Cidr, listed: BlockRecord[]): Promise<string> {
     // With --ip-range only its addresses are handed out, from the blocks that overlap it.
-    const range = network.ipRange === undefined ? subnet : parseCidr(network.ipRange)!;
+    const range = network.ipRange === undefined ? subnet : ip.parseCidr(network.ipRange)!;
     for (let attempt = 0; attempt < RACE_RETRIES; attempt++) {
       const blocks = attempt === 0 ? listed : await this.registry.listBlocks(network.key);
       for (const block of blocks.filter((b) => b.node === this.options.node)) {
-        const got = await this.allocateInBlock(network, subnet, parseCidr(block.block)!, range);
+        const got = await this.allocateInBlock(network, subnet, ip.parseCidr(block.block)!, range);
         if (got) return got;
       }
-      const claimed = new Set(blocks.map((b) => parseCidr(b.block)!.base));
+      const claimed = new Set(blocks.map((b) => ip.parseCidr(b.block)!.base));
       const next = freeBlocks(range, network.blockSize, claimed).next();
       if (next.done) {
         const where = network.ipRange === undefined ? '' : ` (--ip-range ${network.ipRange})`;
@@ -422,19 +428,38 @@ export class Ipam implements IpamService {
         );
       }
       // Whether we win the claim or another node does, the next pass sees the new state.
-      await this.registry.claimBlock({ network: network.key, block: formatCidr(next.value), node: this.options.node });
+      await this.registry.claimBlock({ network: network.key, block: ip.formatCidr(next.value), node: this.options.node });
     }
     throw new ConflictError(`could not allocate in ${network.subnet}: too much contention, try again`);
   }
 
-  private async allocateInBlock(network: NetworkRecord, subnet: Cidr, block: Cidr, range: Cidr): Promise<string | undefined> {
-    const blockText = formatCidr(block);
-    const taken = new Set((await this.registry.listAddresses(network.key, blockText)).map((a) => parseIp(a.record.address)!));
+  private async allocateInBlock(network: NetworkRecord, subnet: ip.Cidr, block: ip.Cidr, range: ip.Cidr): Promise<string | undefined> {
+    const blockText = ip.formatCidr(block);
+    const taken = new Set((await this.registry.listAddresses(network.key, blockText)).map((a) => ip.parseIp(a.record.address)!.value));
     for (const candidate of freeAddresses(block, subnet, taken, range)) {
-      const address = formatIp(candidate);
+      const address = ip.formatIp(ip.at(block, candidate));
       const record: AddressRecord = { network: network.key, address, node: this.options.node, kind: 'endpoint' };
       if (await this.registry.claimAddress(blockText, record)) return address;
     }
     return undefined;
   }
+}
+
+/** `--block-size` for IPv4 pools, `--block-size-v6` for IPv6 ones: Docker sends the same --ipam-opt to both. */
+function blockSizeOption(options: Record<string, string>, family: ip.Family): number | undefined {
+  const { blockOption, blocks } = FAMILY[family];
+  const value = options[blockOption];
+  if (value === undefined) return undefined;
+  const size = Number(value);
+  if (!Number.isInteger(size) || size < blocks.min || size > blocks.max) {
+    throw new BadRequestError(`--ipam-opt ${blockOption}=${value}: expected a prefix length from ${blocks.min} to ${blocks.max}, e.g. ${blocks.example}`);
+  }
+  return size;
+}
+
+/** `--ip`, `--ip6`, `--gateway` or `--aux-address` as the store keeps it: the canonical text of an address of the pool's family. */
+function canonicalAddress(given: string, subnet: ip.Cidr): string {
+  const parsed = ip.parseIp(given);
+  if (parsed?.family !== subnet.family) throw new BadRequestError(`"${given}" is not an ${FAMILY[subnet.family].name} address`);
+  return ip.formatIp(parsed);
 }

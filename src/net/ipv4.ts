@@ -1,6 +1,8 @@
 /**
- * Pure IPv4 arithmetic on unsigned 32-bit numbers. Addresses and CIDRs are
- * parsed once at the edges; everything inside works on numbers.
+ * Pure IPv4 arithmetic on unsigned 32-bit numbers, for the hot paths (ipset
+ * members, sorting and matching thousands of addresses). Addresses and CIDRs
+ * are parsed once at the edges; everything inside works on numbers. IPAM and
+ * the store's checks, which see both families, use ip.ts.
  */
 import ipaddr from 'ipaddr.js';
 
@@ -42,21 +44,8 @@ export function formatCidr(cidr: Cidr): string {
   return `${formatIp(cidr.base)}/${cidr.prefix}`;
 }
 
-export function size(cidr: Cidr): number {
-  return 2 ** (32 - cidr.prefix);
-}
-
-export function lastAddress(cidr: Cidr): number {
-  return cidr.base + size(cidr) - 1;
-}
-
 export function contains(cidr: Cidr, address: number): boolean {
   return ((address & mask(cidr.prefix)) >>> 0) === cidr.base;
-}
-
-export function overlaps(a: Cidr, b: Cidr): boolean {
-  const prefix = Math.min(a.prefix, b.prefix);
-  return ((a.base & mask(prefix)) >>> 0) === ((b.base & mask(prefix)) >>> 0);
 }
 
 /** The `prefix`-sized block of `cidr`'s space that holds `address`. */

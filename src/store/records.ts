@@ -25,7 +25,7 @@ import {
   MIN_MTU,
   type NodeRecord,
 } from '../model';
-import { type Cidr, formatCidr } from '../net/ipv4';
+import * as ip from '../net/ip';
 import { isSluiceHostIfname } from '../firewall/names';
 import { WIREGUARD_KEY } from '../encryption/keys';
 import { type Policy, parsePolicies } from '../policy-document/policy';
@@ -36,6 +36,7 @@ import {
   address,
   boolean,
   cidrIn,
+  cidrOf,
   guard,
   integer,
   json,
@@ -119,13 +120,13 @@ export function readNetwork(kv: KeyValue): NetworkRecord {
     const o = json(kv.value);
     const record: NetworkRecord = {
       key: same(o.key, net, 'key'),
-      subnet: same(o.subnet, formatCidr(subnet), 'subnet'),
-      blockSize: integer(o.blockSize, subnet.prefix, 32, 'blockSize'),
+      subnet: same(o.subnet, ip.formatCidr(subnet), 'subnet'),
+      blockSize: integer(o.blockSize, subnet.prefix, ip.bits(subnet.family), 'blockSize'),
       gateway: address(o.gateway, subnet, 'gateway'),
     };
     if (o.name !== undefined) record.name = text(o.name, DOCKER_NETWORK_NAME, 'a Docker network name', 'name');
     if (o.managed !== undefined) record.managed = boolean(o.managed, 'managed');
-    if (o.ipRange !== undefined) record.ipRange = formatCidr(cidrIn(string(o.ipRange, 'ipRange'), subnet, 'ipRange'));
+    if (o.ipRange !== undefined) record.ipRange = ip.formatCidr(cidrIn(string(o.ipRange, 'ipRange'), subnet, 'ipRange'));
     if (o.settings !== undefined) record.settings = networkSettings(o.settings, subnet);
     return record;
   });
@@ -134,7 +135,7 @@ export function readNetwork(kv: KeyValue): NetworkRecord {
 const ISO_TIME = { test: (s: string) => !Number.isNaN(Date.parse(s)) };
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
-function networkSettings(value: unknown, subnet: Cidr): NetworkSettings {
+function networkSettings(value: unknown, subnet: ip.Cidr): NetworkSettings {
   const o = object(value, 'settings');
   const aux = object(o.auxAddresses, 'settings.auxAddresses');
   const settings: NetworkSettings = {
@@ -142,6 +143,7 @@ function networkSettings(value: unknown, subnet: Cidr): NetworkSettings {
     auxAddresses: Object.fromEntries(Object.entries(aux).map(([name, ip]) => [name, address(ip, subnet, `settings.auxAddresses.${name}`)])),
   };
   if (o.mtu !== undefined) settings.mtu = integer(o.mtu, MIN_MTU, MAX_MTU, 'settings.mtu');
+  if (o.ipv6Subnet !== undefined) settings.ipv6Subnet = cidrOf(o.ipv6Subnet, 6, 'settings.ipv6Subnet');
   return settings;
 }
 
@@ -152,11 +154,12 @@ export function readNode(kv: KeyValue): NodeRecord {
     const o = json(kv.value);
     const record: NodeRecord = {
       name: same(o.name, name, 'name'),
-      ip: address(o.ip, undefined, 'ip'),
+      ip: address(o.ip, 4, 'ip'),
       backend: oneOf(o.backend, ['host-gw', 'vxlan', 'auto'] as const, 'backend'),
       version: string(o.version, 'version'),
       lastSeen: text(o.lastSeen, ISO_TIME, 'an ISO time', 'lastSeen'),
     };
+    if (o.ip6 !== undefined) record.ip6 = address(o.ip6, 6, 'ip6');
     if (o.vtepMac !== undefined) record.vtepMac = text(o.vtepMac, MAC, 'a MAC address', 'vtepMac');
     if (o.wireguard !== undefined) {
       const wireguard = object(o.wireguard, 'wireguard');
@@ -251,6 +254,7 @@ export function readEndpoint(kv: KeyValue): EndpointRecord {
       network: o.network as string,
       node: same(o.node, node, 'node'),
       address: address(o.address, subnet, 'address'),
+      ...(o.addressV6 !== undefined && { addressV6: address(o.addressV6, 6, 'addressV6') }),
       hostIfname: text(o.hostIfname, { test: isSluiceHostIfname }, 'a sluice veth name (slv + 11 hex digits)', 'hostIfname'),
       labels: o.labels === null ? null : labels(o.labels),
       ports: list(o.ports, 'ports').map((p, i) => portMapping(p, `ports[${i}]`)),
@@ -306,7 +310,7 @@ function blockClaim(key: string): { network: string; block: string } {
   const [network, blockPart] = segments(key, 'blocks', 2);
   const subnet = networkKey(network, 'key');
   const block = cidrIn(keyCidr(blockPart), subnet, 'key');
-  return { network, block: formatCidr(block) };
+  return { network, block: ip.formatCidr(block) };
 }
 
 function addressClaim(key: string): { network: string; address: string } {

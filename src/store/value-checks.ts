@@ -5,7 +5,7 @@
  */
 import { InvalidRecordError } from '../errors';
 import { NODE_NAME, type Labels, type PortMapping } from '../model';
-import { type Cidr, contains, formatCidr, isIpv6, parseCidr, parseIp } from '../net/ipv4';
+import * as ip from '../net/ip';
 import { cidrKey, keyCidr } from './keys';
 import type { KeyValue } from './store';
 
@@ -98,29 +98,40 @@ export function nodeName(value: unknown, path: string): string {
   return text(value, NODE_NAME, 'a node name', path);
 }
 
-/** A network key ("10.96.0.0-16"), canonical; returns its subnet. */
-export function networkKey(value: unknown, path: string): Cidr {
+/** A network key ("10.96.0.0-16", "fd00:96::-64"), canonical; returns its subnet. */
+export function networkKey(value: unknown, path: string): ip.Cidr {
   const key = string(value, path);
-  const subnet = parseCidr(keyCidr(key));
-  if (subnet === undefined || cidrKey(formatCidr(subnet)) !== key) throw expected('a network key such as "10.96.0.0-16"', key, path);
+  const subnet = ip.parseCidr(keyCidr(key));
+  if (subnet === undefined || cidrKey(ip.formatCidr(subnet)) !== key) throw expected('a network key such as "10.96.0.0-16"', key, path);
   return subnet;
 }
 
+/** A canonical CIDR of `family` (IPv6 as RFC 5952). */
+export function cidrOf(value: unknown, family: ip.Family, path: string): string {
+  const s = string(value, path);
+  const cidr = ip.parseCidr(s);
+  if (cidr?.family !== family || ip.formatCidr(cidr) !== s) throw expected(family === 4 ? 'an IPv4 CIDR' : 'an IPv6 CIDR', s, path);
+  return s;
+}
+
 /** A canonical CIDR within `outer`. */
-export function cidrIn(value: string, outer: Cidr, path: string): Cidr {
-  const cidr = parseCidr(value);
-  if (cidr === undefined || formatCidr(cidr) !== value || cidr.prefix < outer.prefix || !contains(outer, cidr.base)) {
-    throw expected(`a block of ${formatCidr(outer)}`, value, path);
+export function cidrIn(value: string, outer: ip.Cidr, path: string): ip.Cidr {
+  const cidr = ip.parseCidr(value);
+  if (cidr === undefined || ip.formatCidr(cidr) !== value || cidr.prefix < outer.prefix || !ip.contains(outer, ip.at(cidr, cidr.base))) {
+    throw expected(`a block of ${ip.formatCidr(outer)}`, value, path);
   }
   return cidr;
 }
 
-/** An IPv4 address in dotted form, within `within` if given. */
-export function address(value: unknown, within: Cidr | undefined, path: string): string {
+/** An address in its canonical text (IPv6 as RFC 5952): within a CIDR, or any of a family. */
+export function address(value: unknown, within: ip.Cidr | ip.Family, path: string): string {
   const s = string(value, path);
-  const ip = parseIp(s);
-  if (ip === undefined || (within !== undefined && !contains(within, ip))) {
-    throw expected(within === undefined ? 'an IPv4 address' : `an IPv4 address in ${formatCidr(within)}`, s, path);
+  const parsed = ip.parseIp(s);
+  const family = typeof within === 'number' ? within : within.family;
+  const inside = (a: ip.Address): boolean => (typeof within === 'number' ? a.family === within : ip.contains(within, a));
+  if (parsed === undefined || ip.formatIp(parsed) !== s || !inside(parsed)) {
+    const name = family === 4 ? 'an IPv4 address' : 'an IPv6 address';
+    throw expected(typeof within === 'number' ? name : `${name} in ${ip.formatCidr(within)}`, s, path);
   }
   return s;
 }
@@ -140,7 +151,7 @@ export function portMapping(value: unknown, path: string): PortMapping {
     hostPortEnd: integer(o.hostPortEnd, 0, 65535, `${path}.hostPortEnd`),
   };
   if (o.hostIp !== undefined) {
-    mapping.hostIp = text(o.hostIp, { test: (s) => parseIp(s) !== undefined || isIpv6(s) }, 'an IP address', `${path}.hostIp`);
+    mapping.hostIp = text(o.hostIp, { test: (s) => ip.parseIp(s) !== undefined }, 'an IP address', `${path}.hostIp`);
   }
   return mapping;
 }

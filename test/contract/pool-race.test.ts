@@ -3,14 +3,14 @@
  * A host is an Ipam with its own store client: two EtcdStores on one etcd,
  * two FileStores on one file (as two processes), two MemoryStores on one
  * engine. Whatever the timing, overlapping subnets never both exist, the same
- * subnet is one network, and no address is handed out twice.
+ * subnet is one network, and no address is handed out twice; IPv6 pools too.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConflictError, errorMessage } from '../../src/errors';
 import { Ipam } from '../../src/ipam/ipam-service';
-import { overlaps, parseCidr } from '../../src/net/ipv4';
+import { overlaps, parseCidr } from '../../src/net/ip';
 import { EtcdStore } from '../../src/store/etcd-store/adapter';
 import { FileStore } from '../../src/store/file-store/adapter';
 import { ROOT } from '../../src/store/keys';
@@ -38,7 +38,7 @@ type Outcome = PromiseSettledResult<{ poolId: string; pool: string; gateway: str
 
 /** Docker's calls for a network create on one host: the pool, then an address for a container. */
 async function createAndAllocate(host: Host, pool?: string) {
-  const { poolId, pool: subnet, data } = await host.ipam.requestPool({ pool, options: {}, v6: false });
+  const { poolId, pool: subnet, data } = await host.ipam.requestPool({ pool, options: {}, v6: pool?.includes(':') ?? false });
   const { address } = await host.ipam.requestAddress({ poolId });
   return { poolId, pool: subnet, gateway: data['com.docker.network.gateway']!.split('/')[0]!, address: address.split('/')[0]! };
 }
@@ -69,6 +69,7 @@ const races: { name: string; run(a: Host, b: Host, admin: Registry): Promise<str
   ...[
     ['10.160.8.0/21', '10.160.8.0/22'],
     ['10.160.0.0/16', '10.160.200.0/24'],
+    ['fd00:160::/48', 'fd00:160:0:8::/64'],
   ].map(([first, second]) => ({
     name: `${first} vs ${second}`,
     async run(a: Host, b: Host, admin: Registry) {

@@ -3,7 +3,8 @@ import { ClusterView } from '../../../src/agent/view';
 import { status } from '../../../src/cli/commands';
 import { endpointIfnames } from '../../../src/firewall/names';
 import { Ipam } from '../../../src/ipam/ipam-service';
-import { blockOf, formatCidr, formatIp, parseCidr, parseIp } from '../../../src/net/ipv4';
+import { blockOf, formatCidr, formatIp, parseIp } from '../../../src/net/ipv4';
+import * as ip from '../../../src/net/ip';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { Registry } from '../../../src/store/registry';
 import { RETRY_MS } from '../../../src/agent/reporter';
@@ -17,7 +18,7 @@ const GRACE_S = 600;
 /** Node `name`, last seen at LAST_SEEN, holding one block of 10.96.0.0/16 with `addresses` addresses (an endpoint each) and a Docker network. */
 async function deadNode(registry: Registry, name: string, addresses: number, blockSize = 26): Promise<void> {
   await registry.putNode({ name, ip: '192.0.2.9', backend: 'auto', version: 'test', lastSeen: new Date(LAST_SEEN).toISOString() });
-  const ipam = new Ipam(registry, { node: name, defaultSupernet: parseCidr('10.96.0.0/12')!, defaultSubnetPrefix: 16, defaultBlockSize: blockSize });
+  const ipam = new Ipam(registry, { node: name, defaultSupernet: ip.parseCidr('10.96.0.0/12')!, defaultSubnetPrefix: 16, defaultBlockSize: blockSize });
   const { poolId } = await ipam.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
   // The first address through IPAM claims the block; the others are written straight into it.
   const first = parseIp((await ipam.requestAddress({ poolId })).address.split('/')[0]!)!;

@@ -29,6 +29,13 @@ describe('ClusterView.apply: whether the desired state may have changed', () => 
     expect(view.apply([put(keys.poolGuard, '10.96.0.0-16')])).toBe(false);
   });
 
+  it('says no to IPv6 pools and their blocks, which only IPAM uses so far, and keeps them out of routes and firewall', () => {
+    const pool = { key: 'fd00:96::-64', subnet: 'fd00:96::/64', blockSize: 122, gateway: 'fd00:96::1' };
+    const block = { network: pool.key, block: 'fd00:96::40/122', node: 'h2' };
+    expect(view.apply([put(keys.network(pool.key), pool), put(keys.block(pool.key, block.block), block)])).toBe(false);
+    expect([view.networks.size, view.blocks.size, view.invalid.size]).toEqual([0, 1, 0]);
+  });
+
   it('says no to a liveness renewal and to a node record whose only change is lastSeen', () => {
     expect(view.apply([put(keys.aliveNode('h2'), 'renewed at 12:01')])).toBe(false);
     expect(view.apply([put(keys.node('h2'), { ...NODE, lastSeen: '2026-11-27T12:01:00.000Z' })])).toBe(false);

@@ -4,7 +4,7 @@ import { networkCreate, networkList, networkRemove, nodeRemove, policyApply, pol
 import { MemoryStore } from '../../../src/store/memory-store';
 import { Registry } from '../../../src/store/registry';
 import { Ipam, defineNetwork, newNetworkRecord } from '../../../src/ipam/ipam-service';
-import { parseCidr } from '../../../src/net/ipv4';
+import { parseCidr } from '../../../src/net/ip';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';

@@ -1,14 +1,15 @@
-import { BadRequestError, ConflictError, ExhaustedError, NotSupportedError } from '../../../src/errors';
+import { BadRequestError, ConflictError, ExhaustedError } from '../../../src/errors';
 import { GATEWAY_REQUEST, Ipam, type IpamOptions, defineNetwork, newNetworkRecord } from '../../../src/ipam/ipam-service';
 import type { NetworkSettings } from '../../../src/model';
 import { parseCidr, parseIp } from '../../../src/net/ipv4';
+import * as net from '../../../src/net/ip';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { Registry } from '../../../src/store/registry';
 
 function ipamFor(registry: Registry, node: string, overrides: Partial<IpamOptions> = {}): Ipam {
   return new Ipam(registry, {
     node,
-    defaultSupernet: parseCidr('10.96.0.0/12')!,
+    defaultSupernet: net.parseCidr('10.96.0.0/12')!,
     defaultSubnetPrefix: 16,
     defaultBlockSize: 26,
     ...overrides,
@@ -19,7 +20,7 @@ const ip = (cidr: string) => cidr.split('/')[0]!;
 
 /** `docker network create --subnet`: RequestPool, then CreateNetwork settling the network's options. */
 async function createdPool(ipam: Ipam, subnet: string, settings: NetworkSettings = { internal: false, auxAddresses: {} }): Promise<string> {
-  const { poolId } = await ipam.requestPool({ pool: subnet, options: {}, v6: false });
+  const { poolId } = await ipam.requestPool({ pool: subnet, options: {}, v6: subnet.includes(':') });
   await ipam.settleNetwork(poolId, settings, () => undefined);
   return poolId;
 }
@@ -50,8 +51,7 @@ describe('Ipam', () => {
     );
   });
 
-  it('refuses IPv6, a bad --ip-range and malformed subnets with clear errors', async () => {
-    await expect(ipam.requestPool({ options: {}, v6: true })).rejects.toBeInstanceOf(NotSupportedError);
+  it('refuses a bad --ip-range and malformed subnets with clear errors', async () => {
     await expect(ipam.requestPool({ pool: '10.1.0.0/16', subPool: '10.2.1.0/24', options: {}, v6: false })).rejects.toThrow(
       new BadRequestError('--ip-range 10.2.1.0/24 is not an IPv4 CIDR inside --subnet 10.1.0.0/16'),
     );
@@ -61,7 +61,7 @@ describe('Ipam', () => {
   });
 
   it('picks a different free /16 for each pool requested without --subnet, and says when none is left', async () => {
-    const small = ipamFor(registry, 'h1', { defaultSupernet: parseCidr('10.200.0.0/15')! });
+    const small = ipamFor(registry, 'h1', { defaultSupernet: net.parseCidr('10.200.0.0/15')! });
     const a = await small.requestPool({ options: {}, v6: false });
     const b = await small.requestPool({ options: {}, v6: false });
     expect([a.pool, b.pool]).toEqual(['10.200.0.0/16', '10.201.0.0/16']);
@@ -175,11 +175,93 @@ describe('Ipam', () => {
   });
 
   it('never hands out the gateway of a network defined ahead (sluice network create)', async () => {
-    const shared = newNetworkRecord(parseCidr('10.120.0.0/16')!, 26, { name: 'shared', managed: true });
+    const shared = newNetworkRecord(net.parseCidr('10.120.0.0/16')!, 26, { name: 'shared', managed: true });
     await defineNetwork(registry, () => shared);
     const { poolId, data } = await ipam.requestPool({ pool: '10.120.0.0/16', options: {}, v6: false });
     expect(data['com.docker.network.gateway']).toBe('10.120.0.1/16');
     expect((await ipam.requestAddress({ poolId })).address).toBe('10.120.0.2/16');
+  });
+
+  describe('IPv6 pools', () => {
+    const v6Pool = (subnet: string, options: Record<string, string> = {}) => ipam.requestPool({ pool: subnet, options, v6: true });
+
+    it('gives an IPv6 --subnet the same pool on every host, canonical, with its first address as gateway and /122 blocks', async () => {
+      const a = await v6Pool('FD00:0096:0:0::/64');
+      const b = await ipamFor(registry, 'h2').requestPool({ pool: 'fd00:96::/64', options: {}, v6: true });
+      expect(a).toEqual({ poolId: 'fd00:96::-64', pool: 'fd00:96::/64', data: { 'com.docker.network.gateway': 'fd00:96::1/64' } });
+      expect(b.poolId).toBe(a.poolId);
+      expect((await registry.getNetwork(a.poolId))?.record.blockSize).toBe(122);
+    });
+
+    it('takes block-size-v6 for IPv6 pools only, since Docker sends the same --ipam-opt to both pools', async () => {
+      const options = { 'block-size': '28', 'block-size-v6': '120' };
+      const v6 = await v6Pool('fd00:96::/64', options);
+      const v4 = await ipam.requestPool({ pool: '10.96.0.0/16', options, v6: false });
+      expect((await registry.getNetwork(v6.poolId))?.record.blockSize).toBe(120);
+      expect((await registry.getNetwork(v4.poolId))?.record.blockSize).toBe(28);
+      await expect(v6Pool('fd00:97::/64', { 'block-size-v6': '127' })).rejects.toThrow(
+        new BadRequestError('--ipam-opt block-size-v6=127: expected a prefix length from 64 to 126, e.g. 122'),
+      );
+    });
+
+    it('refuses --ipv6 without an IPv6 --subnet, and an IPv4 subnet for the IPv6 pool', async () => {
+      await expect(ipam.requestPool({ options: {}, v6: true })).rejects.toThrow(/--ipv6 needs an IPv6 --subnet, such as --subnet fd00:96::\/64/);
+      await expect(v6Pool('10.96.0.0/16')).rejects.toThrow(new BadRequestError('--subnet 10.96.0.0/16 is not an IPv6 CIDR such as fd00:96::/64'));
+      await expect(ipam.requestPool({ pool: 'fd00:96::/64', options: {}, v6: false })).rejects.toThrow(/is not an IPv4 CIDR/);
+      await expect(v6Pool('fd00:96::/127')).rejects.toThrow(/too small: use a \/126 or larger/);
+    });
+
+    it('refuses an IPv6 subnet overlapping another IPv6 network, never one of the other family', async () => {
+      await v6Pool('fd00:96::/64');
+      await ipam.requestPool({ pool: '0.0.0.0/1', options: {}, v6: false });
+      await expect(v6Pool('fd00:96::/80')).rejects.toThrow(
+        new ConflictError('subnet fd00:96::/80 overlaps sluice network fd00:96::/64: pick a subnet outside it'),
+      );
+      await expect(v6Pool('::/96')).resolves.toMatchObject({ pool: '::/96' });
+    });
+
+    it('hands out distinct addresses, skipping the subnet-router address and the gateway, and reuses a released one', async () => {
+      const { poolId } = await v6Pool('fd00:96::/64');
+      const first = await ipam.requestAddress({ poolId });
+      const second = await ipam.requestAddress({ poolId });
+      expect([first.address, second.address]).toEqual(['fd00:96::2/64', 'fd00:96::3/64']);
+      await ipam.releaseAddress(poolId, 'fd00:96:0::2');
+      expect((await ipam.requestAddress({ poolId })).address).toBe('fd00:96::2/64');
+      await expect(ipam.releaseAddress(poolId, '10.96.0.2')).rejects.toThrow(new BadRequestError('ReleaseAddress: "10.96.0.2" is not an IPv6 address'));
+    });
+
+    it('never hands out one IPv6 address twice under 50 concurrent requests from each of three hosts', async () => {
+      const { poolId } = await v6Pool('fd00:96::/64');
+      const hosts = ['h1', 'h2', 'h3'].map((node) => ipamFor(new Registry(store), node));
+      const results = await Promise.all(hosts.flatMap((h) => Array.from({ length: 50 }, () => h.requestAddress({ poolId }))));
+      expect(new Set(results.map((r) => r.address)).size).toBe(150);
+      const blocks = await registry.listBlocks(poolId);
+      for (const { record } of await registry.listAddresses(poolId)) {
+        if (record.kind !== 'endpoint') continue;
+        const block = blocks.find((b) => net.contains(net.parseCidr(b.block)!, net.parseIp(record.address)!));
+        expect(block?.node).toBe(record.node);
+      }
+    });
+
+    it('gives --ip6 exactly, stored in canonical form, and refuses it when taken, outside the pool or of the other family', async () => {
+      const poolId = await createdPool(ipam, 'fd00:96::/64');
+      expect(await ipam.requestAddress({ poolId, address: 'FD00:96:0:0:0:0:0:77' })).toEqual({ address: 'fd00:96::77/64' });
+      expect((await registry.listAddresses(poolId)).map((a) => a.record.address)).toContain('fd00:96::77');
+      await expect(ipam.requestAddress({ poolId, address: 'fd00:96::77' })).rejects.toThrow(/already in use on node h1/);
+      await expect(ipam.requestAddress({ poolId, address: 'fd00:97::5' })).rejects.toThrow(/outside the network's subnet/);
+      await expect(ipam.requestAddress({ poolId, address: 'fd00:96::' })).rejects.toThrow(/is the network address of fd00:96::\/64/);
+      await expect(ipam.requestAddress({ poolId, address: '10.96.0.5' })).rejects.toThrow(new BadRequestError('"10.96.0.5" is not an IPv6 address'));
+    });
+
+    it('fills a small IPv6 pool block by block, the last address included, then reports it full', async () => {
+      const { poolId } = await v6Pool('fd00:99::/125', { 'block-size-v6': '126' });
+      const got: string[] = [];
+      // 8 addresses - the subnet-router address - gateway = 6 usable; IPv6 has no broadcast.
+      for (let i = 0; i < 6; i++) got.push(ip((await ipam.requestAddress({ poolId })).address));
+      expect(got).toContain('fd00:99::7');
+      expect(new Set(got).size).toBe(6);
+      await expect(ipam.requestAddress({ poolId })).rejects.toThrow(/network fd00:99::\/125 is full/);
+    });
   });
 
   describe('--ip-range', () => {

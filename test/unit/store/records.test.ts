@@ -1,7 +1,7 @@
 import { ClusterView } from '../../../src/agent/view';
 import { InvalidRecordError } from '../../../src/errors';
 import { Ipam } from '../../../src/ipam/ipam-service';
-import { parseCidr } from '../../../src/net/ipv4';
+import { parseCidr } from '../../../src/net/ip';
 import { ROOT } from '../../../src/store/keys';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { UNKNOWN_HOLDER, readRecord } from '../../../src/store/records';
@@ -71,6 +71,38 @@ describe('store records', () => {
     expect(bad({ settings: { ...full.settings, auxAddresses: { router: '10.97.0.2' } } })).toBe(
       'settings.auxAddresses.router: expected an IPv4 address in 10.96.0.0/16, found "10.97.0.2"',
     );
+  });
+
+  it('reads IPv6 pools, blocks and addresses in canonical form only, and a dual-stack endpoint, network and node', () => {
+    const pool = { key: 'fd00:96::-64', subnet: 'fd00:96::/64', blockSize: 122, gateway: 'fd00:96::1' };
+    expect(read('networks/fd00:96::-64', JSON.stringify(pool))).toEqual({ kind: 'network', record: pool });
+    expect(reason('networks/fd00:96:0::-64', JSON.stringify(pool))).toBe('key: expected a network key such as "10.96.0.0-16", found "fd00:96:0::-64"');
+    expect(reason('networks/fd00:96::-64', JSON.stringify({ ...pool, gateway: 'FD00:96::1' }))).toBe(
+      'gateway: expected an IPv6 address in fd00:96::/64, found "FD00:96::1"',
+    );
+    expect(reason('networks/fd00:96::-64', JSON.stringify({ ...pool, blockSize: 130 }))).toBe('blockSize: expected an integer from 64 to 128, found 130');
+    const block = { network: 'fd00:96::-64', block: 'fd00:96::40/122', node: 'h1' };
+    expect(read('blocks/fd00:96::-64/fd00:96::40-122', JSON.stringify(block))).toEqual({ kind: 'block', record: block });
+    const claim = { network: 'fd00:96::-64', address: 'fd00:96::41', node: 'h1', kind: 'endpoint' };
+    expect(read('addresses/fd00:96::-64/fd00:96::40-122/fd00:96::41', JSON.stringify(claim))).toEqual({ kind: 'address', record: claim });
+    expect(reason('addresses/fd00:96::-64/fd00:96::40-122/fd00:96::81', JSON.stringify(claim))).toBe(
+      'key: expected an IPv6 address in fd00:96::40/122, found "fd00:96::81"',
+    );
+
+    const dual = { ...ENDPOINT, addressV6: 'fd00:96::41' };
+    expect(read(`endpoints/h1/${'e'.repeat(64)}`, JSON.stringify(dual))).toEqual({ kind: 'endpoint', record: dual });
+    expect(reason(`endpoints/h1/${'e'.repeat(64)}`, JSON.stringify({ ...dual, addressV6: '10.96.0.3' }))).toBe(
+      'addressV6: expected an IPv6 address, found "10.96.0.3"',
+    );
+    const net = { key: '10.96.0.0-16', subnet: '10.96.0.0/16', blockSize: 26, gateway: '10.96.0.1' };
+    const settings = { internal: false, auxAddresses: {}, ipv6Subnet: 'fd00:96::/64' };
+    expect(read('networks/10.96.0.0-16', JSON.stringify({ ...net, settings }))).toEqual({ kind: 'network', record: { ...net, settings } });
+    expect(reason('networks/10.96.0.0-16', JSON.stringify({ ...net, settings: { ...settings, ipv6Subnet: 'fd00:96::1/64' } }))).toBe(
+      'settings.ipv6Subnet: expected an IPv6 CIDR, found "fd00:96::1/64"',
+    );
+    const node = { name: 'h1', ip: '192.0.2.1', ip6: '2001:db8::1', backend: 'host-gw', version: '0.1.0', lastSeen: '2026-01-01T00:00:00Z' };
+    expect(read('nodes/h1', JSON.stringify(node))).toEqual({ kind: 'node', record: node });
+    expect(reason('nodes/h1', JSON.stringify({ ...node, ip: '2001:db8::1' }))).toBe('ip: expected an IPv4 address, found "2001:db8::1"');
   });
 
   it('has the Registry skip invalid records in lists, refuse them in gets, and name them', async () => {
