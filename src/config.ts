@@ -27,6 +27,8 @@ export interface AgentConfig extends StoreSettings {
   socket: string;
   node: string;
   nodeIp: string;
+  /** The next hop of other hosts' IPv6 host-gw routes to this one; undefined: IPv6 to this host goes through VXLAN. */
+  nodeIp6: string | undefined;
   dockerHost: string;
   backend: Backend;
   mtu: number | undefined;
@@ -90,6 +92,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'socket', help: 'plugin socket; its file name is the driver name', default: '/run/docker/plugins/sluice.sock' },
   { flag: 'node', help: 'this host\'s name in the cluster', default: '(hostname)' },
   { flag: 'node-ip', help: 'this host\'s address that other hosts reach it on', default: '(first non-loopback IPv4)' },
+  { flag: 'node-ip6', help: 'this host\'s IPv6 address that other hosts reach it on, for IPv6 host-gw routes', default: '(first global IPv6 beside --node-ip, if any)' },
   { flag: 'docker-host', help: 'Docker Engine API: unix:///PATH or tcp://HOST:PORT', default: 'unix:///var/run/docker.sock' },
   { flag: 'backend', help: 'how blocks of other hosts are reached: host-gw, vxlan or auto (host-gw when on the same link)', default: 'auto' },
   { flag: 'mtu', help: 'container MTU', default: "(the underlay's with auto, − 50 with vxlan, 1500 with host-gw, 1440 with --encryption wireguard)" },
@@ -171,6 +174,21 @@ function firstIpv4(): string {
   throw new BadRequestError('no non-loopback IPv4 address found: pass --node-ip');
 }
 
+/** A global (not link-local) IPv6 address of the interface that holds `nodeIp`: on the same link as the peers it reaches. */
+function ipv6Beside(nodeIp: string): string | undefined {
+  const holder = Object.values(os.networkInterfaces()).find((addresses) => addresses?.some((a) => a.address === nodeIp));
+  const found = holder?.find((a) => a.family === 'IPv6' && !a.internal && a.scopeid === 0);
+  return found && ip.formatIp(ip.parseIp(found.address)!);
+}
+
+/** `--node-ip6`, canonical. */
+function nodeIp6(given: string | undefined, nodeIp: string): string | undefined {
+  if (given === undefined) return ipv6Beside(nodeIp);
+  const parsed = ip.parseIp(given);
+  if (parsed?.family !== 6) throw new BadRequestError(`--node-ip6 ${given} is not an IPv6 address`);
+  return ip.formatIp(parsed);
+}
+
 type Flags = Record<string, string | undefined>;
 
 function setting(flags: Flags, env: NodeJS.ProcessEnv): (flag: string) => string | undefined {
@@ -250,6 +268,7 @@ export function loadAgentConfig(flags: Flags, env: NodeJS.ProcessEnv = process.e
     socket: text('socket'),
     node,
     nodeIp,
+    nodeIp6: nodeIp6(get('node-ip6'), nodeIp),
     dockerHost: text('docker-host'),
     backend,
     mtu: mtu === undefined ? undefined : integer('mtu', mtu, 576, 65000),

@@ -32,7 +32,7 @@ export class Liveness {
   private stopped = false;
 
   constructor(
-    private readonly config: Pick<AgentConfig, 'node' | 'nodeIp' | 'backend' | 'gracePeriod'>,
+    private readonly config: Pick<AgentConfig, 'node' | 'nodeIp' | 'nodeIp6' | 'backend' | 'gracePeriod'>,
     private readonly registry: Registry,
     private readonly dataplane: Dataplane,
     private readonly clock: Clock,
@@ -62,6 +62,7 @@ export class Liveness {
       const record: NodeRecord = {
         name: node,
         ip: this.config.nodeIp,
+        ...(this.config.nodeIp6 !== undefined && { ip6: this.config.nodeIp6 }),
         backend: this.config.backend,
         ...(this.vtepMac && { vtepMac: this.vtepMac }),
         ...(this.wireguard && { wireguard: this.wireguard }),

@@ -21,6 +21,12 @@ describe('agent configuration', () => {
     expect(() => loadAgentConfig({ 'node-ip': '192.0.2.1', node: 'a b' }, {})).toThrow(/--node a b/);
   });
 
+  it('takes --node-ip6 in canonical form, none where no interface holds --node-ip, and refuses what is not IPv6', () => {
+    expect(loadAgentConfig({ 'node-ip': '192.0.2.1', 'node-ip6': '2001:DB8:0:0::7' }, {}).nodeIp6).toBe('2001:db8::7');
+    expect(loadAgentConfig({ 'node-ip': '192.0.2.1' }, {}).nodeIp6).toBeUndefined();
+    expect(() => loadAgentConfig({ 'node-ip': '192.0.2.1', 'node-ip6': '192.0.2.1' }, {})).toThrow('--node-ip6 192.0.2.1 is not an IPv6 address');
+  });
+
   it('reads --protect as IPv4 addresses, each with a TCP port or none, and refuses anything else', () => {
     const config = loadAgentConfig({ 'node-ip': '192.0.2.1' }, { SLUICE_PROTECT: '10.0.0.5:8500, 10.0.0.6' });
     expect(config.protect).toEqual([{ address: '10.0.0.5', port: 8500 }, { address: '10.0.0.6' }]);
@@ -67,7 +73,7 @@ describe('agent configuration', () => {
   });
 
   it('documents every flag with its env var in --help', () => {
-    for (const flag of ['store', 'socket', 'node', 'node-ip', 'docker-host', 'backend', 'protect', 'metrics-addr', 'dns-address', 'dns-upstream', 'encryption', 'wireguard-port']) {
+    for (const flag of ['store', 'socket', 'node', 'node-ip', 'node-ip6', 'docker-host', 'backend', 'protect', 'metrics-addr', 'dns-address', 'dns-upstream', 'encryption', 'wireguard-port']) {
       expect(agentHelp()).toContain(`--${flag}`);
       expect(agentHelp()).toContain(`SLUICE_${flag.toUpperCase().replace(/-/g, '_')}`);
     }
