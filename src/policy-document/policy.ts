@@ -17,7 +17,7 @@
 import { type Document, Lexer, Parser, parseAllDocuments, stringify } from 'yaml';
 import { PolicyError } from '../errors';
 import { DOCKER_NETWORK_NAME } from '../model';
-import { formatCidr, parseCidr } from '../net/ipv4';
+import { formatCidr, parseCidr } from '../net/ip';
 import { parseSelector } from './selector';
 
 export const POLICY_KIND = 'NetworkPolicy';
@@ -381,11 +381,11 @@ function cidrs(value: unknown, ctx: Context, path: string): string[] {
   return items.map((item, i) => cidr(item, ctx, `${path}[${i}]`));
 }
 
-/** IPv4 only, and with the host bits zero, so a typo is refused rather than silently widened. */
+/** IPv4 or IPv6 (canonical, RFC 5952), with the host bits zero, so a typo is refused rather than silently widened. */
 function cidr(value: unknown, ctx: Context, path: string): string {
   const text = string(value, ctx, path);
   const parsed = parseCidr(text);
-  if (parsed === undefined) throw ctx.error(path, `${describe(text)} is not an IPv4 CIDR like "192.0.2.0/24"`);
+  if (parsed === undefined) throw ctx.error(path, `${describe(text)} is not a CIDR like "192.0.2.0/24" or "2001:db8::/32"`);
   const canonical = formatCidr(parsed);
   if (canonical !== text) throw ctx.error(path, `${describe(text)} is not a network address (did you mean "${canonical}"?)`);
   return text;

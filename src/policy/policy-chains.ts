@@ -10,7 +10,7 @@ import { netSetName, policyChainName, selectorSetName, targetSetName } from '../
 import type { Action, Match, PortRange, Rule } from '../firewall/rule';
 import { compareText, sortMembers, type Chain, type IpSet } from '../firewall/state';
 import type { Labels, NetworkRecord } from '../model';
-import { parseCidr } from '../net/ipv4';
+import * as ip from '../net/ip';
 import type { EgressRule, IngressRule, Policy, PortSpec } from '../policy-document/policy';
 import { matches, parseSelector, type Selector } from '../policy-document/selector';
 
@@ -52,9 +52,9 @@ export function policiesSelecting(policies: readonly Policy[], network: NetworkR
 }
 
 /** Parses each policy's selectors once, and sorts the policies into evaluation order. */
-export function compilePolicies(policies: readonly Policy[]): CompiledPolicy[] {
+export function compilePolicies(policies: readonly Policy[], family: ip.Family = 4): CompiledPolicy[] {
   const cache = new Map<string, Selector>();
-  return sortPolicies(policies).map((p) => compilePolicy(p, cache));
+  return sortPolicies(policies).map((p) => compilePolicy(p, cache, family));
 }
 
 /** Evaluation order: by `order`, then by name. */
@@ -62,8 +62,12 @@ export function sortPolicies(policies: readonly Policy[]): Policy[] {
   return [...policies].sort((a, b) => a.order - b.order || compareText(a.name, b.name));
 }
 
-/** One policy with its selectors parsed; `cache` shares parses of equal selector text. */
-export function compilePolicy(policy: Policy, cache = new Map<string, Selector>()): CompiledPolicy {
+/**
+ * One policy with its selectors parsed, for the firewall of one address
+ * family; `cache` shares parses of equal selector text. A rule whose CIDRs
+ * are all of the other family matches no packet of this one: it is left out.
+ */
+export function compilePolicy(policy: Policy, cache = new Map<string, Selector>(), family: ip.Family = 4): CompiledPolicy {
   const selector = (text: string): Selector => {
     let parsed = cache.get(text);
     if (parsed === undefined) {
@@ -77,19 +81,17 @@ export function compilePolicy(policy: Policy, cache = new Map<string, Selector>(
     }
     return parsed;
   };
-  const compileRule = (r: IngressRule | EgressRule, peer: string | undefined, peerNets: string[] | undefined): CompiledRule => ({
-    action: r.action,
-    protocol: r.protocol,
-    peer: peer === undefined ? undefined : selector(peer),
-    peerNets,
-    ports: r.ports,
-  });
+  const compileRule = (r: IngressRule | EgressRule, peer: string | undefined, nets: string[] | undefined): CompiledRule[] => {
+    const peerNets = nets?.filter((c) => ip.parseCidr(c)?.family === family);
+    if (peerNets?.length === 0) return [];
+    return [{ action: r.action, protocol: r.protocol, peer: peer === undefined ? undefined : selector(peer), peerNets, ports: r.ports }];
+  };
   return {
     name: policy.name,
     network: policy.network,
     selector: selector(policy.selector),
-    ingress: policy.ingress?.map((r) => compileRule(r, r.from, r.fromNets)),
-    egress: policy.egress?.map((r) => compileRule(r, r.to, r.toNets)),
+    ingress: policy.ingress?.flatMap((r) => compileRule(r, r.from, r.fromNets)),
+    egress: policy.egress?.flatMap((r) => compileRule(r, r.to, r.toNets)),
   };
 }
 
@@ -243,7 +245,7 @@ export class SetBook {
 
   /** Undefined when a /0 is among the nets: that matches every address, and hash:net cannot hold a /0. */
   netSet(cidrs: readonly string[]): string | undefined {
-    if (cidrs.some((c) => parseCidr(c)?.prefix === 0)) return undefined;
+    if (cidrs.some((c) => ip.parseCidr(c)?.prefix === 0)) return undefined;
     return this.fixed(netSetName(cidrs), 'hash:net', cidrs);
   }
 

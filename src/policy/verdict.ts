@@ -16,6 +16,7 @@
  */
 import type { EndpointRecord, NetworkRecord } from '../model';
 import { contains, parseCidr, parseIp } from '../net/ipv4';
+import * as ip from '../net/ip';
 import { type CompiledPolicy, type CompiledRule, type Direction, selects } from './policy-chains';
 import type { PortSpec, RuleProtocol } from '../policy-document/policy';
 import { matches } from '../policy-document/selector';
@@ -123,8 +124,8 @@ export function peerMatches(rule: CompiledRule, peer: EndpointRecord): boolean {
 }
 
 export function netsContain(cidrs: readonly string[], address: string): boolean {
-  const ip = parseIp(address);
-  return ip !== undefined && cidrs.some((c) => contains(parseCidr(c)!, ip));
+  const parsed = ip.parseIp(address);
+  return parsed !== undefined && cidrs.some((c) => ip.contains(ip.parseCidr(c)!, parsed));
 }
 
 /** Both sides per port segment: allowed only where both allow. */

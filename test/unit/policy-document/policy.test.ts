@@ -130,9 +130,17 @@ egress:
     [doc('ingress: [{action: allow, protocol: tcp, ports: ["1-70000"]}]\n'), 'document 1 (name: web): ingress[0].ports[0]: "1-70000" is not a port range'],
     [doc('ingress: [{action: allow, protocol: tcp, ports: [http]}]\n'), 'document 1 (name: web): ingress[0].ports[0]: "http" is not a port or a range like "8000-8100"'],
     [doc('ingress: [{action: allow, fromNets: []}]\n'), 'document 1 (name: web): ingress[0].fromNets: empty (leave it out to match every address)'],
-    [doc('ingress: [{action: allow, fromNets: [10.0.0.1]}]\n'), 'document 1 (name: web): ingress[0].fromNets[0]: "10.0.0.1" is not an IPv4 CIDR like "192.0.2.0/24"'],
-    [doc('egress: [{action: allow, toNets: ["2001:db8::/32"]}]\n'), 'document 1 (name: web): egress[0].toNets[0]: "2001:db8::/32" is not an IPv4 CIDR'],
-    [doc('egress: [{action: allow, toNets: [10.0.0.0/33]}]\n'), 'document 1 (name: web): egress[0].toNets[0]: "10.0.0.0/33" is not an IPv4 CIDR'],
+    [doc('ingress: [{action: allow, fromNets: [10.0.0.1]}]\n'), 'document 1 (name: web): ingress[0].fromNets[0]: "10.0.0.1" is not a CIDR like "192.0.2.0/24" or "2001:db8::/32"'],
+    [doc('egress: [{action: allow, toNets: ["2001:db8::/129"]}]\n'), 'document 1 (name: web): egress[0].toNets[0]: "2001:db8::/129" is not a CIDR'],
+    [doc('egress: [{action: allow, toNets: [10.0.0.0/33]}]\n'), 'document 1 (name: web): egress[0].toNets[0]: "10.0.0.0/33" is not a CIDR'],
+    [
+      doc('egress: [{action: allow, toNets: ["2001:DB8::/32"]}]\n'),
+      'document 1 (name: web): egress[0].toNets[0]: "2001:DB8::/32" is not a network address (did you mean "2001:db8::/32"?)',
+    ],
+    [
+      doc('egress: [{action: allow, toNets: ["2001:db8::1/32"]}]\n'),
+      'document 1 (name: web): egress[0].toNets[0]: "2001:db8::1/32" is not a network address (did you mean "2001:db8::/32"?)',
+    ],
     [
       doc('egress: [{action: allow, toNets: [192.0.2.1/24]}]\n'),
       'document 1 (name: web): egress[0].toNets[0]: "192.0.2.1/24" is not a network address (did you mean "192.0.2.0/24"?)',

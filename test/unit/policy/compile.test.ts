@@ -98,6 +98,24 @@ describe('default policy (no policy selects the endpoint)', () => {
   });
 });
 
+describe('CIDRs of both families in a policy', () => {
+  it('gives the IPv4 firewall only the IPv4 CIDRs of a rule, and leaves out a rule whose CIDRs are all IPv6', () => {
+    const [policy] = parsePolicies(`kind: NetworkPolicy
+name: nets
+selector: role == 'web'
+ingress:
+- {action: deny, fromNets: ["2001:db8::/32"]}
+- {action: allow, fromNets: ["2001:db8::/32", 192.0.2.0/24]}
+`);
+    const state = compileFirewall({ ...fixtures['web-from-client']!, policies: [policy!] });
+    expect(verdicts(state, [['from the IPv4 net', packet('192.0.2.7', web1)], ['from outside it', packet('198.51.100.1', web1)]])).toEqual({
+      'from the IPv4 net': 'ACCEPT',
+      'from outside it': 'DROP',
+    });
+    expect(state.ipsets.find((s) => s.name === netSetName(['192.0.2.0/24']))?.members).toEqual(['192.0.2.0/24']);
+  });
+});
+
 describe('ingress policy', () => {
   const state = compileFirewall(fixtures['web-from-client']!);
 
