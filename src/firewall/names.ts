@@ -33,6 +33,12 @@ export const POSTROUTING_CHAIN = 'SLUICE-POSTROUTING';
 export const HOOK_COMMENT = 'sluice hook';
 
 export const IPSET_PREFIX = 'sluice-';
+/**
+ * IPv6's sets share the kernel's one ipset namespace with IPv4's: the same
+ * names with this prefix instead (as long, so every name still fits). Chains
+ * keep their names: ip6tables has tables of its own.
+ */
+export const IPV6_IPSET_PREFIX = 'sluice6';
 /** Scratch set for atomic membership replacement (create, fill, swap, destroy); never a desired set. */
 export const TEMP_IPSET = 'sluice-tmp';
 

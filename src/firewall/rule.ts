@@ -25,7 +25,10 @@ export type Match =
   /** `-i`/`-o`; a name ending in `+` matches every interface with that prefix. */
   | { kind: 'in-interface'; name: string; negated?: true }
   | { kind: 'out-interface'; name: string; negated?: true }
+  /** `icmp` is ICMPv6 (`ipv6-icmp`) in an IPv6 table. */
   | { kind: 'protocol'; protocol: 'tcp' | 'udp' | 'icmp' }
+  /** After an icmp protocol match: one message type (ICMPv6's in an IPv6 table, e.g. 135 neighbour solicitation). */
+  | { kind: 'icmp-type'; type: number }
   /** One destination address (`-d ADDRESS/32`). */
   | { kind: 'destination'; address: string }
   /** `--dport`, after a tcp or udp protocol match. */
@@ -76,6 +79,8 @@ function renderMatch(match: Match): string {
       return `-d ${match.address}/32`;
     case 'destination-port':
       return `--dport ${renderPorts(match.ports)}`;
+    case 'icmp-type':
+      return `-m icmp --icmp-type ${match.type}`;
     case 'multiport':
       return `-m multiport --dports ${match.ports.map(renderPorts).join(',')}`;
     case 'set':

@@ -6,7 +6,7 @@
  */
 import type { Match, PortRange } from '../../src/firewall/rule';
 import type { Chain, FirewallState, IpSet } from '../../src/firewall/state';
-import { contains, parseCidr, parseIp } from '../../src/net/ipv4';
+import { contains, parseCidr, parseIp } from '../../src/net/ip';
 
 export interface Packet {
   /** Interface the packet came in on ('' for none). */
@@ -16,6 +16,8 @@ export interface Packet {
   dst: string;
   proto: 'tcp' | 'udp' | 'icmp';
   dport?: number;
+  /** ICMP (ICMPv6 for IPv6 addresses) message type. */
+  icmpType?: number;
   ctstate?: 'NEW' | 'ESTABLISHED' | 'RELATED' | 'INVALID';
 }
 
@@ -40,7 +42,7 @@ function inSet(set: IpSet, sides: string, packet: Packet): boolean {
   const ip = parseIp(address)!;
   return set.members.some((m) => {
     const [net, memberIface] = m.split(',');
-    const netMatches = set.type === 'hash:ip' ? net === address : contains(parseCidr(net!.includes('/') ? net! : `${net}/32`)!, ip);
+    const netMatches = set.type === 'hash:ip' ? net === address : contains(parseCidr(net!.includes('/') ? net! : `${net}/${ip.family === 4 ? 32 : 128}`)!, ip);
     return netMatches && memberIface === iface;
   });
 }
@@ -112,6 +114,8 @@ export class FilterSim {
           return match.address === packet.dst;
         case 'destination-port':
           return inRange(packet.dport, match.ports);
+        case 'icmp-type':
+          return match.type === packet.icmpType;
         case 'multiport':
           return match.ports.some((range) => inRange(packet.dport, range));
         case 'conntrack':
