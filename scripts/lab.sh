@@ -11,6 +11,10 @@
 #   routed: two subnets 10.250.1.0/24 (odd hosts) and 10.250.2.0/24 (even hosts), the underlay
 #           namespace routes between them (etcd 10.250.1.1): hosts on different subnets share no
 #           link, so host-gw cannot work between them.
+#   IPv6:   every segment also has a ULA /64 that mirrors its IPv4 /24: fd00:250:S::/64 next to
+#           10.250.S.0/24, the underlay namespace at fd00:250:S::1, host hN at fd00:250:S::(10+N)
+#           (the IPv4 host number written as hex digits: h1 = 10.250.0.11 = fd00:250::11); the
+#           routed topology routes IPv6 between its segments as it does IPv4. etcd stays on IPv4.
 #
 # Every agent serves Prometheus metrics on its host address, port 9453 (http://IP:9453/metrics),
 # reachable from the underlay namespace.
@@ -52,6 +56,7 @@ usage: lab.sh [--lab NAME] COMMAND [ARGS…]        (NAME defaults to $SLUICE_LA
                               "underlay" for the underlay/router namespace
   sluice HOST ARGS…           the sluice CLI on HOST, with SLUICE_STORE set to the lab's etcd
   ip HOST                     HOST's underlay address
+  ip6 HOST                    HOST's IPv6 underlay address
   etcd-endpoint               the store URL (etcd://IP:2379), reachable from every host
   store-env                   SLUICE_ETCD_* settings for a client of the lab's etcd, NAME=VALUE a line
   netns HOST                  HOST's network namespace name (for ip -n / ip netns)
@@ -129,6 +134,11 @@ subnet_of() { # host index -> third octet of its underlay subnet
   if [[ $LAB_TOPOLOGY == routed ]]; then echo $(( ($1 - 1) % 2 + 1 )); else echo 0; fi
 }
 host_ip() { local i; i=$(host_index "$1"); echo "10.250.$(subnet_of "$i").$((10 + i))"; }
+# Canonical (RFC 5952) text, as the agents store addresses: segment 0 is fd00:250::/64, not fd00:250:0::/64.
+segment_ip6() { # segment, host part -> address
+  if (($1 == 0)); then echo "fd00:250::$2"; else echo "fd00:250:$1::$2"; fi
+}
+host_ip6() { local i; i=$(host_index "$1"); segment_ip6 "$(subnet_of "$i")" "$((10 + i))"; }
 etcd_ip() { if [[ $LAB_TOPOLOGY == routed ]]; then echo 10.250.1.1; else echo 10.250.0.1; fi; }
 
 check_host() {
@@ -202,18 +212,23 @@ make_underlay() {
   ip netns add "$UL_NS"
   ip -n "$UL_NS" link set lo up
   if [[ $LAB_TOPOLOGY == routed ]]; then
-    local s
-    for s in 1 2; do
-      ip -n "$UL_NS" link add "br$s" type bridge
-      ip -n "$UL_NS" addr add "10.250.$s.1/24" dev "br$s"
-      ip -n "$UL_NS" link set "br$s" up
-    done
-    in_ul sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
+    make_segment 1
+    make_segment 2
+    in_ul sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward; echo 1 > /proc/sys/net/ipv6/conf/all/forwarding'
   else
-    ip -n "$UL_NS" link add br0 type bridge
-    ip -n "$UL_NS" addr add 10.250.0.1/24 dev br0
-    ip -n "$UL_NS" link set br0 up
+    make_segment 0
   fi
+}
+
+# make_segment S: the bridge brS of segment S, with the underlay namespace's addresses on it.
+make_segment() {
+  local s=$1
+  ip -n "$UL_NS" link add "br$s" type bridge
+  ip -n "$UL_NS" addr add "10.250.$s.1/24" dev "br$s"
+  # nodad: usable at once (duplicate address detection would hold it "tentative" for a second or
+  # two, and a ping right after `up` would fail); nobody else on the segment could have it anyway.
+  ip -n "$UL_NS" addr add "$(segment_ip6 "$s" 1)/64" dev "br$s" nodad
+  ip -n "$UL_NS" link set "br$s" up
 }
 
 make_host_net() {
@@ -225,9 +240,11 @@ make_host_net() {
   ip -n "$UL_NS" link add "v$h" type veth peer name eth0 netns "$ns"
   ip -n "$UL_NS" link set "v$h" master "br$s" up
   ip -n "$ns" addr add "$ip/24" dev eth0
+  ip -n "$ns" addr add "$(host_ip6 "$h")/64" dev eth0 nodad
   ip -n "$ns" link set eth0 up
   if [[ $LAB_TOPOLOGY == routed ]]; then
     ip -n "$ns" route add default via "10.250.$s.1"
+    ip -n "$ns" -6 route add default via "$(segment_ip6 "$s" 1)"
   fi
 }
 
@@ -487,7 +504,7 @@ EOF
     for i in $(seq "$hosts"); do start_agent "h$i"; done
     for i in $(seq "$hosts"); do wait_agent "h$i"; done
   fi
-  say "lab '$LAB' up in $((SECONDS - t0))s: etcd etcd://$(etcd_ip):2379, hosts:$(for i in $(seq "$hosts"); do printf ' h%s=%s' "$i" "$(host_ip "h$i")"; done)$( ((agent)) || echo ' (no agents)')"
+  say "lab '$LAB' up in $((SECONDS - t0))s: etcd etcd://$(etcd_ip):2379, hosts:$(for i in $(seq "$hosts"); do printf ' h%s=%s,%s' "$i" "$(host_ip "h$i")" "$(host_ip6 "h$i")"; done)$( ((agent)) || echo ' (no agents)')"
 }
 
 require_tools() {
@@ -665,7 +682,7 @@ cmd_status() {
   fi
   for i in $(seq "$LAB_HOSTS"); do
     h=h$i; d=$(host_dir "$h")
-    printf '  %-4s  %-12s  netns %-20s' "$h" "$(host_ip "$h")" "$(host_ns "$h")"
+    printf '  %-4s  %-12s  %-16s  netns %-20s' "$h" "$(host_ip "$h")" "$(host_ip6 "$h")" "$(host_ns "$h")"
     if pid=$(lab_pid "$d/dockerd.pid"); then printf '  dockerd pid %-7s' "$pid"; else printf '  dockerd STOPPED    '; up=0; fi
     if pid=$(lab_pid "$d/agent.pid"); then printf '  agent pid %s' "$pid"
     elif ((LAB_AGENT)); then printf '  agent STOPPED'; up=0
@@ -716,6 +733,7 @@ main() {
         $( ((LAB_ETCD_AUTH)) && echo "SLUICE_ETCD_PASSWORD=$(<"$LAB_DIR/etcd-sluice.password")") nsenter --mount="$(host_dir "$h")/mntns" \
         --net="/run/netns/$(host_ns "$h")" --wd="$PWD" -- node "$SLUICE_BIN" "$@" ;;
     ip) load_env; check_host "${1:?ip needs HOST}"; host_ip "$1" ;;
+    ip6) load_env; check_host "${1:?ip6 needs HOST}"; host_ip6 "$1" ;;
     netns) load_env; check_host "${1:?netns needs HOST}"; host_ns "$1" ;;
     hosts) load_env; for i in $(seq "$LAB_HOSTS"); do echo "h$i"; done ;;
     etcd-endpoint) load_env; echo "etcd://$(etcd_ip):2379" ;;

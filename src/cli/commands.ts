@@ -39,6 +39,7 @@ export async function status(registry: Registry, output: Output = 'text'): Promi
     if (e.labels === null || !network) return 'fail-closed';
     return policiesSelecting(policies, network, e.labels).join(',') || 'default';
   };
+  const owner = poolOwner(networks);
   const nodeBlocks = (name: string): string[] => blocks.filter((b) => b.node === name).map((b) => b.block);
   const nodeEndpoints = (name: string): number => endpoints.filter((e) => e.node === name).length;
   if (output === 'json') {
@@ -49,10 +50,13 @@ export async function status(registry: Registry, output: Output = 'text'): Promi
       invalidRecords: invalid,
     });
   }
+  const nodesV6 = nodes.some((n) => n.ip6 !== undefined);
+  const endpointsV6 = endpoints.some((e) => e.addressV6 !== undefined);
   const nodeRows = nodes.map((n) => [
     n.name,
     liveness(n, alive.has(n.name)),
     n.ip,
+    ...ipv6Cell(nodesV6, n.ip6),
     n.backend,
     n.version,
     nodeBlocks(n.name).join(',') || '-',
@@ -61,18 +65,19 @@ export async function status(registry: Registry, output: Output = 'text'): Promi
     n.lastApply ?? '-',
   ]);
   const errorRows = nodes.flatMap((n) => (n.lastError ? [[n.name, n.lastError.at, n.lastError.message]] : []));
-  const networkRows = networks.map((n) => [n.name ?? '-', n.subnet, `/${n.blockSize}`, n.gateway, n.managed ? 'sluice' : 'docker']);
+  const networkRows = networks.map((n) => [owner(n).name ?? '-', n.subnet, `/${n.blockSize}`, n.gateway, n.managed ? 'sluice' : 'docker']);
   const endpointRows = endpoints.map((e) => [
     e.containerName ?? e.id.slice(0, 12),
     byKey.get(e.network)?.name ?? byKey.get(e.network)?.subnet ?? e.network,
     e.node,
     e.address,
+    ...ipv6Cell(endpointsV6, e.addressV6),
     e.labels === null ? '(unknown)' : Object.entries(e.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-',
     policyState(e),
   ]);
   return [
     'NODES',
-    table(['NAME', 'LIVENESS', 'ADDRESS', 'BACKEND', 'VERSION', 'BLOCKS', 'ENDPOINTS', 'ENCRYPTION', 'LAST APPLY'], nodeRows),
+    table(['NAME', 'LIVENESS', 'ADDRESS', ...ipv6Cell(nodesV6, IPV6_HEADER), 'BACKEND', 'VERSION', 'BLOCKS', 'ENDPOINTS', 'ENCRYPTION', 'LAST APPLY'], nodeRows),
     // Reported with liveness (every minute): the latest failure of each agent's background work.
     ...(errorRows.length === 0 ? [] : ['', 'NODE ERRORS (latest per node)', table(['NODE', 'AT', 'ERROR'], errorRows)]),
     '',
@@ -80,12 +85,28 @@ export async function status(registry: Registry, output: Output = 'text'): Promi
     table(['NAME', 'SUBNET', 'BLOCK', 'GATEWAY', 'DEFINED BY'], networkRows),
     '',
     'ENDPOINTS',
-    table(['CONTAINER', 'NETWORK', 'NODE', 'ADDRESS', 'LABELS', 'POLICIES'], endpointRows),
+    table(['CONTAINER', 'NETWORK', 'NODE', 'ADDRESS', ...ipv6Cell(endpointsV6, IPV6_HEADER), 'LABELS', 'POLICIES'], endpointRows),
     // Only when there are some: agents ignore these keys, so someone should look at them.
     ...(invalid.length === 0
       ? []
       : ['', 'INVALID RECORDS (ignored by every agent)', table(['KEY', 'PROBLEM'], invalid.map((r) => [r.key, r.reason]))]),
   ].join('\n');
+}
+
+const IPV6_HEADER = 'IPV6 ADDRESS';
+
+/** An IPv6 column's cell, only in a cluster where some row has an IPv6 address: IPv4-only output stays as it was. */
+function ipv6Cell(shown: boolean, value: string | undefined): string[] {
+  return shown ? [value ?? '-'] : [];
+}
+
+/**
+ * The network a record stands for: an IPv6 pool has no name of its own and belongs to the
+ * network whose settings.ipv6Subnet it is; every other record stands for itself.
+ */
+function poolOwner(networks: NetworkRecord[]): (network: NetworkRecord) => NetworkRecord {
+  const owners = new Map(networks.flatMap((n) => (n.settings?.ipv6Subnet === undefined ? [] : [[n.settings.ipv6Subnet, n] as const])));
+  return (network) => owners.get(network.subnet) ?? network;
 }
 
 /** A reclaimed node that came back is fenced: its containers from before lost their addresses. */
@@ -113,11 +134,13 @@ export async function networkCreate(registry: Registry, name: string, subnetText
 
 export async function networkList(registry: Registry, output: Output = 'text'): Promise<string> {
   const [networks, dockerNets] = await Promise.all([registry.listNetworks(), registry.listDockerNets()]);
-  const nodes = (n: NetworkRecord): string[] => [...new Set(dockerNets.filter((d) => d.network === n.key).map((d) => d.node))];
+  const owner = poolOwner(networks);
+  // Docker knows only the IPv4 network: its IPv6 pool is on the same nodes.
+  const nodes = (n: NetworkRecord): string[] => [...new Set(dockerNets.filter((d) => d.network === owner(n).key).map((d) => d.node))];
   if (output === 'json') return json(networks.map((n) => ({ ...n, nodes: nodes(n) })));
   return table(
     ['NAME', 'SUBNET', 'GATEWAY', 'BLOCK', 'NODES'],
-    networks.map((n) => [n.name ?? '-', n.subnet, n.gateway, `/${n.blockSize}`, nodes(n).join(',') || '-']),
+    networks.map((n) => [owner(n).name ?? '-', n.subnet, n.gateway, `/${n.blockSize}`, nodes(n).join(',') || '-']),
   );
 }
 

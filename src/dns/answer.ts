@@ -9,7 +9,7 @@
 import * as dnsPacket from 'dns-packet';
 import type { Answer, DecodedPacket, Packet } from 'dns-packet';
 import type { EndpointRecord, NetworkRecord } from '../model';
-import { type Cidr, contains, parseCidr, parseIp } from '../net/ipv4';
+import * as ip from '../net/ip';
 
 /** Seconds: short, so a container that moves or goes is forgotten quickly. */
 export const NAME_TTL = 5;
@@ -22,16 +22,19 @@ const ECHOED_FLAGS = dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED;
 const OPCODE_QUERY = 0;
 
 export interface NameIndex {
-  /** Network key → lowercased name (container name, alias, NAME.NETWORK) → addresses. */
+  /**
+   * Network key → lowercased name (container name, alias, NAME.NETWORK) → addresses, both
+   * families in one list (an IPv6 one has a ':'): a name exists if it has either.
+   */
   readonly names: ReadonlyMap<string, ReadonlyMap<string, readonly string[]>>;
-  /** Endpoint address → the network keys its container is on: what that asker may see. */
+  /** Endpoint address (either family) → the network keys its container is on: what that asker may see. */
   readonly askers: ReadonlyMap<string, readonly string[]>;
-  /** Endpoint address → endpoint, for PTR. */
+  /** Endpoint address (either family, canonical) → endpoint, for PTR. */
   readonly endpoints: ReadonlyMap<string, EndpointRecord>;
   /** Network key → lowercased Docker network name, when known. */
   readonly networkNames: ReadonlyMap<string, string>;
-  /** Sluice subnets: reverse lookups inside them are answered here, never forwarded. */
-  readonly subnets: readonly Cidr[];
+  /** Sluice subnets, IPv4 and IPv6: reverse lookups inside them are answered here, never forwarded. */
+  readonly subnets: readonly ip.Cidr[];
   /** The `--internal` networks' keys: an asker on nothing else gets no answer from outside the cluster. */
   readonly internal: ReadonlySet<string>;
 }
@@ -41,33 +44,36 @@ export type Decision = { kind: 'reply'; packet: Packet } | { kind: 'forward' };
 /** Builds the index in one pass; cheap enough (linear) to rebuild after every change of the view. */
 export function buildNameIndex(networks: Iterable<NetworkRecord>, endpoints: Iterable<EndpointRecord>): NameIndex {
   const networkNames = new Map<string, string>();
-  const subnets: Cidr[] = [];
+  const subnets: ip.Cidr[] = [];
   const internal = new Set<string>();
   for (const network of networks) {
     if (network.name) networkNames.set(network.key, network.name.toLowerCase());
     if (network.settings?.internal === true) internal.add(network.key);
-    const subnet = parseCidr(network.subnet);
+    const subnet = ip.parseCidr(network.subnet);
     if (subnet) subnets.push(subnet);
   }
   const names = new Map<string, Map<string, string[]>>();
   const containerNetworks = new Map<string, string[]>();
   const byAddress = new Map<string, EndpointRecord>();
   for (const endpoint of endpoints) {
-    byAddress.set(endpoint.address, endpoint);
+    const addresses = endpoint.addressV6 ? [endpoint.address, endpoint.addressV6] : [endpoint.address];
+    for (const address of addresses) byAddress.set(address, endpoint);
     if (endpoint.containerId) push(containerNetworks, endpoint.containerId, endpoint.network);
     let byName = names.get(endpoint.network);
     if (!byName) names.set(endpoint.network, (byName = new Map<string, string[]>()));
     const networkName = networkNames.get(endpoint.network);
     const own = new Set([endpoint.containerName, ...(endpoint.aliases ?? [])].filter((n): n is string => !!n).map((n) => n.toLowerCase()));
     for (const name of own) {
-      push(byName, name, endpoint.address);
-      if (networkName) push(byName, `${name}.${networkName}`, endpoint.address);
+      for (const address of addresses) {
+        push(byName, name, address);
+        if (networkName) push(byName, `${name}.${networkName}`, address);
+      }
     }
   }
   const askers = new Map<string, string[]>();
-  for (const endpoint of byAddress.values()) {
+  for (const [address, endpoint] of byAddress) {
     const networks = endpoint.containerId ? containerNetworks.get(endpoint.containerId) : undefined;
-    askers.set(endpoint.address, [...new Set(networks ?? [endpoint.network])]);
+    askers.set(address, [...new Set(networks ?? [endpoint.network])]);
   }
   return { names, askers, endpoints: byAddress, networkNames, subnets, internal };
 }
@@ -100,21 +106,20 @@ export function decide(index: NameIndex, asker: string, query: DecodedPacket, ra
       if (endpoint?.containerName && visible.includes(endpoint.network)) {
         return reply(query, RCODE.NOERROR, [{ type: 'PTR', name: question.name, ttl: NAME_TTL, data: endpoint.containerName }]);
       }
-      const ip = parseIp(address)!;
+      const parsed = ip.parseIp(address)!;
       // Ours, but not known or not visible to this asker: the same answer, so nothing leaks.
-      if (index.subnets.some((subnet) => contains(subnet, ip))) return reply(query, RCODE.NXDOMAIN, []);
+      if (index.subnets.some((subnet) => ip.contains(subnet, parsed))) return reply(query, RCODE.NXDOMAIN, []);
       return outside;
     }
   }
 
   const addresses = lookup(index, visible, name);
   if (addresses.length > 0) {
-    // Other types of a known name (AAAA, MX, …): the name exists, with no such data.
+    // Other types of a known name (MX, …, or AAAA of an IPv4-only one): the name exists, with no such data.
     // dns-packet decodes type 255 as 'ANY', which its typings leave out.
-    const type: string = question.type;
-    const answers: Answer[] = type === 'A' || type === 'ANY'
-      ? shuffled(addresses, random).map((data) => ({ type: 'A', name: question.name, ttl: NAME_TTL, data }))
-      : [];
+    const wanted = ADDRESS_TYPES[question.type as string] ?? [];
+    const answers: Answer[] = shuffled(addresses.filter((data) => wanted.includes(addressType(data))), random)
+      .map((data) => ({ type: addressType(data), name: question.name, ttl: NAME_TTL, data }));
     return reply(query, RCODE.NOERROR, answers);
   }
   // NAME.NETWORK on a network the asker is on: that zone is ours, and NAME is not in it.
@@ -123,6 +128,15 @@ export function decide(index: NameIndex, asker: string, query: DecodedPacket, ra
     if (networkName && name.endsWith(`.${networkName}`)) return reply(query, RCODE.NXDOMAIN, []);
   }
   return outside;
+}
+
+/** The address records each query type gets. */
+const ADDRESS_TYPES: Readonly<Record<string, readonly AddressType[]>> = { A: ['A'], AAAA: ['AAAA'], ANY: ['A', 'AAAA'] };
+
+type AddressType = 'A' | 'AAAA';
+
+function addressType(address: string): AddressType {
+  return address.includes(':') ? 'AAAA' : 'A';
 }
 
 function lookup(index: NameIndex, visible: readonly string[], name: string): readonly string[] {
@@ -145,12 +159,21 @@ function shuffled(list: readonly string[], random: () => number): string[] {
   return out;
 }
 
-/** "4.3.2.1.in-addr.arpa" → "1.2.3.4"; undefined for anything else. */
+/**
+ * "4.3.2.1.in-addr.arpa" → "1.2.3.4", and the 32 reversed nibbles of an IPv6
+ * address + ".ip6.arpa" → that address in canonical text (RFC 3596 §2.5), as
+ * the store keeps it; undefined for anything else.
+ */
 export function reverseAddress(name: string): string | undefined {
-  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.in-addr\.arpa$/.exec(name.toLowerCase());
-  if (!match) return undefined;
-  const address = [match[4], match[3], match[2], match[1]].join('.');
-  return parseIp(address) === undefined ? undefined : address;
+  const lower = name.toLowerCase();
+  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.in-addr\.arpa$/.exec(lower);
+  if (v4) {
+    const address = ip.parseIp([v4[4], v4[3], v4[2], v4[1]].join('.'));
+    return address && ip.formatIp(address);
+  }
+  const v6 = /^((?:[0-9a-f]\.){32})ip6\.arpa$/.exec(lower);
+  if (v6) return ip.formatIp({ family: 6, value: BigInt(`0x${v6[1]!.split('.').reverse().join('')}`) });
+  return undefined;
 }
 
 function opcode(packet: DecodedPacket): number {

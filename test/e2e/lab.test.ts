@@ -1,5 +1,5 @@
 // The lab itself (no agents): hosts come up with a working dockerd and the test image, reach each
-// other over the underlay (directly, or through the router in the routed topology), and `down`
+// other over the underlay, IPv4 and IPv6 (directly, or through the router in the routed topology), and `down`
 // leaves nothing behind.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -84,6 +84,14 @@ describe('lab, flat topology', () => {
     expect(await lab!.execOk('h1', ['ip', 'route', 'get', ip2])).not.toContain(' via ');
   });
 
+  test('h1 reaches h2 over the IPv6 underlay, on-link; an address no host has does not answer', async () => {
+    const ip6 = await lab!.hostIp6('h2');
+    expect(ip6).toBe('fd00:250::12');
+    await lab!.execOk('h1', ['ping', '-c1', '-W2', ip6]);
+    expect(await lab!.execOk('h1', ['ip', '-6', 'route', 'get', ip6])).not.toContain(' via ');
+    expect((await lab!.exec('h1', ['ping', '-c1', '-W2', 'fd00:250::ff'])).code).not.toBe(0);
+  });
+
   test('etcd answers from every host', async () => {
     const endpoint = await lab!.etcdEndpoint();
     const hostPort = endpoint.replace(/^etcd:\/\//, '');
@@ -140,6 +148,16 @@ describe('lab, routed topology', () => {
     await lab!.execOk('h1', ['ping', '-c1', '-W2', ip2]);
     await lab!.execOk('h2', ['ping', '-c1', '-W2', ip1]);
     expect(await lab!.execOk('h1', ['ip', 'route', 'get', ip2])).toMatch(/ via 10\.250\.\d+\.1 /);
+  });
+
+  test('hosts on different subnets reach each other over IPv6 through the router, and nobody else', async () => {
+    const [ip1, ip2] = [await lab!.hostIp6('h1'), await lab!.hostIp6('h2')];
+    expect([ip1, ip2]).toEqual(['fd00:250:1::11', 'fd00:250:2::12']);
+    await lab!.execOk('h1', ['ping', '-c1', '-W2', ip2]);
+    await lab!.execOk('h2', ['ping', '-c1', '-W2', ip1]);
+    expect(await lab!.execOk('h1', ['ip', '-6', 'route', 'get', ip2])).toContain(' via fd00:250:1::1 ');
+    // Routed like h2's address, but no host has it.
+    expect((await lab!.exec('h1', ['ping', '-c1', '-W2', 'fd00:250:2::ff'])).code).not.toBe(0);
   });
 
   test('a second up of the same name replaces the first', async () => {

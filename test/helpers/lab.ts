@@ -210,6 +210,11 @@ export class Lab {
     return (must(`ip ${host}`, await this.run(['ip', host]))).stdout.trim();
   }
 
+  /** The host's IPv6 underlay address, canonical (RFC 5952): fd00:250:S::N beside 10.250.S.N, e.g. fd00:250::11 for h1 of a flat lab. */
+  async hostIp6(host: string): Promise<string> {
+    return must(`ip6 ${host}`, await this.run(['ip6', host])).stdout.trim();
+  }
+
   /** SLUICE_ETCD_* settings (NAME=VALUE) a client of the lab's etcd needs: none unless it is secured. */
   async storeEnv(): Promise<string[]> {
     return must('store-env', await this.run(['store-env'])).stdout.split('\n').filter((line) => line !== '');

@@ -82,6 +82,56 @@ describe('sluice CLI commands', () => {
     expect(await status(registry)).toMatch(/ffffffffffff\s+10\.96\.0\.0\/16\s+h9\s+10\.96\.0\.3\s+role=web\s+web$/m);
   });
 
+  it('keeps IPv4-only status without IPv6 columns', async () => {
+    await deadNode('h9', new Date('2026-01-01T00:00:00Z'));
+    await registry.putEndpoint({ id: 'e'.repeat(64), network: '10.96.0.0-16', node: 'h9', address: '10.96.0.2', hostIfname: 'slveeeeeeeeeee', labels: {}, ports: [] });
+    const text = await status(registry);
+    expect(text).toMatch(/^NAME\s+LIVENESS\s+ADDRESS\s+BACKEND\s+VERSION\s+BLOCKS\s+ENDPOINTS\s+ENCRYPTION\s+LAST APPLY$/m);
+    expect(text).toMatch(/^CONTAINER\s+NETWORK\s+NODE\s+ADDRESS\s+LABELS\s+POLICIES$/m);
+  });
+
+  describe('a dual-stack network', () => {
+    const V6_POOL = 'fd00:96::/64';
+    beforeEach(async () => {
+      await defineNetwork(registry, () =>
+        newNetworkRecord(parseCidr('10.96.0.0/16')!, 26, { name: 'appnet', managed: true, settings: { internal: false, auxAddresses: {}, ipv6Subnet: V6_POOL } }),
+      );
+      await registry.putNode({ name: 'h9', ip: '192.0.2.9', ip6: 'fd00:250::19', backend: 'auto', version: 'test', lastSeen: '2026-01-01T00:00:00Z' });
+      await registry.putDockerNet('h9', 'd'.repeat(64), '10.96.0.0-16');
+      const ipam = new Ipam(registry, { node: 'h9', defaultSupernet: parseCidr('10.96.0.0/12')!, defaultSubnetPrefix: 16, defaultBlockSize: 26 });
+      for (const [pool, v6] of [['10.96.0.0/16', false], [V6_POOL, true]] as const) {
+        const { poolId } = await ipam.requestPool({ pool, options: {}, v6 });
+        await ipam.requestAddress({ poolId });
+      }
+      const endpoint = { network: '10.96.0.0-16', node: 'h9', labels: {}, ports: [] };
+      await registry.putEndpoint({ ...endpoint, id: 'e'.repeat(64), containerName: 'dual', address: '10.96.0.2', addressV6: 'fd00:96::2', hostIfname: 'slveeeeeeeeeee' });
+      await registry.putEndpoint({ ...endpoint, id: 'f'.repeat(64), containerName: 'plain', address: '10.96.0.3', hostIfname: 'slvfffffffffff' });
+    });
+
+    it('shows IPv6 addresses next to IPv4 ones, and the IPv6 pool and its blocks as the network\'s', async () => {
+      const text = await status(registry);
+      expect(text).toMatch(/^h9\s+dead .*\s+192\.0\.2\.9\s+fd00:250::19\s+auto\s+test\s+10\.96\.0\.0\/26,fd00:96::\/122\s+2\s/m);
+      expect(text).toMatch(/^appnet\s+10\.96\.0\.0\/16\s+\/26\s+10\.96\.0\.1\s+sluice$/m);
+      expect(text).toMatch(/^appnet\s+fd00:96::\/64\s+\/122\s+fd00:96::1\s+docker$/m);
+      expect(text).toMatch(/^CONTAINER\s+NETWORK\s+NODE\s+ADDRESS\s+IPV6 ADDRESS\s+LABELS\s+POLICIES$/m);
+      expect(text).toMatch(/^dual\s+appnet\s+h9\s+10\.96\.0\.2\s+fd00:96::2\s+-\s+default$/m);
+      expect(text).toMatch(/^plain\s+appnet\s+h9\s+10\.96\.0\.3\s+-\s+-\s+default$/m);
+      expect(await networkList(registry)).toMatch(/^appnet\s+10\.96\.0\.0\/16\s+10\.96\.0\.1\s+\/26\s+h9\nappnet\s+fd00:96::\/64\s+fd00:96::1\s+\/122\s+h9$/m);
+    });
+
+    it('includes the IPv6 addresses, pool and blocks in -o json', async () => {
+      expect(JSON.parse(await status(registry, 'json'))).toMatchObject({
+        nodes: [{ name: 'h9', ip6: 'fd00:250::19', blocks: ['10.96.0.0/26', 'fd00:96::/122'] }],
+        networks: [
+          { name: 'appnet', subnet: '10.96.0.0/16', settings: { ipv6Subnet: V6_POOL } },
+          { key: 'fd00:96::-64', subnet: V6_POOL, gateway: 'fd00:96::1', blockSize: 122 },
+        ],
+        endpoints: [{ containerName: 'dual', addressV6: 'fd00:96::2' }, { containerName: 'plain' }],
+      });
+      expect(JSON.parse(await networkList(registry, 'json'))).toMatchObject([{ subnet: '10.96.0.0/16', nodes: ['h9'] }, { subnet: V6_POOL, nodes: ['h9'] }]);
+    });
+  });
+
   it('refuses a 2 MB policy file with a policy error (exit 2), writing nothing', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'sluice-cli-'));
     try {

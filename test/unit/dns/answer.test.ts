@@ -4,15 +4,22 @@
  */
 import * as dnsPacket from 'dns-packet';
 import type { Packet, StringAnswer } from 'dns-packet';
-import { NAME_TTL, UDP_REPLY_LIMIT, buildNameIndex, decide, decodeQuery, encodeForUdp, reverseAddress, serverFailure } from '../../../src/dns/answer';
+import { NAME_TTL, type NameIndex, UDP_REPLY_LIMIT, buildNameIndex, decide, decodeQuery, encodeForUdp, reverseAddress, serverFailure } from '../../../src/dns/answer';
 import type { EndpointRecord } from '../../../src/model';
-import { apiOnApp, apiOnDb, appnet, client, db, endpoints, networks, query, web1, web2 } from './fixtures';
+import {
+  apiOnApp, apiOnAppDual, apiOnDb, appnet, client, db, dbDual, dualEndpoints, dualNetworks, endpoints, networks, query, web1, web2,
+} from './fixtures';
 
 const index = buildNameIndex(networks, endpoints);
 
 /** The reply's rcode and answer data, as `dig` would summarize them. */
-function ask(asker: EndpointRecord | string, name: string, type: Parameters<typeof query>[1] = 'A'): { rcode: string; data: string[] } | 'forward' {
-  const decision = decide(index, typeof asker === 'string' ? asker : asker.address, query(name, type));
+function ask(
+  asker: EndpointRecord | string,
+  name: string,
+  type: Parameters<typeof query>[1] = 'A',
+  from: NameIndex = index,
+): { rcode: string; data: string[] } | 'forward' {
+  const decision = decide(from, typeof asker === 'string' ? asker : asker.address, query(name, type));
   if (decision.kind === 'forward') return 'forward';
   const decoded = dnsPacket.decode(dnsPacket.encode(decision.packet)) as dnsPacket.DecodedPacket & { rcode: string };
   return { rcode: decoded.rcode, data: (decoded.answers as StringAnswer[]).map((a) => a.data) };
@@ -123,6 +130,62 @@ describe('reverse lookups (PTR)', () => {
     expect(reverseAddress('4.3.2.1.IN-ADDR.ARPA')).toBe('1.2.3.4');
     expect(reverseAddress('300.3.2.1.in-addr.arpa')).toBeUndefined();
     expect(reverseAddress('3.2.1.in-addr.arpa')).toBeUndefined();
+  });
+});
+
+describe('dual-stack names (endpoints with an IPv6 address)', () => {
+  const dual = buildNameIndex(dualNetworks, dualEndpoints);
+  const ask6 = (asker: EndpointRecord | string, name: string, type: Parameters<typeof query>[1] = 'AAAA') => ask(asker, name, type, dual);
+
+  it('answers AAAA with the IPv6 address for the same names as A: container name, alias, NAME.NETWORK', () => {
+    for (const name of ['api', 'backend', 'API.AppNet', 'backend.appnet']) {
+      expect(ask6(client, name)).toEqual({ rcode: 'NOERROR', data: ['fd00:96::4'] });
+      expect(ask6(client, name, 'A')).toEqual({ rcode: 'NOERROR', data: ['10.96.0.4'] });
+    }
+  });
+
+  it('gives every replica\'s IPv6 address for a shared alias, and both families for ANY', () => {
+    const replicas = ask6(client, 'web');
+    expect(replicas).toEqual({ rcode: 'NOERROR', data: expect.arrayContaining(['fd00:96::3', 'fd00:96::42']) });
+    expect(replicas !== 'forward' && replicas.data).toHaveLength(2);
+    const both = ask6(client, 'api', 'ANY');
+    expect(both !== 'forward' && [...both.data].sort()).toEqual(['10.96.0.4', 'fd00:96::4']);
+  });
+
+  it('answers AAAA of an IPv4-only name with no data, not NXDOMAIN', () => {
+    expect(ask6(apiOnAppDual, 'client')).toEqual({ rcode: 'NOERROR', data: [] });
+    expect(ask6(apiOnAppDual, 'client', 'A')).toEqual({ rcode: 'NOERROR', data: ['10.96.0.2'] });
+  });
+
+  it('never reveals an IPv6 address on a network the asker is not on', () => {
+    expect(ask6(dbDual, 'postgres')).toEqual({ rcode: 'NOERROR', data: ['fd00:97::2'] });
+    expect(ask6(client, 'postgres')).toBe('forward');
+    expect(ask6(client, 'postgres.dbnet')).toBe('forward');
+    expect(ask6(client, 'postgres.appnet')).toEqual({ rcode: 'NXDOMAIN', data: [] });
+  });
+
+  it('knows an asker by its IPv6 address too: the same networks as by its IPv4 one', () => {
+    expect(ask6('fd00:96::4', 'postgres')).toEqual({ rcode: 'NOERROR', data: ['fd00:97::2'] });
+    expect(ask6('fd00:96::3', 'postgres')).toBe('forward');
+    expect(ask6('fd00:96::99', 'api')).toBe('forward');
+  });
+
+  it('answers PTR in ip6.arpa for a visible address, NXDOMAIN inside sluice pools, and forwards the rest', () => {
+    // The reverse name of an address written out as 32 hex digits (fd00:96::42 = fd000096…0042).
+    const ptr = (hex: string): string => `${[...hex].reverse().join('.')}.ip6.arpa`;
+    expect(ask6(client, ptr('fd000096000000000000000000000042'), 'PTR')).toEqual({ rcode: 'NOERROR', data: ['proj-web-2'] });
+    expect(ask6(apiOnAppDual, ptr('fd000097000000000000000000000002'), 'PTR')).toEqual({ rcode: 'NOERROR', data: ['Postgres'] });
+    expect(ask6(client, ptr('fd000097000000000000000000000002'), 'PTR')).toEqual({ rcode: 'NXDOMAIN', data: [] });
+    expect(ask6(client, ptr('fd000096000000000000000000000099'), 'PTR')).toEqual({ rcode: 'NXDOMAIN', data: [] });
+    expect(ask6(client, ptr('20014860486000000000000000008888'), 'PTR')).toBe('forward');
+  });
+
+  it('reads only well-formed IPv6 reverse names, into the canonical text the store keeps', () => {
+    const nibbles = '2.4.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.0.d.f';
+    expect(reverseAddress(`${nibbles}.IP6.ARPA`)).toBe('fd00:96::42');
+    expect(reverseAddress(`${nibbles.slice(2)}.ip6.arpa`)).toBeUndefined();
+    expect(reverseAddress(`g.${nibbles.slice(2)}.ip6.arpa`)).toBeUndefined();
+    expect(reverseAddress(`42.${nibbles.slice(2)}.ip6.arpa`)).toBeUndefined();
   });
 });
 

@@ -24,6 +24,25 @@ export const apiOnDb = endpoint('api-d', dbnet, '10.97.0.3', 'api', ['backend'])
 export const networks = [appnet, dbnet];
 export const endpoints = [client, web1, web2, db, apiOnApp, apiOnDb];
 
+/**
+ * The same cluster dual-stack: appnet and dbnet with IPv6 pools (their own NetworkRecords, linked
+ * by settings.ipv6Subnet); client stays IPv4-only.
+ */
+export const appnet6: NetworkRecord = { key: 'fd00:96::-64', subnet: 'fd00:96::/64', blockSize: 122, gateway: 'fd00:96::1' };
+export const dbnet6: NetworkRecord = { key: 'fd00:97::-64', subnet: 'fd00:97::/64', blockSize: 122, gateway: 'fd00:97::1' };
+export const dualNetworks: NetworkRecord[] = [
+  { ...appnet, settings: { internal: false, auxAddresses: {}, ipv6Subnet: appnet6.subnet } },
+  { ...dbnet, settings: { internal: false, auxAddresses: {}, ipv6Subnet: dbnet6.subnet } },
+  appnet6,
+  dbnet6,
+];
+export const web1Dual: EndpointRecord = { ...web1, addressV6: 'fd00:96::3' };
+export const web2Dual: EndpointRecord = { ...web2, addressV6: 'fd00:96::42' };
+export const dbDual: EndpointRecord = { ...db, addressV6: 'fd00:97::2' };
+export const apiOnAppDual: EndpointRecord = { ...apiOnApp, addressV6: 'fd00:96::4' };
+export const apiOnDbDual: EndpointRecord = { ...apiOnDb, addressV6: 'fd00:97::3' };
+export const dualEndpoints = [client, web1Dual, web2Dual, dbDual, apiOnAppDual, apiOnDbDual];
+
 /** A query as a client sends it, decoded as the server sees it. */
 export function query(name: string, type: RecordType | 'ANY' = 'A', flags = dnsPacket.RECURSION_DESIRED): DecodedPacket {
   return dnsPacket.decode(dnsPacket.encode({ type: 'query', id: 4242, flags, questions: [{ name, type: type as RecordType }] }));
