@@ -145,14 +145,28 @@ describe('init and gateways', () => {
     ]);
   });
 
+  // As `ip -j addr show` prints them: the device's own link-local address is not a gateway.
+  const inet = (local: string) => ({ family: 'inet', local, prefixlen: 32, scope: 'global' });
+  const inet6 = (local: string, scope = 'global') => ({ family: 'inet6', local, prefixlen: scope === 'link' ? 64 : 128, scope });
+
   it('makes the gateway addresses exactly the given ones in one batch', async () => {
-    const shown = [{ ifname: 'sluice0', addr_info: [{ family: 'inet', local: '10.96.0.1', prefixlen: 32 }, { family: 'inet', local: '10.97.0.1', prefixlen: 32 }, { family: 'inet6', local: 'fe80::1', prefixlen: 64 }] }];
+    const shown = [{ ifname: 'sluice0', addr_info: [inet('10.96.0.1'), inet('10.97.0.1'), inet6('fe80::1', 'link')] }];
     const { dp, runner } = dataplane((call) => (call.args[0] === '-j' ? JSON.stringify(shown) : ''));
     await dp.syncGateways(['10.96.0.1', '10.98.0.1']);
     expect(runner.calls[1]?.input).toBe('address add 10.98.0.1/32 dev sluice0\naddress del 10.97.0.1/32 dev sluice0\n');
     runner.calls.length = 0;
     await dp.syncGateways(['10.96.0.1', '10.97.0.1']);
     expect(runner.calls).toHaveLength(1);
+  });
+
+  it('holds IPv6 gateways as /128 without DAD, compared in canonical form, and refuses what is no address', async () => {
+    const shown = [{ ifname: 'sluice0', addr_info: [inet('10.96.0.1'), inet6('fd00:97::1'), inet6('fe80::1', 'link')] }];
+    const { dp, runner } = dataplane((call) => (call.args[0] === '-j' ? JSON.stringify(shown) : ''));
+    await dp.syncGateways(['10.96.0.1', 'FD00:96:0::1']);
+    expect(runner.calls[1]?.input).toBe('address add fd00:96::1/128 dev sluice0 nodad\naddress del fd00:97::1/128 dev sluice0\n');
+    runner.calls.length = 0;
+    await expect(dp.syncGateways(['10.96.0.1', 'fd00:96::1/64'])).rejects.toThrow('gateway "fd00:96::1/64" is not an IP address');
+    expect(runner.calls).toEqual([]);
   });
 });
 
@@ -189,7 +203,7 @@ describe('vxlan and routes', () => {
       call.args.includes('show') ? '[{"dst":"10.96.9.0/26","gateway":"192.168.77.9","dev":"eth0","flags":[]}]' : '',
     );
     await dp.syncRoutes([{ kind: 'host-gw', block: '10.96.2.0/26', via: '192.168.77.2' }]);
-    expect(runner.commandLines).toEqual(['ip -j route show proto 252', 'ip -batch -']);
+    expect(runner.commandLines).toEqual(['ip -j route show table all proto 252', 'ip -batch -']);
     expect(runner.calls[1]?.input).toBe('route replace 10.96.2.0/26 via 192.168.77.2 proto 252\nroute del 10.96.9.0/26 proto 252\n');
   });
 
@@ -197,7 +211,7 @@ describe('vxlan and routes', () => {
     const { dp, runner } = dataplane((call) => (call.args.includes('show') ? '[]' : ''));
     await dp.syncRoutes([{ kind: 'vxlan', block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: '0e:00:00:00:00:03', mtu: 1450 }]);
     expect(runner.commandLines).toEqual([
-      'ip -j route show proto 252',
+      'ip -j route show table all proto 252',
       'ip -j neigh show dev sluice.vxlan nud permanent',
       'bridge -j fdb show dev sluice.vxlan',
       'bridge -batch -',
