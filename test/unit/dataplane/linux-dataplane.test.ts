@@ -50,6 +50,51 @@ describe('endpoints', () => {
     expect(sysctls).toEqual(['net/ipv4/conf/slv0123456789a/proxy_arp=1', 'net/ipv4/neigh/slv0123456789a/proxy_delay=0']);
   });
 
+  it('plumbs a dual-stack endpoint in the same batch: /128 route, neighbour, proxy NDP for the gateway; IPv6 forwarding once', async () => {
+    const { dp, runner, sysctls } = dataplane(() => '');
+    await dp.addEndpoint({ ...link, addressV6: 'fd00:96::5', gatewayV6: 'fd00:96::1' });
+    expect(runner.calls[0]?.input).toBe(
+      'link add slv0123456789a mtu 1450 type veth peer name sc0123456789a mtu 1450 address 02:73:0a:60:00:05\n' +
+        'link set slv0123456789a mtu 1450 up\n' +
+        'route replace 10.96.0.5/32 dev slv0123456789a scope link proto 252\n' +
+        'neigh replace 10.96.0.5 lladdr 02:73:0a:60:00:05 dev slv0123456789a nud permanent\n' +
+        'route replace fd00:96::5/128 dev slv0123456789a proto 252\n' +
+        'neigh replace fd00:96::5 lladdr 02:73:0a:60:00:05 dev slv0123456789a nud permanent\n' +
+        'neigh replace proxy fd00:96::1 dev slv0123456789a\n',
+    );
+    expect(sysctls).toEqual([
+      'net/ipv6/conf/all/forwarding=1',
+      'net/ipv4/conf/slv0123456789a/proxy_arp=1',
+      'net/ipv4/neigh/slv0123456789a/proxy_delay=0',
+      'net/ipv6/conf/slv0123456789a/proxy_ndp=1',
+      'net/ipv6/neigh/slv0123456789a/proxy_delay=0',
+      'net/ipv6/conf/slv0123456789a/accept_ra=0',
+    ]);
+    sysctls.length = 0;
+    const other = endpointIfnames('fedcba9876543210');
+    await dp.addEndpoint({ ...link, ...other, addressV6: 'fd00:96::6', gatewayV6: 'fd00:96::1' });
+    expect(sysctls.filter((s) => s.includes('forwarding'))).toEqual([]);
+  });
+
+  it('leaves IPv6 forwarding alone for an IPv4-only endpoint', async () => {
+    const { dp, sysctls } = dataplane(() => '');
+    await dp.init();
+    await dp.addEndpoint(link);
+    expect(sysctls.filter((s) => s.startsWith('net/ipv6/'))).toEqual([]);
+  });
+
+  it.each([
+    ['an IPv6 address without its gateway', { addressV6: 'fd00:96::5' }, /needs its network's IPv6 gateway/],
+    ['a gateway without an address', { gatewayV6: 'fd00:96::1' }, /needs its network's IPv6 gateway/],
+    ['an IPv4 address as IPv6 address', { addressV6: '10.96.0.5', gatewayV6: 'fd00:96::1' }, /"10.96.0.5" is not an IPv6 address/],
+    ['a prefix on the address', { addressV6: 'fd00:96::5/64', gatewayV6: 'fd00:96::1' }, /"fd00:96::5\/64" is not an IPv6 address/],
+  ])('refuses %s before starting any process or writing any sysctl', async (_what, bad, message) => {
+    const { dp, runner, sysctls } = dataplane(() => '');
+    await expect(dp.addEndpoint({ ...link, ...bad })).rejects.toThrow(message);
+    expect(runner.calls).toEqual([]);
+    expect(sysctls).toEqual([]);
+  });
+
   it('is idempotent: an existing link is configured, not re-created', async () => {
     const { dp, runner } = dataplane((call) =>
       call.input?.startsWith('link add') ? { fail: 'RTNETLINK answers: File exists\nCommand failed -:1' } : '',
@@ -217,6 +262,27 @@ describe('vxlan and routes', () => {
       'bridge -batch -',
       'ip -batch -',
     ]);
+  });
+
+  it('reads routes of both families at once and turns IPv6 forwarding on with the first IPv6 route', async () => {
+    const shown = JSON.stringify([
+      { dst: 'fd00:96::9', dev: 'slv0123456789a', metric: 1024, flags: [] },
+      { type: 'blackhole', dst: 'fd00:96::40/122', dev: 'lo', metric: 1024, flags: [] },
+      { dst: 'fd00:97::/122', gateway: 'fd00:250::9', dev: 'eth0', metric: 1024, flags: [] },
+      { dst: 'fd00:98::/122', gateway: 'fd00:250::9', dev: 'eth0', table: '100', flags: [] },
+    ]);
+    const { dp, runner, sysctls } = dataplane((call) => (call.args.includes('show') ? shown : ''));
+    await dp.syncRoutes([{ kind: 'blackhole', block: '10.96.0.0/26' }]);
+    expect(sysctls).toEqual([]);
+    runner.calls.length = 0;
+    await dp.syncRoutes([
+      { kind: 'blackhole', block: 'fd00:96::40/122' },
+      { kind: 'host-gw', block: 'fd00:99::/122', via: 'fd00:250::2' },
+    ]);
+    expect(sysctls).toEqual(['net/ipv6/conf/all/forwarding=1']);
+    expect(runner.commandLines).toEqual(['ip -j route show table all proto 252', 'ip -batch -']);
+    // The endpoint's /128 and the route in another table are not block routes.
+    expect(runner.calls[1]?.input).toBe('route replace fd00:99::/122 via fd00:250::2 proto 252\nroute del fd00:97::/122 proto 252\n');
   });
 
   it('answers on-link and MTU questions from the route the kernel would take', async () => {
