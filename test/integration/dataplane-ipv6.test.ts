@@ -8,7 +8,7 @@
  *   c1b 10.96.0.6  fd00:96::6  ─ veth ─┤ h1 ── 192.168.78.0/24 ──────── h2 ┤
  *       blocks 10.96.0.0/26, fd00:96::/122  fd00:250::/64    blocks 10.96.0.64/26, fd00:96::40/122
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { EndpointLink } from '../../src/dataplane/dataplane';
 import { SpawnRunner, type CommandRunner } from '../../src/dataplane/linux/command-runner';
 import { LinuxDataplane, writeProcSys, type SysctlWriter } from '../../src/dataplane/linux/linux-dataplane';
@@ -122,6 +122,8 @@ beforeAll(async () => {
   h2.sh('ip', '-6', 'address', 'add', 'fd00:250::2/64', 'dev', 'it6-up1', 'nodad');
   h2.sh('ip', 'link', 'set', 'it6-up1', 'up');
 
+  // Another file of this run (sharing the namespace) may have turned it on already.
+  writeFileSync('/proc/sys/net/ipv6/conf/all/forwarding', '0');
   await dp1.init();
   forwardingAfterInit = forwarding();
   await dp2.init();
