@@ -12,7 +12,7 @@ import type { FirewallChange, FirewallState } from '../firewall/state';
 import type { WireguardImplementation } from '../model';
 import type { BlockRoute } from '../routing/routes';
 
-/** One container's plumbing on this host: a veth pair and a /32 route. */
+/** One container's plumbing on this host: a veth pair and a /32 route (and a /128 for a dual-stack one). */
 export interface EndpointLink {
   /** Host-side veth name (derived from the endpoint ID, see names.ts). */
   hostIfname: string;
@@ -23,6 +23,10 @@ export interface EndpointLink {
   /** The container-side MAC: known up front, so the host never has to ARP for the container. */
   mac: string;
   mtu: number;
+  /** A dual-stack container's IPv6 address, without prefix length; needs `gatewayV6`. */
+  addressV6?: string;
+  /** Its network's IPv6 gateway (e.g. fd00:96::1): the host answers neighbour solicitations for it on the veth. */
+  gatewayV6?: string;
 }
 
 export interface VxlanDevice {
@@ -53,15 +57,21 @@ export interface RuleCounter {
 }
 
 export interface Dataplane {
-  /** One-time host setup: IP forwarding, the gateway dummy device, hooks from built-in chains. Idempotent. */
+  /**
+   * One-time host setup: IPv4 forwarding, the gateway device, hooks from built-in chains. Idempotent.
+   * IPv6 forwarding is turned on only with the first IPv6 endpoint or route (see LinuxDataplane).
+   */
   init(): Promise<void>;
-  /** Creates the veth pair, host side up with proxy ARP, and the /32 route to the address. Idempotent. */
+  /**
+   * Creates the veth pair, host side up with proxy ARP, and the /32 route to the address; with
+   * `addressV6`, also the /128 route to it and proxy NDP for `gatewayV6`. Idempotent.
+   */
   addEndpoint(link: EndpointLink): Promise<void>;
-  /** Deletes the veth pair and its route; an absent link is not an error. */
+  /** Deletes the veth pair and its routes; an absent link is not an error. */
   removeEndpoint(hostIfname: string): Promise<void>;
   /** Host-side names of every Sluice veth on this host. */
   listEndpoints(): Promise<string[]>;
-  /** Makes the virtual gateway addresses this host answers exactly `gateways` (IPv4, no prefix). */
+  /** Makes the virtual gateway addresses this host answers exactly `gateways` (either family, no prefix). */
   syncGateways(gateways: string[]): Promise<void>;
   /** Creates or repairs the VXLAN device; returns its MAC address. */
   ensureVxlan(device: VxlanDevice): Promise<{ mac: string }>;
@@ -74,7 +84,7 @@ export interface Dataplane {
   syncWireguard(settings: WireguardSettings): Promise<void>;
   /** Deletes the WireGuard device (a wireguard-go ends with it); an absent device is not an error. */
   removeWireguard(): Promise<void>;
-  /** Makes the Sluice-owned routes (protocol sluice) exactly `routes`. */
+  /** Makes the Sluice-owned routes (protocol sluice) of both families exactly `routes`. */
   syncRoutes(routes: BlockRoute[]): Promise<void>;
   /** Makes Sluice's ipsets and chains exactly `state`, rewriting only what changed. */
   applyFirewall(state: FirewallState): Promise<void>;

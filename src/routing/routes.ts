@@ -6,10 +6,20 @@
  * MTU on the route (containers may have the underlay's). A node whose
  * liveness lapsed keeps its routes: its containers may well still run, and
  * its blocks are only ever reclaimed after the grace period (agent/reclaim.ts).
+ *
+ * IPv6 blocks (a block's family is in its CIDR text) take the same choice,
+ * with one difference: Linux cannot route IPv6 via an IPv4 next hop, so
+ * host-gw needs the peer's IPv6 underlay address (`NodeRecord.ip6`). Without
+ * one, the block goes through VXLAN over the IPv4 underlay if both ends have
+ * a VXLAN device (this host has one iff its own record has a VTEP MAC), else
+ * it gets no route.
  */
 import type { BlockRecord, NodeRecord } from '../model';
 
-/** A route this host needs to reach a block held elsewhere, or to drop traffic to unused addresses of its own. */
+/**
+ * A route this host needs to reach a block held elsewhere, or to drop traffic to unused addresses of its own.
+ * `block` is a CIDR of either family; every address in a route is of the block's family but `nodeIp` (the IPv4 underlay's).
+ */
 export type BlockRoute =
   | { kind: 'host-gw'; block: string; via: string }
   /** `mtu`: the tunnel's, so a container with the underlay's MTU gets told (frag-needed) to send less. */
@@ -27,6 +37,7 @@ export function blockRoutes(
   tunnelMtu: number,
 ): BlockRoute[] {
   const routes: BlockRoute[] = [];
+  const tunnels = nodes.get(me)?.vtepMac !== undefined;
   for (const block of blocks) {
     if (block.node === me) {
       routes.push({ kind: 'blackhole', block: block.block });
@@ -34,8 +45,13 @@ export function blockRoutes(
     }
     const peer = nodes.get(block.node);
     if (!peer) continue; // decommissioned: nothing to route to
-    if (modeTowards(peer) === 'host-gw') routes.push({ kind: 'host-gw', block: block.block, via: peer.ip });
-    else if (peer.vtepMac) routes.push({ kind: 'vxlan', block: block.block, nodeIp: peer.ip, vtepMac: peer.vtepMac, mtu: tunnelMtu });
+    const ipv6 = block.block.includes(':');
+    const via = ipv6 ? peer.ip6 : peer.ip;
+    const mode = modeTowards(peer);
+    if (mode === 'host-gw' && via !== undefined) routes.push({ kind: 'host-gw', block: block.block, via });
+    else if (peer.vtepMac && (mode === 'vxlan' || (ipv6 && tunnels))) {
+      routes.push({ kind: 'vxlan', block: block.block, nodeIp: peer.ip, vtepMac: peer.vtepMac, mtu: tunnelMtu });
+    }
   }
   return routes.sort((a, b) => a.block.localeCompare(b.block));
 }

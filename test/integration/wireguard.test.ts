@@ -4,8 +4,8 @@
  * here running its own wireguard-go, configured by hand with `wg`. Where the kernel has no
  * WireGuard module (the build machines), the dataplane runs wireguard-go too.
  *
- *   host: sluice.wg, block 10.96.0.0/26 (10.96.0.1 on lo) ── it-wg0 192.168.78.1
- *   peer: wgpeer, block 10.96.1.0/26 (10.96.1.1 on lo)   ── it-wg1 192.168.78.2
+ *   host: sluice.wg, block 10.96.0.0/26 (10.96.0.1 on lo), fd00:96::/122 (fd00:96::1)   ── it-wg0 192.168.78.1
+ *   peer: wgpeer, block 10.96.1.0/26 (10.96.1.1 on lo), fd00:96::40/122 (fd00:96::41) ── it-wg1 192.168.78.2
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,22 +47,25 @@ beforeAll(async () => {
   sh('ip', 'address', 'add', '192.168.78.1/24', 'dev', 'it-wg0');
   sh('ip', 'link', 'set', 'it-wg0', 'up');
   sh('ip', 'address', 'add', '10.96.0.1/32', 'dev', 'lo');
+  sh('ip', 'address', 'add', 'fd00:96::1/128', 'dev', 'lo');
   sh('ip', 'link', 'set', 'it-wg1', 'netns', peer.name);
   peer.sh('ip', 'address', 'add', '192.168.78.2/24', 'dev', 'it-wg1');
   peer.sh('ip', 'link', 'set', 'it-wg1', 'up');
   // Its own block, and an address outside it to try spoofing from.
   peer.sh('ip', 'address', 'add', '10.96.1.1/32', 'dev', 'lo');
   peer.sh('ip', 'address', 'add', '10.96.2.1/32', 'dev', 'lo');
+  peer.sh('ip', 'address', 'add', 'fd00:96::41/128', 'dev', 'lo');
   peerWireguard = spawn('nsenter', [`--net=/run/netns/${peer.name}`, 'wireguard-go', '-f', 'wgpeer'], { stdio: 'ignore' });
   await until(() => spawnSync('wg', ['show', 'wgpeer'], { stdio: 'ignore' }).status === 0);
   const keyDir = mkdtempSync(path.join(tmpdir(), 'sluice-it-wg-'));
   writeFileSync(path.join(keyDir, 'key'), peerKey, { mode: 0o600 });
   sh('wg', 'set', 'wgpeer', 'listen-port', '51821', 'private-key', path.join(keyDir, 'key'));
   rmSync(keyDir, { recursive: true });
-  sh('wg', 'set', 'wgpeer', 'peer', publicKeyOf(hostKey), 'endpoint', '192.168.78.1:51820', 'allowed-ips', '10.96.0.0/26');
+  sh('wg', 'set', 'wgpeer', 'peer', publicKeyOf(hostKey), 'endpoint', '192.168.78.1:51820', 'allowed-ips', '10.96.0.0/26,fd00:96::/122');
   peer.sh('ip', 'link', 'set', 'wgpeer', 'up');
   // The peer sends everything for 10.96.0.0/16 through its tunnel, whatever the source.
   peer.sh('ip', 'route', 'add', '10.96.0.0/16', 'dev', 'wgpeer');
+  peer.sh('ip', 'route', 'add', 'fd00:96::/64', 'dev', 'wgpeer');
 });
 
 afterAll(async () => {
@@ -92,6 +95,17 @@ describe('the WireGuard device', () => {
     await dp.syncRoutes([{ kind: 'wireguard', block: '10.96.1.0/26' }]);
     expect(sh('wg', 'show', 'sluice.wg', 'dump').split('\n')[1]?.split('\t').slice(0, 4)).toEqual([PEER.publicKey, '(none)', PEER.endpoint, '10.96.1.0/26']);
     expect(sh('wg', 'show', 'sluice.wg', 'public-key').trim()).toBe(publicKeyOf(hostKey));
+    expect(pings({ source: '10.96.0.1' }, '10.96.1.1')).toBe(true);
+  });
+
+  it('carries an IPv6 block through the same tunnel over the IPv4 underlay', async () => {
+    expect(pings({ source: 'fd00:96::1' }, 'fd00:96::41')).toBe(false);
+    await dp.syncWireguard({ privateKey: hostKey, listenPort: 51820, peers: [{ ...PEER, allowedIps: ['10.96.1.0/26', 'fd00:96::40/122'] }] });
+    await dp.syncRoutes([
+      { kind: 'wireguard', block: '10.96.1.0/26' },
+      { kind: 'wireguard', block: 'fd00:96::40/122' },
+    ]);
+    expect(pings({ source: 'fd00:96::1' }, 'fd00:96::41')).toBe(true);
     expect(pings({ source: '10.96.0.1' }, '10.96.1.1')).toBe(true);
   });
 

@@ -10,7 +10,6 @@
  *   expect(dp.endpoints.size).toBe(0);
  */
 import { DataplaneError } from '../../errors';
-import { formatCidr, parseCidr } from '../../net/ipv4';
 import { WIREGUARD_KEY } from '../../encryption/keys';
 import { isSluiceHostIfname, vxlanMac } from '../../firewall/names';
 import { ruleTarget } from '../../firewall/rule';
@@ -29,6 +28,7 @@ import {
 import type { WireguardImplementation } from '../../model';
 import type { BlockRoute } from '../../routing/routes';
 import type { Dataplane, EndpointLink, RuleCounter, VxlanDevice, WireguardSettings } from '../dataplane';
+import { canonicalAddress, checkEndpointLink, familyOf, routesByBlock } from '../checks';
 
 export type DataplaneMethod = keyof Dataplane;
 
@@ -50,6 +50,8 @@ export interface RecordingDataplaneOptions {
 export class RecordingDataplane implements Dataplane {
   readonly calls: RecordedCall[] = [];
   initialized = false;
+  /** Turned on, as on Linux, by the first IPv6 endpoint or route, never by init. */
+  ipv6Forwarding = false;
   /** By host-side interface name. */
   readonly endpoints = new Map<string, EndpointLink>();
   readonly gateways = new Set<string>();
@@ -106,7 +108,7 @@ export class RecordingDataplane implements Dataplane {
 
   addEndpoint(link: EndpointLink): Promise<void> {
     return this.call('addEndpoint', [link], () => {
-      if (!isSluiceHostIfname(link.hostIfname)) throw new DataplaneError(`"${link.hostIfname}" is not a Sluice interface name`);
+      if (checkEndpointLink(link)) this.ipv6Forwarding = true;
       this.endpoints.set(link.hostIfname, { ...link });
     });
   }
@@ -124,8 +126,9 @@ export class RecordingDataplane implements Dataplane {
 
   syncGateways(gateways: string[]): Promise<void> {
     return this.call('syncGateways', [gateways], () => {
+      const next = gateways.map((g) => canonicalAddress(g, undefined, 'gateway'));
       this.gateways.clear();
-      for (const gateway of gateways) this.gateways.add(gateway);
+      for (const gateway of next) this.gateways.add(gateway);
     });
   }
 
@@ -177,12 +180,8 @@ export class RecordingDataplane implements Dataplane {
       if (this.wireguardDevice === undefined && routes.some((r) => r.kind === 'wireguard')) {
         throw new DataplaneError('wireguard route without the WireGuard device: call ensureWireguard first');
       }
-      const next = new Map<string, BlockRoute>();
-      for (const route of routes) {
-        const cidr = parseCidr(route.block);
-        if (cidr === undefined) throw new DataplaneError(`route block "${route.block}" is not an IPv4 CIDR`);
-        next.set(formatCidr(cidr), { ...route });
-      }
+      const next = routesByBlock(routes);
+      if (routes.some((r) => familyOf(r.block) === 6)) this.ipv6Forwarding = true;
       this.routes.clear();
       for (const [block, route] of next) this.routes.set(block, route);
     });

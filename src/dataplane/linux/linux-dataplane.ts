@@ -11,7 +11,9 @@ import type { FirewallChange, FirewallState } from '../../firewall/state';
 import type { WireguardImplementation } from '../../model';
 import type { BlockRoute } from '../../routing/routes';
 import type { Dataplane, EndpointLink, RuleCounter, VxlanDevice, WireguardSettings } from '../dataplane';
+import { familyOf, canonicalAddress, checkEndpointLink } from '../checks';
 import { GATEWAY_DEVICE, ROUTE_PROTOCOL, VXLAN_DEVICE, isSluiceHostIfname, vxlanMac } from '../../firewall/names';
+import * as ip from '../../net/ip';
 import { CommandError, SpawnRunner, batchInput, batchLine, type CommandRunner } from './command-runner';
 import { IptablesFirewall } from './firewall';
 import { involvesVxlan, parseJson, planRoutes, type KernelFdbEntry, type KernelNeighbour, type KernelRoute } from './routes';
@@ -36,7 +38,7 @@ interface KernelLink {
   mtu?: number;
   address?: string;
   linkinfo?: { info_data?: { id?: number; local?: string; port?: number; learning?: boolean } };
-  addr_info?: { family?: string; local?: string }[];
+  addr_info?: { family?: string; local?: string; scope?: string }[];
 }
 
 export class LinuxDataplane implements Dataplane {
@@ -44,6 +46,8 @@ export class LinuxDataplane implements Dataplane {
   private readonly wireguard: LinuxWireguard;
   /** Route and gateway syncs each read, diff and write; two at once would undo each other. */
   private readonly mutex = new KeyedMutex();
+  /** Set once this process has turned IPv6 forwarding on (see forwardIpv6). */
+  private ipv6Forwarding = false;
 
   /** Tests of parsing pass a scripted runner and sysctl writer; production uses the defaults. */
   constructor(
@@ -64,8 +68,8 @@ export class LinuxDataplane implements Dataplane {
 
   async addEndpoint(link: EndpointLink): Promise<void> {
     const { hostIfname: host, containerIfname: container, mtu } = link;
-    // Any other name would never be listed, so never cleaned up.
-    if (!isSluiceHostIfname(host)) throw new DataplaneError(`"${host}" is not a Sluice interface name`);
+    const v6 = checkEndpointLink(link);
+    if (v6) await this.forwardIpv6();
     await this.addLink(batchLine`link add ${host} mtu ${mtu} type veth peer name ${container} mtu ${mtu} address ${link.mac}`, [
       batchLine`link set ${host} mtu ${mtu} up`,
       batchLine`route replace ${link.address}/32 dev ${host} scope link proto ${ROUTE_PROTOCOL}`,
@@ -73,18 +77,34 @@ export class LinuxDataplane implements Dataplane {
       // request for it goes unanswered and the kernel waits a full second to
       // retry: a permanent entry lets the first packets through at once.
       batchLine`neigh replace ${link.address} lladdr ${link.mac} dev ${host} nud permanent`,
+      ...(v6
+        ? [
+            batchLine`route replace ${v6.address}/128 dev ${host} proto ${ROUTE_PROTOCOL}`,
+            batchLine`neigh replace ${v6.address} lladdr ${link.mac} dev ${host} nud permanent`,
+            // IPv6 has no proxy ARP for whatever the host routes: proxy NDP answers for listed
+            // addresses only. The gateway is held once, on the gateway device (syncGateways).
+            batchLine`neigh replace proxy ${v6.gateway} dev ${host}`,
+          ]
+        : []),
     ]);
     // The container has the pool's prefix length and ARPs for its peers and
     // the gateway; the host answers for them, at once (proxy_delay defaults
     // to a random wait of up to 0.8 s per broadcast request).
     await this.writeSysctl(`net/ipv4/conf/${host}/proxy_arp`, '1');
     await this.writeSysctl(`net/ipv4/neigh/${host}/proxy_delay`, '0');
+    if (v6) {
+      // The same for neighbour solicitations of the gateway; and the veth takes no router
+      // advertisement from the container's side.
+      await this.writeSysctl(`net/ipv6/conf/${host}/proxy_ndp`, '1');
+      await this.writeSysctl(`net/ipv6/neigh/${host}/proxy_delay`, '0');
+      await this.writeSysctl(`net/ipv6/conf/${host}/accept_ra`, '0');
+    }
   }
 
   async removeEndpoint(hostIfname: string): Promise<void> {
     if (!isSluiceHostIfname(hostIfname)) throw new DataplaneError(`refusing to delete "${hostIfname}": not a Sluice interface`);
     try {
-      // The peer and the /32 route go with it.
+      // The peer, the routes, neighbour and proxy entries and the veth's sysctls go with it.
       await this.runner.run('ip', ['link', 'del', 'dev', hostIfname]);
     } catch (err) {
       if (!(err instanceof CommandError && err.stderr.includes('Cannot find device'))) throw err;
@@ -96,16 +116,19 @@ export class LinuxDataplane implements Dataplane {
     return links.map((l) => l.ifname).filter(isSluiceHostIfname);
   }
 
-  syncGateways(gateways: string[]): Promise<void> {
-    return this.mutex.run('gateways', async () => {
+  async syncGateways(gateways: string[]): Promise<void> {
+    const want = new Set(gateways.map((g) => canonicalAddress(g, undefined, 'gateway')));
+    await this.mutex.run('gateways', async () => {
       const shown = parseJson<KernelLink>(await this.runner.run('ip', ['-j', 'addr', 'show', 'dev', GATEWAY_DEVICE]), 'ip addr');
+      // Not the device's own link-local address.
       const have = new Set(
-        shown.flatMap((l) => l.addr_info ?? []).flatMap((a) => (a.family === 'inet' && a.local !== undefined ? [a.local] : [])),
+        shown.flatMap((l) => l.addr_info ?? []).flatMap((a) => (a.scope !== 'link' && a.local !== undefined ? [a.local] : [])),
       );
-      const want = new Set(gateways);
+      const host = (g: string): string => `${g}/${ip.bits(familyOf(g))}`;
       const lines = [
-        ...[...want].filter((g) => !have.has(g)).map((g) => batchLine`address add ${g}/32 dev ${GATEWAY_DEVICE}`),
-        ...[...have].filter((g) => !want.has(g)).map((g) => batchLine`address del ${g}/32 dev ${GATEWAY_DEVICE}`),
+        // nodad: the device has no ports, no one else can hold the address, and until DAD is done it would not be usable.
+        ...[...want].filter((g) => !have.has(g)).map((g) => batchLine`address add ${host(g)} dev ${GATEWAY_DEVICE}` + (familyOf(g) === 6 ? ' nodad' : '')),
+        ...[...have].filter((g) => !want.has(g)).map((g) => batchLine`address del ${host(g)} dev ${GATEWAY_DEVICE}`),
       ];
       if (lines.length > 0) await this.ipBatch(lines);
     });
@@ -154,8 +177,10 @@ export class LinuxDataplane implements Dataplane {
 
   syncRoutes(routes: BlockRoute[]): Promise<void> {
     return this.mutex.run('routes', async () => {
+      if (routes.some((r) => familyOf(r.block) === 6)) await this.forwardIpv6();
+      // `table all`: without a table, `ip route` shows IPv4 only; with it, both families in one read.
       const current = parseJson<KernelRoute>(
-        await this.runner.run('ip', ['-j', 'route', 'show', 'proto', String(ROUTE_PROTOCOL)]),
+        await this.runner.run('ip', ['-j', 'route', 'show', 'table', 'all', 'proto', String(ROUTE_PROTOCOL)]),
         'ip route',
       );
       const [neighbours, fdb] = involvesVxlan(current, routes)
@@ -210,6 +235,19 @@ export class LinuxDataplane implements Dataplane {
     const [route] = parseJson<KernelRoute>(await this.runner.run('ip', ['-j', 'route', 'get', ip]), 'ip route get');
     if (route?.dev === undefined) throw new DataplaneError(`ip route get ${ip} named no device`);
     return { ...route, dev: route.dev };
+  }
+
+  /**
+   * IPv6 forwarding, turned on with the first IPv6 endpoint or route, never in
+   * init: with forwarding on, the kernel ignores router advertisements on every
+   * interface with accept_ra=1, so a host taking its own IPv6 address or default
+   * route from them would lose them. Docker's bridge driver does the same when
+   * a network has --ipv6. Nothing turns it off again: other software may rely on it by then.
+   */
+  private async forwardIpv6(): Promise<void> {
+    if (this.ipv6Forwarding) return;
+    await this.writeSysctl('net/ipv6/conf/all/forwarding', '1');
+    this.ipv6Forwarding = true;
   }
 
   private async ipBatch(lines: readonly string[]): Promise<void> {

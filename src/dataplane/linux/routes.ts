@@ -1,19 +1,28 @@
 /**
- * Pure: from what `ip -j route show proto 252`, `ip -j neigh show` and
- * `bridge -j fdb show` print, and the desired block routes, the `ip -batch`
- * and `bridge -batch` lines that make the kernel match. Only block routes are
- * managed here; the /32 routes to local endpoints (also protocol 252, on `sl…`
- * veths) belong to addEndpoint/removeEndpoint.
+ * Pure: from what `ip -j route show table all proto 252`, `ip -j neigh show`
+ * and `bridge -j fdb show` print, and the desired block routes, the `ip -batch`
+ * and `bridge -batch` lines that make the kernel match, for both families in
+ * one batch (`ip` takes the family from each address). Only block routes are
+ * managed here; the /32 and /128 routes to local endpoints (also protocol 252,
+ * on `sl…` veths) belong to addEndpoint/removeEndpoint.
+ *
+ * IPv6 blocks go through the same VXLAN device over the IPv4 underlay: the
+ * next hop is the peer VTEP's link-local address (EUI-64 of its MAC, which the
+ * peer's device holds anyway), mapped to that MAC by a permanent neighbour
+ * entry; the FDB entry sending the MAC to the peer's node IP serves both.
  */
 import { DataplaneError } from '../../errors';
-import { formatCidr, parseCidr } from '../../net/ipv4';
+import * as ip from '../../net/ip';
 import type { BlockRoute } from '../../routing/routes';
 import { ROUTE_PROTOCOL, VXLAN_DEVICE, WIREGUARD_DEVICE, isSluiceHostIfname } from '../../firewall/names';
 import { batchLine } from './command-runner';
+import { familyOf, routesByBlock } from '../checks';
 
 /** The fields of `ip -j route` output used here. */
 export interface KernelRoute {
   dst: string;
+  /** Printed for routes outside the main table, which are not Sluice's. */
+  table?: string;
   type?: string;
   gateway?: string;
   dev?: string;
@@ -56,35 +65,41 @@ export function planRoutes(
   current: { routes: readonly KernelRoute[]; neighbours: readonly KernelNeighbour[]; fdb: readonly KernelFdbEntry[] },
   desired: readonly BlockRoute[],
 ): RoutePlan {
-  const wanted = new Map<string, BlockRoute>();
-  for (const route of desired) wanted.set(canonicalBlock(route.block), route);
+  const wanted = routesByBlock(desired);
   const have = new Map<string, KernelRoute>();
   for (const route of current.routes) {
-    if (route.dev !== undefined && isSluiceHostIfname(route.dev)) continue; // an endpoint's /32
-    have.set(route.dst.includes('/') ? route.dst : `${route.dst}/32`, route);
+    if (route.table !== undefined && route.table !== 'main') continue;
+    if (route.dev !== undefined && isSluiceHostIfname(route.dev)) continue; // an endpoint's /32 or /128
+    have.set(route.dst.includes('/') ? route.dst : `${route.dst}/${ip.bits(familyOf(route.dst))}`, route);
   }
 
   const routeLines: string[] = [];
   for (const [block, route] of wanted) {
     const existing = have.get(block);
-    if (existing === undefined || !sameRoute(existing, route)) routeLines.push(`route replace ${routeSpec(block, route)} proto ${ROUTE_PROTOCOL}`);
+    if (existing === undefined || !sameRoute(block, existing, route)) routeLines.push(`route replace ${routeSpec(block, route)} proto ${ROUTE_PROTOCOL}`);
   }
   const routeDeletes = [...have.keys()].filter((block) => !wanted.has(block)).map((block) => batchLine`route del ${block} proto ${ROUTE_PROTOCOL}`);
 
-  // One neighbour and one FDB entry per peer node, however many blocks it holds.
+  // One FDB entry per peer node, and one neighbour per peer and family, however many blocks it holds.
   const peers = new Map<string, string>();
-  for (const route of wanted.values()) if (route.kind === 'vxlan') peers.set(route.nodeIp, route.vtepMac.toLowerCase());
+  const nextHops = new Map<string, string>();
+  for (const [block, route] of wanted) {
+    if (route.kind !== 'vxlan') continue;
+    const mac = route.vtepMac.toLowerCase();
+    peers.set(route.nodeIp, mac);
+    nextHops.set(vxlanNextHop(block, route), mac);
+  }
 
   const neighbourAdds: string[] = [];
   const neighbourDeletes: string[] = [];
   const haveNeighbours = new Map(current.neighbours.map((n) => [n.dst, n.lladdr?.toLowerCase()]));
-  for (const [nodeIp, mac] of peers) {
-    if (haveNeighbours.get(nodeIp) !== mac) {
-      neighbourAdds.push(batchLine`neigh replace ${nodeIp} lladdr ${mac} dev ${VXLAN_DEVICE} nud permanent`);
+  for (const [nextHop, mac] of nextHops) {
+    if (haveNeighbours.get(nextHop) !== mac) {
+      neighbourAdds.push(batchLine`neigh replace ${nextHop} lladdr ${mac} dev ${VXLAN_DEVICE} nud permanent`);
     }
   }
-  for (const nodeIp of haveNeighbours.keys()) {
-    if (!peers.has(nodeIp)) neighbourDeletes.push(batchLine`neigh del ${nodeIp} dev ${VXLAN_DEVICE}`);
+  for (const nextHop of haveNeighbours.keys()) {
+    if (!nextHops.has(nextHop)) neighbourDeletes.push(batchLine`neigh del ${nextHop} dev ${VXLAN_DEVICE}`);
   }
 
   const bridge: string[] = [];
@@ -103,10 +118,21 @@ export function planRoutes(
   return { bridge, ip: [...neighbourAdds, ...routeLines, ...routeDeletes, ...neighbourDeletes] };
 }
 
-function canonicalBlock(block: string): string {
-  const cidr = parseCidr(block);
-  if (cidr === undefined) throw new DataplaneError(`route block "${block}" is not an IPv4 CIDR`);
-  return formatCidr(cidr);
+/**
+ * Where a VXLAN route points: for IPv4 the peer's node IP (Linux routes IPv6
+ * only via an IPv6 next hop, so for IPv6 its VTEP's link-local address).
+ */
+function vxlanNextHop(block: string, route: Extract<BlockRoute, { kind: 'vxlan' }>): string {
+  return familyOf(block) === 4 ? route.nodeIp : linkLocalOf(route.vtepMac);
+}
+
+/** The EUI-64 link-local address of a MAC (RFC 4291 appendix A), in the kernel's spelling. */
+export function linkLocalOf(mac: string): string {
+  const bytes = mac.split(':').map((byte) => parseInt(byte, 16));
+  if (bytes.length !== 6 || bytes.some((byte) => !(byte >= 0 && byte <= 255))) throw new DataplaneError(`VTEP MAC "${mac}" is not a MAC address`);
+  const [b0, b1, b2, b3, b4, b5] = bytes as [number, number, number, number, number, number];
+  const eui64 = [b0 ^ 0x02, b1, b2, 0xff, 0xfe, b3, b4, b5].reduce((value, byte) => (value << 8n) | BigInt(byte), 0n);
+  return ip.formatIp({ family: 6, value: (0xfe80n << 112n) | eui64 });
 }
 
 function routeSpec(block: string, route: BlockRoute): string {
@@ -116,15 +142,18 @@ function routeSpec(block: string, route: BlockRoute): string {
     case 'host-gw':
       return batchLine`${block} via ${route.via}`;
     case 'vxlan':
-      // The peer's node IP doubles as the next hop: the neighbour entry maps it to the peer's VTEP MAC.
-      return batchLine`${block} via ${route.nodeIp} dev ${VXLAN_DEVICE} onlink mtu ${String(route.mtu)}`;
+      // The neighbour entry maps the next hop to the peer's VTEP MAC. An IPv4 one (the peer's
+      // node IP) is on no link of this host: onlink says to take it as is. A link-local one needs not.
+      return familyOf(block) === 4
+        ? batchLine`${block} via ${route.nodeIp} dev ${VXLAN_DEVICE} onlink mtu ${String(route.mtu)}`
+        : batchLine`${block} via ${vxlanNextHop(block, route)} dev ${VXLAN_DEVICE} mtu ${String(route.mtu)}`;
     case 'wireguard':
       // The device picks the peer by destination (its allowed IPs): no next hop.
       return batchLine`${block} dev ${WIREGUARD_DEVICE}`;
   }
 }
 
-function sameRoute(existing: KernelRoute, route: BlockRoute): boolean {
+function sameRoute(block: string, existing: KernelRoute, route: BlockRoute): boolean {
   const type = existing.type ?? 'unicast';
   switch (route.kind) {
     case 'blackhole':
@@ -134,9 +163,9 @@ function sameRoute(existing: KernelRoute, route: BlockRoute): boolean {
     case 'vxlan':
       return (
         type === 'unicast' &&
-        existing.gateway === route.nodeIp &&
+        existing.gateway === vxlanNextHop(block, route) &&
         existing.dev === VXLAN_DEVICE &&
-        (existing.flags ?? []).includes('onlink') &&
+        (familyOf(block) === 6 || (existing.flags ?? []).includes('onlink')) &&
         existing.metrics?.some((m) => m.mtu === route.mtu) === true
       );
     case 'wireguard':

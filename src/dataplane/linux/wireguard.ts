@@ -11,7 +11,8 @@
 import { spawn } from 'node:child_process';
 import { DataplaneError } from '../../errors';
 import { WIREGUARD_KEY } from '../../encryption/keys';
-import { parseCidr, parseIp } from '../../net/ipv4';
+import { parseIp } from '../../net/ipv4';
+import { parseCidr } from '../../net/ip';
 import type { WireguardImplementation } from '../../model';
 import type { WireguardSettings } from '../dataplane';
 import { WIREGUARD_DEVICE } from '../../firewall/names';
@@ -37,7 +38,8 @@ export function wireguardConfig(settings: WireguardSettings): string {
   for (const peer of settings.peers) {
     const [ip, peerPort, extra] = peer.endpoint.split(':');
     if (parseIp(ip ?? '') === undefined || !/^\d+$/.test(peerPort ?? '') || extra !== undefined) throw new DataplaneError(`WireGuard endpoint "${peer.endpoint}" is not IPV4:PORT`);
-    for (const cidr of peer.allowedIps) if (parseCidr(cidr) === undefined) throw new DataplaneError(`WireGuard allowed IP "${cidr}" is not an IPv4 CIDR`);
+    // Either family: the tunnel carries IPv6 blocks over the IPv4 underlay as well.
+    for (const cidr of peer.allowedIps) if (parseCidr(cidr) === undefined) throw new DataplaneError(`WireGuard allowed IP "${cidr}" is not a CIDR`);
     lines.push('', '[Peer]', `PublicKey = ${key(peer.publicKey)}`, `Endpoint = ${ip!}:${port(Number(peerPort))}`);
     if (peer.allowedIps.length > 0) lines.push(`AllowedIPs = ${peer.allowedIps.join(', ')}`);
   }

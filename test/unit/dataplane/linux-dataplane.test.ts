@@ -50,6 +50,51 @@ describe('endpoints', () => {
     expect(sysctls).toEqual(['net/ipv4/conf/slv0123456789a/proxy_arp=1', 'net/ipv4/neigh/slv0123456789a/proxy_delay=0']);
   });
 
+  it('plumbs a dual-stack endpoint in the same batch: /128 route, neighbour, proxy NDP for the gateway; IPv6 forwarding once', async () => {
+    const { dp, runner, sysctls } = dataplane(() => '');
+    await dp.addEndpoint({ ...link, addressV6: 'fd00:96::5', gatewayV6: 'fd00:96::1' });
+    expect(runner.calls[0]?.input).toBe(
+      'link add slv0123456789a mtu 1450 type veth peer name sc0123456789a mtu 1450 address 02:73:0a:60:00:05\n' +
+        'link set slv0123456789a mtu 1450 up\n' +
+        'route replace 10.96.0.5/32 dev slv0123456789a scope link proto 252\n' +
+        'neigh replace 10.96.0.5 lladdr 02:73:0a:60:00:05 dev slv0123456789a nud permanent\n' +
+        'route replace fd00:96::5/128 dev slv0123456789a proto 252\n' +
+        'neigh replace fd00:96::5 lladdr 02:73:0a:60:00:05 dev slv0123456789a nud permanent\n' +
+        'neigh replace proxy fd00:96::1 dev slv0123456789a\n',
+    );
+    expect(sysctls).toEqual([
+      'net/ipv6/conf/all/forwarding=1',
+      'net/ipv4/conf/slv0123456789a/proxy_arp=1',
+      'net/ipv4/neigh/slv0123456789a/proxy_delay=0',
+      'net/ipv6/conf/slv0123456789a/proxy_ndp=1',
+      'net/ipv6/neigh/slv0123456789a/proxy_delay=0',
+      'net/ipv6/conf/slv0123456789a/accept_ra=0',
+    ]);
+    sysctls.length = 0;
+    const other = endpointIfnames('fedcba9876543210');
+    await dp.addEndpoint({ ...link, ...other, addressV6: 'fd00:96::6', gatewayV6: 'fd00:96::1' });
+    expect(sysctls.filter((s) => s.includes('forwarding'))).toEqual([]);
+  });
+
+  it('leaves IPv6 forwarding alone for an IPv4-only endpoint', async () => {
+    const { dp, sysctls } = dataplane(() => '');
+    await dp.init();
+    await dp.addEndpoint(link);
+    expect(sysctls.filter((s) => s.startsWith('net/ipv6/'))).toEqual([]);
+  });
+
+  it.each([
+    ['an IPv6 address without its gateway', { addressV6: 'fd00:96::5' }, /needs its network's IPv6 gateway/],
+    ['a gateway without an address', { gatewayV6: 'fd00:96::1' }, /needs its network's IPv6 gateway/],
+    ['an IPv4 address as IPv6 address', { addressV6: '10.96.0.5', gatewayV6: 'fd00:96::1' }, /"10.96.0.5" is not an IPv6 address/],
+    ['a prefix on the address', { addressV6: 'fd00:96::5/64', gatewayV6: 'fd00:96::1' }, /"fd00:96::5\/64" is not an IPv6 address/],
+  ])('refuses %s before starting any process or writing any sysctl', async (_what, bad, message) => {
+    const { dp, runner, sysctls } = dataplane(() => '');
+    await expect(dp.addEndpoint({ ...link, ...bad })).rejects.toThrow(message);
+    expect(runner.calls).toEqual([]);
+    expect(sysctls).toEqual([]);
+  });
+
   it('is idempotent: an existing link is configured, not re-created', async () => {
     const { dp, runner } = dataplane((call) =>
       call.input?.startsWith('link add') ? { fail: 'RTNETLINK answers: File exists\nCommand failed -:1' } : '',
@@ -145,14 +190,28 @@ describe('init and gateways', () => {
     ]);
   });
 
+  // As `ip -j addr show` prints them: the device's own link-local address is not a gateway.
+  const inet = (local: string) => ({ family: 'inet', local, prefixlen: 32, scope: 'global' });
+  const inet6 = (local: string, scope = 'global') => ({ family: 'inet6', local, prefixlen: scope === 'link' ? 64 : 128, scope });
+
   it('makes the gateway addresses exactly the given ones in one batch', async () => {
-    const shown = [{ ifname: 'sluice0', addr_info: [{ family: 'inet', local: '10.96.0.1', prefixlen: 32 }, { family: 'inet', local: '10.97.0.1', prefixlen: 32 }, { family: 'inet6', local: 'fe80::1', prefixlen: 64 }] }];
+    const shown = [{ ifname: 'sluice0', addr_info: [inet('10.96.0.1'), inet('10.97.0.1'), inet6('fe80::1', 'link')] }];
     const { dp, runner } = dataplane((call) => (call.args[0] === '-j' ? JSON.stringify(shown) : ''));
     await dp.syncGateways(['10.96.0.1', '10.98.0.1']);
     expect(runner.calls[1]?.input).toBe('address add 10.98.0.1/32 dev sluice0\naddress del 10.97.0.1/32 dev sluice0\n');
     runner.calls.length = 0;
     await dp.syncGateways(['10.96.0.1', '10.97.0.1']);
     expect(runner.calls).toHaveLength(1);
+  });
+
+  it('holds IPv6 gateways as /128 without DAD, compared in canonical form, and refuses what is no address', async () => {
+    const shown = [{ ifname: 'sluice0', addr_info: [inet('10.96.0.1'), inet6('fd00:97::1'), inet6('fe80::1', 'link')] }];
+    const { dp, runner } = dataplane((call) => (call.args[0] === '-j' ? JSON.stringify(shown) : ''));
+    await dp.syncGateways(['10.96.0.1', 'FD00:96:0::1']);
+    expect(runner.calls[1]?.input).toBe('address add fd00:96::1/128 dev sluice0 nodad\naddress del fd00:97::1/128 dev sluice0\n');
+    runner.calls.length = 0;
+    await expect(dp.syncGateways(['10.96.0.1', 'fd00:96::1/64'])).rejects.toThrow('gateway "fd00:96::1/64" is not an IP address');
+    expect(runner.calls).toEqual([]);
   });
 });
 
@@ -189,7 +248,7 @@ describe('vxlan and routes', () => {
       call.args.includes('show') ? '[{"dst":"10.96.9.0/26","gateway":"192.168.77.9","dev":"eth0","flags":[]}]' : '',
     );
     await dp.syncRoutes([{ kind: 'host-gw', block: '10.96.2.0/26', via: '192.168.77.2' }]);
-    expect(runner.commandLines).toEqual(['ip -j route show proto 252', 'ip -batch -']);
+    expect(runner.commandLines).toEqual(['ip -j route show table all proto 252', 'ip -batch -']);
     expect(runner.calls[1]?.input).toBe('route replace 10.96.2.0/26 via 192.168.77.2 proto 252\nroute del 10.96.9.0/26 proto 252\n');
   });
 
@@ -197,12 +256,33 @@ describe('vxlan and routes', () => {
     const { dp, runner } = dataplane((call) => (call.args.includes('show') ? '[]' : ''));
     await dp.syncRoutes([{ kind: 'vxlan', block: '10.96.3.0/26', nodeIp: '192.168.77.3', vtepMac: '0e:00:00:00:00:03', mtu: 1450 }]);
     expect(runner.commandLines).toEqual([
-      'ip -j route show proto 252',
+      'ip -j route show table all proto 252',
       'ip -j neigh show dev sluice.vxlan nud permanent',
       'bridge -j fdb show dev sluice.vxlan',
       'bridge -batch -',
       'ip -batch -',
     ]);
+  });
+
+  it('reads routes of both families at once and turns IPv6 forwarding on with the first IPv6 route', async () => {
+    const shown = JSON.stringify([
+      { dst: 'fd00:96::9', dev: 'slv0123456789a', metric: 1024, flags: [] },
+      { type: 'blackhole', dst: 'fd00:96::40/122', dev: 'lo', metric: 1024, flags: [] },
+      { dst: 'fd00:97::/122', gateway: 'fd00:250::9', dev: 'eth0', metric: 1024, flags: [] },
+      { dst: 'fd00:98::/122', gateway: 'fd00:250::9', dev: 'eth0', table: '100', flags: [] },
+    ]);
+    const { dp, runner, sysctls } = dataplane((call) => (call.args.includes('show') ? shown : ''));
+    await dp.syncRoutes([{ kind: 'blackhole', block: '10.96.0.0/26' }]);
+    expect(sysctls).toEqual([]);
+    runner.calls.length = 0;
+    await dp.syncRoutes([
+      { kind: 'blackhole', block: 'fd00:96::40/122' },
+      { kind: 'host-gw', block: 'fd00:99::/122', via: 'fd00:250::2' },
+    ]);
+    expect(sysctls).toEqual(['net/ipv6/conf/all/forwarding=1']);
+    expect(runner.commandLines).toEqual(['ip -j route show table all proto 252', 'ip -batch -']);
+    // The endpoint's /128 and the route in another table are not block routes.
+    expect(runner.calls[1]?.input).toBe('route replace fd00:99::/122 via fd00:250::2 proto 252\nroute del fd00:97::/122 proto 252\n');
   });
 
   it('answers on-link and MTU questions from the route the kernel would take', async () => {

@@ -50,6 +50,41 @@ describe('RecordingDataplane', () => {
     await expect(dp.syncRoutes([{ kind: 'blackhole', block: 'nope' }])).rejects.toThrow(DataplaneError);
   });
 
+  it('holds dual-stack endpoints, refusing a half or a malformed IPv6 side as the Linux dataplane does', async () => {
+    const dp = new RecordingDataplane();
+    await dp.init();
+    await dp.addEndpoint(link);
+    expect(dp.ipv6Forwarding).toBe(false);
+    await dp.addEndpoint({ ...link, addressV6: 'fd00:96::5', gatewayV6: 'fd00:96::1' });
+    expect(dp.endpoints.get(link.hostIfname)).toMatchObject({ addressV6: 'fd00:96::5', gatewayV6: 'fd00:96::1' });
+    expect(dp.ipv6Forwarding).toBe(true);
+    const other = { ...link, ...endpointIfnames('0123456789abcdef') };
+    await expect(dp.addEndpoint({ ...other, addressV6: 'fd00:96::6' })).rejects.toThrow(/needs its network's IPv6 gateway/);
+    await expect(dp.addEndpoint({ ...other, addressV6: 'fd00:96::6', gatewayV6: '10.96.0.1' })).rejects.toThrow(/not an IPv6 address/);
+    expect([...dp.endpoints.keys()]).toEqual([link.hostIfname]);
+  });
+
+  it('keeps IPv6 gateways and routes in canonical form; an IPv6 route turns IPv6 forwarding on', async () => {
+    const dp = new RecordingDataplane();
+    await dp.syncGateways(['10.96.0.1', 'FD00:96:0::1']);
+    expect([...dp.gateways]).toEqual(['10.96.0.1', 'fd00:96::1']);
+    await expect(dp.syncGateways(['fd00:96::1/64'])).rejects.toThrow(/not an IP address/);
+    expect([...dp.gateways]).toEqual(['10.96.0.1', 'fd00:96::1']);
+    await dp.syncRoutes([{ kind: 'blackhole', block: '10.96.0.0/26' }]);
+    expect(dp.ipv6Forwarding).toBe(false);
+    await dp.syncRoutes([
+      { kind: 'blackhole', block: '10.96.0.0/26' },
+      { kind: 'host-gw', block: 'FD00:96::47/122', via: 'fd00:250:0::2' },
+    ]);
+    expect([...dp.routes.values()]).toEqual([
+      { kind: 'blackhole', block: '10.96.0.0/26' },
+      { kind: 'host-gw', block: 'fd00:96::40/122', via: 'fd00:250::2' },
+    ]);
+    expect(dp.ipv6Forwarding).toBe(true);
+    await expect(dp.syncRoutes([{ kind: 'host-gw', block: 'fd00:96::40/122', via: '192.168.1.2' }])).rejects.toThrow(/not an IPv6 address/);
+    expect(dp.routes.size).toBe(2);
+  });
+
   it('needs the VXLAN device before VXLAN routes, and drops them when the device is re-created', async () => {
     const dp = new RecordingDataplane();
     const route = { kind: 'vxlan' as const, block: '10.96.2.0/26', nodeIp: '192.168.2.2', vtepMac: '0e:00:00:00:00:01', mtu: 1450 };

@@ -1,5 +1,5 @@
 import { DataplaneError } from '../../../src/errors';
-import { involvesVxlan, parseJson, planRoutes, type KernelRoute } from '../../../src/dataplane/linux/routes';
+import { involvesVxlan, linkLocalOf, parseJson, planRoutes, type KernelRoute } from '../../../src/dataplane/linux/routes';
 
 // As printed by `ip -j route show proto 252` (iproute2 6.1), with an endpoint /32 among the block routes.
 const shown = `[{"dst":"10.96.0.5","dev":"slv0123456789a","scope":"link","flags":["linkdown"]},
@@ -94,6 +94,71 @@ describe('planRoutes', () => {
 
   it('rejects a block that is not a CIDR', () => {
     expect(() => planRoutes({ routes: [], ...nothing }, [{ kind: 'blackhole', block: '10.96.0.0' }])).toThrow(DataplaneError);
+  });
+});
+
+describe('planRoutes for IPv6 blocks', () => {
+  // The VTEP MAC 0e:00:00:00:00:03 as an EUI-64 link-local address: the universal/local bit flipped, ff:fe in the middle.
+  const nextHop3 = 'fe80::c00:ff:fe00:3';
+  // As printed by `ip -j route show table all proto 252` (iproute2 6.1): no table for main, blackholes on lo.
+  const shown6 = parseJson<KernelRoute>(
+    `[{"dst":"fd00:96::5","dev":"slv0123456789a","metric":1024,"flags":[],"pref":"medium"},
+{"type":"blackhole","dst":"fd00:96::/122","dev":"lo","metric":1024,"flags":[],"pref":"medium"},
+{"dst":"fd00:96::40/122","gateway":"fd00:250::2","dev":"eth0","metric":1024,"flags":[],"pref":"medium"},
+{"dst":"fd00:96::80/122","gateway":"${nextHop3}","dev":"sluice.vxlan","metric":1024,"flags":[],"metrics":[{"mtu":1450}],"pref":"medium"}]`,
+    'ip route',
+  );
+  const asIs6 = { neighbours: [{ dst: nextHop3, lladdr: mac3 }], fdb: [{ mac: mac3, dst: '192.168.77.3' }] };
+  const desired6 = [
+    { kind: 'blackhole' as const, block: 'fd00:96::/122' },
+    { kind: 'host-gw' as const, block: 'fd00:96::40/122', via: 'fd00:250::2' },
+    { kind: 'vxlan' as const, block: 'fd00:96::80/122', nodeIp: '192.168.77.3', vtepMac: mac3, mtu: 1450 },
+  ];
+
+  it('derives the VTEP link-local next hop from its MAC as the kernel spells it', () => {
+    expect(linkLocalOf(mac3)).toBe(nextHop3);
+    expect(linkLocalOf('02:AB:CD:EF:01:23')).toBe('fe80::ab:cdff:feef:123');
+    expect(() => linkLocalOf('0e:00:00:00:03')).toThrow(DataplaneError);
+  });
+
+  it('writes nothing when the kernel already matches, whatever spelling the blocks and next hops come in', () => {
+    const spelled = [{ ...desired6[0]!, block: 'FD00:0096::0/122' }, { ...desired6[1]!, via: 'fd00:250:0::2' }, desired6[2]!];
+    expect(planRoutes({ routes: shown6, ...asIs6 }, spelled)).toEqual({ bridge: [], ip: [] });
+  });
+
+  it('routes an IPv6 block through VXLAN via the link-local next hop, one neighbour per family, one FDB entry per peer', () => {
+    const mac = '0e:aa:bb:cc:dd:ee';
+    const plan = planRoutes({ routes: [], ...nothing }, [
+      { kind: 'vxlan', block: '10.96.5.0/26', nodeIp: '192.168.77.5', vtepMac: mac, mtu: 1450 },
+      { kind: 'vxlan', block: 'fd00:96::100/122', nodeIp: '192.168.77.5', vtepMac: mac, mtu: 1450 },
+      { kind: 'vxlan', block: 'fd00:96::140/122', nodeIp: '192.168.77.5', vtepMac: mac, mtu: 1450 },
+    ]);
+    expect(plan.ip).toEqual([
+      `neigh replace 192.168.77.5 lladdr ${mac} dev sluice.vxlan nud permanent`,
+      `neigh replace fe80::caa:bbff:fecc:ddee lladdr ${mac} dev sluice.vxlan nud permanent`,
+      'route replace 10.96.5.0/26 via 192.168.77.5 dev sluice.vxlan onlink mtu 1450 proto 252',
+      'route replace fd00:96::100/122 via fe80::caa:bbff:fecc:ddee dev sluice.vxlan mtu 1450 proto 252',
+      'route replace fd00:96::140/122 via fe80::caa:bbff:fecc:ddee dev sluice.vxlan mtu 1450 proto 252',
+    ]);
+    expect(plan.bridge).toEqual([`fdb replace ${mac} dev sluice.vxlan dst 192.168.77.5 self permanent`]);
+  });
+
+  it('removes stale IPv6 routes and the IPv6 neighbour of a peer reached over IPv4 only now, keeping the shared FDB entry', () => {
+    const plan = planRoutes({ routes: [...current, ...shown6], neighbours: [...asIs.neighbours, ...asIs6.neighbours], fdb: asIs.fdb }, desiredAsIs);
+    expect(plan.ip).toEqual([
+      'route del fd00:96::/122 proto 252',
+      'route del fd00:96::40/122 proto 252',
+      'route del fd00:96::80/122 proto 252',
+      `neigh del ${nextHop3} dev sluice.vxlan`,
+    ]);
+    expect(plan.bridge).toEqual([]);
+  });
+
+  it('refuses an IPv6 block via an IPv4 next hop, and the reverse, before writing anything', () => {
+    expect(() => planRoutes({ routes: [], ...nothing }, [{ kind: 'host-gw', block: 'fd00:96::/122', via: '192.168.77.2' }])).toThrow(
+      'next hop of fd00:96::/122 "192.168.77.2" is not an IPv6 address',
+    );
+    expect(() => planRoutes({ routes: [], ...nothing }, [{ kind: 'host-gw', block: '10.96.0.0/26', via: 'fd00:250::2' }])).toThrow(/not an IPv4 address/);
   });
 });
 

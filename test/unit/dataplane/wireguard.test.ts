@@ -17,11 +17,16 @@ describe('the WireGuard configuration text', () => {
     );
   });
 
+  it('takes IPv6 blocks among the allowed IPs', () => {
+    const peers = [{ ...SETTINGS.peers[0]!, allowedIps: ['10.96.0.64/26', 'fd00:96::40/122'] }];
+    expect(wireguardConfig({ ...SETTINGS, peers })).toContain('\nAllowedIPs = 10.96.0.64/26, fd00:96::40/122\n');
+  });
+
   it('refuses any value that could add a line or a setting', () => {
     const peer = SETTINGS.peers[0]!;
     expect(() => wireguardConfig({ ...SETTINGS, privateKey: `${PRIVATE}\nListenPort = 1` })).toThrow('not base64 of 32 bytes');
     expect(() => wireguardConfig({ ...SETTINGS, peers: [{ ...peer, endpoint: '10.0.0.1:51820\n[Peer]' }] })).toThrow('is not IPV4:PORT');
-    expect(() => wireguardConfig({ ...SETTINGS, peers: [{ ...peer, allowedIps: ['0.0.0.0/0\nEndpoint = x'] }] })).toThrow('is not an IPv4 CIDR');
+    expect(() => wireguardConfig({ ...SETTINGS, peers: [{ ...peer, allowedIps: ['0.0.0.0/0\nEndpoint = x'] }] })).toThrow('is not a CIDR');
     expect(() => wireguardConfig({ ...SETTINGS, listenPort: 0 })).toThrow('WireGuard port 0 is not from 1 to 65535');
   });
 });
