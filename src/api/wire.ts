@@ -21,7 +21,7 @@
  */
 import { BadRequestError } from '../errors';
 import type { PortMapping, Protocol } from '../model';
-import { formatCidr, isIpv6, parseCidr, parseIp } from '../net/ipv4';
+import * as ip from '../net/ip';
 import { cidrKey, keyCidr } from '../store/keys';
 import type {
   CreateEndpointRequest,
@@ -78,22 +78,15 @@ function show(value: unknown): string {
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
-function isIpv4Cidr(text: string): boolean {
-  return parseCidr(text) !== undefined;
-}
-
-function isIpv6Cidr(text: string): boolean {
-  return /^[0-9a-f:.]+\/\d{1,3}$/i.test(text) && isIpv6(text) && Number(text.split('/')[1]) <= 128;
-}
-
-function isIpv6Address(text: string): boolean {
-  return !text.includes('/') && isIpv6(text);
-}
+const isIpv4Cidr = (text: string): boolean => ip.parseCidr(text)?.family === 4;
+const isIpv6Cidr = (text: string): boolean => ip.parseCidr(text)?.family === 6;
+const isCidr = (text: string): boolean => ip.parseCidr(text) !== undefined;
+const isAddress = (text: string): boolean => ip.parseIp(text) !== undefined;
 
 /** Sluice's PoolID is the network key: the subnet in canonical form with '/' as '-'. */
 function isPoolId(text: string): boolean {
-  const cidr = parseCidr(keyCidr(text));
-  return cidr !== undefined && cidrKey(formatCidr(cidr)) === text;
+  const cidr = ip.parseCidr(keyCidr(text));
+  return cidr !== undefined && cidrKey(ip.formatCidr(cidr)) === text;
 }
 
 function typeName(value: unknown): string {
@@ -170,7 +163,7 @@ class Fields {
   }
 
   poolId(key: string): string {
-    return this.matching(key, isPoolId, 'a sluice PoolID such as "10.96.0.0-16"');
+    return this.matching(key, isPoolId, 'a sluice PoolID such as "10.96.0.0-16" or "fd00:96::-64"');
   }
 
   /** An optional string; Go's zero value "" (a nil IP or unset flag) counts as absent. */
@@ -262,8 +255,8 @@ function ipamData(isCidr: (text: string) => boolean, form: string): (f: Fields) 
 }
 
 const IPV4_CIDR = 'an IPv4 CIDR such as "10.96.0.5/16"';
-const IPV6_CIDR = 'an IPv6 CIDR';
-const IPV4_ADDRESS = 'an IPv4 address such as "10.96.0.5"';
+const IPV6_CIDR = 'an IPv6 CIDR such as "fd00:96::5/64"';
+const ADDRESS = 'an IP address such as "10.96.0.5" or "fd00:96::5"';
 
 export function decodeCreateNetwork(body: unknown): CreateNetworkRequest {
   const f = Fields.body('CreateNetwork', body);
@@ -295,7 +288,7 @@ function portMapping(f: Fields): PortMapping {
     if (protoNumber === undefined || protoNumber === null) f.fail('Proto', 'is missing');
     f.fail('Proto', `must be 6 (tcp), 17 (udp) or 132 (sctp), got ${JSON.stringify(protoNumber)}`);
   }
-  const hostIp = f.optionalMatching('HostIP', (text) => parseIp(text) !== undefined || isIpv6Address(text), 'an IP address');
+  const hostIp = f.optionalMatching('HostIP', isAddress, 'an IP address');
   // HostPort 0 is `-p 80` (no host port); HostPortEnd 0 means "just HostPort".
   const hostPort = f.port('HostPort', 0);
   const hostPortEnd = f.port('HostPortEnd', 0);
@@ -364,7 +357,6 @@ export function decodeProgramExternalConnectivity(body: unknown): EndpointRef & 
 export function decodeRequestPool(body: unknown): RequestPoolRequest {
   const f = Fields.body('RequestPool', body);
   // AddressSpace is not decoded: Sluice serves its local and global spaces alike.
-  const isCidr = (text: string): boolean => isIpv4Cidr(text) || isIpv6Cidr(text);
   const pool = f.optionalMatching('Pool', isCidr, 'a CIDR such as "10.96.0.0/16"');
   const subPool = f.optionalMatching('SubPool', isCidr, 'a CIDR such as "10.96.1.0/24"');
   return {
@@ -381,7 +373,7 @@ export function decodeReleasePool(body: unknown): { poolId: string } {
 
 export function decodeRequestAddress(body: unknown): RequestAddressRequest {
   const f = Fields.body('RequestAddress', body);
-  const address = f.optionalMatching('Address', (text) => parseIp(text) !== undefined, IPV4_ADDRESS);
+  const address = f.optionalMatching('Address', isAddress, ADDRESS);
   const requestType = f.object('Options').optionalString('RequestAddressType');
   return {
     poolId: f.poolId('PoolID'),
@@ -392,7 +384,7 @@ export function decodeRequestAddress(body: unknown): RequestAddressRequest {
 
 export function decodeReleaseAddress(body: unknown): { poolId: string; address: string } {
   const f = Fields.body('ReleaseAddress', body);
-  return { poolId: f.poolId('PoolID'), address: f.matching('Address', (text) => parseIp(text) !== undefined, IPV4_ADDRESS) };
+  return { poolId: f.poolId('PoolID'), address: f.matching('Address', isAddress, ADDRESS) };
 }
 
 // ---- Replies --------------------------------------------------------------
@@ -426,8 +418,9 @@ export function encodeEndpointOperInfo(value: Record<string, unknown>): Endpoint
 
 export interface JoinReply {
   InterfaceName: { SrcName: string; DstPrefix: string };
-  /** Plain IP, not CIDR (libnetwork uses net.ParseIP). */
+  /** Plain IP, not CIDR (libnetwork uses net.ParseIP); so is GatewayIPv6. */
   Gateway: string;
+  GatewayIPv6?: string;
   StaticRoutes: { Destination: string; RouteType: 0 | 1; NextHop: string }[];
   DisableGatewayService: boolean;
 }
@@ -436,6 +429,7 @@ export function encodeJoin(result: JoinResult): JoinReply {
   return {
     InterfaceName: { SrcName: result.srcName, DstPrefix: result.dstPrefix },
     Gateway: result.gateway,
+    ...(result.gatewayIPv6 !== undefined && { GatewayIPv6: result.gatewayIPv6 }),
     StaticRoutes: result.staticRoutes.map((r) => ({
       Destination: r.destination,
       RouteType: r.routeType,

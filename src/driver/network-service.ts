@@ -10,11 +10,12 @@
  */
 import { BadRequestError, ConflictError, NotFoundError, NotSupportedError, errorMessage } from '../errors';
 import type { AddressRecord, EndpointRecord, NetworkRecord, PortMapping } from '../model';
-import { blockOf, contains, formatCidr, parseCidr, parseIp } from '../net/ipv4';
+import * as ip from '../net/ip';
+import { cidrKey } from '../store/keys';
 import { containerMac, endpointIfnames } from '../firewall/names';
 import type { Dataplane } from '../dataplane/dataplane';
 import type { Ipam } from '../ipam/ipam-service';
-import type { Registry, Versioned } from '../store/registry';
+import type { AddressClaimUpdate, Registry, Versioned } from '../store/registry';
 import type { ContainerLookup } from '../labels/docker';
 import { networkSettings, settingsMismatch, unpublishable } from './network-settings';
 import {
@@ -22,6 +23,7 @@ import {
   ADDRESS_SPACE_LOCAL,
   type CreateEndpointRequest,
   type CreateNetworkRequest,
+  type IpamData,
   type JoinRequest,
   type JoinResult,
   type NetworkService,
@@ -81,39 +83,64 @@ export class NetworkDriver implements NetworkService {
   ) {}
 
   async createNetwork(req: CreateNetworkRequest): Promise<void> {
-    if (req.ipv6 || req.ipv6Data.length > 0) {
-      throw new NotSupportedError('IPv6 is not supported by sluice yet: create the network without --ipv6');
-    }
     const [data, ...more] = req.ipv4Data;
-    if (!data || (data.addressSpace !== ADDRESS_SPACE_LOCAL && data.addressSpace !== ADDRESS_SPACE_GLOBAL)) {
+    const [data6, ...more6] = req.ipv6Data;
+    if (!data || [data, ...req.ipv6Data].some((d) => d.addressSpace !== ADDRESS_SPACE_LOCAL && d.addressSpace !== ADDRESS_SPACE_GLOBAL)) {
       throw new BadRequestError(
         'sluice networks need sluice IPAM: docker network create -d sluice --ipam-driver sluice --subnet CIDR NAME',
       );
     }
     if (more.length > 0) throw new NotSupportedError('a sluice network has one IPv4 subnet: pass a single --subnet');
-    const subnet = parseCidr(data.pool);
-    if (!subnet) throw new BadRequestError(`CreateNetwork: pool "${data.pool}" is not an IPv4 CIDR`);
-    const settings = networkSettings(req, data);
-    const network = await this.registry.getNetwork(data.pool.replace('/', '-'));
-    if (!network) throw new NotFoundError(`CreateNetwork: sluice IPAM has no pool ${data.pool}; was it released meanwhile?`);
-    await this.ipam.settleNetwork(network.record.key, settings, (existing) => settingsMismatch(existing, settings));
-    await this.registry.putDockerNet(this.options.node, req.networkId, network.record.key);
+    if (more6.length > 0) throw new NotSupportedError('a sluice network has at most one IPv6 subnet: pass a single IPv6 --subnet');
+    const network = await this.poolOf(data);
+    const pool6 = data6 && (await this.poolOf(data6));
+    const settings = networkSettings(req, data, pool6 && { ...data6, pool: pool6.subnet });
+    if (pool6) await this.refuseSharedIpv6Pool(network, pool6);
+    await this.ipam.settleNetwork(network.key, settings, (existing) => settingsMismatch(existing, settings));
+    if (pool6) {
+      // The IPv6 pool keeps its own --aux-address reservations, as IPv4's does.
+      const settings6 = networkSettings(req, data6);
+      await this.ipam.settleNetwork(pool6.key, settings6, (existing) => settingsMismatch(existing, settings6));
+    }
+    await this.registry.putDockerNet(this.options.node, req.networkId, network.key);
     await this.local.networksChanged();
+  }
+
+  /** The sluice IPAM pool Docker's `data` names. */
+  private async poolOf(data: IpamData): Promise<NetworkRecord> {
+    const subnet = ip.parseCidr(data.pool);
+    const pool = subnet && (await this.registry.getNetwork(cidrKey(ip.formatCidr(subnet))));
+    if (!pool) throw new NotFoundError(`CreateNetwork: sluice IPAM has no pool ${data.pool}; was it released meanwhile?`);
+    return pool.record;
+  }
+
+  /**
+   * An IPv6 pool is one network's: two networks sharing it would be one
+   * network to IPv6's firewall and two to IPv4's. (Checked, not raced: two
+   * first creates of different networks with one IPv6 subnet at the same
+   * moment on two hosts would both pass.)
+   */
+  private async refuseSharedIpv6Pool(network: NetworkRecord, pool6: NetworkRecord): Promise<void> {
+    const other = (await this.registry.listNetworks()).find((n) => n.key !== network.key && n.settings?.ipv6Subnet === pool6.subnet);
+    if (other) {
+      throw new ConflictError(`IPv6 subnet ${pool6.subnet} belongs to sluice network ${other.name ?? other.subnet}: give this network an IPv6 subnet of its own`);
+    }
   }
 
   async deleteNetwork(networkId: string): Promise<void> {
     const net = await this.registry.getDockerNet(this.options.node, networkId);
     if (net === undefined) return; // already gone: Docker retries deletes after restarts
     await this.registry.deleteDockerNet(this.options.node, networkId);
+    const ipv6Subnet = (await this.registry.getNetwork(net))?.record.settings?.ipv6Subnet;
+    const pools = [net, ...(ipv6Subnet === undefined ? [] : [cidrKey(ipv6Subnet)])];
     const stillHere = (await this.registry.listDockerNets(this.options.node)).some((d) => d.network === net);
-    if (!stillHere) await this.ipam.releaseBlocks(net);
-    await this.ipam.releasePool(net);
+    if (!stillHere) for (const pool of pools) await this.ipam.releaseBlocks(pool);
+    for (const pool of pools) await this.ipam.releasePool(pool);
     await this.local.networksChanged();
   }
 
   async createEndpoint(req: CreateEndpointRequest): Promise<{ macAddress?: string }> {
     const network = await this.networkOf(req.networkId);
-    if (req.addressIPv6) throw new NotSupportedError('IPv6 is not supported by sluice yet');
     if (!req.address) {
       throw new BadRequestError(
         'CreateEndpoint without an address: the network must use sluice IPAM (--ipam-driver sluice)',
@@ -121,31 +148,45 @@ export class NetworkDriver implements NetworkService {
     }
     refuseUnpublishable(req.portMappings);
     const names = endpointIfnames(req.endpointId);
-    const address = req.address.split('/')[0]!;
-    const claim = await this.addressClaimFor(network, req.endpointId, req.address, names.hostIfname);
+    const pool6 = req.addressIPv6 ? await this.ipv6PoolOf(network) : undefined;
+    const [claim, claim6] = await Promise.all([
+      this.addressClaimFor(network, req.endpointId, req.address),
+      pool6 && this.addressClaimFor(pool6, req.endpointId, req.addressIPv6!),
+      this.refuseSharedVeth(req.endpointId, names.hostIfname),
+    ]);
+    const claims: [AddressClaim, ...AddressClaim[]] = claim6 ? [claim, claim6] : [claim];
+    const address = claim.held.record.address;
+    const addressV6 = claim6?.held.record.address;
     const mac = req.macAddress ?? containerMac(address);
     const endpoint: EndpointRecord = {
       id: req.endpointId,
       network: network.key,
       node: this.options.node,
       address,
+      ...(addressV6 !== undefined && { addressV6 }),
       hostIfname: names.hostIfname,
       labels: null,
       ports: req.portMappings,
     };
     // The veth is made while the store records the endpoint, and while Docker goes on to Join.
-    const plumbed = this.dataplane.addEndpoint({ ...names, address, mac, mtu: network.settings?.mtu ?? this.local.mtu });
+    const plumbed = this.dataplane.addEndpoint({
+      ...names,
+      address,
+      ...(addressV6 !== undefined && { addressV6, gatewayV6: pool6!.gateway }),
+      mac,
+      mtu: network.settings?.mtu ?? this.local.mtu,
+    });
     // Handled from here on, so a failure Join has not awaited yet is no unhandled rejection.
     const settled = plumbed.then(
       () => undefined,
       () => undefined,
     );
     try {
-      await this.recordOnAddress(claim, endpoint);
+      await this.recordOnAddresses(claims, endpoint);
     } catch (err) {
-      // Docker releases the address next; nothing of this endpoint may outlive the failure.
+      // Docker releases the addresses next; nothing of this endpoint may outlive the failure.
       await settled;
-      await this.undoCreateEndpoint(endpoint, claim.block);
+      await this.undoCreateEndpoint(endpoint, claims);
       throw err;
     }
     // A failure reaches Docker through Join, which then deletes the endpoint.
@@ -181,11 +222,13 @@ export class NetworkDriver implements NetworkService {
   async join(req: JoinRequest): Promise<JoinResult> {
     const network = await this.networkOf(req.networkId);
     const names = endpointIfnames(req.endpointId);
-    const [endpoint, identity] = await Promise.all([
+    const [endpoint, identity, pool6] = await Promise.all([
       this.endpointOf(req.networkId, req.endpointId),
       // Docker not answering must not fail Join: the endpoint stays fail-closed until the resync learns its labels.
       this.containers.containerOf(req.networkId, req.endpointId).catch(() => undefined),
+      network.settings?.ipv6Subnet === undefined ? undefined : this.ipv6PoolOf(network),
     ]);
+    const internal = network.settings?.internal === true;
     const ports = publishable(req.portMappings);
     const joined: EndpointRecord = {
       ...endpoint,
@@ -200,9 +243,10 @@ export class NetworkDriver implements NetworkService {
       srcName: names.containerIfname,
       dstPrefix: 'eth',
       // --internal: no gateway, so no default route out of the cluster's networks (Docker's bridge does the same).
-      gateway: network.settings?.internal === true ? '' : network.gateway,
+      gateway: internal ? '' : network.gateway,
+      ...(pool6 && !internal && { gatewayIPv6: pool6.gateway }),
       // ...but the resolver must stay reachable: a link route, answered by the host's proxy ARP.
-      staticRoutes: network.settings?.internal === true ? [{ destination: `${this.options.dnsAddress}/32`, routeType: 1 }] : [],
+      staticRoutes: internal ? [{ destination: `${this.options.dnsAddress}/32`, routeType: 1 }] : [],
       disableGatewayService: true,
     };
   }
@@ -266,28 +310,29 @@ export class NetworkDriver implements NetworkService {
     return endpoint.record;
   }
 
+  /** The IPv6 pool of a dual-stack network. */
+  private async ipv6PoolOf(network: NetworkRecord): Promise<NetworkRecord> {
+    const subnet = network.settings?.ipv6Subnet;
+    if (subnet === undefined) throw new BadRequestError(`network ${network.name ?? network.subnet} has no IPv6 subnet: it was created without --ipv6`);
+    const pool = await this.registry.getNetwork(cidrKey(subnet));
+    if (!pool) throw new NotFoundError(`the IPv6 pool ${subnet} of network ${network.name ?? network.subnet} is gone from the store`);
+    return pool.record;
+  }
+
   /**
    * The address claim CreateEndpoint may use: IPAM handed `cidr` out in this
-   * network, to this node, and no other endpoint holds it or the veth name
-   * the ID gives (IDs sharing their first 11 digits would share a veth).
+   * pool, to this node, and no other endpoint holds it.
    */
-  private async addressClaimFor(
-    network: NetworkRecord,
-    endpointId: string,
-    cidr: string,
-    hostIfname: string,
-  ): Promise<AddressClaim> {
-    const subnet = parseCidr(network.subnet)!;
-    const [address = '', prefix] = cidr.split('/');
-    const ip = parseIp(address);
-    if (ip === undefined || !contains(subnet, ip) || Number(prefix) !== subnet.prefix) {
-      throw new BadRequestError(`CreateEndpoint: address ${cidr} is not in the network's subnet ${network.subnet}`);
+  private async addressClaimFor(pool: NetworkRecord, endpointId: string, cidr: string): Promise<AddressClaim> {
+    const subnet = ip.parseCidr(pool.subnet)!;
+    const [given = '', prefix] = cidr.split('/');
+    const parsed = ip.parseIp(given);
+    if (parsed === undefined || !ip.contains(subnet, parsed) || Number(prefix) !== subnet.prefix) {
+      throw new BadRequestError(`CreateEndpoint: address ${cidr} is not in the network's subnet ${pool.subnet}`);
     }
-    const block = formatCidr(blockOf(ip, network.blockSize));
-    const [held, local] = await Promise.all([
-      this.registry.getAddress(network.key, block, address),
-      this.registry.listEndpoints(this.options.node),
-    ]);
+    const address = ip.formatIp(parsed);
+    const block = ip.formatCidr(ip.blockOf(parsed, pool.blockSize));
+    const held = await this.registry.getAddress(pool.key, block, address);
     if (!held || held.record.kind !== 'endpoint' || held.record.node !== this.options.node) {
       throw new BadRequestError(
         `CreateEndpoint: address ${address} was not allocated to this node by sluice IPAM: request it with IpamDriver.RequestAddress first`,
@@ -297,34 +342,42 @@ export class NetworkDriver implements NetworkService {
     if (holder !== undefined && holder !== endpointId) {
       throw new ConflictError(`CreateEndpoint: address ${address} is already held by endpoint ${holder.slice(0, 12)}`);
     }
-    const clash = local.find((e) => e.id !== endpointId && e.hostIfname === hostIfname);
+    return { block, held };
+  }
+
+  /** No other endpoint of this host has the veth name the ID gives (IDs sharing their first 11 digits would share a veth). */
+  private async refuseSharedVeth(endpointId: string, hostIfname: string): Promise<void> {
+    const clash = (await this.registry.listEndpoints(this.options.node)).find((e) => e.id !== endpointId && e.hostIfname === hostIfname);
     if (clash) {
       throw new ConflictError(
         `CreateEndpoint: endpoint ${endpointId.slice(0, 12)} would share veth ${hostIfname} with endpoint ${clash.id.slice(0, 12)}`,
       );
     }
-    return { block, held };
   }
 
-  /** Writes the endpoint and notes it on its address claim, in one transaction: a live container's address is then never released or reused. */
-  private async recordOnAddress({ block, held }: AddressClaim, endpoint: EndpointRecord): Promise<void> {
-    if (!(await this.registry.putEndpointOnAddress(endpoint, block, { ...held.record, endpointId: endpoint.id }, held.modRevision))) {
-      throw new ConflictError(`CreateEndpoint: address ${held.record.address} changed meanwhile (another CreateEndpoint for it?)`);
+  /** Writes the endpoint and notes it on its address claims, in one transaction: a live container's addresses are then never released or reused. */
+  private async recordOnAddresses(claims: [AddressClaim, ...AddressClaim[]], endpoint: EndpointRecord): Promise<void> {
+    const named = ({ block, held }: AddressClaim): AddressClaimUpdate => ({ block, address: { ...held.record, endpointId: endpoint.id }, modRevision: held.modRevision });
+    const [first, ...more] = claims;
+    if (!(await this.registry.putEndpointOnAddresses(endpoint, [named(first), ...more.map(named)]))) {
+      throw new ConflictError(`CreateEndpoint: address ${claims.map((c) => c.held.record.address).join(' or ')} changed meanwhile (another CreateEndpoint for it?)`);
     }
   }
 
   /** Takes back what a failed CreateEndpoint did, so the ReleaseAddress Docker sends next succeeds. */
-  private async undoCreateEndpoint(endpoint: EndpointRecord, block: string): Promise<void> {
+  private async undoCreateEndpoint(endpoint: EndpointRecord, claims: AddressClaim[]): Promise<void> {
     // Settled, not awaited for failure: the CreateEndpoint error is the one Docker must see, and
     // what an undo step could not remove is a leftover that reconciliation with Docker removes.
     await Promise.allSettled([
       this.dataplane.removeEndpoint(endpoint.hostIfname),
       this.registry.deleteEndpoint(endpoint.node, endpoint.id),
-      this.registry.getAddress(endpoint.network, block, endpoint.address).then(async (now) => {
-        if (now?.record.endpointId !== endpoint.id) return;
-        const { endpointId: _, ...free } = now.record;
-        await this.registry.updateAddress(block, free, now.modRevision);
-      }),
+      ...claims.map(({ block, held }) =>
+        this.registry.getAddress(held.record.network, block, held.record.address).then(async (now) => {
+          if (now?.record.endpointId !== endpoint.id) return;
+          const { endpointId: _, ...free } = now.record;
+          await this.registry.updateAddress(block, free, now.modRevision);
+        }),
+      ),
     ]);
   }
 }

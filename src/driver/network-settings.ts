@@ -11,7 +11,8 @@ import type { CreateNetworkRequest, IpamData } from '../protocol/services';
 /** `-o` key of Docker's bridge driver for the containers' MTU; the only `-o` Sluice takes. */
 export const MTU_OPTION = 'com.docker.network.driver.mtu';
 
-export function networkSettings(req: CreateNetworkRequest, data: IpamData): NetworkSettings {
+/** The settings of a network whose pool is `data`; `ipv6`: its IPv6 pool, on a dual-stack network (`--ipv6`). */
+export function networkSettings(req: CreateNetworkRequest, data: IpamData, ipv6?: IpamData): NetworkSettings {
   const unknown = Object.keys(req.generic).filter((key) => key !== MTU_OPTION);
   if (unknown.length > 0) {
     throw new NotSupportedError(`sluice does not know the option -o ${unknown.sort().join(', -o ')}: the only -o it takes is ${MTU_OPTION}=N`);
@@ -23,7 +24,7 @@ export function networkSettings(req: CreateNetworkRequest, data: IpamData): Netw
   }
   // Docker sends aux addresses as CIDR (address/pool prefix); the record keeps the address.
   const auxAddresses = Object.fromEntries(Object.entries(data.auxAddresses).map(([name, cidr]) => [name, cidr.split('/')[0]!]));
-  return { internal: req.internal, ...(mtu !== undefined && { mtu }), auxAddresses };
+  return { internal: req.internal, ...(mtu !== undefined && { mtu }), auxAddresses, ...(ipv6 !== undefined && { ipv6Subnet: ipv6.pool }) };
 }
 
 /** How `wanted` differs from the settings the network was created with, as a user would fix it; undefined if it does not. */
@@ -32,6 +33,7 @@ export function settingsMismatch(existing: NetworkSettings, wanted: NetworkSetti
   if (existing.mtu !== wanted.mtu) return existing.mtu === undefined ? `without -o ${MTU_OPTION}` : `with -o ${MTU_OPTION}=${existing.mtu}`;
   const aux = (s: NetworkSettings) => Object.entries(s.auxAddresses).map(([name, ip]) => `--aux-address ${name}=${ip}`).sort().join(' ');
   if (aux(existing) !== aux(wanted)) return aux(existing) === '' ? 'without --aux-address' : `with ${aux(existing)}`;
+  if (existing.ipv6Subnet !== wanted.ipv6Subnet) return existing.ipv6Subnet === undefined ? 'without --ipv6' : `with --ipv6 --subnet ${existing.ipv6Subnet}`;
   return undefined;
 }
 

@@ -167,11 +167,14 @@ export class Ipam implements IpamService {
     await this.lock.run('pools', async () => {
       const network = await this.registry.getNetwork(poolId);
       if (!network || network.record.managed) return;
-      const [dockerNets, blocks] = await Promise.all([
+      const [dockerNets, blocks, networks] = await Promise.all([
         this.registry.listDockerNets(),
         this.registry.listBlocks(poolId),
+        this.registry.listNetworks(),
       ]);
-      if (dockerNets.some((d) => d.network === poolId) || blocks.length > 0) return;
+      // An IPv6 pool is in use wherever the network it belongs to (settings.ipv6Subnet) is.
+      const users = new Set([poolId, ...networks.filter((n) => n.settings?.ipv6Subnet === network.record.subnet).map((n) => n.key)]);
+      if (dockerNets.some((d) => users.has(d.network)) || blocks.length > 0) return;
       await this.releaseGatewayClaim(network.record);
       await this.releaseAuxAddresses(network.record);
       await this.registry.deleteNetwork(poolId);
@@ -218,9 +221,10 @@ export class Ipam implements IpamService {
     // its endpoint gone, is one transaction.
     if (await this.registry.releaseUnheldAddress(block, held)) return;
     const holder = held.record.endpointId;
-    if (holder !== undefined && (await this.registry.getEndpoint(this.options.node, holder))?.record.address === address) {
+    const holding = holder === undefined ? undefined : (await this.registry.getEndpoint(this.options.node, holder))?.record;
+    if (holding !== undefined && (holding.address === address || holding.addressV6 === address)) {
       throw new ConflictError(
-        `ReleaseAddress: ${address} is in use by endpoint ${holder.slice(0, 12)}: it is released after DeleteEndpoint removes that endpoint`,
+        `ReleaseAddress: ${address} is in use by endpoint ${holding.id.slice(0, 12)}: it is released after DeleteEndpoint removes that endpoint`,
       );
     }
     await this.registry.releaseAddress(network.key, block, address, held.modRevision);

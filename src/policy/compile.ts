@@ -62,6 +62,8 @@ import { matches, type Selector } from '../policy-document/selector';
 import { defaultIngress, dnatRules, forwardChain, inputChain, internalSet, workloadChain, type Governed } from './host-chains';
 import { PolicyChainCache, SetBook, compilePolicies, rule, selects, setMatch, type CompiledPolicy, type Direction } from './policy-chains';
 import { NO_PROTECTION, type Protection } from './protect';
+import type { Family } from '../net/ip';
+import { endpointIn, networkIn, protectionIn } from './family';
 
 export interface CompileInput {
   /** This host; its endpoints are the ones with `endpoint.node === node`. */
@@ -75,18 +77,29 @@ export interface CompileInput {
   protection?: Protection;
   /** Where this host's resolver of container names serves: DNS to it is always allowed. */
   dnsAddress?: string;
+  /** Whose firewall: IPv4's (the default) or IPv6's, of the endpoints' IPv6 addresses and the networks' IPv6 pools (family.ts). */
+  family?: Family;
 }
 
-/** Computes every ipset, filter chain and nat chain Sluice wants on `input.node`. */
+/** Computes every ipset, filter chain and nat chain Sluice wants on `input.node`, for one address family. */
 export function compileFirewall(input: CompileInput): FirewallState {
-  const networks = new Map(input.networks.map((n) => [n.key, n]));
-  const skeleton = firewallSkeleton({ networks: input.networks, policies: compilePolicies(input.policies), protection: input.protection, dnsAddress: input.dnsAddress });
-  const local = input.endpoints.filter((e) => e.node === input.node).sort((a, b) => compareText(a.hostIfname, b.hostIfname));
+  const family = input.family ?? 4;
+  const inFamily = input.networks.flatMap((n) => networkIn(n, family) ?? []);
+  const endpoints = input.endpoints.flatMap((e) => endpointIn(e, family) ?? []);
+  const networks = new Map(inFamily.map((n) => [n.key, n]));
+  const skeleton = firewallSkeleton({
+    networks: inFamily,
+    policies: compilePolicies(input.policies, family),
+    protection: input.protection && protectionIn(input.protection, family),
+    dnsAddress: input.dnsAddress,
+    family,
+  });
+  const local = endpoints.filter((e) => e.node === input.node).sort((a, b) => compareText(a.hostIfname, b.hostIfname));
   const known = local.filter((e) => knownNetwork(e, networks) !== undefined);
   const sets = new Map(skeleton.fixedSets.map((set) => [set.name, set.members]));
   sets.set(LOCAL_SET, known.map(localMember));
   for (const [name, selector] of skeleton.selectorSets) {
-    sets.set(name, input.endpoints.filter((e) => e.labels !== null && matches(selector, e.labels)).map((e) => e.address));
+    sets.set(name, endpoints.filter((e) => e.labels !== null && matches(selector, e.labels)).map((e) => e.address));
   }
   for (const [name, policy] of skeleton.targetSets) {
     sets.set(name, known.filter((e) => selects(policy, knownNetwork(e, networks)!, e.labels!)).map((e) => e.address));
@@ -126,11 +139,15 @@ export interface Structure {
   /** In evaluation order (compilePolicies). */
   policies: readonly CompiledPolicy[];
   protection?: Protection;
+  /** IPv4's only: the resolver serves on an IPv4 address. */
   dnsAddress?: string;
+  /** Default 4. IPv6's has neighbour discovery let in, and no masquerade: IPv6 pools are routed, not NATed. */
+  family?: Family;
 }
 
 export function firewallSkeleton(structure: Structure, cache = new PolicyChainCache()): Skeleton {
   const book = new SetBook();
+  const family = structure.family ?? 4;
   book.fixed(POOLS_SET, 'hash:net', structure.networks.map((n) => n.subnet));
   book.types.set(LOCAL_SET, 'hash:net,iface');
   const protection = structure.protection ?? NO_PROTECTION;
@@ -148,7 +165,7 @@ export function firewallSkeleton(structure: Structure, cache = new PolicyChainCa
   };
   const filter = [
     forwardChain(internal),
-    inputChain(protection.hostPorts, structure.dnsAddress),
+    inputChain(protection.hostPorts, family === 4 ? structure.dnsAddress : undefined, family),
     workload('egress', [rule('sluice: default allow egress', [], { kind: 'RETURN' })]),
     workload('ingress', defaultIngress(sameNetwork)),
     ...(['ingress', 'egress'] as const).flatMap((direction) => policies.filter((p) => p[direction] !== undefined).map((p) => cache.chain(p, direction, book))),
@@ -157,7 +174,7 @@ export function firewallSkeleton(structure: Structure, cache = new PolicyChainCa
     name: POSTROUTING_CHAIN,
     rules: [
       ...(internal === undefined ? [] : [rule('sluice: internal networks have no way out', [setMatch(internal, 'src')], { kind: 'RETURN' })]),
-      rule('sluice: masquerade to outside', [setMatch(POOLS_SET, 'src'), { ...setMatch(POOLS_SET, 'dst'), negated: true }], { kind: 'MASQUERADE' }),
+      ...(family === 4 ? [rule('sluice: masquerade to outside', [setMatch(POOLS_SET, 'src'), { ...setMatch(POOLS_SET, 'dst'), negated: true }], { kind: 'MASQUERADE' })] : []),
     ],
   };
   return {

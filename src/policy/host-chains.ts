@@ -21,7 +21,8 @@ import {
 import type { Match, Rule } from '../firewall/rule';
 import { compareText, type Chain } from '../firewall/state';
 import type { EndpointRecord, NetworkRecord, PortMapping } from '../model';
-import { isIpv6 } from '../net/ipv4';
+import * as ip from '../net/ip';
+import { boundToEvery, publishedIn } from './family';
 import {
   ACCEPT_MARK,
   multiportChunks,
@@ -123,18 +124,30 @@ export function forwardChain(internal: string | undefined): Chain {
 }
 
 /**
+ * ICMPv6 neighbour solicitation and advertisement: how a container finds its
+ * gateway (answered by the host's proxy NDP). Not subject to policy, as ARP
+ * is not; spoofing a neighbour this way gains nothing, since the host's
+ * entries for its containers are permanent.
+ */
+const NEIGHBOUR_DISCOVERY = [135, 136];
+
+/**
  * Containers reaching the host itself pass their egress side too. What is
  * allowed RETURNs, not ACCEPTs, so the host's own INPUT rules still decide,
  * replies included. The control plane on this host is closed first. DNS to
  * the resolver is accepted before any policy: a container that may talk to
  * nothing else still resolves names (and only port 53 of that address opens).
+ * IPv6 has neighbour discovery accepted first.
  */
-export function inputChain(hostPorts: readonly number[], dnsAddress: string | undefined): Chain {
+export function inputChain(hostPorts: readonly number[], dnsAddress: string | undefined, family: ip.Family = 4): Chain {
   return {
     name: INPUT_CHAIN,
     rules: [
       rule('sluice: not from a workload', [{ ...fromWorkload, negated: true }], { kind: 'RETURN' }),
       rule('sluice: established (left to the host rules)', [{ kind: 'conntrack', states: ['RELATED', 'ESTABLISHED'] }], { kind: 'RETURN' }),
+      ...(family === 4
+        ? []
+        : NEIGHBOUR_DISCOVERY.map((type) => rule('sluice: neighbour discovery', [{ kind: 'protocol', protocol: 'icmp' }, { kind: 'icmp-type', type }], { kind: 'ACCEPT' }))),
       ...protectedDestinations([]),
       ...(hostPorts.length === 0
         ? []
@@ -162,22 +175,23 @@ function protectedDestinations(match: Match[]): Rule[] {
 }
 
 /**
- * `docker run -p` for tcp and udp (sctp and IPv6 host addresses are not
- * supported here). A host port range ("-p 8000-8010:80") forwards every port
+ * `docker run -p` for tcp and udp (sctp is not supported here), on the host
+ * addresses of the endpoint's family. A host port range ("-p 8000-8010:80") forwards every port
  * of the range to the one container port. The dataplane jumps here only for
  * the host's own addresses (`-m addrtype --dst-type LOCAL`), so traffic
  * passing through is never redirected.
  */
 export function dnatRules(endpoint: EndpointRecord): Rule[] {
+  const family = ip.parseIp(endpoint.address)?.family ?? 4;
   return endpoint.ports
-    .filter((m): m is PortMapping & { proto: 'tcp' | 'udp' } => (m.proto === 'tcp' || m.proto === 'udp') && !isIpv6(m.hostIp ?? ''))
+    .filter((m): m is PortMapping & { proto: 'tcp' | 'udp' } => (m.proto === 'tcp' || m.proto === 'udp') && publishedIn(m, family))
     .sort(comparePortMappings)
     .map((m) =>
       rule(
         `sluice: publish ${endpoint.id}`,
         [
           { kind: 'protocol', protocol: m.proto },
-          ...(m.hostIp === undefined || m.hostIp === '0.0.0.0' ? [] : [{ kind: 'destination' as const, address: m.hostIp }]),
+          ...(boundToEvery(m) ? [] : [{ kind: 'destination' as const, address: m.hostIp! }]),
           { kind: 'destination-port', ports: { first: m.hostPort, last: Math.max(m.hostPort, m.hostPortEnd) } },
         ],
         { kind: 'DNAT', address: endpoint.address, port: m.containerPort },

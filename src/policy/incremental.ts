@@ -36,6 +36,8 @@ import { PolicyChainCache, compilePolicy, selects, sortPolicies, type CompiledPo
 import type { Policy } from '../policy-document/policy';
 import { NO_PROTECTION, type Protection } from './protect';
 import { matches } from '../policy-document/selector';
+import type { Family } from '../net/ip';
+import { endpointIn, networkIn, protectionIn } from './family';
 
 /** The cluster as the agent's view holds it: a changed record is a new object, so identity says what changed. */
 export interface ClusterRecords {
@@ -71,6 +73,8 @@ export class IncrementalFirewall {
   private readonly endpoints = new Map<string, EndpointRecord>();
   /** The endpoints of this node, by the same keys. */
   private readonly local = new Map<string, EndpointRecord>();
+  /** The networks as last given, to tell a change; `networks` as this family sees them. */
+  private networkRecords = new Map<string, NetworkRecord>();
   private networks = new Map<string, NetworkRecord>();
   private policies = new Map<string, Policy>();
   private protectionText = JSON.stringify(NO_PROTECTION);
@@ -84,9 +88,15 @@ export class IncrementalFirewall {
   private readonly chains: Record<Table, Map<string, Chain>> = { filter: new Map(), nat: new Map() };
   private pending: Pending = newPending();
 
-  /** Starts from the state of an empty cluster: the first update's change is relative to it, so apply state() in full first. */
-  constructor(private readonly node: string) {
-    this.skeleton = firewallSkeleton({ networks: [], policies: [] });
+  /**
+   * Starts from the state of an empty cluster: the first update's change is relative to it, so apply state() in full first.
+   * `family`: whose firewall, as compileFirewall's input says; the records given are always the view's, projected here.
+   */
+  constructor(
+    private readonly node: string,
+    private readonly family: Family = 4,
+  ) {
+    this.skeleton = firewallSkeleton({ networks: [], policies: [], family });
     this.adoptSkeleton(undefined);
     this.setChain('nat', { name: DNAT_CHAIN, rules: [] });
     this.pending = newPending();
@@ -99,12 +109,12 @@ export class IncrementalFirewall {
    * is compared by identity, microseconds for thousands.
    */
   update(records: ClusterRecords, changedEndpoints?: Iterable<string>): FirewallChange {
-    const protection = records.protection ?? NO_PROTECTION;
+    const protection = protectionIn(records.protection ?? NO_PROTECTION, this.family);
     // Thousands of node ports at a thousand hosts: written out only when it is another object.
     const protectionText = protection === this.protection ? this.protectionText : JSON.stringify(protection);
     if (protectionText === this.protectionText) this.protection = protection;
     const structureChanged =
-      !sameRecords(this.networks, records.networks) ||
+      !sameRecords(this.networkRecords, records.networks) ||
       !sameRecords(this.policies, records.policies) ||
       protectionText !== this.protectionText ||
       records.dnsAddress !== this.dnsAddress;
@@ -112,10 +122,11 @@ export class IncrementalFirewall {
     const skeleton = structureChanged
       ? firewallSkeleton(
           {
-            networks: [...records.networks.values()],
+            networks: [...records.networks.values()].flatMap((n) => networkIn(n, this.family) ?? []),
             policies: sortPolicies([...records.policies.values()]).map((p) => this.compile(p)),
-            protection: records.protection,
+            protection,
             dnsAddress: records.dnsAddress,
+            family: this.family,
           },
           this.policyChains,
         )
@@ -123,9 +134,10 @@ export class IncrementalFirewall {
 
     // Endpoints first, under the skeleton their current contributions were made with.
     let localChanged = false;
-    for (const key of changedEndpoints ?? changedKeys(this.endpoints, records.endpoints)) {
+    const project = (e: EndpointRecord | undefined): EndpointRecord | undefined => (e === undefined ? undefined : endpointIn(e, this.family));
+    for (const key of changedEndpoints ?? changedKeys(this.endpoints, records.endpoints, project)) {
       const before = this.endpoints.get(key);
-      const after = records.endpoints.get(key);
+      const after = project(records.endpoints.get(key));
       if (before === after) continue;
       if (before !== undefined) this.contribute(before, -1);
       if (after !== undefined) this.contribute(after, 1);
@@ -135,7 +147,12 @@ export class IncrementalFirewall {
     }
 
     if (skeleton !== undefined) {
-      this.networks = new Map(records.networks);
+      this.networkRecords = new Map(records.networks);
+      this.networks = new Map();
+      for (const [key, record] of records.networks) {
+        const network = networkIn(record, this.family);
+        if (network !== undefined) this.networks.set(key, network);
+      }
       this.policies = new Map(records.policies);
       this.protectionText = protectionText;
       this.protection = protection;
@@ -162,7 +179,7 @@ export class IncrementalFirewall {
   private compile(policy: Policy): CompiledPolicy {
     let compiled = this.compiled.get(policy);
     if (compiled === undefined) {
-      compiled = compilePolicy(policy);
+      compiled = compilePolicy(policy, undefined, this.family);
       this.compiled.set(policy, compiled);
     }
     return compiled;
@@ -312,15 +329,19 @@ function sameRecords<T>(mine: ReadonlyMap<string, T>, theirs: ReadonlyMap<string
   return true;
 }
 
-/** Keys whose record is new, replaced or gone: one pass of identity compares, a second only when some are gone. */
-function changedKeys<T>(mine: ReadonlyMap<string, T>, theirs: ReadonlyMap<string, T>): string[] {
+/**
+ * Keys whose record (as `project` gives it for this family) is new, replaced or gone: one pass of
+ * identity compares, a second only when some are gone.
+ */
+function changedKeys<T>(mine: ReadonlyMap<string, T>, theirs: ReadonlyMap<string, T>, project: (record: T) => T | undefined): string[] {
   const changed: string[] = [];
   let kept = 0;
   // forEach, not for-of: no entry array per record.
-  theirs.forEach((value, key) => {
+  theirs.forEach((record, key) => {
+    const value = project(record);
     const before = mine.get(key);
     if (before !== value) changed.push(key);
-    if (before !== undefined) kept++;
+    if (before !== undefined && value !== undefined) kept++;
   });
   if (kept < mine.size) {
     mine.forEach((_, key) => {

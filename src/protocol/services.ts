@@ -93,6 +93,8 @@ export interface JoinResult {
   srcName: string;
   dstPrefix: string;
   gateway: string;
+  /** On a dual-stack network: its IPv6 gateway, which Docker makes the container's IPv6 default route. */
+  gatewayIPv6?: string;
   staticRoutes: StaticRoute[];
   disableGatewayService: boolean;
 }

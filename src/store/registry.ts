@@ -45,6 +45,13 @@ function valid<T>(kvs: KeyValue[], read: (kv: KeyValue) => T): T[] {
   });
 }
 
+/** An address claim as it is to be written, if still at `modRevision`. */
+export interface AddressClaimUpdate {
+  block: string;
+  address: AddressRecord;
+  modRevision: number;
+}
+
 export class Registry {
   constructor(readonly store: Store) {}
 
@@ -169,15 +176,13 @@ export class Registry {
     return this.store.put(keys.endpoint(endpoint.node, endpoint.id), JSON.stringify(endpoint));
   }
 
-  /** Writes the endpoint and `address` (its claim, naming it) in one transaction, only if the claim is unchanged since `modRevision`. */
-  putEndpointOnAddress(endpoint: EndpointRecord, block: string, address: AddressRecord, modRevision: number): Promise<boolean> {
-    const claim = keys.address(address.network, block, address.address);
+  /** The endpoint, and on each of its address claims (IPv4, and IPv6 on a dual-stack network) its ID: one transaction, refused if a claim changed. */
+  putEndpointOnAddresses(endpoint: EndpointRecord, claims: readonly [AddressClaimUpdate, ...AddressClaimUpdate[]]): Promise<boolean> {
+    const key = (c: AddressClaimUpdate): string => keys.address(c.address.network, c.block, c.address.address);
+    const [first, ...more] = claims;
     return this.store.putIfUnchanged(
-      [{ key: claim, modRevision }],
-      [
-        { key: claim, value: JSON.stringify(address) },
-        { key: keys.endpoint(endpoint.node, endpoint.id), value: JSON.stringify(endpoint) },
-      ],
+      [{ key: key(first), modRevision: first.modRevision }, ...more.map((c) => ({ key: key(c), modRevision: c.modRevision }))],
+      [...claims.map((c) => ({ key: key(c), value: JSON.stringify(c.address) })), { key: keys.endpoint(endpoint.node, endpoint.id), value: JSON.stringify(endpoint) }],
     );
   }
 

@@ -94,17 +94,20 @@ export async function createDockerNetwork(
   host: TestHost,
   networkId: string,
   subnet: string,
-  options: { generic?: Record<string, string>; internal?: boolean } = {},
+  /** `ipv6Subnet`: `--ipv6 --subnet` too; its pool ID is cidrKey(ipv6Subnet). */
+  options: { generic?: Record<string, string>; internal?: boolean; ipv6Subnet?: string } = {},
 ): Promise<string> {
   const { poolId, pool, data } = await host.ipam.requestPool({ pool: subnet, options: {}, v6: false });
+  const { ipv6Subnet } = options;
+  const pool6 = ipv6Subnet === undefined ? undefined : await host.ipam.requestPool({ pool: ipv6Subnet, options: {}, v6: true });
   host.docker.addNetwork(networkId, 'appnet', pool);
   await host.driver.createNetwork({
     networkId,
     generic: options.generic ?? {},
     internal: options.internal ?? false,
-    ipv6: false,
+    ipv6: pool6 !== undefined,
     ipv4Data: [{ addressSpace: 'sluice-local', pool, gateway: data['com.docker.network.gateway'], auxAddresses: {} }],
-    ipv6Data: [],
+    ipv6Data: pool6 === undefined ? [] : [{ addressSpace: 'sluice-local', pool: pool6.pool, gateway: pool6.data['com.docker.network.gateway'], auxAddresses: {} }],
   });
   return poolId;
 }

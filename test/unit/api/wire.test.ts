@@ -5,6 +5,8 @@
 import {
   decodeCreateEndpoint,
   decodeEndpointRef,
+  decodeReleaseAddress,
+  decodeReleasePool,
   decodeRequestAddress,
   encodeCreateEndpoint,
   encodeJoin,
@@ -45,6 +47,14 @@ describe('decoders', () => {
     expect(Object.keys(decodeRequestAddress({ PoolID: '10.96.0.0-16', Address: '', Options: {} }))).toEqual(['poolId']);
   });
 
+  it('take the pools and addresses of both families, and refuse a PoolID that is not a canonical sluice one', () => {
+    expect(decodeRequestAddress({ PoolID: 'fd00:96::-64', Address: 'fd00:96::7', Options: {} })).toEqual({ poolId: 'fd00:96::-64', address: 'fd00:96::7' });
+    expect(decodeReleaseAddress({ PoolID: 'fd00:96::-64', Address: 'fd00:96::7' })).toEqual({ poolId: 'fd00:96::-64', address: 'fd00:96::7' });
+    expect(decodeReleasePool({ PoolID: 'fd00:96::-64' })).toEqual({ poolId: 'fd00:96::-64' });
+    expect(() => decodeReleasePool({ PoolID: 'fd00:0096::-64' })).toThrow(/PoolID must be a sluice PoolID/);
+    expect(() => decodeReleaseAddress({ PoolID: 'fd00:96::-64', Address: 'fd00:96::7/64' })).toThrow(/Address must be an IP address/);
+  });
+
   it('name the calling method in endpoint-reference errors', () => {
     expect(() => decodeEndpointRef('Leave', { NetworkID: NET, EndpointID: 5 })).toThrow(
       new BadRequestError('Leave: EndpointID must be a string, got number'),
@@ -80,5 +90,10 @@ describe('encodeJoin', () => {
       '{"InterfaceName":{"SrcName":"s","DstPrefix":"eth"},"Gateway":"169.254.1.1",' +
         '"StaticRoutes":[{"Destination":"169.254.1.1/32","RouteType":1,"NextHop":""}],"DisableGatewayService":false}',
     );
+  });
+
+  it('gives the IPv6 gateway of a dual-stack network as a plain IP', () => {
+    const reply = encodeJoin({ srcName: 's', dstPrefix: 'eth', gateway: '10.96.0.1', gatewayIPv6: 'fd00:96::1', staticRoutes: [], disableGatewayService: true });
+    expect(reply).toMatchObject({ Gateway: '10.96.0.1', GatewayIPv6: 'fd00:96::1' });
   });
 });

@@ -144,15 +144,73 @@ describe('NetworkDriver', () => {
     ).rejects.toThrow(new BadRequestError('sluice networks need sluice IPAM: docker network create -d sluice --ipam-driver sluice --subnet CIDR NAME'));
   });
 
-  it('refuses IPv6 and names unknown networks and endpoints', async () => {
+  it('refuses a network without an IPv4 pool, and names unknown networks and endpoints', async () => {
     await expect(
       host.driver.createNetwork({ networkId: NET, generic: {}, internal: false, ipv6: true, ipv4Data: [], ipv6Data: [] }),
-    ).rejects.toBeInstanceOf(NotSupportedError);
+    ).rejects.toBeInstanceOf(BadRequestError);
     await expect(host.driver.join({ networkId: 'f'.repeat(64), endpointId: EP, sandboxKey: 'x', portMappings: [] })).rejects.toThrow(
       /unknown network ffffffffffff/,
     );
     await createNetwork(host);
     await expect(host.driver.join({ networkId: NET, endpointId: EP, sandboxKey: 'x', portMappings: [] })).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  describe('dual stack (--ipv6)', () => {
+    const POOL6 = 'fd00:96::-64';
+    const createDual = (h: TestHost, networkId = NET, subnet = '10.96.0.0/16', ipv6Subnet = 'fd00:96::/64') =>
+      createDockerNetwork(h, networkId, subnet, { ipv6Subnet });
+    /** Docker's calls for `docker run` on a dual-stack network: both addresses, CreateEndpoint, Join. */
+    async function runDual(h: TestHost, poolId: string, endpointId: string) {
+      const [{ address }, { address: addressIPv6 }] = [await h.ipam.requestAddress({ poolId }), await h.ipam.requestAddress({ poolId: POOL6 })];
+      h.docker.run(NET, endpointId, { containerId: `c-${endpointId}`, containerName: 'web', labels: { role: 'web' } });
+      await h.driver.createEndpoint({ networkId: NET, endpointId, address, addressIPv6, portMappings: [], driverOptions: {} });
+      return { address, addressIPv6, join: await h.driver.join({ networkId: NET, endpointId, sandboxKey: 'x', portMappings: [] }) };
+    }
+
+    it('gives a container both addresses and both gateways, and its veth the IPv6 address and gateway to answer', async () => {
+      const poolId = await createDual(host);
+      expect((await host.registry.getNetwork(poolId))?.record.settings?.ipv6Subnet).toBe('fd00:96::/64');
+      const { addressIPv6, join } = await runDual(host, poolId, EP);
+      expect(addressIPv6).toBe('fd00:96::2/64');
+      expect(join).toMatchObject({ gateway: '10.96.0.1', gatewayIPv6: 'fd00:96::1' });
+      expect((await host.registry.getEndpoint('h1', EP))?.record).toMatchObject({ address: '10.96.0.2', addressV6: 'fd00:96::2' });
+      expect(host.dataplane.endpoints.get(`slv${EP.slice(0, 11)}`)).toMatchObject({ addressV6: 'fd00:96::2', gatewayV6: 'fd00:96::1' });
+      // Both claims name the endpoint: neither address is released while it lives.
+      const claims = [...(await host.registry.listAddresses(poolId)), ...(await host.registry.listAddresses(POOL6))].filter((a) => a.record.kind === 'endpoint');
+      expect(claims.map((a) => a.record.endpointId)).toEqual([EP, EP]);
+      await expect(host.ipam.releaseAddress(POOL6, 'fd00:96::2')).rejects.toThrow(/in use by endpoint/);
+    });
+
+    it('releases both addresses after the container goes, and both pools\' blocks on network rm', async () => {
+      const poolId = await createDual(host);
+      await runDual(host, poolId, EP);
+      await host.driver.leave(NET, EP);
+      await host.driver.deleteEndpoint(NET, EP);
+      await host.ipam.releaseAddress(poolId, '10.96.0.2');
+      await host.ipam.releaseAddress(POOL6, 'fd00:96::2');
+      await host.driver.deleteNetwork(NET);
+      expect([...(await host.registry.listBlocks(poolId)), ...(await host.registry.listBlocks(POOL6))]).toEqual([]);
+    });
+
+    it('refuses another host\'s create without --ipv6, and an IPv6 subnet another network has', async () => {
+      await createDual(host);
+      const h2 = testHost(store, 'h2', '192.0.2.2');
+      await expect(createDockerNetwork(h2, 'b'.repeat(64), '10.96.0.0/16')).rejects.toThrow(
+        new ConflictError('sluice network 10.96.0.0/16 was created with --ipv6 --subnet fd00:96::/64: create it on this host the same way'),
+      );
+      await expect(createDual(host, 'c'.repeat(64), '10.97.0.0/16')).rejects.toThrow(
+        new ConflictError('IPv6 subnet fd00:96::/64 belongs to sluice network 10.96.0.0/16: give this network an IPv6 subnet of its own'),
+      );
+    });
+
+    it('keeps a dual-stack network\'s IPv6 pool while any host has the network, even with no IPv6 address in use', async () => {
+      await createDual(host);
+      const h2 = testHost(store, 'h2', '192.0.2.2');
+      await createDual(h2, 'b'.repeat(64));
+      await h2.driver.deleteNetwork('b'.repeat(64));
+      await h2.ipam.releasePool(POOL6);
+      expect(await host.registry.getNetwork(POOL6)).toBeDefined();
+    });
   });
 
   it('publishes -p mappings on ProgramExternalConnectivity and withdraws them on Revoke', async () => {

@@ -116,6 +116,69 @@ ingress:
   });
 });
 
+describe('IPv6 firewall of a dual-stack network', () => {
+  const dual = { ...appnet, settings: { internal: false, auxAddresses: {}, ipv6Subnet: 'fd00:96::/64' } };
+  const v6 = (e: EndpointRecord, addressV6: string): EndpointRecord => ({ ...e, network: dual.key, addressV6 });
+  const [web, client, remoteClient] = [v6(web1, 'fd00:96::2'), v6(client1, 'fd00:96::3'), v6(client2, 'fd00:96::42')];
+  const ipv4Only = endpoint('old1', 'h1', appnet, '10.96.0.8', { role: 'client' });
+  const input: CompileInput = { ...fixtures['web-from-client']!, networks: [dual], endpoints: [web, client, remoteClient, ipv4Only], family: 6 };
+  const state = compileFirewall(input);
+  const at6 = (e: EndpointRecord): EndpointRecord => ({ ...e, address: e.addressV6! });
+
+  it('enforces the same policy at the IPv6 addresses, local and remote, and lets IPv4-only endpoints out of it', () => {
+    expect(
+      verdicts(state, [
+        ['local client :80', packet(at6(client), at6(web))],
+        ['remote client :80', packet(at6(remoteClient), at6(web))],
+        ['client :22', packet(at6(client), at6(web), { dport: 22 })],
+        ['outside :80', packet('2001:db8::9', at6(web))],
+        ['spoofed: the client sending as the web container', packet({ ...at6(client), address: 'fd00:96::2' }, '2001:db8::9')],
+      ]),
+    ).toEqual({
+      'local client :80': 'ACCEPT',
+      'remote client :80': 'ACCEPT',
+      'client :22': 'DROP',
+      'outside :80': 'DROP',
+      'spoofed: the client sending as the web container': 'DROP',
+    });
+    const local = state.ipsets.find((set) => set.name === LOCAL_SET)!;
+    expect(local.members).toEqual([`fd00:96::3,${client.hostIfname}`, `fd00:96::2,${web.hostIfname}`].sort());
+  });
+
+  it('lets neighbour discovery reach the host before any policy, and nothing else ICMPv6 that policy refuses', () => {
+    const lockdown = parsePolicies(`kind: NetworkPolicy
+name: lockdown
+selector: all()
+egress: []
+`);
+    const sim = new FilterSim(compileFirewall({ ...input, policies: lockdown }));
+    const toHost = (type: number): Packet => ({ ...packet(at6(web), 'fe80::1'), proto: 'icmp', dport: undefined, icmpType: type, outIf: '' });
+    expect([135, 136].map((type) => sim.input(toHost(type)))).toEqual(['ACCEPT', 'ACCEPT']);
+    expect(sim.input(toHost(128))).toBe('DROP');
+    expect(new FilterSim(compileFirewall({ ...input, policies: [] })).input(toHost(128))).toBe('RETURN');
+  });
+
+  it('publishes -p on the host addresses of each family: every address on both, a given one on its own family', () => {
+    const ports = [8080, 8081, 8082].map((hostPort, i) => ({ proto: 'tcp' as const, containerPort: 80, hostPort, hostPortEnd: 0, ...[{}, { hostIp: '192.0.2.5' }, { hostIp: '2001:db8::5' }][i] }));
+    const published = (family: 4 | 6) =>
+      compileFirewall({ ...input, endpoints: [{ ...web, ports }], family })
+        .nat.find((c) => c.name === 'SLUICE-DNAT')!
+        .rules.map((r) => [r.matches.find((m) => m.kind === 'destination-port'), r.action]);
+    expect(published(6)).toEqual([
+      [{ kind: 'destination-port', ports: { first: 8080, last: 8080 } }, { kind: 'DNAT', address: 'fd00:96::2', port: 80 }],
+      [{ kind: 'destination-port', ports: { first: 8082, last: 8082 } }, { kind: 'DNAT', address: 'fd00:96::2', port: 80 }],
+    ]);
+    expect(published(4).map(([port]) => port)).toEqual([8080, 8081].map((p) => ({ kind: 'destination-port', ports: { first: p, last: p } })));
+  });
+
+  it('routes IPv6 out without masquerade, and has no IPv4 resolver rule', () => {
+    const withDns = compileFirewall({ ...input, dnsAddress: DNS_ADDRESS });
+    expect(withDns.nat.find((c) => c.name === POSTROUTING_CHAIN)!.rules.map((r) => r.action.kind)).not.toContain('MASQUERADE');
+    expect(JSON.stringify(withDns.filter)).not.toContain(DNS_ADDRESS);
+    expect(compileFirewall({ ...input, family: 4 }).nat.find((c) => c.name === POSTROUTING_CHAIN)!.rules.map((r) => r.action.kind)).toContain('MASQUERADE');
+  });
+});
+
 describe('ingress policy', () => {
   const state = compileFirewall(fixtures['web-from-client']!);
 

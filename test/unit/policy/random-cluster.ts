@@ -18,7 +18,7 @@ export interface Cluster {
 
 const NODES = ['h1', 'h2'];
 const SELECTORS = ["role == 'web'", "role == 'db'", 'has(tier)', 'all()', "role in {'web', 'client'}", "!has(role)", "tier != 'a'"];
-const NETS = [['10.96.0.0/25'], ['10.97.0.0/16'], ['0.0.0.0/0'], ['10.96.0.0/28', '10.97.0.0/16']];
+const NETS = [['10.96.0.0/25'], ['10.97.0.0/16'], ['0.0.0.0/0'], ['10.96.0.0/28', '10.97.0.0/16'], ['fd00:96::/120'], ['::/0'], ['10.96.0.0/25', 'fd00:96::/64']];
 const PORTS: PortSpec[] = [80, 443, '8000-8100', 53, '1-1024', 5432];
 /** Ports at and beside every rule port boundary, plus a few others. */
 export const PROBE_PORTS = [1, 22, 53, 54, 79, 80, 81, 443, 1024, 1025, 5432, 7999, 8000, 8050, 8100, 8101, 65535];
