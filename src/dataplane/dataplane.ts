@@ -20,10 +20,6 @@ export interface EndpointLink {
   containerIfname: string;
   /** The container's IPv4 address, without prefix length. */
   address: string;
-  /** On a dual-stack network: the container's IPv6 address (canonical, no prefix)… */
-  addressV6?: string;
-  /** …and the network's IPv6 gateway, which the host answers for on the veth. */
-  gatewayV6?: string;
   /** The container-side MAC: known up front, so the host never has to ARP for the container. */
   mac: string;
   mtu: number;
