@@ -248,3 +248,91 @@ describe('rule words of iptables-save output', () => {
     expect(savedTarget('-m comment --comment "-j X"')).toBeUndefined();
   });
 });
+
+describe('an IPv6 firewall', () => {
+  // ip6tables-save v1.8.9 (nf_tables) and ipset v7.17, after Sluice's IPv6 apply: IPv4's sets beside IPv6's in the one ipset namespace.
+  const filter6Save = `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:SLUICE-FORWARD - [0:0]
+:SLUICE-INPUT - [0:0]
+-A INPUT -m comment --comment "sluice hook" -j SLUICE-INPUT
+-A FORWARD -o sluice.vxlan -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu
+-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD
+-A SLUICE-FORWARD -p ipv6-icmp -m comment --comment nd -m icmp6 --icmpv6-type 135 -j ACCEPT
+-A SLUICE-FORWARD -m comment --comment "drop a" -m set --match-set sluice6a src -j DROP
+COMMIT
+`;
+  const nat6Save = `*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:SLUICE-DNAT - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment "sluice hook" -j SLUICE-DNAT
+COMMIT
+`;
+  const bothSave = `${ipsetSave}create sluice-tmp hash:ip family inet hashsize 1024 maxelem 1048576
+create sluice6a hash:ip family inet6 hashsize 1024 maxelem 1048576 bucketsize 12 initval 0x9c0acaf7
+add sluice6a fd00:96::6
+create sluice6old hash:net family inet6 hashsize 1024 maxelem 1048576 bucketsize 12 initval 0x1374d858
+add sluice6old fd00:96::/64
+create sluice6tmp hash:ip family inet6 hashsize 1024 maxelem 1048576
+`;
+  const nd: Rule = { comment: 'nd', matches: [{ kind: 'protocol', protocol: 'icmp' }, { kind: 'icmp-type', type: 135 }], action: { kind: 'ACCEPT' } };
+  const state6: FirewallState = {
+    ipsets: [{ name: 'sluice6a', type: 'hash:ip', members: ['fd00:96::6', 'fd00:96::7'] }],
+    filter: [{ name: 'SLUICE-FORWARD', rules: [nd, { ...dropA, matches: [{ kind: 'set', set: 'sluice6a', sides: 'src' }] }] }],
+    nat: [],
+  };
+
+  it("reads only its own sets out of the one ipset save, and IPv4's firewall only its", () => {
+    expect([...parseIpsetSave(bothSave, 6).keys()]).toEqual(['sluice6a', 'sluice6old', 'sluice6tmp']);
+    expect([...parseIpsetSave(bothSave, 4).keys()]).toEqual(['sluice-a', 'sluice-n', 'sluice-tmp']);
+  });
+
+  it('after a kernel read: inet6 sets, its own scratch set, ip6tables rule text and the ip6tables hooks', () => {
+    const current = currentFromKernel({ filter: parseIptablesSave(filter6Save), nat: parseIptablesSave(nat6Save) }, parseIpsetSave(bothSave, 6), 6);
+    const plan = planFirewall(current, normalizeFirewall(state6, 6), 6);
+    expect(plan.ipsetBefore).toEqual(['destroy sluice6tmp', 'add sluice6a fd00:96::7']);
+    expect(plan.ipsetAfter).toEqual(['destroy sluice6old']);
+    expect(plan.iptables.map((t) => t.input)).toEqual([
+      '*filter\n:SLUICE-FORWARD - [0:0]\n:SLUICE-INPUT - [0:0]\n' +
+        '-A SLUICE-FORWARD -m comment --comment "nd" -p ipv6-icmp -m icmp6 --icmpv6-type 135 -j ACCEPT\n' +
+        '-A SLUICE-FORWARD -m comment --comment "drop a" -m set --match-set sluice6a src -j DROP\nCOMMIT\n',
+      '*nat\n:SLUICE-DNAT - [0:0]\n:SLUICE-POSTROUTING - [0:0]\n' +
+        '-I OUTPUT 1 -m addrtype --dst-type LOCAL ! -d ::1/128 -m comment --comment "sluice hook" -j SLUICE-DNAT\n' +
+        '-I POSTROUTING 1 -m comment --comment "sluice hook" -j SLUICE-POSTROUTING\nCOMMIT\n',
+    ]);
+    const fresh = planFirewall(currentFromKernel({ filter: parseIptablesSave(''), nat: parseIptablesSave('') }, new Map(), 6), normalizeFirewall(state6, 6), 6);
+    expect(fresh.ipsetBefore[0]).toBe('create sluice6a hash:ip family inet6 hashsize 1024 maxelem 1048576');
+  });
+
+  it('swaps a large change through its own scratch set', () => {
+    const many = Array.from({ length: SWAP_THRESHOLD + 1 }, (_, i) => `fd00:97::${i.toString(16)}`);
+    const normal = normalizeFirewall(state6, 6);
+    const current = { sets: normal.sets, chains: { filter: renderChains(normal.chains.filter, 6), nat: renderChains(normal.chains.nat, 6) }, missingHooks: [] };
+    const plan = planFirewall(current, normalizeFirewall({ ...state6, ipsets: [{ name: 'sluice6a', type: 'hash:ip', members: many }] }, 6), 6);
+    expect(plan.ipsetBefore[0]).toBe('create sluice6tmp hash:ip family inet6 hashsize 1024 maxelem 1048576');
+    expect(plan.ipsetBefore.slice(-2)).toEqual(['swap sluice6tmp sluice6a', 'destroy sluice6tmp']);
+  });
+
+  it('compares with ip6tables-save and says the damage is IPv6', () => {
+    const normal = normalizeFirewall({ ...state6, ipsets: [{ name: 'sluice6a', type: 'hash:ip', members: ['fd00:96::6'] }] }, 6);
+    const chains = (table: 'filter' | 'nat') => new Map([...normal.chains[table]].map(([name, rules]) => [name, { rules, text: rules.map((rule) => renderRule(rule, 6)) }]));
+    const applied: AppliedFirewall = { sets: normal.sets, chains: { filter: chains('filter'), nat: chains('nat') } };
+    const natHooked = nat6Save.replace(
+      'COMMIT',
+      ':SLUICE-POSTROUTING - [0:0]\n-A OUTPUT -m addrtype --dst-type LOCAL ! -d ::1/128 -m comment --comment "sluice hook" -j SLUICE-DNAT\n' +
+        '-A POSTROUTING -m comment --comment "sluice hook" -j SLUICE-POSTROUTING\nCOMMIT',
+    );
+    const sets = parseIpsetSave(bothSave.replace(/^.*sluice6(old|tmp).*\n/gm, ''), 6);
+    expect(compareWithKernel(applied, { filter: parseIptablesSave(filter6Save), nat: parseIptablesSave(natHooked) }, sets, 6)).toEqual([]);
+    const flushed = filter6Save.replace(/^-A SLUICE-FORWARD .*\n/gm, '');
+    expect(compareWithKernel(applied, { filter: parseIptablesSave(flushed), nat: parseIptablesSave(nat6Save) }, sets, 6)).toEqual([
+      'IPv6 filter chain SLUICE-FORWARD has 0 rules that differ from the 2 applied',
+      'IPv6 nat chain SLUICE-POSTROUTING is missing',
+      'IPv6 hook from nat OUTPUT to SLUICE-DNAT is missing',
+      'IPv6 hook from nat POSTROUTING to SLUICE-POSTROUTING is missing',
+    ]);
+  });
+});
