@@ -3,7 +3,7 @@
  * throwaway namespace of scripts/in-netns.sh (this namespace plays the host
  * and forwards IPv6 between two "containers"):
  *
- *   c1 fd00:a::2/64 ─ veth ─ fd00:a::1  host  fd00:b::1 ─ veth ─ fd00:b::2/64 c2
+ *   c1 fd00:a::2/64 ─ veth ─ fd00:a::1  host  fd00:b::1 ─ veth ─ fd00:b::2/64, fd00:b::3/64 c2
  */
 import { SpawnRunner } from '../../src/dataplane/linux/command-runner';
 import { LinuxDataplane, writeProcSys } from '../../src/dataplane/linux/linux-dataplane';
@@ -76,6 +76,7 @@ beforeAll(async () => {
   sh('sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1');
   link(c1, 'it6-a0', 'fd00:a::1', 'fd00:a::2');
   link(c2, 'it6-b0', 'fd00:b::1', 'fd00:b::2');
+  c2.sh('ip', 'address', 'add', 'fd00:b::3/64', 'dev', 'eth0');
   await dp.init();
   await dp.applyFirewall(v4);
 });
@@ -114,6 +115,7 @@ describe('an IPv6 firewall beside the IPv4 one', () => {
     await dp.applyFirewallChange({ ...none, chains: [{ table: 'filter', chain: forward6(echoToC2) }] }, 6);
     expect(c1.canPing('fd00:b::2')).toBe(false);
     expect(c2.canPing('fd00:a::2')).toBe(true); // the other way: not an echo to c2
+    expect(c1.canPing('fd00:b::3')).toBe(true); // c2's other address: the rule's is one address (/128)
     await dp.applyFirewallChange({ ...none, chains: [{ table: 'filter', chain: forward6() }] }, 6);
     expect(c1.canPing('fd00:b::2')).toBe(true);
 
