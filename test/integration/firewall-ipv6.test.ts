@@ -15,7 +15,7 @@ import type { EndpointRecord, Labels, NetworkRecord } from '../../src/model';
 import { compileFirewall } from '../../src/policy/compile';
 import { IncrementalFirewall, type ClusterRecords } from '../../src/policy/incremental';
 import { parsePolicies, type Policy } from '../../src/policy-document/policy';
-import { Netns, TapRunner, sh } from './kernel';
+import { Netns, TapRunner, firewallText, sh } from './kernel';
 import { assertThrowawayNetns } from './netns-guard';
 
 assertThrowawayNetns();
@@ -49,14 +49,8 @@ const v6: FirewallState = {
 };
 const echoToC2 = rule('drop echo to c2', { kind: 'DROP' }, { kind: 'protocol', protocol: 'icmp' }, { kind: 'icmp-type', type: 128 }, { kind: 'destination', address: 'fd00:b::2' });
 
-/** Sluice's lines of `tool`-save (filter and nat) and of `ipset save` with `setPrefix`, the hash-ordered ones sorted. */
-function kernelText(tool: 'iptables' | 'ip6tables', setPrefix: string): string {
-  const ours = (text: string) => text.split('\n').filter((line) => /SLUICE|sluice/.test(line));
-  const sets = sh('ipset', 'save').split('\n').filter((line) => line.split(' ')[1]?.startsWith(setPrefix)).map((line) => line.replace(/ initval \S+/, '')).sort();
-  return [...ours(sh(`${tool}-save`, '-t', 'filter')), ...ours(sh(`${tool}-save`, '-t', 'nat')), ...sets].join('\n');
-}
-const ipv4Text = () => kernelText('iptables', 'sluice-');
-const ipv6Text = () => kernelText('ip6tables', 'sluice6');
+const ipv4Text = () => firewallText('iptables', 'sluice-');
+const ipv6Text = () => firewallText('ip6tables', 'sluice6');
 
 /** No duplicate address detection on either end: a tentative link-local address holds up forwarding for seconds. */
 function link(ns: Netns, host: string, hostAddress: string, address: string): void {
