@@ -6,8 +6,9 @@
 #     (preloaded: why, see there) and the production node_modules, installed from
 #     package-lock.json into a staging dir (`npm ci --omit=dev`; the checkout's own node_modules
 #     is never touched), without type declarations, source maps and docs;
-#   - ip and bridge (iproute2), iptables/iptables-save/iptables-restore (iptables-nft, one
-#     multi-call binary) with every xtables extension module, ipset, all with their libraries;
+#   - ip and bridge (iproute2), iptables/iptables-save/iptables-restore and their ip6tables twins
+#     (iptables-nft, one multi-call binary) with every xtables extension module, ipset, all with
+#     their libraries;
 #   - the /etc files they read (iproute2 tables, protocols, services, a files+dns nsswitch.conf), the
 #     empty mount points /run/docker/plugins, /var/lib/sluice, /host/proc/sys/net, and /tmp.
 # With --create NAME it then runs `docker [-H HOST] plugin create NAME plugin/build`: the plugin
@@ -107,7 +108,7 @@ xtables_bin=$(readlink -f "$(command -v "$XTABLES_MULTI")")
 copy_with_libs "$node_bin" "$env_bin" "$ip_bin" "$bridge_bin" "$ipset_bin"
 copy_file "$xtables_bin" "/usr/sbin/$XTABLES_MULTI"
 copy_with_libs "$xtables_bin"
-for name in iptables iptables-save iptables-restore; do
+for name in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
   ln -sf "$XTABLES_MULTI" "$ROOTFS/usr/sbin/$name"
 done
 
@@ -175,6 +176,8 @@ if [[ $(id -u) == 0 ]] && command -v chroot >/dev/null 2>&1; then
   check /usr/sbin/ipset version
   check /usr/sbin/iptables-restore --version
   check /usr/sbin/iptables -m conntrack --help  # loads an extension module
+  check /usr/sbin/ip6tables-restore --version
+  check /usr/sbin/ip6tables -m icmp6 --help
 fi
 
 echo "plugin/build.sh: $OUT ready, rootfs $(du -sh "$ROOTFS" | cut -f1)"

@@ -10,6 +10,7 @@
 import type { WireguardPeer } from '../encryption/wireguard';
 import type { FirewallChange, FirewallState } from '../firewall/state';
 import type { WireguardImplementation } from '../model';
+import type { Family } from '../net/ip';
 import type { BlockRoute } from '../routing/routes';
 
 /** One container's plumbing on this host: a veth pair and a /32 route (and a /128 for a dual-stack one). */
@@ -86,25 +87,31 @@ export interface Dataplane {
   removeWireguard(): Promise<void>;
   /** Makes the Sluice-owned routes (protocol sluice) of both families exactly `routes`. */
   syncRoutes(routes: BlockRoute[]): Promise<void>;
-  /** Makes Sluice's ipsets and chains exactly `state`, rewriting only what changed. */
-  applyFirewall(state: FirewallState): Promise<void>;
+  /**
+   * Makes Sluice's ipsets and chains of `family` exactly `state`, rewriting
+   * only what changed: IPv4's in iptables with `sluice-` sets, IPv6's (named
+   * by firewall/family.ts) in ip6tables with `sluice6` sets. Each family's
+   * state is kept apart; applying one never touches the other's.
+   */
+  applyFirewall(state: FirewallState, family?: Family): Promise<void>;
   /**
    * Applies the difference from what the last apply left to the next state:
    * work in proportion to the change (a container starting elsewhere: one set
    * member). Rejects with a DataplaneError, changing nothing, when the
-   * applied state is not known (none yet, a failed apply, damage found by
-   * verifyFirewall): the caller then applies the full state.
+   * family's applied state is not known (none yet, a failed apply, damage
+   * found by verifyFirewall): the caller then applies the full state.
    */
-  applyFirewallChange(change: FirewallChange): Promise<void>;
+  applyFirewallChange(change: FirewallChange, family?: Family): Promise<void>;
   /**
    * Compares the kernel's Sluice chains, hooks and ipsets with what
-   * applyFirewall last wrote, for a periodic check against out-of-band
-   * changes (someone flushing a chain). Returns the differences, empty if
-   * none; after any, the next applyFirewall re-reads the kernel and rewrites
-   * everything Sluice owns.
+   * applyFirewall last wrote, for every family applied, for a periodic check
+   * against out-of-band changes (someone flushing a chain). Returns the
+   * differences (IPv6's start with "IPv6"), empty if none; after any in a
+   * family, its next applyFirewall re-reads the kernel and rewrites
+   * everything Sluice owns there.
    */
   verifyFirewall(): Promise<string[]>;
-  /** The packet and byte counts of every rule in Sluice's filter chains, read in one go. */
+  /** The packet and byte counts of every rule in Sluice's IPv4 filter chains, read in one go. */
   ruleCounters(): Promise<RuleCounter[]>;
   /** True if `ip` is reachable without a gateway (same link): host-gw works to it. */
   isOnLink(ip: string): Promise<boolean>;

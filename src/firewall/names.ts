@@ -9,6 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { BadRequestError } from '../errors';
+import type { Family } from '../net/ip';
 
 /**
  * Route protocol of every route Sluice installs (`proto 252`). Unassigned in
@@ -41,6 +42,21 @@ export const IPSET_PREFIX = 'sluice-';
 export const IPV6_IPSET_PREFIX = 'sluice6';
 /** Scratch set for atomic membership replacement (create, fill, swap, destroy); never a desired set. */
 export const TEMP_IPSET = 'sluice-tmp';
+
+/** The prefix of one family's sets: each family's firewall owns (reads, diffs, destroys) only its own. */
+export function ipsetPrefix(family: Family): string {
+  return family === 4 ? IPSET_PREFIX : IPV6_IPSET_PREFIX;
+}
+
+/** One family's scratch set (`sluice-tmp`, `sluice6tmp`): a swap of one never touches the other's. */
+export function tempIpset(family: Family): string {
+  return ipsetPrefix(family) + TEMP_IPSET.slice(IPSET_PREFIX.length);
+}
+
+/** Sets of either family are Sluice's. */
+export function isSluiceIpset(name: string): boolean {
+  return name.startsWith(IPSET_PREFIX) || name.startsWith(IPV6_IPSET_PREFIX);
+}
 
 /**
  * `slv+` in iptables must match veths only: not sluice0 or sluice.vxlan,

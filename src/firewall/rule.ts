@@ -3,8 +3,11 @@
  * that says why (every Sluice rule has one; metrics and `iptables -L` read
  * it). The policy compiler builds these, the packet simulator and the
  * recording dataplane read them, and only the Linux dataplane turns them into
- * `iptables-restore` text (renderRule), so nothing parses rules back.
+ * `iptables-restore` or `ip6tables-restore` text (renderRule), so nothing
+ * parses rules back. A rule is the same value in both families; only its
+ * text differs where the tools do (ICMPv6, host prefixes, DNAT brackets).
  */
+import type { Family } from '../net/ip';
 
 /** Inclusive; a single port has first === last. */
 export interface PortRange {
@@ -29,7 +32,7 @@ export type Match =
   | { kind: 'protocol'; protocol: 'tcp' | 'udp' | 'icmp' }
   /** After an icmp protocol match: one message type (ICMPv6's in an IPv6 table, e.g. 135 neighbour solicitation). */
   | { kind: 'icmp-type'; type: number }
-  /** One destination address (`-d ADDRESS/32`). */
+  /** One destination address (`-d ADDRESS/32`, `/128` in IPv6). */
   | { kind: 'destination'; address: string }
   /** `--dport`, after a tcp or udp protocol match. */
   | { kind: 'destination-port'; ports: PortRange }
@@ -61,12 +64,15 @@ export function ruleTarget(action: Action): string {
   return action.kind === 'jump' ? action.chain : action.kind;
 }
 
-/** The rule as iptables-restore takes it after `-A CHAIN `. Comments are checked (state.ts) to hold no quote or line break. */
-export function renderRule(rule: Rule): string {
-  return [`-m comment --comment "${rule.comment}"`, ...rule.matches.map(renderMatch), renderAction(rule.action)].join(' ');
+/**
+ * The rule as iptables-restore (`family` 4) or ip6tables-restore (6) takes it
+ * after `-A CHAIN `. Comments are checked (state.ts) to hold no quote or line break.
+ */
+export function renderRule(rule: Rule, family: Family = 4): string {
+  return [`-m comment --comment "${rule.comment}"`, ...rule.matches.map((m) => renderMatch(m, family)), renderAction(rule.action, family)].join(' ');
 }
 
-function renderMatch(match: Match): string {
+function renderMatch(match: Match, family: Family): string {
   const not = 'negated' in match && match.negated === true ? '! ' : '';
   switch (match.kind) {
     case 'in-interface':
@@ -74,13 +80,13 @@ function renderMatch(match: Match): string {
     case 'out-interface':
       return `${not}-o ${match.name}`;
     case 'protocol':
-      return `-p ${match.protocol}`;
+      return `-p ${match.protocol === 'icmp' && family === 6 ? 'ipv6-icmp' : match.protocol}`;
     case 'destination':
-      return `-d ${match.address}/32`;
+      return `-d ${match.address}/${family === 4 ? 32 : 128}`;
     case 'destination-port':
       return `--dport ${renderPorts(match.ports)}`;
     case 'icmp-type':
-      return `-m icmp --icmp-type ${match.type}`;
+      return family === 4 ? `-m icmp --icmp-type ${match.type}` : `-m icmp6 --icmpv6-type ${match.type}`;
     case 'multiport':
       return `-m multiport --dports ${match.ports.map(renderPorts).join(',')}`;
     case 'set':
@@ -92,14 +98,14 @@ function renderMatch(match: Match): string {
   }
 }
 
-function renderAction(action: Action): string {
+function renderAction(action: Action, family: Family): string {
   switch (action.kind) {
     case 'jump':
       return `-j ${action.chain}`;
     case 'MARK':
       return `-j MARK --set-xmark ${hex(action.value)}/${hex(action.mask)}`;
     case 'DNAT':
-      return `-j DNAT --to-destination ${action.address}:${action.port}`;
+      return `-j DNAT --to-destination ${family === 4 ? action.address : `[${action.address}]`}:${action.port}`;
     default:
       return `-j ${action.kind}`;
   }

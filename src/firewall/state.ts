@@ -10,8 +10,9 @@
  * members), so the checks and the normal form cannot drift apart.
  */
 import { DataplaneError } from '../errors';
+import * as ip from '../net/ip';
 import { formatCidr, formatIp, parseCidr, parseIp } from '../net/ipv4';
-import { CHAIN_PREFIX, DNAT_CHAIN, FORWARD_CHAIN, INPUT_CHAIN, IPSET_PREFIX, POSTROUTING_CHAIN, TEMP_IPSET } from './names';
+import { CHAIN_PREFIX, DNAT_CHAIN, FORWARD_CHAIN, INPUT_CHAIN, POSTROUTING_CHAIN, ipsetPrefix, isSluiceIpset, tempIpset } from './names';
 import type { Match, PortRange, Rule } from './rule';
 
 /**
@@ -32,7 +33,9 @@ export interface Chain {
 }
 
 /**
- * Everything Sluice wants in iptables and ipset. Top-level chains
+ * Everything Sluice wants in iptables and ipset, for one family: IPv4's sets
+ * are named `sluice-…`, IPv6's `sluice6…` and hold IPv6 members (see
+ * family.ts); both have the same chains in their own tables. Top-level chains
  * (SLUICE-FORWARD, SLUICE-INPUT in filter; SLUICE-DNAT, SLUICE-POSTROUTING in
  * nat) are hooked once from the built-in chains by the dataplane.
  */
@@ -81,16 +84,16 @@ export interface NormalFirewall {
 }
 
 /** Rejects what the kernel would refuse half-way or what Sluice could not clean up later. */
-export function normalizeFirewall(state: FirewallState): NormalFirewall {
+export function normalizeFirewall(state: FirewallState, family: ip.Family = 4): NormalFirewall {
   const sets = new Map<string, SetContent>();
   for (const set of state.ipsets) {
-    checkSetName(set.name);
+    checkSetName(set.name, family);
     if (sets.has(set.name)) invalid(`ipset "${set.name}" given twice`);
-    sets.set(set.name, { type: set.type, members: new Set(set.members.map((m) => canonicalMember(set.type, m, set.name))) });
+    sets.set(set.name, normalSet(set, family));
   }
   const chains = { filter: normalizeTable('filter', state.filter), nat: normalizeTable('nat', state.nat) };
   for (const table of TABLES) {
-    for (const [name, rules] of chains[table]) checkRules(table, name, rules, (chain) => chains[table].has(chain), (set) => sets.has(set));
+    for (const [name, rules] of chains[table]) checkRules(family, table, name, rules, (chain) => chains[table].has(chain), (set) => sets.has(set));
   }
   return { sets, chains };
 }
@@ -124,13 +127,14 @@ export interface NormalChange {
 export function normalizeChange(
   current: { sets: ReadonlyMap<string, SetContent>; chains: Readonly<Record<Table, ReadonlyMap<string, unknown>>> },
   change: FirewallChange,
+  family: ip.Family = 4,
 ): NormalChange {
   const destroyed = new Set(change.destroyedSets);
   const created = new Map<string, SetContent>();
   for (const set of change.createdSets) {
-    checkSetName(set.name);
+    checkSetName(set.name, family);
     if ((current.sets.has(set.name) && !destroyed.has(set.name)) || created.has(set.name)) invalid(`ipset "${set.name}" exists already`);
-    created.set(set.name, { type: set.type, members: new Set(set.members.map((m) => canonicalMember(set.type, m, set.name))) });
+    created.set(set.name, normalSet(set, family));
   }
   for (const name of destroyed) {
     if (!current.sets.has(name) || created.has(name)) invalid(`ipset "${name}" is not there to destroy`);
@@ -141,8 +145,8 @@ export function normalizeChange(
   for (const { name, add: added, remove: removed } of change.members) {
     const set = setAfter(name);
     if (set === undefined || created.has(name)) invalid(`ipset "${name}" changes members but is not in the state`);
-    add.set(name, added.map((m) => canonicalMember(set.type, m, name)));
-    remove.set(name, removed.map((m) => canonicalMember(set.type, m, name)));
+    add.set(name, added.map((m) => canonicalMember(set.type, m, name, family)));
+    remove.set(name, removed.map((m) => canonicalMember(set.type, m, name, family)));
   }
   const chains: NormalChange['chains'] = { filter: new Map(), nat: new Map() };
   const removedChains: NormalChange['removedChains'] = { filter: [], nat: [] };
@@ -157,7 +161,7 @@ export function normalizeChange(
   }
   for (const table of TABLES) {
     const chainAfter = (name: string): boolean => chains[table].has(name) || (current.chains[table].has(name) && !removedChains[table].includes(name));
-    for (const [name, rules] of chains[table]) checkRules(table, name, rules, chainAfter, (set) => setAfter(set) !== undefined);
+    for (const [name, rules] of chains[table]) checkRules(family, table, name, rules, chainAfter, (set) => setAfter(set) !== undefined);
   }
   return { created, add, remove, chains, removedChains, destroyed: [...destroyed] };
 }
@@ -179,8 +183,15 @@ export function applySetChanges(sets: Map<string, SetContent>, change: NormalCha
   for (const [name, members] of change.remove) for (const m of members) sets.get(name)!.members.delete(m);
 }
 
-function checkSetName(name: string): void {
-  if (!name.startsWith(IPSET_PREFIX) || name === TEMP_IPSET || !KERNEL_NAME.test(name)) invalid(`ipset name "${name}" is not Sluice's`);
+/** A set of the other family would be created by this family's firewall but never read back (nor destroyed) by it. */
+function checkSetName(name: string, family: ip.Family): void {
+  if (!name.startsWith(ipsetPrefix(family)) || name === tempIpset(family) || !KERNEL_NAME.test(name)) {
+    invalid(`ipset name "${name}" is not Sluice's for IPv${family} (${ipsetPrefix(family)}…)`);
+  }
+}
+
+function normalSet(set: IpSet, family: ip.Family): SetContent {
+  return { type: set.type, members: new Set(set.members.map((m) => canonicalMember(set.type, m, set.name, family))) };
 }
 
 function checkChainName(name: string): void {
@@ -194,12 +205,19 @@ const IFNAME = /^[^\s/,"']{1,15}$/;
 /** iptables' comment match takes 255 characters; a quote or line break would end the restore line. */
 const COMMENT = /^[^"\\\n\r\0]{0,255}$/;
 
-function checkRules(table: Table, chain: string, rules: readonly Rule[], hasChain: (name: string) => boolean, hasSet: (name: string) => boolean): void {
+function checkRules(
+  family: ip.Family,
+  table: Table,
+  chain: string,
+  rules: readonly Rule[],
+  hasChain: (name: string) => boolean,
+  hasSet: (name: string) => boolean,
+): void {
   rules.forEach((rule, i) => {
     const where = `${table} chain ${chain} rule ${i + 1}`;
     if (!COMMENT.test(rule.comment)) invalid(`${where}: comment ${JSON.stringify(rule.comment)} has a quote, backslash or line break, or is too long`);
     for (const match of rule.matches) {
-      const problem = matchProblem(match, hasSet);
+      const problem = matchProblem(match, family, hasSet);
       if (problem !== undefined) invalid(`${where}: ${problem}`);
     }
     const action = rule.action;
@@ -207,27 +225,28 @@ function checkRules(table: Table, chain: string, rules: readonly Rule[], hasChai
     if (action.kind === 'jump' && !(KERNEL_NAME.test(action.chain) && (!action.chain.startsWith(CHAIN_PREFIX) || hasChain(action.chain)))) {
       invalid(`${where} jumps to ${action.chain}, which is not in the state`);
     }
-    if (action.kind === 'DNAT' && (parseIp(action.address) === undefined || !validPort(action.port))) {
-      invalid(`${where}: DNAT to "${action.address}:${action.port}" is not an IPv4 address and port`);
+    if (action.kind === 'DNAT' && (!isAddress(action.address, family) || !validPort(action.port))) {
+      invalid(`${where}: DNAT to "${action.address}:${action.port}" is not an IPv${family} address and port`);
     }
   });
 }
 
-function matchProblem(match: Match, hasSet: (name: string) => boolean): string | undefined {
+function matchProblem(match: Match, family: ip.Family, hasSet: (name: string) => boolean): string | undefined {
   switch (match.kind) {
     case 'in-interface':
     case 'out-interface':
       return IFNAME.test(match.name) ? undefined : `"${match.name}" is not an interface name`;
     case 'destination':
-      return parseIp(match.address) === undefined ? `"${match.address}" is not an IPv4 address` : undefined;
+      return isAddress(match.address, family) ? undefined : `"${match.address}" is not an IPv${family} address`;
     case 'destination-port':
       return validRange(match.ports) ? undefined : 'bad destination port';
     case 'multiport':
       return match.ports.length > 0 && match.ports.every(validRange) ? undefined : 'bad multiport list';
     case 'set':
-      // Else the restore fails, or worse succeeds and the set's destroy fails after it.
+      // Else the restore fails, or worse succeeds and the set's destroy fails after it; the
+      // other family's sets are never in the state (ip6tables refuses an inet set, and back).
       if (!KERNEL_NAME.test(match.set)) return `"${match.set}" is not an ipset name`;
-      return match.set.startsWith(IPSET_PREFIX) && !hasSet(match.set) ? `matches ipset ${match.set}, which is not in the state` : undefined;
+      return isSluiceIpset(match.set) && !hasSet(match.set) ? `matches ipset ${match.set}, which is not in the state` : undefined;
     default:
       return undefined;
   }
@@ -241,29 +260,46 @@ function validRange(range: PortRange): boolean {
   return validPort(range.first) && validPort(range.last) && range.first <= range.last;
 }
 
-/** Members as `ipset save` prints them: plain IPs, networks with host bits cleared, no "/32"; ",IFNAME" kept. */
-function canonicalMember(type: IpSetType, member: string, setName: string): string {
+/**
+ * Members as `ipset save` prints them: plain IPs, networks with host bits
+ * cleared, no "/32" (IPv6: "/128", RFC 5952 text); ",IFNAME" kept.
+ */
+function canonicalMember(type: IpSetType, member: string, setName: string, family: ip.Family): string {
   const bad = (what: string): never => invalid(`ipset ${setName} (${type}): "${member}" is not ${what}`);
+  const v = `IPv${family}`;
   if (type === 'hash:net,iface') {
     const comma = member.indexOf(',');
     const ifname = member.slice(comma + 1);
-    const net = comma < 0 || !IFNAME.test(ifname) ? undefined : canonicalNet(member.slice(0, comma), true);
-    return net === undefined ? bad('an IPv4 network and an interface name (NETWORK,IFNAME)') : `${net},${ifname}`;
+    const net = comma < 0 || !IFNAME.test(ifname) ? undefined : canonicalNet(member.slice(0, comma), true, family);
+    return net === undefined ? bad(`an ${v} network and an interface name (NETWORK,IFNAME)`) : `${net},${ifname}`;
   }
   if (type === 'hash:ip,port') {
     const match = /^([^,]+),(tcp|udp):(\d{1,5})$/.exec(member);
-    const ip = match === null ? undefined : canonicalNet(match[1]!, false);
+    const address = match === null ? undefined : canonicalNet(match[1]!, false, family);
     const port = Number(match?.[3]);
-    return ip === undefined || !validPort(port) ? bad('an IPv4 address, a protocol and a port (IP,tcp:PORT)') : `${ip},${match![2]}:${port}`;
+    return address === undefined || !validPort(port) ? bad(`an ${v} address, a protocol and a port (IP,tcp:PORT)`) : `${address},${match![2]}:${port}`;
   }
-  return canonicalNet(member, type === 'hash:net') ?? bad(type === 'hash:net' ? 'an IPv4 network' : 'an IPv4 address');
+  return canonicalNet(member, type === 'hash:net', family) ?? bad(`an ${v} ${type === 'hash:net' ? 'network' : 'address'}`);
 }
 
-function canonicalNet(text: string, networks: boolean): string | undefined {
-  const ip = parseIp(text.endsWith('/32') ? text.slice(0, -3) : text);
-  if (ip !== undefined) return formatIp(ip);
+function canonicalNet(text: string, networks: boolean, family: ip.Family): string | undefined {
+  if (family === 6) return canonicalNet6(text, networks);
+  const address = parseIp(text.endsWith('/32') ? text.slice(0, -3) : text);
+  if (address !== undefined) return formatIp(address);
   const cidr = networks ? parseCidr(text) : undefined;
   return cidr === undefined ? undefined : formatCidr(cidr);
+}
+
+/** Through net/ip.ts (bigint); IPv4 members keep ipv4.ts's cheaper numbers. */
+function canonicalNet6(text: string, networks: boolean): string | undefined {
+  const address = ip.parseIp(text.endsWith('/128') ? text.slice(0, -4) : text);
+  if (address !== undefined) return address.family === 6 ? ip.formatIp(address) : undefined;
+  const cidr = networks ? ip.parseCidr(text) : undefined;
+  return cidr?.family === 6 ? ip.formatCidr(cidr) : undefined;
+}
+
+function isAddress(text: string, family: ip.Family): boolean {
+  return family === 4 ? parseIp(text) !== undefined : ip.parseIp(text)?.family === 6;
 }
 
 function invalid(message: string): never {

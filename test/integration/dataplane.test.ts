@@ -20,7 +20,7 @@ import { compileFirewall } from '../../src/policy/compile';
 import { IncrementalFirewall, type ClusterRecords } from '../../src/policy/incremental';
 import { parsePolicies, type Policy } from '../../src/policy-document/policy';
 import { protection } from '../../src/policy/protect';
-import { Netns, TapRunner, fetches, json, serveHttp, sh } from './kernel';
+import { Netns, TapRunner, fetches, firewallText, json, serveHttp, sh } from './kernel';
 import { assertThrowawayNetns } from './netns-guard';
 
 assertThrowawayNetns();
@@ -652,12 +652,7 @@ describe('firewall changes', () => {
     labels,
     ports,
   });
-  /** Sluice's part of the kernel as iptables-save and ipset save show it, lines sorted where the kernel's order is a hash's. */
-  const kernelState = (): string => {
-    const ours = (text: string) => text.split('\n').filter((line) => /SLUICE|sluice/.test(line));
-    const sets = sh('ipset', 'save').split('\n').filter((line) => / sluice-/.test(line)).map((line) => line.replace(/ initval \S+/, '')).sort();
-    return [...ours(sh('iptables-save', '-t', 'filter')), ...ours(sh('iptables-save', '-t', 'nat')), ...sets].join('\n');
-  };
+  const kernelState = (): string => firewallText('iptables', 'sluice-');
 
   it('leaves the kernel exactly as a full apply of the same state does, step after step', async () => {
     const endpoints = new Map<string, EndpointRecord>([

@@ -94,6 +94,17 @@ export async function serveHttp(address: string, port: number, netns?: Netns): P
   return { stop };
 }
 
+/**
+ * Sluice's part of one family's firewall as the kernel shows it: the lines of
+ * `iptables-save` or `ip6tables-save` (filter, nat) naming Sluice, and `ipset
+ * save` of the sets named `setPrefix`, sorted since their order is a hash's.
+ */
+export function firewallText(tool: 'iptables' | 'ip6tables', setPrefix: string): string {
+  const ours = (text: string) => text.split('\n').filter((line) => /SLUICE|sluice/.test(line));
+  const sets = sh('ipset', 'save').split('\n').filter((line) => line.split(' ')[1]?.startsWith(setPrefix)).map((line) => line.replace(/ initval \S+/, '')).sort();
+  return [...ours(sh(`${tool}-save`, '-t', 'filter')), ...ours(sh(`${tool}-save`, '-t', 'nat')), ...sets].join('\n');
+}
+
 /** Passes commands to the real runner and keeps them, to assert what was written. */
 export class TapRunner implements CommandRunner {
   readonly calls: { commandLine: string; input?: string }[] = [];

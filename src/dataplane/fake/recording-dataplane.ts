@@ -26,6 +26,7 @@ import {
   type NormalFirewall,
 } from '../../firewall/state';
 import type { WireguardImplementation } from '../../model';
+import type { Family } from '../../net/ip';
 import type { BlockRoute } from '../../routing/routes';
 import type { Dataplane, EndpointLink, RuleCounter, VxlanDevice, WireguardSettings } from '../dataplane';
 import { canonicalAddress, checkEndpointLink, familyOf, routesByBlock } from '../checks';
@@ -61,16 +62,16 @@ export class RecordingDataplane implements Dataplane {
   wireguardDevice: { implementation: WireguardImplementation; mtu: number } | undefined;
   /** The last settings syncWireguard accepted. */
   wireguard: WireguardSettings | undefined;
-  /** The state the last applyFirewall and the changes after it made: sets and chains by name, members in set order. */
-  firewall: FirewallState = { ipsets: [], filter: [], nat: [] };
-  /** What a change is checked against, as in the Linux dataplane; undefined when a change must be refused. */
-  private applied: NormalFirewall | undefined;
+  /** Per family, the state the last applyFirewall and the changes after it made: sets and chains by name, members in set order. */
+  readonly firewalls: Record<Family, FirewallState> = { 4: emptyFirewall(), 6: emptyFirewall() };
+  /** Per family, what a change is checked against, as in the Linux dataplane; undefined when a change must be refused. */
+  private readonly applied: Record<Family, NormalFirewall | undefined> = { 4: undefined, 6: undefined };
 
   private readonly onLink: Set<string>;
   private readonly mtu: number;
   private readonly wireguardImplementation: WireguardImplementation;
   private readonly failures = new Map<DataplaneMethod, Error[]>();
-  private firewallDamage: string | undefined;
+  private readonly firewallDamage: Record<Family, string | undefined> = { 4: undefined, 6: undefined };
   /** Packets "seen" by rule comment (see countPackets). */
   private readonly packets = new Map<string, number>();
 
@@ -85,9 +86,14 @@ export class RecordingDataplane implements Dataplane {
     this.failures.set(method, [...(this.failures.get(method) ?? []), error]);
   }
 
-  /** Simulates someone flushing Sluice's chains: verifyFirewall reports it until applyFirewall rewrites. */
-  damageFirewall(description = 'filter chain SLUICE-FORWARD was flushed out of band'): void {
-    this.firewallDamage = description;
+  /** IPv4's firewall: what most tests look at. */
+  get firewall(): FirewallState {
+    return this.firewalls[4];
+  }
+
+  /** Simulates someone flushing Sluice's chains of `family`: verifyFirewall reports it until that family's applyFirewall rewrites. */
+  damageFirewall(description = 'filter chain SLUICE-FORWARD was flushed out of band', family: Family = 4): void {
+    this.firewallDamage[family] = description;
   }
 
   /** Simulates traffic: the first filter rule commented `comment` counts `packets` more packets, of 100 bytes each. */
@@ -187,20 +193,21 @@ export class RecordingDataplane implements Dataplane {
     });
   }
 
-  applyFirewall(state: FirewallState): Promise<void> {
-    return this.call('applyFirewall', [state], () => {
-      this.applied = normalizeFirewall(state);
-      this.firewall = structuredClone(state);
-      this.firewallDamage = undefined;
+  applyFirewall(state: FirewallState, family: Family = 4): Promise<void> {
+    return this.firewallCall('applyFirewall', state, family, () => {
+      this.applied[family] = normalizeFirewall(state, family);
+      this.firewalls[family] = structuredClone(state);
+      this.firewallDamage[family] = undefined;
     });
   }
 
-  applyFirewallChange(change: FirewallChange): Promise<void> {
-    return this.call('applyFirewallChange', [change], () => {
-      if (this.applied === undefined) throw new DataplaneError('no firewall state applied to change; apply the full state');
-      const normal = normalizeChange(this.applied, change);
-      applyNormalChange(this.applied, normal);
-      const state = this.firewall;
+  applyFirewallChange(change: FirewallChange, family: Family = 4): Promise<void> {
+    return this.firewallCall('applyFirewallChange', change, family, () => {
+      const applied = this.applied[family];
+      if (applied === undefined) throw new DataplaneError('no firewall state applied to change; apply the full state');
+      const normal = normalizeChange(applied, change, family);
+      applyNormalChange(applied, normal);
+      const state = this.firewalls[family];
       if (change.createdSets.length + change.destroyedSets.length > 0) {
         const destroyed = new Set(change.destroyedSets);
         const created = change.createdSets.map((set) => ({ ...set, members: sortMembers(set.members) }));
@@ -226,19 +233,22 @@ export class RecordingDataplane implements Dataplane {
   }
 
   verifyFirewall(): Promise<string[]> {
-    return this.call('verifyFirewall', [], () => {
-      // Like the Linux one: reported once, then the next apply rewrites, and no change applies before it.
-      const damage = this.firewallDamage;
-      this.firewallDamage = undefined;
-      if (damage !== undefined) this.applied = undefined;
-      return damage === undefined ? [] : [damage];
-    });
+    return this.call('verifyFirewall', [], () =>
+      FAMILIES.flatMap((family) => {
+        // Like the Linux one: reported once, then the family's next apply rewrites, and no change applies before it.
+        const damage = this.firewallDamage[family];
+        this.firewallDamage[family] = undefined;
+        if (damage === undefined) return [];
+        this.applied[family] = undefined;
+        return [damage];
+      }),
+    );
   }
 
   ruleCounters(): Promise<RuleCounter[]> {
     return this.call('ruleCounters', [], () => {
       const counted = new Set<string>();
-      return this.firewall.filter.flatMap(({ name, rules }) =>
+      return this.firewalls[4].filter.flatMap(({ name, rules }) =>
         rules.map((rule): RuleCounter => {
           const comment = rule.comment;
           const packets = counted.has(comment) ? 0 : (this.packets.get(comment) ?? 0);
@@ -257,12 +267,18 @@ export class RecordingDataplane implements Dataplane {
     return this.call('mtuTowards', [ip], () => this.mtu);
   }
 
-  private call<T>(method: DataplaneMethod, args: unknown[], work: () => T): Promise<T> {
+  private firewallCall(method: 'applyFirewall' | 'applyFirewallChange', input: unknown, family: Family, work: () => void): Promise<void> {
+    // A failed firewall write leaves the kernel unknown to the Linux dataplane: the family's next change is refused there too.
+    return this.call(method, [input, family], work, () => {
+      this.applied[family] = undefined;
+    });
+  }
+
+  private call<T>(method: DataplaneMethod, args: unknown[], work: () => T, onFailure?: () => void): Promise<T> {
     this.calls.push({ method, args: structuredClone(args) });
     const failure = this.failures.get(method)?.shift();
     if (failure !== undefined) {
-      // A failed firewall write leaves the kernel unknown to the Linux dataplane: the next change is refused there too.
-      if (method === 'applyFirewall' || method === 'applyFirewallChange') this.applied = undefined;
+      onFailure?.();
       return Promise.reject(failure);
     }
     try {
@@ -271,4 +287,10 @@ export class RecordingDataplane implements Dataplane {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
   }
+}
+
+const FAMILIES: readonly Family[] = [4, 6];
+
+function emptyFirewall(): FirewallState {
+  return { ipsets: [], filter: [], nat: [] };
 }

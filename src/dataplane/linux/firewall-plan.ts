@@ -13,12 +13,17 @@
  * first check after a write compares comments and targets, since the kernel
  * respells everything else.
  *
+ * Each family is planned alone, with its own tools' text (iptables or
+ * ip6tables) and its own sets (`sluice-…` or `sluice6…`) out of the one
+ * `ipset save` both share.
+ *
  * One file: what is rendered and what is read back from the kernel must agree
  * on rule text (hooks, comments, targets), so the writers and readers stay
  * side by side.
  */
 import { DataplaneError } from '../../errors';
 import { renderRule, ruleTarget, type Rule } from '../../firewall/rule';
+import type { Family } from '../../net/ip';
 import { TABLES, type IpSetType, type NormalChange, type NormalFirewall, type SetContent, type Table } from '../../firewall/state';
 import type { RuleCounter } from '../dataplane';
 import {
@@ -27,10 +32,10 @@ import {
   FORWARD_CHAIN,
   HOOK_COMMENT,
   INPUT_CHAIN,
-  IPSET_PREFIX,
   POSTROUTING_CHAIN,
-  TEMP_IPSET,
   VXLAN_DEVICE,
+  ipsetPrefix,
+  tempIpset,
 } from '../../firewall/names';
 import { batchInput, batchLine } from './command-runner';
 
@@ -46,18 +51,23 @@ function hook(table: Table, chain: string, match: string, target: string, target
   return { table, chain, target, rule: `${match}-m comment --comment "${HOOK_COMMENT}" -j ${target}${targetOptions}` };
 }
 
-export const HOOKS: readonly Hook[] = [
-  hook('filter', 'FORWARD', '', FORWARD_CHAIN),
-  hook('filter', 'INPUT', '', INPUT_CHAIN),
-  hook('nat', 'PREROUTING', '-m addrtype --dst-type LOCAL ', DNAT_CHAIN),
-  // Not for loopback destinations: DNAT there would need route_localnet.
-  hook('nat', 'OUTPUT', '-m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 ', DNAT_CHAIN),
-  hook('nat', 'POSTROUTING', '', POSTROUTING_CHAIN),
-  // Containers may have the underlay's MTU, the tunnel has less: a TCP handshake into it, either
-  // way, settles on segments that fit (after the hook above, so inserted above it: nothing
-  // SLUICE-FORWARD accepts escapes it).
-  hook('filter', 'FORWARD', batchLine`-o ${VXLAN_DEVICE} -p tcp --tcp-flags SYN,RST SYN `, 'TCPMSS', ' --clamp-mss-to-pmtu'),
-];
+function familyHooks(loopback: string): readonly Hook[] {
+  return [
+    hook('filter', 'FORWARD', '', FORWARD_CHAIN),
+    hook('filter', 'INPUT', '', INPUT_CHAIN),
+    hook('nat', 'PREROUTING', '-m addrtype --dst-type LOCAL ', DNAT_CHAIN),
+    // Not for loopback destinations: DNAT there would need route_localnet (IPv6 has none).
+    hook('nat', 'OUTPUT', `-m addrtype --dst-type LOCAL ! -d ${loopback} `, DNAT_CHAIN),
+    hook('nat', 'POSTROUTING', '', POSTROUTING_CHAIN),
+    // Containers may have the underlay's MTU, the tunnel has less: a TCP handshake into it, either
+    // way, settles on segments that fit (after the hook above, so inserted above it: nothing
+    // SLUICE-FORWARD accepts escapes it).
+    hook('filter', 'FORWARD', batchLine`-o ${VXLAN_DEVICE} -p tcp --tcp-flags SYN,RST SYN `, 'TCPMSS', ' --clamp-mss-to-pmtu'),
+  ];
+}
+
+/** The same hooks in iptables and ip6tables; only the loopback range differs. */
+export const HOOKS: Readonly<Record<Family, readonly Hook[]>> = { 4: familyHooks('127.0.0.0/8'), 6: familyHooks('::1/128') };
 
 /** Sluice's part of one table as `iptables-save -t TABLE` shows it. */
 export interface SavedTable {
@@ -102,12 +112,13 @@ export function parseRuleCounters(text: string): RuleCounter[] {
   });
 }
 
-/** Sluice's sets (including a leftover scratch set) as `ipset save` shows them. */
-export function parseIpsetSave(text: string): Map<string, SetContent> {
+/** One family's Sluice sets (including a leftover scratch set) as `ipset save` shows them. */
+export function parseIpsetSave(text: string, family: Family = 4): Map<string, SetContent> {
+  const prefix = ipsetPrefix(family);
   const sets = new Map<string, SetContent>();
   for (const line of text.split('\n')) {
     const [verb, name, value] = line.split(' ');
-    if (name === undefined || value === undefined || !name.startsWith(IPSET_PREFIX)) continue;
+    if (name === undefined || value === undefined || !name.startsWith(prefix)) continue;
     if (verb === 'create') sets.set(name, { type: value as IpSetType, members: new Set() });
     else if (verb === 'add') sets.get(name)?.members.add(value);
   }
@@ -124,14 +135,14 @@ export interface CurrentFirewall {
   missingHooks: readonly Hook[];
 }
 
-export function currentFromKernel(saved: Readonly<Record<Table, SavedTable>>, sets: ReadonlyMap<string, SetContent>): CurrentFirewall {
+export function currentFromKernel(saved: Readonly<Record<Table, SavedTable>>, sets: ReadonlyMap<string, SetContent>, family: Family = 4): CurrentFirewall {
   const chains = { filter: new Map<string, undefined>(), nat: new Map<string, undefined>() };
   for (const table of TABLES) for (const name of saved[table].chains.keys()) chains[table].set(name, undefined);
-  return { sets, chains, missingHooks: missingHooks(saved) };
+  return { sets, chains, missingHooks: missingHooks(saved, family) };
 }
 
-export function missingHooks(saved: Readonly<Record<Table, SavedTable>>): Hook[] {
-  return HOOKS.filter((h) => !saved[h.table].hooks.has(`${h.chain}>${h.target}`));
+export function missingHooks(saved: Readonly<Record<Table, SavedTable>>, family: Family = 4): Hook[] {
+  return HOOKS[family].filter((h) => !saved[h.table].hooks.has(`${h.chain}>${h.target}`));
 }
 
 export interface FirewallPlan {
@@ -146,19 +157,20 @@ export interface FirewallPlan {
 }
 
 /** The kernel's default of 65536 is reachable by a large cluster; Felix uses this. */
-const SET_OPTIONS = 'family inet hashsize 1024 maxelem 1048576';
+const SET_OPTIONS = 'hashsize 1024 maxelem 1048576';
 /** Above this many member changes a set is refilled in a scratch set and swapped in, atomically. */
 export const SWAP_THRESHOLD = 1000;
 
-function createSet(name: string, type: IpSetType): string {
-  return `${batchLine`create ${name} ${type}`} ${SET_OPTIONS}`;
+function createSet(name: string, type: IpSetType, family: Family): string {
+  return `${batchLine`create ${name} ${type}`} family ${family === 4 ? 'inet' : 'inet6'} ${SET_OPTIONS}`;
 }
 
-export function planFirewall(current: CurrentFirewall, desired: NormalFirewall): FirewallPlan {
+export function planFirewall(current: CurrentFirewall, desired: NormalFirewall, family: Family = 4): FirewallPlan {
   const ipsetBefore: string[] = [];
   const ipsetAfter: string[] = [];
-  if (current.sets.has(TEMP_IPSET)) ipsetBefore.push(batchLine`destroy ${TEMP_IPSET}`); // left by an interrupted swap
-  const create = createSet;
+  const temp = tempIpset(family);
+  if (current.sets.has(temp)) ipsetBefore.push(batchLine`destroy ${temp}`); // left by an interrupted swap
+  const create = (name: string, type: IpSetType): string => createSet(name, type, family);
   const add = (name: string, member: string): string => batchLine`add ${name} ${member}`;
 
   for (const [name, want] of desired.sets) {
@@ -175,10 +187,10 @@ export function planFirewall(current: CurrentFirewall, desired: NormalFirewall):
     const dels = [...have.members].filter((m) => !want.members.has(m));
     if (adds.length + dels.length > SWAP_THRESHOLD) {
       ipsetBefore.push(
-        create(TEMP_IPSET, want.type),
-        ...[...want.members].map((m) => add(TEMP_IPSET, m)),
-        batchLine`swap ${TEMP_IPSET} ${name}`,
-        batchLine`destroy ${TEMP_IPSET}`,
+        create(temp, want.type),
+        ...[...want.members].map((m) => add(temp, m)),
+        batchLine`swap ${temp} ${name}`,
+        batchLine`destroy ${temp}`,
       );
     } else {
       ipsetBefore.push(...adds.map((m) => add(name, m)));
@@ -186,14 +198,14 @@ export function planFirewall(current: CurrentFirewall, desired: NormalFirewall):
     }
   }
   for (const name of current.sets.keys()) {
-    if (name !== TEMP_IPSET && !desired.sets.has(name)) ipsetAfter.push(batchLine`destroy ${name}`);
+    if (name !== temp && !desired.sets.has(name)) ipsetAfter.push(batchLine`destroy ${name}`);
   }
 
   const iptables: FirewallPlan['iptables'] = [];
   const rewritten: Record<Table, string[]> = { filter: [], nat: [] };
   for (const table of TABLES) {
     const have = current.chains[table];
-    const want = renderChains(desired.chains[table]);
+    const want = renderChains(desired.chains[table], family);
     const dirty = [...want].filter(([name, rules]) => !sameRules(have.get(name), rules));
     const removed = [...have.keys()].filter((name) => !want.has(name));
     const hooks = current.missingHooks.filter((h) => h.table === table);
@@ -210,9 +222,9 @@ export function planFirewall(current: CurrentFirewall, desired: NormalFirewall):
  * added before and removed after the chains the change rewrites. Nothing
  * is compared or re-read: the change says what differs.
  */
-export function planChange(change: NormalChange): FirewallPlan {
+export function planChange(change: NormalChange, family: Family = 4): FirewallPlan {
   const ipsetBefore = [
-    ...[...change.created].flatMap(([name, set]) => [createSet(name, set.type), ...[...set.members].map((m) => batchLine`add ${name} ${m}`)]),
+    ...[...change.created].flatMap(([name, set]) => [createSet(name, set.type, family), ...[...set.members].map((m) => batchLine`add ${name} ${m}`)]),
     ...[...change.add].flatMap(([name, members]) => members.map((m) => batchLine`add ${name} ${m}`)),
   ];
   const ipsetAfter = [
@@ -222,7 +234,7 @@ export function planChange(change: NormalChange): FirewallPlan {
   const iptables: FirewallPlan['iptables'] = [];
   const rewritten: Record<Table, string[]> = { filter: [], nat: [] };
   for (const table of TABLES) {
-    const input = tableInput(table, renderChains(change.chains[table]), change.removedChains[table], []);
+    const input = tableInput(table, renderChains(change.chains[table], family), change.removedChains[table], []);
     if (input === undefined) continue;
     iptables.push({ table, input });
     rewritten[table] = [...change.chains[table].keys()];
@@ -230,9 +242,9 @@ export function planChange(change: NormalChange): FirewallPlan {
   return { ipsetBefore, iptables, ipsetAfter, rewritten };
 }
 
-/** Chains as iptables-restore lines after `-A CHAIN `. */
-export function renderChains(chains: ReadonlyMap<string, readonly Rule[]>): Map<string, string[]> {
-  return new Map([...chains].map(([name, rules]) => [name, rules.map(renderRule)]));
+/** Chains as iptables-restore (ip6tables-restore) lines after `-A CHAIN `. */
+export function renderChains(chains: ReadonlyMap<string, readonly Rule[]>, family: Family = 4): Map<string, string[]> {
+  return new Map([...chains].map(([name, rules]) => [name, rules.map((rule) => renderRule(rule, family))]));
 }
 
 /** One table's `iptables-restore --noflush` input, or undefined when there is nothing to write. */
@@ -289,6 +301,7 @@ export function compareWithKernel(
   applied: AppliedFirewall,
   saved: Readonly<Record<Table, SavedTable>>,
   sets: ReadonlyMap<string, SetContent>,
+  family: Family = 4,
 ): string[] {
   const problems: string[] = [];
   for (const table of TABLES) {
@@ -303,7 +316,7 @@ export function compareWithKernel(
       if (!applied.chains[table].has(name)) problems.push(`${table} chain ${name} is not Sluice's current state`);
     }
   }
-  problems.push(...missingHooks(saved).map((h) => `hook from ${h.table} ${h.chain} to ${h.target} is missing`));
+  problems.push(...missingHooks(saved, family).map((h) => `hook from ${h.table} ${h.chain} to ${h.target} is missing`));
   for (const [name, want] of applied.sets) {
     const have = sets.get(name);
     if (have === undefined) problems.push(`ipset ${name} is missing`);
@@ -313,7 +326,7 @@ export function compareWithKernel(
     }
   }
   for (const name of sets.keys()) if (!applied.sets.has(name)) problems.push(`ipset ${name} is not Sluice's current state`);
-  return problems;
+  return family === 4 ? problems : problems.map((problem) => `IPv6 ${problem}`);
 }
 
 function looselySame(applied: readonly Rule[], kernel: readonly string[]): boolean {

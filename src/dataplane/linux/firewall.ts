@@ -9,6 +9,9 @@
  * failed one, or after check() found out-of-band damage. Then every chain is
  * rewritten, since rule text read back cannot be compared with what was
  * written.
+ *
+ * One instance per family: IPv4's through iptables and its `sluice-` sets,
+ * IPv6's through ip6tables and its `sluice6` sets; each keeps its own cache.
  */
 import { DataplaneError } from '../../errors';
 import {
@@ -24,6 +27,7 @@ import {
 } from '../../firewall/state';
 import { KeyedMutex } from '../../util/keyed-mutex';
 import { CHAIN_PREFIX } from '../../firewall/names';
+import type { Family } from '../../net/ip';
 import type { RuleCounter } from '../dataplane';
 import { batchInput, type CommandRunner } from './command-runner';
 import {
@@ -54,7 +58,15 @@ export class IptablesFirewall {
   private applied: AppliedFirewall | undefined;
   private readonly mutex = new KeyedMutex();
 
-  constructor(private readonly runner: CommandRunner) {}
+  /** `iptables` or `ip6tables`: the prefix of this family's -save and -restore. */
+  private readonly tool: string;
+
+  constructor(
+    private readonly runner: CommandRunner,
+    private readonly family: Family,
+  ) {
+    this.tool = family === 4 ? 'iptables' : 'ip6tables';
+  }
 
   /**
    * Creates the top-level chains if absent and inserts the hooks from the
@@ -64,7 +76,7 @@ export class IptablesFirewall {
   ensureHooks(): Promise<void> {
     return this.mutex.run('firewall', async () => {
       const tables = await this.readTables();
-      const missing = missingHooks(tables);
+      const missing = missingHooks(tables, this.family);
       for (const table of TABLES) {
         const hooks = missing.filter((h) => h.table === table);
         if (hooks.length === 0) continue;
@@ -78,16 +90,16 @@ export class IptablesFirewall {
 
   apply(state: FirewallState): Promise<void> {
     return this.mutex.run('firewall', async () => {
-      const desired = normalizeFirewall(state);
+      const desired = normalizeFirewall(state, this.family);
       const previous = this.applied;
       const current: CurrentFirewall = previous
         ? { sets: previous.sets, chains: rulesOf(previous), missingHooks: [] }
-        : await this.readKernel().then((kernel) => currentFromKernel(kernel.tables, kernel.sets));
-      const plan = planFirewall(current, desired);
+        : await this.readKernel().then((kernel) => currentFromKernel(kernel.tables, kernel.sets, this.family));
+      const plan = planFirewall(current, desired, this.family);
       // Whatever happens below, the kernel may now be neither state: re-read it next time.
       this.applied = undefined;
       await this.execute(plan);
-      this.applied = nextApplied(previous, desired, plan);
+      this.applied = nextApplied(previous, desired, plan, this.family);
     });
   }
 
@@ -101,14 +113,14 @@ export class IptablesFirewall {
     return this.mutex.run('firewall', async () => {
       const applied = this.applied;
       if (applied === undefined) throw new DataplaneError('no firewall state applied to change; apply the full state');
-      const normal = normalizeChange(applied, change);
-      const plan = planChange(normal);
+      const normal = normalizeChange(applied, change, this.family);
+      const plan = planChange(normal, this.family);
       this.applied = undefined;
       await this.execute(plan);
       applySetChanges(applied.sets, normal);
       for (const table of TABLES) {
         for (const name of normal.removedChains[table]) applied.chains[table].delete(name);
-        for (const [name, text] of renderChains(normal.chains[table])) applied.chains[table].set(name, { rules: normal.chains[table].get(name)!, text });
+        for (const [name, text] of renderChains(normal.chains[table], this.family)) applied.chains[table].set(name, { rules: normal.chains[table].get(name)!, text });
       }
       this.applied = applied;
     });
@@ -124,7 +136,7 @@ export class IptablesFirewall {
       const applied = this.applied;
       if (applied === undefined) return [];
       const kernel = await this.readKernel();
-      const problems = compareWithKernel(applied, kernel.tables, kernel.sets);
+      const problems = compareWithKernel(applied, kernel.tables, kernel.sets, this.family);
       if (problems.length > 0) this.applied = undefined;
       return problems;
     });
@@ -132,7 +144,7 @@ export class IptablesFirewall {
 
   /** One `iptables-save -c` of the filter table; no lock: a read sees each chain whole, before or after a restore. */
   async counters(): Promise<RuleCounter[]> {
-    return parseRuleCounters(await this.runner.run('iptables-save', ['-c', '-t', 'filter']));
+    return parseRuleCounters(await this.runner.run(`${this.tool}-save`, ['-c', '-t', 'filter']));
   }
 
   private async execute(plan: FirewallPlan): Promise<void> {
@@ -143,18 +155,18 @@ export class IptablesFirewall {
 
   private async readKernel(): Promise<KernelFirewall> {
     const [tables, sets] = await Promise.all([this.readTables(), this.runner.run('ipset', ['save'])]);
-    return { tables, sets: parseIpsetSave(sets) };
+    return { tables, sets: parseIpsetSave(sets, this.family) };
   }
 
   private async readTables(): Promise<Record<Table, SavedTable>> {
-    const save = (table: Table): Promise<string> => this.runner.run('iptables-save', ['-t', table]);
+    const save = (table: Table): Promise<string> => this.runner.run(`${this.tool}-save`, ['-t', table]);
     const [filter, nat] = await Promise.all([save('filter'), save('nat')]);
     return { filter: parseIptablesSave(filter), nat: parseIptablesSave(nat) };
   }
 
   private async iptablesRestore(input: string): Promise<void> {
     // --wait: legacy iptables shares a lock with every other writer; nft ignores it.
-    await this.runner.run('iptables-restore', ['--noflush', '--wait=10'], input);
+    await this.runner.run(`${this.tool}-restore`, ['--noflush', '--wait=10'], input);
   }
 
   private async ipsetRestore(lines: readonly string[]): Promise<void> {
@@ -168,10 +180,10 @@ function rulesOf(applied: AppliedFirewall): CurrentFirewall['chains'] {
 }
 
 /** The new cache: chains not rewritten keep the kernel spelling a check recorded. */
-function nextApplied(previous: AppliedFirewall | undefined, desired: NormalFirewall, plan: FirewallPlan): AppliedFirewall {
+function nextApplied(previous: AppliedFirewall | undefined, desired: NormalFirewall, plan: FirewallPlan, family: Family): AppliedFirewall {
   const chains = (table: Table): Map<string, AppliedChain> => {
     const rewritten = new Set(plan.rewritten[table]);
-    const text = renderChains(desired.chains[table]);
+    const text = renderChains(desired.chains[table], family);
     return new Map(
       [...desired.chains[table]].map(([name, rules]): [string, AppliedChain] => {
         const saved = rewritten.has(name) ? undefined : previous?.chains[table].get(name)?.saved;

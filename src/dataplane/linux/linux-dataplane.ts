@@ -2,12 +2,13 @@
  * The Dataplane on a Linux host, through iproute2, iptables and ipset. Each
  * call costs a fixed, small number of processes (spawning dominates the cost
  * on small hosts): links and routes change in one `ip -batch -`, sysctls are
- * plain file writes, the firewall is left to IptablesFirewall.
+ * plain file writes, the firewall is left to IptablesFirewall (one per family).
  */
 import { writeFile } from 'node:fs/promises';
 import { DataplaneError } from '../../errors';
 import { KeyedMutex } from '../../util/keyed-mutex';
 import type { FirewallChange, FirewallState } from '../../firewall/state';
+import type { Family } from '../../net/ip';
 import type { WireguardImplementation } from '../../model';
 import type { BlockRoute } from '../../routing/routes';
 import type { Dataplane, EndpointLink, RuleCounter, VxlanDevice, WireguardSettings } from '../dataplane';
@@ -42,7 +43,8 @@ interface KernelLink {
 }
 
 export class LinuxDataplane implements Dataplane {
-  private readonly firewall: IptablesFirewall;
+  /** IPv6's is hooked into ip6tables by its first apply: a host without IPv6 networks never touches ip6tables. */
+  private readonly firewalls: Record<Family, IptablesFirewall>;
   private readonly wireguard: LinuxWireguard;
   /** Route and gateway syncs each read, diff and write; two at once would undo each other. */
   private readonly mutex = new KeyedMutex();
@@ -54,7 +56,7 @@ export class LinuxDataplane implements Dataplane {
     private readonly runner: CommandRunner = new SpawnRunner(),
     private readonly writeSysctl: SysctlWriter = writeProcSys,
   ) {
-    this.firewall = new IptablesFirewall(runner);
+    this.firewalls = { 4: new IptablesFirewall(runner, 4), 6: new IptablesFirewall(runner, 6) };
     this.wireguard = new LinuxWireguard(runner);
   }
 
@@ -63,7 +65,7 @@ export class LinuxDataplane implements Dataplane {
     // A bridge without ports, not a dummy: it holds addresses just as well, and
     // some kernels (the project's build VMs among them) have no dummy driver.
     await this.addLink(batchLine`link add ${GATEWAY_DEVICE} type bridge`, [batchLine`link set ${GATEWAY_DEVICE} up`]);
-    await this.firewall.ensureHooks();
+    await this.firewalls[4].ensureHooks();
   }
 
   async addEndpoint(link: EndpointLink): Promise<void> {
@@ -199,20 +201,22 @@ export class LinuxDataplane implements Dataplane {
     });
   }
 
-  applyFirewall(state: FirewallState): Promise<void> {
-    return this.firewall.apply(state);
+  applyFirewall(state: FirewallState, family: Family = 4): Promise<void> {
+    return this.firewalls[family].apply(state);
   }
 
-  applyFirewallChange(change: FirewallChange): Promise<void> {
-    return this.firewall.applyChange(change);
+  applyFirewallChange(change: FirewallChange, family: Family = 4): Promise<void> {
+    return this.firewalls[family].applyChange(change);
   }
 
-  verifyFirewall(): Promise<string[]> {
-    return this.firewall.check();
+  async verifyFirewall(): Promise<string[]> {
+    // A family never applied checks nothing.
+    const [v4, v6] = await Promise.all([this.firewalls[4].check(), this.firewalls[6].check()]);
+    return [...v4, ...v6];
   }
 
   ruleCounters(): Promise<RuleCounter[]> {
-    return this.firewall.counters();
+    return this.firewalls[4].counters();
   }
 
   async isOnLink(ip: string): Promise<boolean> {

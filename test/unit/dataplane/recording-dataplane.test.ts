@@ -144,6 +144,32 @@ describe('RecordingDataplane', () => {
     await expect(dp.verifyFirewall()).resolves.toEqual([]);
   });
 
+  it('keeps an IPv6 firewall beside the IPv4 one, each with its own applied state, damage and failures', async () => {
+    const dp = new RecordingDataplane();
+    const none: FirewallChange = { createdSets: [], members: [], chains: [], removedChains: [], destroyedSets: [] };
+    const v4: FirewallState = { ipsets: [{ name: 'sluice-a', type: 'hash:ip', members: ['10.96.0.5'] }], filter: [], nat: [] };
+    const v6: FirewallState = { ipsets: [{ name: 'sluice6a', type: 'hash:ip', members: ['fd00:96::5'] }], filter: [], nat: [] };
+    await dp.applyFirewall(v4);
+    // An IPv6 change needs an IPv6 state, whatever IPv4 has; IPv4's state is not one.
+    await expect(dp.applyFirewallChange(none, 6)).rejects.toThrow(/apply the full state/);
+    await expect(dp.applyFirewall(v4, 6)).rejects.toThrow(/not Sluice's for IPv6/);
+    await dp.applyFirewall(v6, 6);
+    await dp.applyFirewallChange({ ...none, members: [{ name: 'sluice6a', add: ['fd00:96::9'], remove: [] }] }, 6);
+    await expect(dp.applyFirewallChange({ ...none, members: [{ name: 'sluice6a', add: ['10.96.0.9'], remove: [] }] }, 6)).rejects.toThrow(/not an IPv6 address/);
+    expect(dp.firewalls[6].ipsets).toEqual([{ name: 'sluice6a', type: 'hash:ip', members: ['fd00:96::5', 'fd00:96::9'] }]);
+    expect(dp.firewall).toEqual(v4);
+    // Damage and failures of one family leave the other's changes going.
+    dp.damageFirewall('IPv6 filter chain SLUICE-FORWARD was flushed out of band', 6);
+    await expect(dp.verifyFirewall()).resolves.toEqual(['IPv6 filter chain SLUICE-FORWARD was flushed out of band']);
+    await expect(dp.applyFirewallChange(none, 6)).rejects.toThrow(/apply the full state/);
+    await expect(dp.applyFirewallChange(none)).resolves.toBeUndefined();
+    await dp.applyFirewall(v6, 6);
+    dp.failNext('applyFirewallChange');
+    await expect(dp.applyFirewallChange(none)).rejects.toThrow(/injected/);
+    await expect(dp.applyFirewallChange(none)).rejects.toThrow(/apply the full state/);
+    await expect(dp.applyFirewallChange(none, 6)).resolves.toBeUndefined();
+  });
+
   it('answers on-link and MTU questions from its options', async () => {
     const dp = new RecordingDataplane({ onLink: ['192.168.1.2'], mtu: 9000 });
     await expect(dp.isOnLink('192.168.1.2')).resolves.toBe(true);

@@ -1,6 +1,7 @@
 import { DataplaneError } from '../../../src/errors';
 import type { Rule } from '../../../src/firewall/rule';
 import { normalizeFirewall, sortMembers, type FirewallState } from '../../../src/firewall/state';
+import type { Family } from '../../../src/net/ip';
 
 const accept: Rule = { comment: 'all', matches: [], action: { kind: 'ACCEPT' } };
 const jump = (chain: string): Rule => ({ comment: 'jump', matches: [], action: { kind: 'jump', chain } });
@@ -95,6 +96,55 @@ describe('normalizeFirewall', () => {
         nat: [],
       }),
     ).not.toThrow();
+  });
+});
+
+describe('normalizeFirewall of an IPv6 state', () => {
+  // As `ipset save` printed them after adding the input spellings to inet6 sets (ipset v7.17).
+  it('spells members as ipset save does for inet6 sets', () => {
+    const normal = normalizeFirewall(
+      {
+        ...empty,
+        ipsets: [
+          { name: 'sluice6a', type: 'hash:ip', members: ['fd00:96::2', 'FD00:0096:0:0::3', 'fd00:96::4/128'] },
+          { name: 'sluice6n', type: 'hash:net', members: ['fd00:96::2/128', 'fd00:96::1234/64', '::/1'] },
+          { name: 'sluice6l', type: 'hash:net,iface', members: ['fd00:96::2,slv0123456789a', 'fd00:97::/64,slv0123456789b', 'fd00:98::7/128,slv+'] },
+          { name: 'sluice6p', type: 'hash:ip,port', members: ['fd00:96::2/128,tcp:2379', 'fd00:96::3,udp:053'] },
+        ],
+      },
+      6,
+    );
+    expect([...normal.sets.get('sluice6a')!.members]).toEqual(['fd00:96::2', 'fd00:96::3', 'fd00:96::4']);
+    expect([...normal.sets.get('sluice6n')!.members]).toEqual(['fd00:96::2', 'fd00:96::/64', '::/1']);
+    expect([...normal.sets.get('sluice6l')!.members]).toEqual(['fd00:96::2,slv0123456789a', 'fd00:97::/64,slv0123456789b', 'fd00:98::7,slv+']);
+    expect([...normal.sets.get('sluice6p')!.members]).toEqual(['fd00:96::2,tcp:2379', 'fd00:96::3,udp:53']);
+  });
+
+  const rule = (match: Rule['matches'][number], action: Rule['action'] = { kind: 'ACCEPT' }): FirewallState => ({
+    ...empty,
+    ipsets: [{ name: 'sluice6a', type: 'hash:ip', members: [] }],
+    nat: [{ name: 'SLUICE-DNAT', rules: [{ comment: 'r', matches: [match], action }] }],
+  });
+
+  it('takes IPv6 addresses in rules and sets named sluice6…', () => {
+    const state = rule({ kind: 'destination', address: 'fd00:96::2' }, { kind: 'DNAT', address: 'fd00:96::2', port: 80 });
+    expect(() => normalizeFirewall({ ...state, filter: [{ name: 'SLUICE-FORWARD', rules: [{ ...accept, matches: [{ kind: 'set', set: 'sluice6a', sides: 'src' }] }] }] }, 6)).not.toThrow();
+  });
+
+  it.each([
+    ['an IPv4 address in an IPv6 set', { ...empty, ipsets: [{ name: 'sluice6a', type: 'hash:ip' as const, members: ['10.0.0.1'] }] }, 6, /not an IPv6 address/],
+    ['an IPv4 network in an IPv6 set', { ...empty, ipsets: [{ name: 'sluice6n', type: 'hash:net' as const, members: ['10.0.0.0/8'] }] }, 6, /not an IPv6 network/],
+    ['an IPv6 address in an IPv4 set', { ...empty, ipsets: [{ name: 'sluice-a', type: 'hash:ip' as const, members: ['fd00::1'] }] }, 4, /not an IPv4 address/],
+    ['an IPv4 set name in an IPv6 state', { ...empty, ipsets: [{ name: 'sluice-a', type: 'hash:ip' as const, members: [] }] }, 6, /not Sluice's for IPv6/],
+    ['an IPv6 set name in an IPv4 state', { ...empty, ipsets: [{ name: 'sluice6a', type: 'hash:ip' as const, members: [] }] }, 4, /not Sluice's for IPv4/],
+    ["IPv6's scratch set", { ...empty, ipsets: [{ name: 'sluice6tmp', type: 'hash:ip' as const, members: [] }] }, 6, /not Sluice's/],
+    ['a match on an IPv4 set in an IPv6 state', rule({ kind: 'set', set: 'sluice-a', sides: 'src' }), 6, /matches ipset sluice-a/],
+    ['a match on an IPv6 set in an IPv4 state', { ...rule({ kind: 'set', set: 'sluice6b', sides: 'src' }), ipsets: [] }, 4, /matches ipset sluice6b/],
+    ['an IPv4 destination in an IPv6 state', rule({ kind: 'destination', address: '10.0.0.1' }), 6, /not an IPv6 address/],
+    ['a DNAT to IPv4 in an IPv6 state', rule({ kind: 'protocol', protocol: 'tcp' }, { kind: 'DNAT', address: '10.0.0.1', port: 80 }), 6, /not an IPv6 address and port/],
+  ] satisfies [string, FirewallState, Family, RegExp][])('rejects %s', (_what, state, family, message) => {
+    expect(() => normalizeFirewall(state, family)).toThrow(DataplaneError);
+    expect(() => normalizeFirewall(state, family)).toThrow(message);
   });
 });
 

@@ -623,7 +623,7 @@ describe('--internal networks', () => {
 describe('port mappings', () => {
   it('maps tcp and udp host ports (and ranges) of local endpoints only', () => {
     const dnat = compileFirewall(fixtures['port-mappings']!).nat.find((c) => c.name === 'SLUICE-DNAT');
-    expect(dnat?.rules.map(renderRule)).toEqual([
+    expect(dnat?.rules.map((rule) => renderRule(rule))).toEqual([
       '-m comment --comment "sluice: publish web1" -p tcp --dport 8080 -j DNAT --to-destination 10.96.0.2:80',
       '-m comment --comment "sluice: publish web1" -p tcp --dport 9000:9010 -j DNAT --to-destination 10.96.0.2:9000',
       '-m comment --comment "sluice: publish web1" -p udp -d 192.0.2.10/32 --dport 5353 -j DNAT --to-destination 10.96.0.2:53',
