@@ -10,6 +10,7 @@ import type { NodeRecord } from '../model';
 import type { ClusterRecords } from '../policy/incremental';
 import { protection, type ControlPlane, type Protection } from '../policy/protect';
 import type { ClusterView } from './view';
+import { cidrKey } from '../store/keys';
 
 export interface HostRouting {
   /** Sorted. */
@@ -40,7 +41,9 @@ export interface ThisHost {
 export function hostRouting(view: ClusterView, host: ThisHost, peerModes: ReadonlyMap<string, PeerMode>): HostRouting {
   const gateways = [...view.networksOn(host.node)].flatMap((net) => {
     const network = view.networks.get(net);
-    return network ? [network.gateway] : [];
+    const ipv6Subnet = network?.settings?.ipv6Subnet;
+    const pool6 = ipv6Subnet === undefined ? undefined : view.ipv6Pools.get(cidrKey(ipv6Subnet));
+    return network ? [network.gateway, ...(pool6 ? [pool6.gateway] : [])] : [];
   });
   // The resolver's address is held like a gateway: containers reach it through their gateway route.
   if (host.dnsAddress !== undefined) gateways.push(host.dnsAddress);
@@ -70,7 +73,8 @@ export class NodeProtection {
   ) {}
 
   of(nodes: Iterable<NodeRecord>): Protection {
-    const ips = [...nodes].map((n) => n.ip);
+    // Docker's API and the agents' ports answer on a node's IPv6 address too.
+    const ips = [...nodes].flatMap((n) => (n.ip6 === undefined ? [n.ip] : [n.ip, n.ip6]));
     const addresses = ips.join(',');
     if (this.protection === undefined || addresses !== this.addresses) {
       this.protection = protection(this.plane, ips, this.nodeIp);
