@@ -79,6 +79,11 @@ describe('a dual-stack network on three hosts sharing a link (host-gw)', () => {
     expect(routes).toContain(`via ${await lab.hostIp6('h3')}`);
   });
 
+  it('answers the IPv6 address of a container on another host by name (AAAA)', async () => {
+    const r = await lab.docker('h1', 'exec', 'client', 'nslookup', '-type=AAAA', 'web3');
+    expect(r.stdout).toContain(`Address: ${v6.web3}`);
+  });
+
   it('enforces the same policy over IPv6: the client reaches the web server, another container does not, on either family', async () => {
     await apply(WEB_FROM_CLIENT);
     const v4 = { web2: await lab.containerIp('h2', 'web2') };
