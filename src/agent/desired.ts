@@ -31,6 +31,8 @@ export interface ThisHost {
   dnsAddress?: string | undefined;
   /** Of the routes into the VXLAN tunnel, so a container with the underlay's MTU is told to send less. */
   tunnelMtu: number;
+  /** `--ipv6-outbound masquerade`: NAT66 for the containers' IPv6 leaving the cluster. */
+  ipv6Masquerade?: boolean;
 }
 
 /**
@@ -59,6 +61,7 @@ export function firewallRecords(view: ClusterView, host: ThisHost): ClusterRecor
     policies: view.policies,
     protection: host.protection,
     ...(host.dnsAddress !== undefined && { dnsAddress: host.dnsAddress }),
+    ...(host.ipv6Masquerade === true && { ipv6Masquerade: true }),
   };
 }
 
