@@ -11,6 +11,7 @@
 
 DEMO_NET=${DEMO_NET:-demo}
 DEMO_SUBNET=${DEMO_SUBNET:-10.96.0.0/16}
+DEMO_SUBNET6=${DEMO_SUBNET6:-fd00:96::/64}
 DEMO_IMAGE=${DEMO_IMAGE:-sluice-test/busybox:local}
 DEMO_STEP=0
 DEMO_PASSED=0
@@ -62,8 +63,8 @@ demo_check() {
   return 1
 }
 
-demo_ip() { # HOST CONTAINER -> its address on the demo network
-  on_docker "$1" inspect -f "{{(index .NetworkSettings.Networks \"$DEMO_NET\").IPAddress}}" "$2"
+demo_ip() { # HOST CONTAINER [IPAddress|GlobalIPv6Address] -> its address on the demo network
+  on_docker "$1" inspect -f "{{(index .NetworkSettings.Networks \"$DEMO_NET\").${3:-IPAddress}}}" "$2"
 }
 
 # Remove what an earlier run left on the hosts (quietly; nothing there is fine).
@@ -80,9 +81,9 @@ demo_scenario() {
   local a=${DEMO_HOSTS[0]} b=${DEMO_HOSTS[1]} c=${DEMO_HOSTS[2]} h ip page
   demo_clean
 
-  demo_heading "One network, created on every host (same subnet = one cluster network)"
+  demo_heading "One dual-stack network, created on every host (same subnets = one cluster network)"
   for h in "${DEMO_HOSTS[@]}"; do
-    demo_run "$h" docker network create -d sluice --ipam-driver sluice --subnet "$DEMO_SUBNET" "$DEMO_NET" || return 1
+    demo_run "$h" docker network create -d sluice --ipam-driver sluice --ipv6 --subnet "$DEMO_SUBNET" --subnet "$DEMO_SUBNET6" "$DEMO_NET" || return 1
   done
 
   demo_heading "Web servers on $b and $c, a client on $a"
@@ -92,13 +93,14 @@ demo_scenario() {
   demo_run "$a" docker run -d --name "client-$a" --network "$DEMO_NET" --label role=client "$DEMO_IMAGE" sleep 3600 || return 1
 
   demo_heading "Addresses (docker inspect)"
-  declare -gA DEMO_ADDR=()
+  declare -gA DEMO_ADDR=() DEMO_ADDR6=()
   for h in "$a" "$b" "$c"; do
     local name=web-$h
     [[ $h == "$a" ]] && name=client-$h
     ip=$(demo_ip "$h" "$name" 2>&1) || ip="?"
     DEMO_ADDR[$h]=$ip
-    printf '   %-14s on %-6s %s\n' "$name" "$h" "$ip"
+    DEMO_ADDR6[$h]=$(demo_ip "$h" "$name" GlobalIPv6Address 2>&1) || DEMO_ADDR6[$h]="?"
+    printf '   %-14s on %-6s %-14s %s\n' "$name" "$h" "$ip" "${DEMO_ADDR6[$h]}"
   done
 
   demo_heading "Across hosts, from client-$a on $a"
@@ -108,6 +110,8 @@ demo_scenario() {
     demo_check "GET http://$ip/ answers \"hello from $h\"" 5 demo_fetch "$a" "$ip" "hello from $h" "client-$a" || true
     demo_check "GET http://web-$h/ by name (sluice DNS) answers \"hello from $h\"" 5 demo_fetch "$a" "web-$h" "hello from $h" "client-$a" || true
   done
+  ip=${DEMO_ADDR6[$b]}
+  demo_check "ping IPv6 web-$b ($ip) on $b" 10 on_docker "$a" exec "client-$a" ping -c1 -W1 "$ip" || true
 
   demo_heading "Policy by label: web servers take HTTP from role=client only"
   demo_run "$a" docker run -d --name "intruder-$a" --network "$DEMO_NET" --label role=other "$DEMO_IMAGE" sleep 3600 || return 1
@@ -118,6 +122,8 @@ demo_scenario() {
     demo_check "client-$a still gets http://$ip/ on $h" 5 demo_fetch "$a" "$ip" "hello from $h" "client-$a" || true
     demo_check "intruder-$a (role=other) is refused by web-$h" 5 demo_refused "$a" "$ip" "intruder-$a" || true
   done
+  ip=${DEMO_ADDR6[$b]}
+  demo_check "intruder-$a is refused by web-$b over IPv6 too" 5 demo_refused "$a" "[$ip]" "intruder-$a" || true
   ((DEMO_FAILED == 0))
 }
 

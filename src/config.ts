@@ -55,6 +55,8 @@ export interface AgentConfig extends StoreSettings {
   dnsUpstreams: Upstream[];
   /** Between hosts: in the clear, or through WireGuard. */
   encryption: Encryption;
+  /** How containers' IPv6 leaves the cluster: routed as it is (the default), or masqueraded behind the host's address (NAT66). */
+  ipv6Outbound: 'routed' | 'masquerade';
   wireguardPort: number;
   /** This host's WireGuard private key (made on first start, mode 0600). */
   wireguardKeyFile: string;
@@ -119,6 +121,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
   ...DNS_FLAGS,
   // Encryption between hosts.
   { flag: 'encryption', help: 'traffic between hosts: none, or wireguard (every host of the cluster the same)', default: 'none' },
+  { flag: 'ipv6-outbound', help: 'containers\' IPv6 to outside the cluster: routed (their addresses as they are), or masquerade (NAT66, behind the host\'s)', default: 'routed' },
   { flag: 'wireguard-port', help: 'UDP port of this host\'s WireGuard device, on --node-ip', default: '51820' },
   { flag: 'wireguard-key-file', help: 'this host\'s WireGuard private key; made on first start (mode 0600)', default: '/var/lib/sluice/wireguard.key' },
 ];
@@ -261,6 +264,8 @@ export function loadAgentConfig(flags: Flags, env: NodeJS.ProcessEnv = process.e
   const dnsAddress = text('dns-address');
   if (parseIp(dnsAddress) === undefined) throw new BadRequestError(`--dns-address ${dnsAddress} is not an IPv4 address`);
   const dnsUpstream = get('dns-upstream');
+  const ipv6Outbound = text('ipv6-outbound');
+  if (ipv6Outbound !== 'routed' && ipv6Outbound !== 'masquerade') throw new BadRequestError(`--ipv6-outbound ${ipv6Outbound}: expected routed or masquerade`);
   const encryption = text('encryption');
   if (encryption !== 'none' && encryption !== 'wireguard') throw new BadRequestError(`--encryption ${encryption}: expected none or wireguard`);
   return Object.freeze({
@@ -286,6 +291,7 @@ export function loadAgentConfig(flags: Flags, env: NodeJS.ProcessEnv = process.e
     dnsAddress,
     dnsUpstreams: dnsUpstream === undefined ? resolvConfUpstreams(resolvConf(), dnsAddress) : parseUpstreams(dnsUpstream, dnsAddress),
     encryption,
+    ipv6Outbound,
     wireguardPort: integer('wireguard-port', text('wireguard-port'), 1, 65535),
     wireguardKeyFile: text('wireguard-key-file'),
   });

@@ -230,7 +230,14 @@ export class Agent implements LocalConvergence {
     const changes = view.takeChanges();
     // The node addresses change with the structure only: not read again for a container's start.
     if (changes.structure || this.hostProtection === undefined) this.hostProtection = this.protection.of(view.nodes.values());
-    const host = { node, backend, protection: this.hostProtection, dnsAddress: this.startNames && dnsAddress, tunnelMtu: this.tunnelMtu };
+    const host = {
+      node,
+      backend,
+      protection: this.hostProtection,
+      dnsAddress: this.startNames && dnsAddress,
+      tunnelMtu: this.tunnelMtu,
+      ipv6Masquerade: this.config.ipv6Outbound === 'masquerade',
+    };
     // After a failure or on resync nothing derived is trusted, the firewall's endpoint hints
     // included (a failed apply may have consumed some): every endpoint is compared then.
     const endpointHints = this.routing === undefined ? undefined : changes.endpoints;

@@ -10,6 +10,7 @@
 import type { Backend } from '../config';
 import type { Dataplane } from '../dataplane/dataplane';
 import type { NodeRecord } from '../model';
+import { ipv6Change, ipv6State } from '../firewall/family';
 import { IncrementalFirewall, type ClusterRecords } from '../policy/incremental';
 import type { PeerMode } from '../routing/routes';
 import type { HostState } from './desired';
@@ -22,14 +23,26 @@ import type { HostState } from './desired';
  */
 export type FirewallStep = (records: ClusterRecords, changedEndpoints: ReadonlySet<string> | undefined, options: { full: boolean }) => Promise<void>;
 
-/** The firewall kept up to date by changes, the whole state written when a full apply is due. */
+/**
+ * The firewalls of both families kept up to date by changes, the whole states written when a
+ * full apply is due. IPv6's is there even with no dual-stack network: it closes the sluice veths
+ * to IPv6 that a container could send anyway (from a link-local address, say).
+ */
 export function incrementalFirewall(dataplane: Pick<Dataplane, 'applyFirewall' | 'applyFirewallChange'>, node: string): FirewallStep {
-  const firewall = new IncrementalFirewall(node);
+  const ipv4 = new IncrementalFirewall(node, 4);
+  const ipv6 = new IncrementalFirewall(node, 6);
   return async (records, changedEndpoints, { full }) => {
-    // Always updated, whatever the kernel does next: the instance follows the records, the kernel follows it.
-    const change = firewall.update(records, changedEndpoints);
+    // Always updated, whatever the kernel does next: the instances follow the records, the kernel follows them.
+    const change4 = ipv4.update(records, changedEndpoints);
+    const change6 = ipv6.update(records, changedEndpoints);
     // A change that fails leaves the kernel unknown: the applier makes the next step a full one.
-    return full ? dataplane.applyFirewall(firewall.state()) : dataplane.applyFirewallChange(change);
+    if (full) {
+      await dataplane.applyFirewall(ipv4.state(), 4);
+      await dataplane.applyFirewall(ipv6State(ipv6.state()), 6);
+    } else {
+      await dataplane.applyFirewallChange(change4, 4);
+      await dataplane.applyFirewallChange(ipv6Change(change6), 6);
+    }
   };
 }
 

@@ -10,6 +10,7 @@ import type { NodeRecord } from '../model';
 import type { ClusterRecords } from '../policy/incremental';
 import { protection, type ControlPlane, type Protection } from '../policy/protect';
 import type { ClusterView } from './view';
+import { cidrKey } from '../store/keys';
 
 export interface HostRouting {
   /** Sorted. */
@@ -30,6 +31,8 @@ export interface ThisHost {
   dnsAddress?: string | undefined;
   /** Of the routes into the VXLAN tunnel, so a container with the underlay's MTU is told to send less. */
   tunnelMtu: number;
+  /** `--ipv6-outbound masquerade`: NAT66 for the containers' IPv6 leaving the cluster. */
+  ipv6Masquerade?: boolean;
 }
 
 /**
@@ -40,7 +43,9 @@ export interface ThisHost {
 export function hostRouting(view: ClusterView, host: ThisHost, peerModes: ReadonlyMap<string, PeerMode>): HostRouting {
   const gateways = [...view.networksOn(host.node)].flatMap((net) => {
     const network = view.networks.get(net);
-    return network ? [network.gateway] : [];
+    const ipv6Subnet = network?.settings?.ipv6Subnet;
+    const pool6 = ipv6Subnet === undefined ? undefined : view.ipv6Pools.get(cidrKey(ipv6Subnet));
+    return network ? [network.gateway, ...(pool6 ? [pool6.gateway] : [])] : [];
   });
   // The resolver's address is held like a gateway: containers reach it through their gateway route.
   if (host.dnsAddress !== undefined) gateways.push(host.dnsAddress);
@@ -56,6 +61,7 @@ export function firewallRecords(view: ClusterView, host: ThisHost): ClusterRecor
     policies: view.policies,
     protection: host.protection,
     ...(host.dnsAddress !== undefined && { dnsAddress: host.dnsAddress }),
+    ...(host.ipv6Masquerade === true && { ipv6Masquerade: true }),
   };
 }
 
@@ -70,7 +76,8 @@ export class NodeProtection {
   ) {}
 
   of(nodes: Iterable<NodeRecord>): Protection {
-    const ips = [...nodes].map((n) => n.ip);
+    // Docker's API and the agents' ports answer on a node's IPv6 address too.
+    const ips = [...nodes].flatMap((n) => (n.ip6 === undefined ? [n.ip] : [n.ip, n.ip6]));
     const addresses = ips.join(',');
     if (this.protection === undefined || addresses !== this.addresses) {
       this.protection = protection(this.plane, ips, this.nodeIp);

@@ -18,7 +18,10 @@ export interface ViewChanges {
 }
 
 export class ClusterView {
+  /** The networks, by their IPv4 pool (the Docker network); a dual-stack one names its IPv6 pool in settings.ipv6Subnet. */
   readonly networks = new Map<string, NetworkRecord>();
+  /** IPv6 pools, by key ("fd00:96::-64"): their gateway and block size. */
+  readonly ipv6Pools = new Map<string, NetworkRecord>();
   readonly nodes = new Map<string, NodeRecord>();
   readonly alive = new Set<string>();
   /** Keyed by "<net>/<block>". */
@@ -36,7 +39,11 @@ export class ClusterView {
   private structureChanged = true;
   /** The maps by the key kind they hold; `alive` as a map of presence. */
   private readonly byKind: Record<string, { get(key: string): unknown; delete(key: string): boolean }> = {
-    networks: this.networks,
+    // A network key with ':' is an IPv6 pool's.
+    networks: {
+      get: (key) => (key.includes(':') ? this.ipv6Pools : this.networks).get(key),
+      delete: (key) => (key.includes(':') ? this.ipv6Pools : this.networks).delete(key),
+    },
     nodes: this.nodes,
     alive: { get: (node) => (this.alive.has(node) ? true : undefined), delete: (node) => this.alive.delete(node) },
     blocks: this.blocks,
@@ -48,7 +55,7 @@ export class ClusterView {
   /** Replaces everything with a fresh list (startup, or after a broken watch). */
   reset(kvs: KeyValue[]): void {
     const reported = new Map(this.invalid);
-    for (const map of [this.networks, this.nodes, this.blocks, this.endpoints, this.dockerNets, this.policies, this.invalid]) map.clear();
+    for (const map of [this.networks, this.ipv6Pools, this.nodes, this.blocks, this.endpoints, this.dockerNets, this.policies, this.invalid]) map.clear();
     this.alive.clear();
     for (const kv of kvs) this.put(kv, reported.get(kv.key));
     this.endpointChanges = undefined;
@@ -108,11 +115,9 @@ export class ClusterView {
       return;
     }
     const [, rest] = splitKey(kv.key);
-    // IPv6 pools and their blocks are IPAM's alone until the dataplane carries IPv6 (their keys hold ':').
-    if ((read.kind === 'network' || read.kind === 'block') && rest.includes(':')) return;
     switch (read.kind) {
       case 'network':
-        this.networks.set(rest, read.record);
+        (rest.includes(':') ? this.ipv6Pools : this.networks).set(rest, read.record);
         break;
       case 'node':
         this.nodes.set(rest, read.record);

@@ -27,6 +27,7 @@ import {
   type JoinRequest,
   type JoinResult,
   type NetworkService,
+  type StaticRoute,
 } from '../protocol/services';
 
 /**
@@ -36,6 +37,20 @@ import {
  */
 function publishable(ports: PortMapping[]): PortMapping[] {
   return ports.filter((p) => unpublishable([p]) === undefined);
+}
+
+/**
+ * A container's routes into its IPv6 pool, through the gateway. Its address
+ * comes with the pool's prefix, on-link: every neighbour would be asked for
+ * by NDP, and the host answers for the gateway alone (proxy NDP has no
+ * wildcard, as proxy ARP has). The pool's two halves, one bit longer, win
+ * over that; the gateway itself is on-link. Kept with --internal: they stay
+ * within the network.
+ */
+function ipv6PoolRoutes(pool: NetworkRecord): StaticRoute[] {
+  const subnet = ip.parseCidr(pool.subnet)!;
+  const halves = [subnet.base, subnet.base + ip.size(subnet) / 2n].map((base) => ip.formatCidr({ ...subnet, base, prefix: subnet.prefix + 1 }));
+  return [{ destination: `${pool.gateway}/128`, routeType: 1 }, ...halves.map((destination) => ({ destination, routeType: 0 as const, nextHop: pool.gateway }))];
 }
 
 /** CreateEndpoint and ProgramExternalConnectivity ask Sluice itself to publish: what it cannot is refused. */
@@ -246,7 +261,10 @@ export class NetworkDriver implements NetworkService {
       gateway: internal ? '' : network.gateway,
       ...(pool6 && !internal && { gatewayIPv6: pool6.gateway }),
       // ...but the resolver must stay reachable: a link route, answered by the host's proxy ARP.
-      staticRoutes: internal ? [{ destination: `${this.options.dnsAddress}/32`, routeType: 1 }] : [],
+      staticRoutes: [
+        ...(internal ? [{ destination: `${this.options.dnsAddress}/32`, routeType: 1 as const }] : []),
+        ...(pool6 ? ipv6PoolRoutes(pool6) : []),
+      ],
       disableGatewayService: true,
     };
   }

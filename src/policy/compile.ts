@@ -79,6 +79,8 @@ export interface CompileInput {
   dnsAddress?: string;
   /** Whose firewall: IPv4's (the default) or IPv6's, of the endpoints' IPv6 addresses and the networks' IPv6 pools (family.ts). */
   family?: Family;
+  /** NAT66: IPv6 leaving the cluster masqueraded as IPv4 always is; else routed. */
+  ipv6Masquerade?: boolean;
 }
 
 /** Computes every ipset, filter chain and nat chain Sluice wants on `input.node`, for one address family. */
@@ -93,6 +95,7 @@ export function compileFirewall(input: CompileInput): FirewallState {
     protection: input.protection && protectionIn(input.protection, family),
     dnsAddress: input.dnsAddress,
     family,
+    ipv6Masquerade: input.ipv6Masquerade,
   });
   const local = endpoints.filter((e) => e.node === input.node).sort((a, b) => compareText(a.hostIfname, b.hostIfname));
   const known = local.filter((e) => knownNetwork(e, networks) !== undefined);
@@ -141,8 +144,9 @@ export interface Structure {
   protection?: Protection;
   /** IPv4's only: the resolver serves on an IPv4 address. */
   dnsAddress?: string;
-  /** Default 4. IPv6's has neighbour discovery let in, and no masquerade: IPv6 pools are routed, not NATed. */
+  /** Default 4. IPv6's has neighbour discovery let in, and masquerades only with `ipv6Masquerade`: IPv6 pools are routed. */
   family?: Family;
+  ipv6Masquerade?: boolean | undefined;
 }
 
 export function firewallSkeleton(structure: Structure, cache = new PolicyChainCache()): Skeleton {
@@ -174,7 +178,9 @@ export function firewallSkeleton(structure: Structure, cache = new PolicyChainCa
     name: POSTROUTING_CHAIN,
     rules: [
       ...(internal === undefined ? [] : [rule('sluice: internal networks have no way out', [setMatch(internal, 'src')], { kind: 'RETURN' })]),
-      ...(family === 4 ? [rule('sluice: masquerade to outside', [setMatch(POOLS_SET, 'src'), { ...setMatch(POOLS_SET, 'dst'), negated: true }], { kind: 'MASQUERADE' })] : []),
+      ...(family === 4 || structure.ipv6Masquerade === true
+        ? [rule('sluice: masquerade to outside', [setMatch(POOLS_SET, 'src'), { ...setMatch(POOLS_SET, 'dst'), negated: true }], { kind: 'MASQUERADE' })]
+        : []),
     ],
   };
   return {

@@ -46,6 +46,8 @@ export interface ClusterRecords {
   policies: ReadonlyMap<string, Policy>;
   protection?: Protection;
   dnsAddress?: string;
+  /** NAT66 for IPv6 leaving the cluster (IPv4 is always masqueraded). */
+  ipv6Masquerade?: boolean;
 }
 
 interface Member {
@@ -81,6 +83,7 @@ export class IncrementalFirewall {
   /** The protection that text is of: the same object again (the agent keeps it while nodes stay) needs no text. */
   private protection: Protection = NO_PROTECTION;
   private dnsAddress: string | undefined;
+  private ipv6Masquerade: boolean | undefined;
   private readonly compiled = new WeakMap<Policy, CompiledPolicy>();
   private readonly policyChains = new PolicyChainCache();
   private skeleton: Skeleton;
@@ -117,7 +120,8 @@ export class IncrementalFirewall {
       !sameRecords(this.networkRecords, records.networks) ||
       !sameRecords(this.policies, records.policies) ||
       protectionText !== this.protectionText ||
-      records.dnsAddress !== this.dnsAddress;
+      records.dnsAddress !== this.dnsAddress ||
+      records.ipv6Masquerade !== this.ipv6Masquerade;
     // Built before anything changes: a policy that does not compile (a corrupt store value) throws and leaves all as it was.
     const skeleton = structureChanged
       ? firewallSkeleton(
@@ -127,6 +131,7 @@ export class IncrementalFirewall {
             protection,
             dnsAddress: records.dnsAddress,
             family: this.family,
+            ipv6Masquerade: records.ipv6Masquerade,
           },
           this.policyChains,
         )
@@ -157,6 +162,7 @@ export class IncrementalFirewall {
       this.protectionText = protectionText;
       this.protection = protection;
       this.dnsAddress = records.dnsAddress;
+      this.ipv6Masquerade = records.ipv6Masquerade;
       const previous = this.skeleton;
       this.skeleton = skeleton;
       this.adoptSkeleton(previous);

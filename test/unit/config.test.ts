@@ -27,6 +27,12 @@ describe('agent configuration', () => {
     expect(() => loadAgentConfig({ 'node-ip': '192.0.2.1', 'node-ip6': '192.0.2.1' }, {})).toThrow('--node-ip6 192.0.2.1 is not an IPv6 address');
   });
 
+  it('takes --ipv6-outbound routed (the default) or masquerade, nothing else', () => {
+    expect(loadAgentConfig({ 'node-ip': '192.0.2.1' }, {}).ipv6Outbound).toBe('routed');
+    expect(loadAgentConfig({ 'node-ip': '192.0.2.1' }, { SLUICE_IPV6_OUTBOUND: 'masquerade' }).ipv6Outbound).toBe('masquerade');
+    expect(() => loadAgentConfig({ 'node-ip': '192.0.2.1', 'ipv6-outbound': 'nat' }, {})).toThrow('--ipv6-outbound nat: expected routed or masquerade');
+  });
+
   it('reads --protect as IPv4 addresses, each with a TCP port or none, and refuses anything else', () => {
     const config = loadAgentConfig({ 'node-ip': '192.0.2.1' }, { SLUICE_PROTECT: '10.0.0.5:8500, 10.0.0.6' });
     expect(config.protect).toEqual([{ address: '10.0.0.5', port: 8500 }, { address: '10.0.0.6' }]);

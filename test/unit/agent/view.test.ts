@@ -29,11 +29,13 @@ describe('ClusterView.apply: whether the desired state may have changed', () => 
     expect(view.apply([put(keys.poolGuard, '10.96.0.0-16')])).toBe(false);
   });
 
-  it('says no to IPv6 pools and their blocks, which only IPAM uses so far, and keeps them out of routes and firewall', () => {
+  it('keeps IPv6 pools apart from the networks, and their blocks with the others', () => {
     const pool = { key: 'fd00:96::-64', subnet: 'fd00:96::/64', blockSize: 122, gateway: 'fd00:96::1' };
     const block = { network: pool.key, block: 'fd00:96::40/122', node: 'h2' };
-    expect(view.apply([put(keys.network(pool.key), pool), put(keys.block(pool.key, block.block), block)])).toBe(false);
-    expect([view.networks.size, view.blocks.size, view.invalid.size]).toEqual([0, 1, 0]);
+    expect(view.apply([put(keys.network(pool.key), pool), put(keys.block(pool.key, block.block), block)])).toBe(true);
+    expect([view.networks.size, view.ipv6Pools.get(pool.key), view.blocks.size]).toEqual([0, pool, 2]);
+    expect(view.apply([del(keys.network(pool.key))])).toBe(true);
+    expect(view.ipv6Pools.size).toBe(0);
   });
 
   it('says no to a liveness renewal and to a node record whose only change is lastSeen', () => {

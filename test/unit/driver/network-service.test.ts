@@ -173,6 +173,12 @@ describe('NetworkDriver', () => {
       const { addressIPv6, join } = await runDual(host, poolId, EP);
       expect(addressIPv6).toBe('fd00:96::2/64');
       expect(join).toMatchObject({ gateway: '10.96.0.1', gatewayIPv6: 'fd00:96::1' });
+      // The pool through the gateway: the host answers neighbour discovery for the gateway alone.
+      expect(join.staticRoutes).toEqual([
+        { destination: 'fd00:96::1/128', routeType: 1 },
+        { destination: 'fd00:96::/65', routeType: 0, nextHop: 'fd00:96::1' },
+        { destination: 'fd00:96:0:0:8000::/65', routeType: 0, nextHop: 'fd00:96::1' },
+      ]);
       expect((await host.registry.getEndpoint('h1', EP))?.record).toMatchObject({ address: '10.96.0.2', addressV6: 'fd00:96::2' });
       expect(host.dataplane.endpoints.get(`slv${EP.slice(0, 11)}`)).toMatchObject({ addressV6: 'fd00:96::2', gatewayV6: 'fd00:96::1' });
       // Both claims name the endpoint: neither address is released while it lives.

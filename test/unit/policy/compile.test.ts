@@ -5,6 +5,7 @@ import { renderRule } from '../../../src/firewall/rule';
 import { planFirewall, renderChains } from '../../../src/dataplane/linux/firewall-plan';
 import type { EndpointRecord } from '../../../src/model';
 import { compileFirewall, type CompileInput } from '../../../src/policy/compile';
+import { IncrementalFirewall } from '../../../src/policy/incremental';
 import { EGRESS_GOVERNED_SET, INGRESS_GOVERNED_SET, LOCAL_SET, netSetName, selectorSetName, targetSetName } from '../../../src/firewall/names';
 import { parsePolicies } from '../../../src/policy-document/policy';
 import { protection } from '../../../src/policy/protect';
@@ -176,6 +177,13 @@ egress: []
     expect(withDns.nat.find((c) => c.name === POSTROUTING_CHAIN)!.rules.map((r) => r.action.kind)).not.toContain('MASQUERADE');
     expect(JSON.stringify(withDns.filter)).not.toContain(DNS_ADDRESS);
     expect(compileFirewall({ ...input, family: 4 }).nat.find((c) => c.name === POSTROUTING_CHAIN)!.rules.map((r) => r.action.kind)).toContain('MASQUERADE');
+    // --ipv6-outbound masquerade: NAT66 as IPv4 has it, and the incremental firewall follows the setting.
+    const nat66 = compileFirewall({ ...input, ipv6Masquerade: true }).nat.find((c) => c.name === POSTROUTING_CHAIN)!;
+    expect(nat66.rules.map((r) => r.action.kind)).toContain('MASQUERADE');
+    const incremental = new IncrementalFirewall('h1', 6);
+    const records = { networks: new Map([[dual.key, dual]]), endpoints: new Map<string, EndpointRecord>(), policies: new Map() };
+    incremental.update(records);
+    expect(incremental.update({ ...records, ipv6Masquerade: true }).chains).toEqual([{ table: 'nat', chain: nat66 }]);
   });
 });
 
