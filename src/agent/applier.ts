@@ -11,6 +11,7 @@ import type { Backend } from '../config';
 import type { Dataplane } from '../dataplane/dataplane';
 import type { NodeRecord } from '../model';
 import { ipv6Change, ipv6State } from '../firewall/family';
+import { isEmptyChange } from '../firewall/state';
 import { IncrementalFirewall, type ClusterRecords } from '../policy/incremental';
 import type { PeerMode } from '../routing/routes';
 import type { HostState } from './desired';
@@ -40,8 +41,9 @@ export function incrementalFirewall(dataplane: Pick<Dataplane, 'applyFirewall' |
       await dataplane.applyFirewall(ipv4.state(), 4);
       await dataplane.applyFirewall(ipv6State(ipv6.state()), 6);
     } else {
-      await dataplane.applyFirewallChange(change4, 4);
-      await dataplane.applyFirewallChange(ipv6Change(change6), 6);
+      // A container of one family only changes nothing of the other's.
+      if (!isEmptyChange(change4)) await dataplane.applyFirewallChange(change4, 4);
+      if (!isEmptyChange(change6)) await dataplane.applyFirewallChange(ipv6Change(change6), 6);
     }
   };
 }

@@ -84,6 +84,11 @@ export interface NormalFirewall {
 }
 
 /** Rejects what the kernel would refuse half-way or what Sluice could not clean up later. */
+/** A change that changes nothing (an endpoint of the other family, say): nothing to send. */
+export function isEmptyChange(change: FirewallChange): boolean {
+  return change.createdSets.length + change.members.length + change.chains.length + change.removedChains.length + change.destroyedSets.length === 0;
+}
+
 export function normalizeFirewall(state: FirewallState, family: ip.Family = 4): NormalFirewall {
   const sets = new Map<string, SetContent>();
   for (const set of state.ipsets) {

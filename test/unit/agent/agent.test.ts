@@ -90,7 +90,8 @@ describe('Agent: routes between hosts', () => {
     h1.dataplane.damageFirewall();
     await h1.clock.advance(30_000);
     const firewallCalls = h1.dataplane.calls.slice(from).map((c) => c.method).filter((m) => m.endsWith('Firewall'));
-    expect(firewallCalls).toEqual(['verifyFirewall', 'applyFirewall']);
+    // The repair is a full apply: IPv4's firewall and IPv6's.
+    expect(firewallCalls).toEqual(['verifyFirewall', 'applyFirewall', 'applyFirewall']);
     expect(log.mock.calls).toEqual([['sluice agent: repairing firewall changed outside sluice: filter chain SLUICE-FORWARD was flushed out of band']]);
   });
   it('puts back a route removed behind its back, on the resync tick', async () => {

@@ -6,8 +6,10 @@
  */
 import { RecordingDataplane } from '../../../src/dataplane/fake/recording-dataplane';
 import { PolicyError } from '../../../src/errors';
-import type { FirewallChange } from '../../../src/firewall/state';
+import { ipv6Change, ipv6State } from '../../../src/firewall/family';
+import { isEmptyChange, type FirewallChange, type FirewallState } from '../../../src/firewall/state';
 import type { EndpointRecord, Labels, NetworkRecord, PortMapping } from '../../../src/model';
+import type { Family } from '../../../src/net/ip';
 import { compileFirewall } from '../../../src/policy/compile';
 import { IncrementalFirewall, type ClusterRecords } from '../../../src/policy/incremental';
 import type { Policy } from '../../../src/policy-document/policy';
@@ -18,13 +20,25 @@ import { CONTROL_PLANE, DNS_ADDRESS, appnet, dbnet, endpoint, web1 } from './fix
 import { pick, randomPolicy } from './random-cluster';
 
 const NODE = 'h1';
-const internalNet: NetworkRecord = { key: '10.98.0.0-16', subnet: '10.98.0.0/16', blockSize: 26, gateway: '10.98.0.1', name: 'locked', settings: { internal: true, auxAddresses: {} } };
-const NETWORKS = [appnet, dbnet, internalNet];
-const PROTECTIONS = [undefined, protection(CONTROL_PLANE, ['192.168.1.10'], '192.168.1.10'), protection(CONTROL_PLANE, ['192.168.1.10', '192.168.1.11'], '192.168.1.11')];
+const internalNet: NetworkRecord = {
+  key: '10.98.0.0-16',
+  subnet: '10.98.0.0/16',
+  blockSize: 26,
+  gateway: '10.98.0.1',
+  name: 'locked',
+  settings: { internal: true, auxAddresses: {}, ipv6Subnet: 'fd00:98::/64' },
+};
+/** appnet and the internal network are dual-stack, dbnet IPv4 only. */
+const NETWORKS = [{ ...appnet, settings: { internal: false, auxAddresses: {}, ipv6Subnet: 'fd00:96::/64' } }, dbnet, internalNet];
+const PROTECTIONS = [
+  undefined,
+  protection(CONTROL_PLANE, ['192.168.1.10'], '192.168.1.10'),
+  protection(CONTROL_PLANE, ['192.168.1.10', '192.168.1.11', 'fd00:250::11'], '192.168.1.11'),
+];
 
 /** The cluster as the agent's view keeps it: a changed record is always a new object. */
 class Cluster {
-  readonly networks = new Map<string, NetworkRecord>([[appnet.key, appnet]]);
+  readonly networks = new Map<string, NetworkRecord>([[appnet.key, NETWORKS[0]!]]);
   readonly endpoints = new Map<string, EndpointRecord>();
   readonly policies = new Map<string, Policy>();
   protection: ClusterRecords['protection'];
@@ -34,8 +48,9 @@ class Cluster {
     return { networks: this.networks, endpoints: this.endpoints, policies: this.policies, protection: this.protection, dnsAddress: this.dnsAddress };
   }
 
-  compile(): ReturnType<typeof compileFirewall> {
+  compile(family: Family): ReturnType<typeof compileFirewall> {
     return compileFirewall({
+      family,
       node: NODE,
       networks: [...this.networks.values()],
       endpoints: [...this.endpoints.values()],
@@ -55,7 +70,8 @@ function randomLabels(rand: () => number): Labels | null {
 function randomPorts(rand: () => number): PortMapping[] {
   if (rand() < 0.6) return [];
   const hostPort = 8000 + Math.floor(rand() * 50);
-  return [{ proto: pick(rand, ['tcp', 'udp'] as const), containerPort: 80, hostPort, hostPortEnd: rand() < 0.2 ? hostPort + 5 : hostPort }];
+  const hostIp = pick(rand, [undefined, undefined, '192.0.2.5', '2001:db8::5', '::']);
+  return [{ proto: pick(rand, ['tcp', 'udp'] as const), containerPort: 80, hostPort, hostPortEnd: rand() < 0.2 ? hostPort + 5 : hostPort, ...(hostIp && { hostIp }) }];
 }
 
 /** One random change to the cluster; endpoint changes are the most frequent, as in a real cluster. */
@@ -67,9 +83,13 @@ function mutate(rand: () => number, cluster: Cluster, serial: { next: number }):
     // Some endpoints on a network that is not (or no longer) there: they fail closed here.
     const network = pick(rand, NETWORKS);
     // Addresses repeat now and then (a stale record beside a new one): sets count them.
-    const address = `${network.subnet.split('.').slice(0, 2).join('.')}.0.${2 + Math.floor(rand() * 40)}`;
+    const host = 2 + Math.floor(rand() * 40);
+    const address = `${network.subnet.split('.').slice(0, 2).join('.')}.0.${host}`;
     const node = rand() < 0.4 ? NODE : pick(rand, ['h2', 'h3']);
-    cluster.endpoints.set(`${node}/${id}`, endpoint(id, node, network, address, randomLabels(rand), randomPorts(rand)));
+    // Most endpoints of a dual-stack network have an IPv6 address too.
+    const v6 = network.settings?.ipv6Subnet;
+    const addressV6 = v6 !== undefined && rand() < 0.8 ? v6.replace('::/64', `::${host.toString(16)}`) : undefined;
+    cluster.endpoints.set(`${node}/${id}`, { ...endpoint(id, node, network, address, randomLabels(rand), randomPorts(rand)), ...(addressV6 && { addressV6 }) });
     return { kind: 'endpoint added', endpoint: `${node}/${id}` };
   }
   if (roll < 0.45) {
@@ -127,15 +147,17 @@ function mutate(rand: () => number, cluster: Cluster, serial: { next: number }):
 
 const STEPS = 700;
 
-describe('IncrementalFirewall against the full compile', () => {
+describe.each([4, 6] as const)('IncrementalFirewall against the full compile, IPv%i', (family) => {
   it.each([1, 2, 3, 4])('seed %i: after every step its state and the dataplane fed its changes equal the full compile', async (seed) => {
     const rand = random(seed);
     const cluster = new Cluster();
     const serial = { next: 0 };
-    const incremental = new IncrementalFirewall(NODE);
+    const incremental = new IncrementalFirewall(NODE, family);
     incremental.update(cluster.records());
     const dp = new RecordingDataplane();
-    await dp.applyFirewall(incremental.state());
+    // The dataplane gets IPv6's in its own set names, as the agent gives it.
+    const [inKernel, changeInKernel] = family === 4 ? [(s: FirewallState) => s, (c: FirewallChange) => c] : [ipv6State, ipv6Change];
+    await dp.applyFirewall(inKernel(incremental.state()), family);
     const kinds = new Map<string, number>();
     for (let i = 0; i < STEPS; i++) {
       const step = mutate(rand, cluster, serial);
@@ -143,12 +165,12 @@ describe('IncrementalFirewall against the full compile', () => {
       // Half the time with the agent's hint of which endpoint changed, half finding it by identity.
       const hint = step.endpoint !== undefined && rand() < 0.5 ? [step.endpoint] : undefined;
       const change = incremental.update(cluster.records(), hint);
-      await dp.applyFirewallChange(change);
-      const expected = renderForGolden(cluster.compile());
+      await dp.applyFirewallChange(changeInKernel(change), family);
+      const expected = renderForGolden(cluster.compile(family));
       const where = `seed ${seed} step ${i} (${step.kind})`;
       expect(`${where}\n${renderForGolden(incremental.state())}`).toBe(`${where}\n${expected}`);
-      expect(`${where}\n${renderForGolden(dp.firewall)}`).toBe(`${where}\n${expected}`);
-      if (step.kind === 'endpoint rewritten unchanged') expect(isEmpty(change)).toBe(true);
+      expect(`${where}\n${renderForGolden(dp.firewalls[family])}`).toBe(`${where}\n${renderForGolden(inKernel(cluster.compile(family)))}`);
+      if (step.kind === 'endpoint rewritten unchanged') expect(isEmptyChange(change)).toBe(true);
       if (step.endpoint !== undefined && !step.endpoint.startsWith(`${NODE}/`)) {
         // Remote churn is set members only: no chain, no set created or destroyed.
         expect({ where, ...change, members: [] }).toEqual({ where, ...emptyChange });
@@ -164,7 +186,7 @@ describe('IncrementalFirewall against the full compile', () => {
     cluster.endpoints.set('h1/web1', web1);
     const incremental = new IncrementalFirewall(NODE);
     incremental.update(cluster.records());
-    expect(isEmpty(incremental.update(cluster.records()))).toBe(true);
+    expect(isEmptyChange(incremental.update(cluster.records()))).toBe(true);
 
     cluster.endpoints.set('h2/c', endpoint('c', 'h2', appnet, '10.96.0.77', { role: 'client' }));
     const change = incremental.update(cluster.records(), ['h2/c']);
@@ -177,9 +199,6 @@ describe('IncrementalFirewall against the full compile', () => {
 
 const emptyChange: FirewallChange = { createdSets: [], members: [], chains: [], removedChains: [], destroyedSets: [] };
 
-function isEmpty(change: FirewallChange): boolean {
-  return Object.values(change).every((list: unknown[]) => list.length === 0);
-}
 
 describe('IncrementalFirewall given a policy that does not compile', () => {
   it('throws, changes nothing, and takes the cluster once the policy is gone', () => {
@@ -196,6 +215,6 @@ describe('IncrementalFirewall given a policy that does not compile', () => {
     expect(renderForGolden(incremental.state())).toBe(before);
     cluster.policies.delete('bad');
     incremental.update(cluster.records());
-    expect(renderForGolden(incremental.state())).toBe(renderForGolden(cluster.compile()));
+    expect(renderForGolden(incremental.state())).toBe(renderForGolden(cluster.compile(4)));
   });
 });
