@@ -216,6 +216,10 @@ export class Agent implements LocalConvergence {
     return net === undefined ? undefined : this.view.networks.get(net);
   }
 
+  knownEndpoint(endpointId: string): EndpointRecord | undefined {
+    return this.view.endpoints.get(`${this.node}/${endpointId}`);
+  }
+
   /** Resolves once an apply that started after this call has finished. */
   converge(): Promise<void> {
     if (!this.sync.listed) return Promise.resolve();

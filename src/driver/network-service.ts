@@ -36,6 +36,10 @@ function publishable(ports: PortMapping[]): PortMapping[] {
   return ports.filter((p) => unpublishable([p]) === undefined);
 }
 
+function samePorts(a: PortMapping[], b: PortMapping[]): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
 /** CreateEndpoint and ProgramExternalConnectivity ask Sluice itself to publish: what it cannot is refused. */
 function refuseUnpublishable(ports: PortMapping[]): void {
   const why = unpublishable(ports);
@@ -54,6 +58,11 @@ export interface LocalConvergence {
   readonly mtu: number;
   /** The network behind a Docker network ID of this host, as the agent's view has it (saves store reads on every start). */
   knownNetwork(dockerNetworkId: string): NetworkRecord | undefined;
+  /**
+   * An endpoint of this host as the agent's view has it: every writer of this host's endpoints
+   * puts them there at once, so it is missing only one whose creation the watch has not brought yet.
+   */
+  knownEndpoint(endpointId: string): EndpointRecord | undefined;
 }
 
 export interface NetworkDriverOptions {
@@ -156,9 +165,9 @@ export class NetworkDriver implements NetworkService {
 
   /** Removes an endpoint of this host by its full ID; an unknown ID touches nothing (its veth may be another's). */
   async deleteEndpoint(_networkId: string, endpointId: string): Promise<void> {
-    const endpoint = await this.registry.getEndpoint(this.options.node, endpointId);
+    const endpoint = await this.findEndpoint(endpointId);
     if (!endpoint) return; // already gone: Docker repeats deletes after restarts
-    const { hostIfname } = endpoint.record;
+    const { hostIfname } = endpoint;
     // Docker skips Join after some failures, and Leave after a failed Join: the veth may be in the making still.
     await this.plumbing.get(endpointId)?.catch(() => undefined);
     this.plumbing.delete(endpointId);
@@ -170,7 +179,7 @@ export class NetworkDriver implements NetworkService {
     // started after its own call, so one that already leaves this endpoint out: a reused address
     // never meets this endpoint's policy. A new veth for the address takes its /32 route over at
     // once (route replace), whatever is left of this one's teardown.
-    this.local.endpointRemoved(endpoint.record);
+    this.local.endpointRemoved(endpoint);
   }
 
   async endpointOperInfo(networkId: string, endpointId: string): Promise<Record<string, unknown>> {
@@ -215,18 +224,28 @@ export class NetworkDriver implements NetworkService {
 
   async programExternalConnectivity(networkId: string, endpointId: string, portMappings: PortMapping[]): Promise<void> {
     refuseUnpublishable(portMappings);
-    await this.setPorts(await this.endpointOf(networkId, endpointId), portMappings);
+    if (this.portsAlready(endpointId, portMappings)) return;
+    await this.setPorts(await this.storedEndpointOf(networkId, endpointId), portMappings);
   }
 
   async revokeExternalConnectivity(_networkId: string, endpointId: string): Promise<void> {
+    if (this.portsAlready(endpointId, [])) return;
     const endpoint = await this.registry.getEndpoint(this.options.node, endpointId);
     if (!endpoint) return; // revoke after a restart that already cleaned up: nothing to undo
     await this.setPorts(endpoint.record, []);
   }
 
-  /** Docker programs and revokes every container's ports, most with none: what changes nothing costs no write and no apply. */
+  /**
+   * Docker programs and revokes every container's ports, most with none: what changes nothing
+   * costs no store read, no write and no apply. A change is made on the record as stored.
+   */
+  private portsAlready(endpointId: string, ports: PortMapping[]): boolean {
+    const known = this.local.knownEndpoint(endpointId);
+    return known !== undefined && samePorts(known.ports, ports);
+  }
+
   private async setPorts(endpoint: EndpointRecord, ports: PortMapping[]): Promise<void> {
-    if (JSON.stringify(ports) === JSON.stringify(endpoint.ports)) return;
+    if (samePorts(endpoint.ports, ports)) return;
     const updated = { ...endpoint, ports };
     await this.registry.putEndpoint(updated);
     await this.local.endpointChanged(updated);
@@ -256,7 +275,16 @@ export class NetworkDriver implements NetworkService {
     return network.record;
   }
 
+  /** An endpoint of this host: from the agent's view, from the store if the view does not have it (yet). */
+  private async findEndpoint(endpointId: string): Promise<EndpointRecord | undefined> {
+    return this.local.knownEndpoint(endpointId) ?? (await this.registry.getEndpoint(this.options.node, endpointId))?.record;
+  }
+
   private async endpointOf(dockerNetworkId: string, endpointId: string): Promise<EndpointRecord> {
+    return this.local.knownEndpoint(endpointId) ?? this.storedEndpointOf(dockerNetworkId, endpointId);
+  }
+
+  private async storedEndpointOf(dockerNetworkId: string, endpointId: string): Promise<EndpointRecord> {
     const endpoint = await this.registry.getEndpoint(this.options.node, endpointId);
     if (!endpoint) {
       throw new NotFoundError(
