@@ -51,6 +51,21 @@ export interface IpamOptions {
   defaultBlockSize: number;
 }
 
+/**
+ * The networks and blocks the local agent's view holds, kept by its watch: what every container
+ * start and removal would otherwise read from the store. Undefined for what it does not have
+ * (yet); a block list it gives may lag a claim, which the claim, create-if-absent, then finds out.
+ */
+export interface KnownPools {
+  knownPool(net: string): NetworkRecord | undefined;
+  knownBlocks(net: string): BlockRecord[] | undefined;
+}
+
+/** The KnownPools of what is made after the IPAM: the agent, which is made with the IPAM it uses. */
+export function knownLater(source: () => KnownPools): KnownPools {
+  return { knownPool: (net) => source().knownPool(net), knownBlocks: (net) => source().knownBlocks(net) };
+}
+
 /** A network record for `subnet`, its gateway the first host address. */
 export function newNetworkRecord(subnet: Cidr, blockSize: number, extra: Partial<NetworkRecord> = {}): NetworkRecord {
   return {
@@ -131,6 +146,8 @@ export class Ipam implements IpamService {
   constructor(
     private readonly registry: Registry,
     private readonly options: IpamOptions,
+    /** None: everything is read from the store. */
+    private readonly known?: KnownPools,
   ) {}
 
   async requestPool(req: RequestPoolRequest): Promise<RequestPoolResult> {
@@ -170,9 +187,12 @@ export class Ipam implements IpamService {
   async requestAddress(req: RequestAddressRequest): Promise<{ address: string }> {
     const withPrefix = (ip: string, network: NetworkRecord) => ({ address: `${ip}/${parseCidr(network.subnet)!.prefix}` });
     if (req.requestType !== GATEWAY_REQUEST && req.address === undefined) {
-      // Every container start: the network and its blocks are read side by side (the pool ID is the network key).
+      // Every container start: the network and its blocks as the agent knows them, else read side by side (the pool ID is the network key).
       return this.lock.run(req.poolId, async () => {
-        const [network, blocks] = await Promise.all([this.getNetwork(req.poolId), this.registry.listBlocks(req.poolId)]);
+        const [network, blocks] = await Promise.all([
+          this.knownNetwork(req.poolId),
+          this.known?.knownBlocks(req.poolId) ?? this.registry.listBlocks(req.poolId),
+        ]);
         return withPrefix(await this.allocateAny(network, parseCidr(network.subnet)!, blocks), network);
       });
     }
@@ -185,7 +205,7 @@ export class Ipam implements IpamService {
   }
 
   async releaseAddress(poolId: string, address: string): Promise<void> {
-    const network = await this.getNetwork(poolId);
+    const network = await this.knownNetwork(poolId);
     // The gateway is the same virtual address on every host: one host's network rm does not free it.
     if (address === network.gateway) return;
     const ip = parseIp(address);
@@ -194,7 +214,8 @@ export class Ipam implements IpamService {
     const held = await this.registry.getAddress(network.key, block, address);
     if (held?.record.kind === 'aux') {
       // A reservation no create settled is a failed create's: freed. A settled one stays until the network goes.
-      const settled = Object.values(network.settings?.auxAddresses ?? {}).includes(address);
+      // Settled by a CreateNetwork maybe a moment ago, on this host: the settings as stored.
+      const settled = Object.values((await this.getNetwork(poolId)).settings?.auxAddresses ?? {}).includes(address);
       if (!settled) await this.registry.releaseAddress(network.key, block, address, held.modRevision);
       return;
     }
@@ -237,6 +258,11 @@ export class Ipam implements IpamService {
 
   private async getNetwork(poolId: string): Promise<NetworkRecord> {
     return (await this.getVersionedNetwork(poolId)).record;
+  }
+
+  /** For the calls of container starts and removals: what they use of a network never changes once it has containers. */
+  private async knownNetwork(poolId: string): Promise<NetworkRecord> {
+    return this.known?.knownPool(poolId) ?? this.getNetwork(poolId);
   }
 
   private async getVersionedNetwork(poolId: string): Promise<Versioned<NetworkRecord>> {
