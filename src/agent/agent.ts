@@ -23,6 +23,7 @@ import { controlPlane } from './control-plane';
 import type { Registry } from '../store/registry';
 import { every, systemClock, type Clock } from '../util/clock';
 import { Coalescer } from '../util/coalescer';
+import { afterReply } from '../util/after-reply';
 import { Applier, incrementalFirewall } from './applier';
 import { HostEncryption } from './encryption';
 import { NodeProtection, firewallRecords, hostRouting, type HostRouting } from './desired';
@@ -203,7 +204,7 @@ export class Agent implements LocalConvergence, KnownPools {
   endpointRemoved(endpoint: EndpointRecord): void {
     this.view.putEndpoint(endpoint, true);
     this.names?.update(this.view);
-    void this.background('apply', () => this.converge());
+    void afterReply().then(() => this.background('apply', () => this.converge()));
   }
 
   async networksChanged(): Promise<void> {

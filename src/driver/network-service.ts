@@ -16,6 +16,7 @@ import type { Dataplane } from '../dataplane/dataplane';
 import type { Ipam } from '../ipam/ipam-service';
 import type { Registry, Versioned } from '../store/registry';
 import type { ContainerLookup } from '../labels/docker';
+import { afterReply } from '../util/after-reply';
 import { networkSettings, settingsMismatch, unpublishable } from './network-settings';
 import {
   ADDRESS_SPACE_GLOBAL,
@@ -142,22 +143,18 @@ export class NetworkDriver implements NetworkService {
       labels: null,
       ports: req.portMappings,
     };
-    // The veth is made while the store records the endpoint, and while Docker goes on to Join.
-    const plumbed = this.dataplane.addEndpoint({ ...names, address, mac, mtu: network.settings?.mtu ?? this.local.mtu });
-    // Handled from here on, so a failure Join has not awaited yet is no unhandled rejection.
-    const settled = plumbed.then(
-      () => undefined,
-      () => undefined,
-    );
     try {
       await this.recordOnAddress(claim, endpoint);
     } catch (err) {
       // Docker releases the address next; nothing of this endpoint may outlive the failure.
-      await settled;
       await this.undoCreateEndpoint(endpoint, claim.block);
       throw err;
     }
-    // A failure reaches Docker through Join, which then deletes the endpoint.
+    // The veth is made while Docker goes on to Join, which waits for it; a failure reaches Docker
+    // through Join, which then deletes the endpoint.
+    const plumbed = afterReply().then(() => this.dataplane.addEndpoint({ ...names, address, mac, mtu: network.settings?.mtu ?? this.local.mtu }));
+    // Handled from here on, so a failure Join has not awaited yet is no unhandled rejection.
+    plumbed.catch(() => undefined);
     this.plumbing.set(endpoint.id, plumbed);
     // Docker sets this MAC on the interface it moves into the container (unless the user gave one).
     return { macAddress: mac };
@@ -190,10 +187,14 @@ export class NetworkDriver implements NetworkService {
   async join(req: JoinRequest): Promise<JoinResult> {
     const network = await this.networkOf(req.networkId);
     const names = endpointIfnames(req.endpointId);
+    const plumbed = this.plumbing.get(req.endpointId);
+    this.plumbing.delete(req.endpointId);
     const [endpoint, identity] = await Promise.all([
       this.endpointOf(req.networkId, req.endpointId),
       // Docker not answering must not fail Join: the endpoint stays fail-closed until the resync learns its labels.
       this.containers.containerOf(req.networkId, req.endpointId).catch(() => undefined),
+      // The veth is there before the firewall takes the endpoint in: one that failed leaves nothing in force.
+      plumbed,
     ]);
     const ports = publishable(req.portMappings);
     const joined: EndpointRecord = {
@@ -201,10 +202,8 @@ export class NetworkDriver implements NetworkService {
       ...(identity && { containerId: identity.containerId, containerName: identity.containerName, labels: identity.labels }),
       ports: ports.length > 0 ? ports : endpoint.ports,
     };
-    const plumbed = this.plumbing.get(req.endpointId);
-    this.plumbing.delete(req.endpointId);
-    // The firewall for this endpoint is in force, and its veth there, before Docker starts the container.
-    await Promise.all([this.registry.putEndpoint(joined), this.local.endpointChanged(joined), plumbed]);
+    // The firewall for this endpoint is in force before Docker starts the container.
+    await Promise.all([this.registry.putEndpoint(joined), this.local.endpointChanged(joined)]);
     return {
       srcName: names.containerIfname,
       dstPrefix: 'eth',
@@ -252,12 +251,12 @@ export class NetworkDriver implements NetworkService {
   }
 
   /**
-   * Starts removing a veth and returns: the kernel's teardown of a veth takes ~10 ms that nobody
+   * Removes a veth once the reply is out: the kernel's teardown of a veth takes ~10 ms that nobody
    * needs to wait for. One that fails (it never has) is left over, and the next reconciliation
    * with Docker removes it, as it removes every veth without an endpoint record.
    */
   private removeVeth(hostIfname: string): void {
-    this.dataplane.removeEndpoint(hostIfname).catch((err: unknown) => {
+    afterReply().then(() => this.dataplane.removeEndpoint(hostIfname)).catch((err: unknown) => {
       console.error(`sluice agent: removing veth ${hostIfname} failed (${errorMessage(err)}); the next reconciliation with Docker retries`);
     });
   }
@@ -341,12 +340,11 @@ export class NetworkDriver implements NetworkService {
     }
   }
 
-  /** Takes back what a failed CreateEndpoint did, so the ReleaseAddress Docker sends next succeeds. */
+  /** Takes back what a failed CreateEndpoint recorded (its veth is made only after), so the ReleaseAddress Docker sends next succeeds. */
   private async undoCreateEndpoint(endpoint: EndpointRecord, block: string): Promise<void> {
     // Settled, not awaited for failure: the CreateEndpoint error is the one Docker must see, and
     // what an undo step could not remove is a leftover that reconciliation with Docker removes.
     await Promise.allSettled([
-      this.dataplane.removeEndpoint(endpoint.hostIfname),
       this.registry.deleteEndpoint(endpoint.node, endpoint.id),
       this.registry.getAddress(endpoint.network, block, endpoint.address).then(async (now) => {
         if (now?.record.endpointId !== endpoint.id) return;

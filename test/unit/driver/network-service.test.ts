@@ -1,6 +1,7 @@
 import { BadRequestError, ConflictError, NotFoundError, NotSupportedError } from '../../../src/errors';
 import { MemoryStore } from '../../../src/store/memory-store';
 import type { ContainerNames } from '../../../src/labels/docker';
+import { settle } from '../../helpers/fake-clock';
 import { FakeDocker } from '../../helpers/fake-docker';
 import { createDockerNetwork, testHost, type TestHost } from '../../helpers/host';
 import { renderedRules } from '../../helpers/firewall-text';
@@ -79,6 +80,7 @@ describe('NetworkDriver', () => {
     const poolId = await createNetwork(host);
     const { address } = await run(host, poolId, EP);
     await host.driver.leave(NET, EP);
+    await settle(); // the veth goes once Leave has answered
     expect(host.dataplane.endpoints.size).toBe(0);
     await host.driver.deleteEndpoint(NET, EP);
     await host.ipam.releaseAddress(poolId, address.split('/')[0]!);
@@ -93,8 +95,10 @@ describe('NetworkDriver', () => {
     const poolId = await createNetwork(host);
     const { address } = await host.ipam.requestAddress({ poolId });
     await host.driver.createEndpoint({ networkId: NET, endpointId: EP, address, portMappings: [], driverOptions: {} });
+    await settle(); // the veth is made once CreateEndpoint has answered
     expect(host.dataplane.endpoints.size).toBe(1);
     await host.driver.deleteEndpoint(NET, EP);
+    await settle();
     expect({ veths: host.dataplane.endpoints.size, endpoints: await host.registry.listEndpoints() }).toEqual({ veths: 0, endpoints: [] });
   });
 
@@ -109,6 +113,7 @@ describe('NetworkDriver', () => {
     await create(EP);
     expect(await unseen.driver.endpointOperInfo(NET, EP)).toEqual({ 'sluice.node': 'h2', 'sluice.host_ifname': `slv${EP.slice(0, 11)}` });
     await unseen.driver.deleteEndpoint(NET, EP);
+    await settle();
     expect({ veths: unseen.dataplane.endpoints.size, endpoints: await unseen.registry.listEndpoints('h2') }).toEqual({ veths: 0, endpoints: [] });
     const other = 'e2'.repeat(32);
     await create(other);
