@@ -142,6 +142,13 @@ export class Ipam implements IpamService {
    * an `--aux-address`, not a container's `--ip`.
    */
   private readonly creating = new Set<string>();
+  /**
+   * Per block this node allocated in (by "<net>/<block>"), the addresses held there as last listed
+   * and changed here since, so RequestAddress claims a free one without listing first. Only a
+   * hint: an address is handed out once its create-if-absent claim succeeds, and a claim that
+   * fails, or a block that looks full, lists again.
+   */
+  private readonly heldHere = new Map<string, Set<number>>();
 
   constructor(
     private readonly registry: Registry,
@@ -216,7 +223,7 @@ export class Ipam implements IpamService {
       // A reservation no create settled is a failed create's: freed. A settled one stays until the network goes.
       // Settled by a CreateNetwork maybe a moment ago, on this host: the settings as stored.
       const settled = Object.values((await this.getNetwork(poolId)).settings?.auxAddresses ?? {}).includes(address);
-      if (!settled) await this.registry.releaseAddress(network.key, block, address, held.modRevision);
+      if (!settled && (await this.registry.releaseAddress(network.key, block, address, held.modRevision))) this.forget(network.key, block, ip);
       return;
     }
     // Another host's address is not ours to free, even if Docker asks.
@@ -224,14 +231,18 @@ export class Ipam implements IpamService {
     // Docker releases after DeleteEndpoint (or after a failed CreateEndpoint, which leaves no
     // endpoint): an endpoint still there means a container is using the address. The usual case,
     // its endpoint gone, is one transaction.
-    if (await this.registry.releaseUnheldAddress(block, held)) return;
+    if (await this.registry.releaseUnheldAddress(block, held)) return this.forget(network.key, block, ip);
     const holder = held.record.endpointId;
     if (holder !== undefined && (await this.registry.getEndpoint(this.options.node, holder))?.record.address === address) {
       throw new ConflictError(
         `ReleaseAddress: ${address} is in use by endpoint ${holder.slice(0, 12)}: it is released after DeleteEndpoint removes that endpoint`,
       );
     }
-    await this.registry.releaseAddress(network.key, block, address, held.modRevision);
+    if (await this.registry.releaseAddress(network.key, block, address, held.modRevision)) this.forget(network.key, block, ip);
+  }
+
+  private forget(net: string, block: string, ip: number): void {
+    this.heldHere.get(`${net}/${block}`)?.delete(ip);
   }
 
   /** Gives up this host's blocks of a network that no longer has addresses here. */
@@ -242,6 +253,7 @@ export class Ipam implements IpamService {
         const addresses = await this.registry.listAddresses(net, block.block);
         if (addresses.some((a) => a.record.kind === 'endpoint')) continue;
         await this.registry.releaseBlock(net, block.block);
+        this.heldHere.delete(`${net}/${block.block}`);
       }
     });
   }
@@ -455,12 +467,27 @@ export class Ipam implements IpamService {
 
   private async allocateInBlock(network: NetworkRecord, subnet: Cidr, block: Cidr, range: Cidr): Promise<string | undefined> {
     const blockText = formatCidr(block);
+    const key = `${network.key}/${blockText}`;
+    const remembered = this.heldHere.get(key);
+    if (remembered) {
+      const guess = freeAddresses(block, subnet, remembered, range).next();
+      if (!guess.done && (await this.claimInBlock(network, blockText, guess.value))) {
+        remembered.add(guess.value);
+        return formatIp(guess.value);
+      }
+    }
     const taken = new Set((await this.registry.listAddresses(network.key, blockText)).map((a) => parseIp(a.record.address)!));
+    this.heldHere.set(key, taken);
     for (const candidate of freeAddresses(block, subnet, taken, range)) {
-      const address = formatIp(candidate);
-      const record: AddressRecord = { network: network.key, address, node: this.options.node, kind: 'endpoint' };
-      if (await this.registry.claimAddress(blockText, record)) return address;
+      if (await this.claimInBlock(network, blockText, candidate)) {
+        taken.add(candidate);
+        return formatIp(candidate);
+      }
     }
     return undefined;
+  }
+
+  private claimInBlock(network: NetworkRecord, block: string, ip: number): Promise<boolean> {
+    return this.registry.claimAddress(block, { network: network.key, address: formatIp(ip), node: this.options.node, kind: 'endpoint' });
   }
 }

@@ -230,6 +230,22 @@ describe('Ipam', () => {
     });
   });
 
+  it('hands out an address that another host reserved in this host\'s block meanwhile to nobody, and the next free one instead', async () => {
+    const poolId = await createdPool(ipam, '10.96.0.0/16');
+    expect(ip((await ipam.requestAddress({ poolId })).address)).toBe('10.96.0.2');
+    // Another host's `docker network create --aux-address` of the same network, after h1 last listed its block.
+    const h2 = ipamFor(registry, 'h2');
+    await h2.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    await h2.requestAddress({ poolId, address: '10.96.0.3' });
+    expect(ip((await ipam.requestAddress({ poolId })).address)).toBe('10.96.0.4');
+    expect((await registry.listAddresses(poolId)).map((a) => `${a.record.address} ${a.record.kind}`)).toEqual([
+      '10.96.0.1 gateway',
+      '10.96.0.2 endpoint',
+      '10.96.0.3 aux',
+      '10.96.0.4 endpoint',
+    ]);
+  });
+
   describe('with the agent\'s view behind the store', () => {
     it('takes addresses from the block this host holds, not a new block, when the view does not know of it yet', async () => {
       const lagging = ipamFor(registry, 'h1', {}, new LaggingView());
