@@ -13,7 +13,7 @@ import { Resolver } from './dns/server';
 import { DNS_PORT, formatUpstream } from './dns/upstreams';
 import { NetworkDriver } from './driver/network-service';
 import { errorMessage } from './errors';
-import { Ipam } from './ipam/ipam-service';
+import { Ipam, knownLater } from './ipam/ipam-service';
 import { DockerApi, dockerClient } from './labels/docker';
 import { NO_METRICS } from './metrics/metrics';
 import { PrometheusMetrics, agentReadings } from './metrics/prometheus';
@@ -33,7 +33,7 @@ export async function runAgent(config: AgentConfig): Promise<void> {
     defaultSupernet: config.defaultSupernet,
     defaultSubnetPrefix: config.defaultSubnetPrefix,
     defaultBlockSize: config.blockSize,
-  });
+  }, knownLater(() => agent));
   const { metricsAddr } = config;
   const metrics = metricsAddr && new PrometheusMetrics(agentReadings(config.node, () => agent.view, store, dataplane));
   if (config.dnsUpstreams.length === 0) console.error('sluice agent: no DNS upstream (--dns-upstream, /etc/resolv.conf): names outside the cluster get SERVFAIL');

@@ -12,17 +12,18 @@ import type { AgentConfig } from '../config';
 import type { Dataplane } from '../dataplane/dataplane';
 import type { LocalConvergence } from '../driver/network-service';
 import { StoreUnavailableError, errorMessage } from '../errors';
-import type { Ipam } from '../ipam/ipam-service';
+import type { Ipam, KnownPools } from '../ipam/ipam-service';
 import type { NameSource } from '../dns/server';
 import type { DockerHost } from '../labels/docker';
 import { WIREGUARD_CONTAINER_MTU } from '../encryption/wireguard';
 import { NO_METRICS, secondsSince, type Metrics } from '../metrics/metrics';
-import type { EndpointRecord, NetworkRecord } from '../model';
+import type { BlockRecord, EndpointRecord, NetworkRecord } from '../model';
 import type { ControlPlane, Protection } from '../policy/protect';
 import { controlPlane } from './control-plane';
 import type { Registry } from '../store/registry';
 import { every, systemClock, type Clock } from '../util/clock';
 import { Coalescer } from '../util/coalescer';
+import { afterReply } from '../util/after-reply';
 import { Applier, incrementalFirewall } from './applier';
 import { HostEncryption } from './encryption';
 import { NodeProtection, firewallRecords, hostRouting, type HostRouting } from './desired';
@@ -58,7 +59,7 @@ export interface AgentOptions {
   random?: () => number;
 }
 
-export class Agent implements LocalConvergence {
+export class Agent implements LocalConvergence, KnownPools {
   private readonly clock: Clock;
   private readonly reporter: Reporter;
   private readonly sync: ClusterSync;
@@ -203,7 +204,7 @@ export class Agent implements LocalConvergence {
   endpointRemoved(endpoint: EndpointRecord): void {
     this.view.putEndpoint(endpoint, true);
     this.names?.update(this.view);
-    void this.background('apply', () => this.converge());
+    void afterReply().then(() => this.background('apply', () => this.converge()));
   }
 
   async networksChanged(): Promise<void> {
@@ -214,6 +215,21 @@ export class Agent implements LocalConvergence {
   knownNetwork(dockerNetworkId: string): NetworkRecord | undefined {
     const net = this.view.dockerNets.get(`${this.node}/${dockerNetworkId}`);
     return net === undefined ? undefined : this.view.networks.get(net);
+  }
+
+  knownEndpoint(endpointId: string): EndpointRecord | undefined {
+    return this.view.endpoints.get(`${this.node}/${endpointId}`);
+  }
+
+  // KnownPools: asked by IPAM during Docker's plugin calls.
+
+  knownPool(net: string): NetworkRecord | undefined {
+    return this.view.networks.get(net) ?? this.view.ipv6Pools.get(net);
+  }
+
+  knownBlocks(net: string): BlockRecord[] | undefined {
+    if (!this.sync.listed) return undefined;
+    return [...this.view.blocks.values()].filter((b) => b.network === net);
   }
 
   /** Resolves once an apply that started after this call has finished. */

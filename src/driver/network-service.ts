@@ -17,6 +17,7 @@ import type { Dataplane } from '../dataplane/dataplane';
 import type { Ipam } from '../ipam/ipam-service';
 import type { AddressClaimUpdate, Registry, Versioned } from '../store/registry';
 import type { ContainerLookup } from '../labels/docker';
+import { afterReply } from '../util/after-reply';
 import { networkSettings, settingsMismatch, unpublishable } from './network-settings';
 import {
   ADDRESS_SPACE_GLOBAL,
@@ -53,6 +54,10 @@ function ipv6PoolRoutes(pool: NetworkRecord): StaticRoute[] {
   return [{ destination: `${pool.gateway}/128`, routeType: 1 }, ...halves.map((destination) => ({ destination, routeType: 0 as const, nextHop: pool.gateway }))];
 }
 
+function samePorts(a: PortMapping[], b: PortMapping[]): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
 /** CreateEndpoint and ProgramExternalConnectivity ask Sluice itself to publish: what it cannot is refused. */
 function refuseUnpublishable(ports: PortMapping[]): void {
   const why = unpublishable(ports);
@@ -71,6 +76,11 @@ export interface LocalConvergence {
   readonly mtu: number;
   /** The network behind a Docker network ID of this host, as the agent's view has it (saves store reads on every start). */
   knownNetwork(dockerNetworkId: string): NetworkRecord | undefined;
+  /**
+   * An endpoint of this host as the agent's view has it: every writer of this host's endpoints
+   * puts them there at once, so it is missing only one whose creation the watch has not brought yet.
+   */
+  knownEndpoint(endpointId: string): EndpointRecord | undefined;
 }
 
 export interface NetworkDriverOptions {
@@ -183,28 +193,26 @@ export class NetworkDriver implements NetworkService {
       labels: null,
       ports: req.portMappings,
     };
-    // The veth is made while the store records the endpoint, and while Docker goes on to Join.
-    const plumbed = this.dataplane.addEndpoint({
-      ...names,
-      address,
-      ...(addressV6 !== undefined && { addressV6, gatewayV6: pool6!.gateway }),
-      mac,
-      mtu: network.settings?.mtu ?? this.local.mtu,
-    });
-    // Handled from here on, so a failure Join has not awaited yet is no unhandled rejection.
-    const settled = plumbed.then(
-      () => undefined,
-      () => undefined,
-    );
     try {
       await this.recordOnAddresses(claims, endpoint);
     } catch (err) {
       // Docker releases the addresses next; nothing of this endpoint may outlive the failure.
-      await settled;
       await this.undoCreateEndpoint(endpoint, claims);
       throw err;
     }
-    // A failure reaches Docker through Join, which then deletes the endpoint.
+    // The veth is made while Docker goes on to Join, which waits for it; a failure reaches Docker
+    // through Join, which then deletes the endpoint.
+    const plumbed = afterReply().then(() =>
+      this.dataplane.addEndpoint({
+        ...names,
+        address,
+        ...(addressV6 !== undefined && { addressV6, gatewayV6: pool6!.gateway }),
+        mac,
+        mtu: network.settings?.mtu ?? this.local.mtu,
+      }),
+    );
+    // Handled from here on, so a failure Join has not awaited yet is no unhandled rejection.
+    plumbed.catch(() => undefined);
     this.plumbing.set(endpoint.id, plumbed);
     // Docker sets this MAC on the interface it moves into the container (unless the user gave one).
     return { macAddress: mac };
@@ -212,9 +220,9 @@ export class NetworkDriver implements NetworkService {
 
   /** Removes an endpoint of this host by its full ID; an unknown ID touches nothing (its veth may be another's). */
   async deleteEndpoint(_networkId: string, endpointId: string): Promise<void> {
-    const endpoint = await this.registry.getEndpoint(this.options.node, endpointId);
+    const endpoint = await this.findEndpoint(endpointId);
     if (!endpoint) return; // already gone: Docker repeats deletes after restarts
-    const { hostIfname } = endpoint.record;
+    const { hostIfname } = endpoint;
     // Docker skips Join after some failures, and Leave after a failed Join: the veth may be in the making still.
     await this.plumbing.get(endpointId)?.catch(() => undefined);
     this.plumbing.delete(endpointId);
@@ -226,7 +234,7 @@ export class NetworkDriver implements NetworkService {
     // started after its own call, so one that already leaves this endpoint out: a reused address
     // never meets this endpoint's policy. A new veth for the address takes its /32 route over at
     // once (route replace), whatever is left of this one's teardown.
-    this.local.endpointRemoved(endpoint.record);
+    this.local.endpointRemoved(endpoint);
   }
 
   async endpointOperInfo(networkId: string, endpointId: string): Promise<Record<string, unknown>> {
@@ -237,11 +245,15 @@ export class NetworkDriver implements NetworkService {
   async join(req: JoinRequest): Promise<JoinResult> {
     const network = await this.networkOf(req.networkId);
     const names = endpointIfnames(req.endpointId);
+    const plumbed = this.plumbing.get(req.endpointId);
+    this.plumbing.delete(req.endpointId);
     const [endpoint, identity, pool6] = await Promise.all([
       this.endpointOf(req.networkId, req.endpointId),
       // Docker not answering must not fail Join: the endpoint stays fail-closed until the resync learns its labels.
       this.containers.containerOf(req.networkId, req.endpointId).catch(() => undefined),
       network.settings?.ipv6Subnet === undefined ? undefined : this.ipv6PoolOf(network),
+      // The veth is there before the firewall takes the endpoint in: one that failed leaves nothing in force.
+      plumbed,
     ]);
     const internal = network.settings?.internal === true;
     const ports = publishable(req.portMappings);
@@ -250,10 +262,8 @@ export class NetworkDriver implements NetworkService {
       ...(identity && { containerId: identity.containerId, containerName: identity.containerName, labels: identity.labels }),
       ports: ports.length > 0 ? ports : endpoint.ports,
     };
-    const plumbed = this.plumbing.get(req.endpointId);
-    this.plumbing.delete(req.endpointId);
-    // The firewall for this endpoint is in force, and its veth there, before Docker starts the container.
-    await Promise.all([this.registry.putEndpoint(joined), this.local.endpointChanged(joined), plumbed]);
+    // The firewall for this endpoint is in force before Docker starts the container.
+    await Promise.all([this.registry.putEndpoint(joined), this.local.endpointChanged(joined)]);
     return {
       srcName: names.containerIfname,
       dstPrefix: 'eth',
@@ -277,30 +287,40 @@ export class NetworkDriver implements NetworkService {
 
   async programExternalConnectivity(networkId: string, endpointId: string, portMappings: PortMapping[]): Promise<void> {
     refuseUnpublishable(portMappings);
-    await this.setPorts(await this.endpointOf(networkId, endpointId), portMappings);
+    if (this.portsAlready(endpointId, portMappings)) return;
+    await this.setPorts(await this.storedEndpointOf(networkId, endpointId), portMappings);
   }
 
   async revokeExternalConnectivity(_networkId: string, endpointId: string): Promise<void> {
+    if (this.portsAlready(endpointId, [])) return;
     const endpoint = await this.registry.getEndpoint(this.options.node, endpointId);
     if (!endpoint) return; // revoke after a restart that already cleaned up: nothing to undo
     await this.setPorts(endpoint.record, []);
   }
 
-  /** Docker programs and revokes every container's ports, most with none: what changes nothing costs no write and no apply. */
+  /**
+   * Docker programs and revokes every container's ports, most with none: what changes nothing
+   * costs no store read, no write and no apply. A change is made on the record as stored.
+   */
+  private portsAlready(endpointId: string, ports: PortMapping[]): boolean {
+    const known = this.local.knownEndpoint(endpointId);
+    return known !== undefined && samePorts(known.ports, ports);
+  }
+
   private async setPorts(endpoint: EndpointRecord, ports: PortMapping[]): Promise<void> {
-    if (JSON.stringify(ports) === JSON.stringify(endpoint.ports)) return;
+    if (samePorts(endpoint.ports, ports)) return;
     const updated = { ...endpoint, ports };
     await this.registry.putEndpoint(updated);
     await this.local.endpointChanged(updated);
   }
 
   /**
-   * Starts removing a veth and returns: the kernel's teardown of a veth takes ~10 ms that nobody
+   * Removes a veth once the reply is out: the kernel's teardown of a veth takes ~10 ms that nobody
    * needs to wait for. One that fails (it never has) is left over, and the next reconciliation
    * with Docker removes it, as it removes every veth without an endpoint record.
    */
   private removeVeth(hostIfname: string): void {
-    this.dataplane.removeEndpoint(hostIfname).catch((err: unknown) => {
+    afterReply().then(() => this.dataplane.removeEndpoint(hostIfname)).catch((err: unknown) => {
       console.error(`sluice agent: removing veth ${hostIfname} failed (${errorMessage(err)}); the next reconciliation with Docker retries`);
     });
   }
@@ -318,7 +338,16 @@ export class NetworkDriver implements NetworkService {
     return network.record;
   }
 
+  /** An endpoint of this host: from the agent's view, from the store if the view does not have it (yet). */
+  private async findEndpoint(endpointId: string): Promise<EndpointRecord | undefined> {
+    return this.local.knownEndpoint(endpointId) ?? (await this.registry.getEndpoint(this.options.node, endpointId))?.record;
+  }
+
   private async endpointOf(dockerNetworkId: string, endpointId: string): Promise<EndpointRecord> {
+    return this.local.knownEndpoint(endpointId) ?? this.storedEndpointOf(dockerNetworkId, endpointId);
+  }
+
+  private async storedEndpointOf(dockerNetworkId: string, endpointId: string): Promise<EndpointRecord> {
     const endpoint = await this.registry.getEndpoint(this.options.node, endpointId);
     if (!endpoint) {
       throw new NotFoundError(
@@ -382,12 +411,11 @@ export class NetworkDriver implements NetworkService {
     }
   }
 
-  /** Takes back what a failed CreateEndpoint did, so the ReleaseAddress Docker sends next succeeds. */
+  /** Takes back what a failed CreateEndpoint recorded (its veth is made only after), so the ReleaseAddress Docker sends next succeeds. */
   private async undoCreateEndpoint(endpoint: EndpointRecord, claims: AddressClaim[]): Promise<void> {
     // Settled, not awaited for failure: the CreateEndpoint error is the one Docker must see, and
     // what an undo step could not remove is a leftover that reconciliation with Docker removes.
     await Promise.allSettled([
-      this.dataplane.removeEndpoint(endpoint.hostIfname),
       this.registry.deleteEndpoint(endpoint.node, endpoint.id),
       ...claims.map(({ block, held }) =>
         this.registry.getAddress(held.record.network, block, held.record.address).then(async (now) => {

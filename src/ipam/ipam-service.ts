@@ -48,6 +48,21 @@ export interface IpamOptions {
   defaultBlockSize: number;
 }
 
+/**
+ * The networks and blocks the local agent's view holds, kept by its watch: what every container
+ * start and removal would otherwise read from the store. Undefined for what it does not have
+ * (yet); a block list it gives may lag a claim, which the claim, create-if-absent, then finds out.
+ */
+export interface KnownPools {
+  knownPool(net: string): NetworkRecord | undefined;
+  knownBlocks(net: string): BlockRecord[] | undefined;
+}
+
+/** The KnownPools of what is made after the IPAM: the agent, which is made with the IPAM it uses. */
+export function knownLater(source: () => KnownPools): KnownPools {
+  return { knownPool: (net) => source().knownPool(net), knownBlocks: (net) => source().knownBlocks(net) };
+}
+
 /** A network record for `subnet`, its gateway the first host address. */
 export function newNetworkRecord(subnet: ip.Cidr, blockSize: number, extra: Partial<NetworkRecord> = {}): NetworkRecord {
   return {
@@ -135,10 +150,19 @@ export class Ipam implements IpamService {
    * an `--aux-address`, not a container's `--ip`.
    */
   private readonly creating = new Set<string>();
+  /**
+   * Per block this node allocated in (by "<net>/<block>"), the addresses held there as last listed
+   * and changed here since, so RequestAddress claims a free one without listing first. Only a
+   * hint: an address is handed out once its create-if-absent claim succeeds, and a claim that
+   * fails, or a block that looks full, lists again.
+   */
+  private readonly heldHere = new Map<string, Set<bigint>>();
 
   constructor(
     private readonly registry: Registry,
     private readonly options: IpamOptions,
+    /** None: everything is read from the store. */
+    private readonly known?: KnownPools,
   ) {}
 
   async requestPool(req: RequestPoolRequest): Promise<RequestPoolResult> {
@@ -184,9 +208,12 @@ export class Ipam implements IpamService {
   async requestAddress(req: RequestAddressRequest): Promise<{ address: string }> {
     const withPrefix = (address: string, network: NetworkRecord) => ({ address: `${address}/${ip.parseCidr(network.subnet)!.prefix}` });
     if (req.requestType !== GATEWAY_REQUEST && req.address === undefined) {
-      // Every container start: the network and its blocks are read side by side (the pool ID is the network key).
+      // Every container start: the network and its blocks as the agent knows them, else read side by side (the pool ID is the network key).
       return this.lock.run(req.poolId, async () => {
-        const [network, blocks] = await Promise.all([this.getNetwork(req.poolId), this.registry.listBlocks(req.poolId)]);
+        const [network, blocks] = await Promise.all([
+          this.knownNetwork(req.poolId),
+          this.known?.knownBlocks(req.poolId) ?? this.registry.listBlocks(req.poolId),
+        ]);
         return withPrefix(await this.allocateAny(network, ip.parseCidr(network.subnet)!, blocks), network);
       });
     }
@@ -199,7 +226,7 @@ export class Ipam implements IpamService {
   }
 
   async releaseAddress(poolId: string, given: string): Promise<void> {
-    const network = await this.getNetwork(poolId);
+    const network = await this.knownNetwork(poolId);
     const subnet = ip.parseCidr(network.subnet)!;
     const parsed = ip.parseIp(given);
     if (parsed?.family !== subnet.family) throw new BadRequestError(`ReleaseAddress: "${given}" is not an ${FAMILY[subnet.family].name} address`);
@@ -210,8 +237,9 @@ export class Ipam implements IpamService {
     const held = await this.registry.getAddress(network.key, block, address);
     if (held?.record.kind === 'aux') {
       // A reservation no create settled is a failed create's: freed. A settled one stays until the network goes.
-      const settled = Object.values(network.settings?.auxAddresses ?? {}).includes(address);
-      if (!settled) await this.registry.releaseAddress(network.key, block, address, held.modRevision);
+      // Settled by a CreateNetwork maybe a moment ago, on this host: the settings as stored.
+      const settled = Object.values((await this.getNetwork(poolId)).settings?.auxAddresses ?? {}).includes(address);
+      if (!settled && (await this.registry.releaseAddress(network.key, block, address, held.modRevision))) this.forget(network.key, block, parsed.value);
       return;
     }
     // Another host's address is not ours to free, even if Docker asks.
@@ -219,7 +247,7 @@ export class Ipam implements IpamService {
     // Docker releases after DeleteEndpoint (or after a failed CreateEndpoint, which leaves no
     // endpoint): an endpoint still there means a container is using the address. The usual case,
     // its endpoint gone, is one transaction.
-    if (await this.registry.releaseUnheldAddress(block, held)) return;
+    if (await this.registry.releaseUnheldAddress(block, held)) return this.forget(network.key, block, parsed.value);
     const holder = held.record.endpointId;
     const holding = holder === undefined ? undefined : (await this.registry.getEndpoint(this.options.node, holder))?.record;
     if (holding !== undefined && (holding.address === address || holding.addressV6 === address)) {
@@ -227,7 +255,11 @@ export class Ipam implements IpamService {
         `ReleaseAddress: ${address} is in use by endpoint ${holding.id.slice(0, 12)}: it is released after DeleteEndpoint removes that endpoint`,
       );
     }
-    await this.registry.releaseAddress(network.key, block, address, held.modRevision);
+    if (await this.registry.releaseAddress(network.key, block, address, held.modRevision)) this.forget(network.key, block, parsed.value);
+  }
+
+  private forget(net: string, block: string, value: bigint): void {
+    this.heldHere.get(`${net}/${block}`)?.delete(value);
   }
 
   /** Gives up this host's blocks of a network that no longer has addresses here. */
@@ -238,12 +270,18 @@ export class Ipam implements IpamService {
         const addresses = await this.registry.listAddresses(net, block.block);
         if (addresses.some((a) => a.record.kind === 'endpoint')) continue;
         await this.registry.releaseBlock(net, block.block);
+        this.heldHere.delete(`${net}/${block.block}`);
       }
     });
   }
 
   private async getNetwork(poolId: string): Promise<NetworkRecord> {
     return (await this.getVersionedNetwork(poolId)).record;
+  }
+
+  /** For the calls of container starts and removals: what they use of a network never changes once it has containers. */
+  private async knownNetwork(poolId: string): Promise<NetworkRecord> {
+    return this.known?.knownPool(poolId) ?? this.getNetwork(poolId);
   }
 
   private async getVersionedNetwork(poolId: string): Promise<Versioned<NetworkRecord>> {
@@ -439,13 +477,29 @@ export class Ipam implements IpamService {
 
   private async allocateInBlock(network: NetworkRecord, subnet: ip.Cidr, block: ip.Cidr, range: ip.Cidr): Promise<string | undefined> {
     const blockText = ip.formatCidr(block);
+    const key = `${network.key}/${blockText}`;
+    const remembered = this.heldHere.get(key);
+    if (remembered) {
+      const guess = freeAddresses(block, subnet, remembered, range).next();
+      if (!guess.done && (await this.claimInBlock(network, block, guess.value))) {
+        remembered.add(guess.value);
+        return ip.formatIp(ip.at(block, guess.value));
+      }
+    }
     const taken = new Set((await this.registry.listAddresses(network.key, blockText)).map((a) => ip.parseIp(a.record.address)!.value));
+    this.heldHere.set(key, taken);
     for (const candidate of freeAddresses(block, subnet, taken, range)) {
-      const address = ip.formatIp(ip.at(block, candidate));
-      const record: AddressRecord = { network: network.key, address, node: this.options.node, kind: 'endpoint' };
-      if (await this.registry.claimAddress(blockText, record)) return address;
+      if (await this.claimInBlock(network, block, candidate)) {
+        taken.add(candidate);
+        return ip.formatIp(ip.at(block, candidate));
+      }
     }
     return undefined;
+  }
+
+  private claimInBlock(network: NetworkRecord, block: ip.Cidr, value: bigint): Promise<boolean> {
+    const address = ip.formatIp(ip.at(block, value));
+    return this.registry.claimAddress(ip.formatCidr(block), { network: network.key, address, node: this.options.node, kind: 'endpoint' });
   }
 }
 

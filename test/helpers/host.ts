@@ -3,7 +3,7 @@ import { Agent, type AgentOptions, type StartNameServer } from '../../src/agent/
 import { loadAgentConfig } from '../../src/config';
 import { RecordingDataplane } from '../../src/dataplane/fake/recording-dataplane';
 import { NetworkDriver } from '../../src/driver/network-service';
-import { Ipam } from '../../src/ipam/ipam-service';
+import { Ipam, knownLater } from '../../src/ipam/ipam-service';
 import type { Metrics } from '../../src/metrics/metrics';
 import { MemoryStore } from '../../src/store/memory-store';
 import { Registry } from '../../src/store/registry';
@@ -48,9 +48,9 @@ export function testHost(store: MemoryStore, name: string, ip: string, opts: Tes
     defaultSupernet: config.defaultSupernet,
     defaultSubnetPrefix: config.defaultSubnetPrefix,
     defaultBlockSize: config.blockSize,
-  });
+  }, knownLater(() => agent));
   const clock = opts.clock ?? new FakeClock();
-  const agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0, clock, ...opts.agent }, opts.metrics, opts.startNames);
+  const agent: Agent = new Agent(config, registry, dataplane, docker, ipam, { reconcileConfirmMs: 0, clock, ...opts.agent }, opts.metrics, opts.startNames);
   const driver = new NetworkDriver(registry, ipam, dataplane, docker, agent, { node: name, dnsAddress: '169.254.53.53' });
   return { name, ip, registry, dataplane, docker, ipam, agent, driver, clock };
 }

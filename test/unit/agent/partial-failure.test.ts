@@ -72,6 +72,7 @@ describe('Agent: a kernel apply that fails half-way', () => {
     // What Docker does after a failed Join: DeleteEndpoint, ReleaseAddress.
     await host.driver.deleteEndpoint(NET, EP);
     await host.ipam.releaseAddress(poolId, first.split('/')[0]!);
+    await settle(); // the veth goes once DeleteEndpoint has answered
     expect(await host.registry.listEndpoints('h1')).toEqual([]);
     expect(host.dataplane.endpoints.size).toBe(0);
     expect(await heldAddresses()).toEqual([]);

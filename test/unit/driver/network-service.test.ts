@@ -1,6 +1,7 @@
 import { BadRequestError, ConflictError, NotFoundError, NotSupportedError } from '../../../src/errors';
 import { MemoryStore } from '../../../src/store/memory-store';
 import type { ContainerNames } from '../../../src/labels/docker';
+import { settle } from '../../helpers/fake-clock';
 import { FakeDocker } from '../../helpers/fake-docker';
 import { createDockerNetwork, testHost, type TestHost } from '../../helpers/host';
 import { renderedRules } from '../../helpers/firewall-text';
@@ -79,6 +80,7 @@ describe('NetworkDriver', () => {
     const poolId = await createNetwork(host);
     const { address } = await run(host, poolId, EP);
     await host.driver.leave(NET, EP);
+    await settle(); // the veth goes once Leave has answered
     expect(host.dataplane.endpoints.size).toBe(0);
     await host.driver.deleteEndpoint(NET, EP);
     await host.ipam.releaseAddress(poolId, address.split('/')[0]!);
@@ -93,9 +95,31 @@ describe('NetworkDriver', () => {
     const poolId = await createNetwork(host);
     const { address } = await host.ipam.requestAddress({ poolId });
     await host.driver.createEndpoint({ networkId: NET, endpointId: EP, address, portMappings: [], driverOptions: {} });
+    await settle(); // the veth is made once CreateEndpoint has answered
     expect(host.dataplane.endpoints.size).toBe(1);
     await host.driver.deleteEndpoint(NET, EP);
+    await settle();
     expect({ veths: host.dataplane.endpoints.size, endpoints: await host.registry.listEndpoints() }).toEqual({ veths: 0, endpoints: [] });
+  });
+
+  it('finds in the store an endpoint its agent has not seen yet, for every call that names it', async () => {
+    // Not started: the agent's view knows no endpoint, as before its watch brings a fresh CreateEndpoint.
+    const unseen = testHost(store, 'h2', '192.0.2.2');
+    const poolId = await createNetwork(unseen);
+    const create = async (endpointId: string) => {
+      const { address } = await unseen.ipam.requestAddress({ poolId });
+      await unseen.driver.createEndpoint({ networkId: NET, endpointId, address, portMappings: [], driverOptions: {} });
+    };
+    await create(EP);
+    expect(await unseen.driver.endpointOperInfo(NET, EP)).toEqual({ 'sluice.node': 'h2', 'sluice.host_ifname': `slv${EP.slice(0, 11)}` });
+    await unseen.driver.deleteEndpoint(NET, EP);
+    await settle();
+    expect({ veths: unseen.dataplane.endpoints.size, endpoints: await unseen.registry.listEndpoints('h2') }).toEqual({ veths: 0, endpoints: [] });
+    const other = 'e2'.repeat(32);
+    await create(other);
+    const ports = [{ proto: 'tcp' as const, containerPort: 80, hostPort: 8080, hostPortEnd: 8080 }];
+    await unseen.driver.programExternalConnectivity(NET, other, ports);
+    expect((await unseen.registry.getEndpoint('h2', other))?.record.ports).toEqual(ports);
   });
 
   it('does not bring back the record of a container removed while the agent asked Docker for its names (docker run --rm true)', async () => {

@@ -1,19 +1,28 @@
 import { BadRequestError, ConflictError, ExhaustedError } from '../../../src/errors';
-import { GATEWAY_REQUEST, Ipam, type IpamOptions, defineNetwork, newNetworkRecord } from '../../../src/ipam/ipam-service';
-import type { NetworkSettings } from '../../../src/model';
+import { GATEWAY_REQUEST, Ipam, type IpamOptions, type KnownPools, defineNetwork, newNetworkRecord } from '../../../src/ipam/ipam-service';
+import type { BlockRecord, NetworkRecord, NetworkSettings } from '../../../src/model';
 import { parseCidr, parseIp } from '../../../src/net/ipv4';
 import * as net from '../../../src/net/ip';
 import { MemoryStore } from '../../../src/store/memory-store';
 import { Registry } from '../../../src/store/registry';
 
-function ipamFor(registry: Registry, node: string, overrides: Partial<IpamOptions> = {}): Ipam {
-  return new Ipam(registry, {
-    node,
-    defaultSupernet: net.parseCidr('10.96.0.0/12')!,
-    defaultSubnetPrefix: 16,
-    defaultBlockSize: 26,
-    ...overrides,
-  });
+function ipamFor(registry: Registry, node: string, overrides: Partial<IpamOptions> = {}, known?: KnownPools): Ipam {
+  const options = { node, defaultSupernet: net.parseCidr('10.96.0.0/12')!, defaultSubnetPrefix: 16, defaultBlockSize: 26, ...overrides };
+  return new Ipam(registry, options, known);
+}
+
+/** What an agent's view holds while its watch lags behind the store: set by the test, never updated. */
+class LaggingView implements KnownPools {
+  networks = new Map<string, NetworkRecord>();
+  blocks: BlockRecord[] = [];
+
+  knownPool(net: string): NetworkRecord | undefined {
+    return this.networks.get(net);
+  }
+
+  knownBlocks(net: string): BlockRecord[] {
+    return this.blocks.filter((b) => b.network === net);
+  }
 }
 
 const ip = (cidr: string) => cidr.split('/')[0]!;
@@ -300,6 +309,46 @@ describe('Ipam', () => {
         new ConflictError('sluice network 10.96.0.0/24 already exists with --ip-range 10.96.0.128/26: create it on this host the same way'),
       );
       await expect(ipamFor(registry, 'h2').requestPool({ pool: '10.96.0.0/24', options: {}, v6: false })).rejects.toThrow(/with --ip-range/);
+    });
+  });
+
+  it('hands out an address that another host reserved in this host\'s block meanwhile to nobody, and the next free one instead', async () => {
+    const poolId = await createdPool(ipam, '10.96.0.0/16');
+    expect(ip((await ipam.requestAddress({ poolId })).address)).toBe('10.96.0.2');
+    // Another host's `docker network create --aux-address` of the same network, after h1 last listed its block.
+    const h2 = ipamFor(registry, 'h2');
+    await h2.requestPool({ pool: '10.96.0.0/16', options: {}, v6: false });
+    await h2.requestAddress({ poolId, address: '10.96.0.3' });
+    expect(ip((await ipam.requestAddress({ poolId })).address)).toBe('10.96.0.4');
+    expect((await registry.listAddresses(poolId)).map((a) => `${a.record.address} ${a.record.kind}`)).toEqual([
+      '10.96.0.1 gateway',
+      '10.96.0.2 endpoint',
+      '10.96.0.3 aux',
+      '10.96.0.4 endpoint',
+    ]);
+  });
+
+  describe('with the agent\'s view behind the store', () => {
+    it('takes addresses from the block this host holds, not a new block, when the view does not know of it yet', async () => {
+      const lagging = ipamFor(registry, 'h1', {}, new LaggingView());
+      const poolId = await createdPool(lagging, '10.96.0.0/16');
+      const first = await lagging.requestAddress({ poolId });
+      const second = await lagging.requestAddress({ poolId });
+      expect({ addresses: [ip(first.address), ip(second.address)], blocks: (await registry.listBlocks(poolId)).map((b) => b.block) }).toEqual({
+        addresses: ['10.96.0.2', '10.96.0.3'],
+        blocks: ['10.96.0.0/26'],
+      });
+    });
+
+    it('keeps an --aux-address that a create settled a moment ago, when the view still has the network without it', async () => {
+      const view = new LaggingView();
+      const lagging = ipamFor(registry, 'h1', {}, view);
+      const { poolId } = await lagging.requestPool({ pool: '10.96.0.0/29', options: {}, v6: false });
+      view.networks.set(poolId, (await registry.getNetwork(poolId))!.record);
+      await lagging.requestAddress({ poolId, address: '10.96.0.2' });
+      await lagging.settleNetwork(poolId, { internal: false, auxAddresses: { router: '10.96.0.2' } }, () => undefined);
+      await lagging.releaseAddress(poolId, '10.96.0.2');
+      expect((await registry.listAddresses(poolId)).map((a) => a.record.kind).sort()).toEqual(['aux', 'gateway']);
     });
   });
 
