@@ -8,7 +8,8 @@
 // is the real one. A thousand full agents each holding the cluster (~20 MB and a firewall compile
 // per change apiece) do not fit on 2 cores, so only FULL_AGENTS of them (host-0000..) run the real
 // Agent (cluster sync, desired state, applier) on a real EtcdStore, each in its own process, on a
-// dataplane that keeps only the last state (no iptables: the figures are the agent's own work);
+// dataplane that keeps only the last state (no iptables: the figures are the agent's own work),
+// with Node's options from bin/sluice;
 // the others are watchers in WATCHER_PROCESSES processes that only note when each event arrives.
 // The churn falls on the watchers' hosts only: to the full agents every change is a remote one.
 // The full agents run at a lower priority (nice 10): on a real cluster each has a host of its own
@@ -20,6 +21,7 @@
 // agents' CPU per remote change (process CPU in the window, less the rate at rest, per write);
 // agent RSS and start (list + first apply); etcd's CPU, RSS and database size; and the CPU of the
 // watcher processes, which share the 2 cores: when they saturate, the latency is the bench's too.
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { EtcdStore } from '../../src/store/etcd-store/adapter';
@@ -27,6 +29,7 @@ import { keys } from '../../src/store/keys';
 import { Registry } from '../../src/store/registry';
 import { bigCluster, bigEndpoint, bigPolicies, writeAll } from '../../test/helpers/big-cluster';
 import { startEtcd, type EtcdInstance } from '../../test/helpers/etcd';
+import { findUp } from '../../test/helpers/lab';
 import { coreShare, cpuPerChange, eventId, spread, type Mark } from '../held';
 import { cpuTicks, procStatusKb } from '../labs';
 import { Background, nowMs, runOk, sleep } from '../proc';
@@ -53,6 +56,14 @@ const WINDOW_MS = 20_000;
 /** After the last write: time for it to reach every host before the CPU is read. */
 const DRAIN_MS = 3000;
 const HOST = path.join(__dirname, '../scale-host.js');
+/**
+ * Node's options as bin/sluice starts the agent (its shebang): the full agents' memory is then the
+ * real agent's, whose young generation is kept small.
+ */
+const AGENT_NODE_OPTIONS = readFileSync(findUp(__dirname, path.join('bin', 'sluice')), 'utf8')
+  .split('\n', 1)[0]!
+  .split(' ')
+  .filter((word) => word.startsWith('--'));
 
 interface Reply {
   startMs: number;
@@ -68,8 +79,8 @@ interface Report {
 class HostProcess {
   private readonly process: Background;
 
-  constructor(what: string, args: string[]) {
-    this.process = new Background(what, process.execPath, [HOST, ...args]);
+  constructor(what: string, args: string[], nodeOptions: readonly string[] = []) {
+    this.process = new Background(what, process.execPath, [...nodeOptions, HOST, ...args]);
   }
 
   /** A saturated host answers late: that is a figure too, so it is given long. */
@@ -163,7 +174,7 @@ export const scale: Scenario = {
         const starts: Reply[] = [];
         const agents: HostProcess[] = [];
         for (let i = 0; i < FULL_AGENTS; i++) {
-          const agent = new HostProcess(`agent ${i}`, ['agent', etcd.endpoint, String(i)]);
+          const agent = new HostProcess(`agent ${i}`, ['agent', etcd.endpoint, String(i)], AGENT_NODE_OPTIONS);
           processes.push(agent);
           agents.push(agent);
           starts.push(await agent.ask<Reply>('start'));

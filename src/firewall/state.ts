@@ -318,18 +318,18 @@ function invalid(message: string): never {
  * "10.0.0.10"), then prefix length. Computed once per member, never in a
  * comparator; equal keys fall back to the text (an interface after a comma).
  */
-export function memberSortKey(member: string): number {
+function memberSortKey(member: string): number {
   const comma = member.indexOf(',');
   const [ip, prefix] = (comma < 0 ? member : member.slice(0, comma)).split('/');
   return (parseIp(ip ?? '') ?? 0) * 64 + Number(prefix ?? 32);
 }
 
-export interface KeyedMember {
+interface KeyedMember {
   member: string;
   key: number;
 }
 
-export function compareKeyed(a: KeyedMember, b: KeyedMember): number {
+function compareKeyed(a: KeyedMember, b: KeyedMember): number {
   return a.key - b.key || compareText(a.member, b.member);
 }
 

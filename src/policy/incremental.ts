@@ -19,9 +19,8 @@ import { DNAT_CHAIN, LOCAL_SET } from '../firewall/names';
 import type { Rule } from '../firewall/rule';
 import {
   byName,
-  compareKeyed,
   compareText,
-  memberSortKey,
+  sortMembers,
   type Chain,
   type FirewallChange,
   type FirewallState,
@@ -50,15 +49,13 @@ export interface ClusterRecords {
   ipv6Masquerade?: boolean;
 }
 
-interface Member {
-  count: number;
-  /** memberSortKey, computed once. */
-  key: number;
-}
-
 interface TrackedSet {
   type: IpSetType;
-  members: Map<string, Member>;
+  /**
+   * Member → how many contributions hold it. Only the count: tens of thousands of members at a
+   * thousand hosts, and their order is needed only for a full state or a change's few members.
+   */
+  members: Map<string, number>;
 }
 
 /** What one update did, gathered as it goes and turned into a FirewallChange at the end. */
@@ -178,7 +175,7 @@ export class IncrementalFirewall {
 
   /** The whole desired state: what compileFirewall gives for the records of the last update. */
   state(): FirewallState {
-    const ipsets = [...this.sets].map(([name, set]): IpSet => ({ name, type: set.type, members: sortedMembers(set.members) }));
+    const ipsets = [...this.sets].map(([name, set]): IpSet => ({ name, type: set.type, members: sortMembers([...set.members.keys()]) }));
     return { ipsets: byName(ipsets), filter: byName([...this.chains.filter.values()]), nat: byName([...this.chains.nat.values()]) };
   }
 
@@ -259,20 +256,19 @@ export class IncrementalFirewall {
 
   private count(name: string, member: string, delta: number): void {
     const set = this.sets.get(name)!;
-    const found = set.members.get(member);
-    const count = (found?.count ?? 0) + delta;
+    const found = set.members.get(member) ?? 0;
+    const count = found + delta;
     if (count < 0) throw new Error(`bug: ipset ${name} member ${member} taken back more often than added`);
-    if ((found === undefined) !== (count === 0)) this.touch(name, member, found !== undefined);
+    if ((found === 0) !== (count === 0)) this.touch(name, member, found !== 0);
     if (count === 0) set.members.delete(member);
-    else if (found === undefined) set.members.set(member, { count, key: memberSortKey(member) });
-    else found.count = count;
+    else set.members.set(member, count);
   }
 
   /** Makes a set's members exactly `counts`. */
   private resetMembers(name: string, counts: ReadonlyMap<string, number>): void {
     const set = this.sets.get(name)!;
-    for (const member of [...set.members.keys()]) if (!counts.has(member)) this.count(name, member, -set.members.get(member)!.count);
-    for (const [member, count] of counts) this.count(name, member, count - (set.members.get(member)?.count ?? 0));
+    for (const member of [...set.members.keys()]) if (!counts.has(member)) this.count(name, member, -set.members.get(member)!);
+    for (const [member, count] of counts) this.count(name, member, count - (set.members.get(member) ?? 0));
   }
 
   private touch(name: string, member: string, wasThere: boolean): void {
@@ -311,11 +307,11 @@ export class IncrementalFirewall {
         if (now.has(member) && !wasThere) add.push(member);
         if (!now.has(member) && wasThere) remove.push(member);
       }
-      if (add.length + remove.length > 0) members.push({ name, add: sortByKey(add), remove: sortByKey(remove) });
+      if (add.length + remove.length > 0) members.push({ name, add: sortMembers(add), remove: sortMembers(remove) });
     }
     const changed = [...chains.values()].sort((a, b) => compareText(a.table, b.table) || compareText(a.name, b.name));
     return {
-      createdSets: [...created].sort().map((name) => ({ name, type: this.sets.get(name)!.type, members: sortedMembers(this.sets.get(name)!.members) })),
+      createdSets: [...created].sort().map((name) => ({ name, type: this.sets.get(name)!.type, members: sortMembers([...this.sets.get(name)!.members.keys()]) })),
       members: byName(members),
       chains: changed.flatMap(({ table, chain }) => (chain === undefined ? [] : [{ table, chain }])),
       removedChains: changed.flatMap(({ table, name, chain }) => (chain === undefined ? [{ table, name }] : [])),
@@ -376,12 +372,4 @@ function sameValue(a: unknown, b: unknown): boolean {
 function setOrDelete<T>(map: Map<string, T>, key: string, value: T | undefined): void {
   if (value === undefined) map.delete(key);
   else map.set(key, value);
-}
-
-function sortedMembers(members: ReadonlyMap<string, Member>): string[] {
-  return [...members].map(([member, { key }]) => ({ member, key })).sort(compareKeyed).map((m) => m.member);
-}
-
-function sortByKey(members: string[]): string[] {
-  return members.map((member) => ({ member, key: memberSortKey(member) })).sort(compareKeyed).map((m) => m.member);
 }

@@ -13,7 +13,8 @@ export const LAB_DNS_ADDRESS = '169.254.53.53';
 /** Every lab agent serves /metrics on its host address at this port (lab.sh METRICS_PORT). */
 export const LAB_METRICS_PORT = 9453;
 
-function findUp(from: string, file: string): string {
+/** `file` (a path relative to a directory) in `from` or the nearest directory above that has it. */
+export function findUp(from: string, file: string): string {
   for (let dir = from; ; dir = path.dirname(dir)) {
     if (existsSync(path.join(dir, file))) return path.join(dir, file);
     if (path.dirname(dir) === dir) throw new Error(`no ${file} in ${from} or above`);
