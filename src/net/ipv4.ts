@@ -22,10 +22,6 @@ export function formatIp(value: number): string {
   return [value >>> 24, (value >>> 16) & 255, (value >>> 8) & 255, value & 255].join('.');
 }
 
-export function isIpv6(text: string): boolean {
-  return ipaddr.IPv6.isValid(text.split('/')[0] ?? '');
-}
-
 export function mask(prefix: number): number {
   return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
 }
