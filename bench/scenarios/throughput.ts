@@ -189,7 +189,7 @@ async function measure(ctx: Context, key: LabKey, mode: 'host-gw' | 'vxlan', rou
     ctx.add(figure('throughput', `${mode}: container to container median`, median(container), 'Gbit/s'));
     ctx.add(figure('throughput', `${mode}: ${b} host to host (no sluice) median`, median(alone), 'Gbit/s'));
     ctx.add(figure('throughput', `${mode}: median of paired ratios ${b}/host (the kernel's path alone)`, median(ratios(alone, host)), 'ratio'));
-    ctx.add(figure('throughput', `${mode}: median of paired ratios container/${b} (what sluice's path adds: veths, rules, Docker's)`, median(ratios(container, alone)), 'ratio', targets.containerBaseline));
+    ctx.add(figure('throughput', `${mode}: median of paired ratios container/${b} (what sluice's path adds)`, median(ratios(container, alone)), 'ratio', targets.containerBaseline));
     ctx.add(figure('throughput', `${mode}: median of paired ratios container/host`, median(ratios(container, host)), 'ratio', targets.containerHost));
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
