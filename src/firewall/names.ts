@@ -63,6 +63,8 @@ export function isSluiceIpset(name: string): boolean {
  * whose traffic (tunnelled peers, the gateway) is not a container's.
  */
 export const HOST_IFNAME_PREFIX = 'slv';
+/** Every Sluice veth's host end, as an iptables interface pattern. */
+export const ALL_SLUICE_IFACES = `${HOST_IFNAME_PREFIX}+`;
 const CONTAINER_IFNAME_PREFIX = 'sc';
 /** 3 + 11 = 14 characters, within IFNAMSIZ (15); 44 bits keep collisions out of reach on one host. */
 const IFNAME_ID_LENGTH = 11;

@@ -6,10 +6,10 @@
  * how they fit together.
  */
 import {
+  ALL_SLUICE_IFACES,
   EGRESS_GOVERNED_SET,
   FORWARD_CHAIN,
   FROM_WORKLOAD_CHAIN,
-  HOST_IFNAME_PREFIX,
   INGRESS_GOVERNED_SET,
   INPUT_CHAIN,
   LOCAL_SET,
@@ -34,8 +34,6 @@ import {
   type PolicyChainCache,
   type SetBook,
 } from './policy-chains';
-
-const ALL_SLUICE_IFACES = `${HOST_IFNAME_PREFIX}+`;
 
 /** A direction that policies govern: its set, the union of these target sets. */
 export interface Governed {
@@ -102,7 +100,8 @@ export function internalSet(networks: readonly NetworkRecord[], sets: SetBook): 
 const fromWorkload: Extract<Match, { kind: 'in-interface' }> = { kind: 'in-interface', name: ALL_SLUICE_IFACES };
 
 export function forwardChain(internal: string | undefined): Chain {
-  // --internal: nothing between its containers and anything outside the sluice networks, either way, replies included.
+  // --internal: nothing between its containers and anything outside the sluice networks, either
+  // way. (Replies never get here: without a first packet let through there is no connection.)
   const isolation = internal === undefined ? [] : [
     rule('sluice: internal network, no way out', [setMatch(internal, 'src'), { ...setMatch(POOLS_SET, 'dst'), negated: true }], { kind: 'DROP' }),
     rule('sluice: internal network, no way in', [setMatch(internal, 'dst'), { ...setMatch(POOLS_SET, 'src'), negated: true }], { kind: 'DROP' }),
@@ -113,6 +112,8 @@ export function forwardChain(internal: string | undefined): Chain {
       // Scoped to sluice veths, so other forwarded traffic is left to the host's own rules.
       rule('sluice: not sluice traffic', [{ ...fromWorkload, negated: true }, { kind: 'out-interface', name: ALL_SLUICE_IFACES, negated: true }], { kind: 'RETURN' }),
       ...isolation,
+      // The FORWARD hooks accept this before the jump, cheaper (firewall-plan's HOOKS); here it
+      // keeps the chain whole where they are missing: a host hooked by an older version, damage.
       rule('sluice: established', [{ kind: 'conntrack', states: ['RELATED', 'ESTABLISHED'] }], { kind: 'ACCEPT' }),
       rule('sluice: invalid', [{ kind: 'conntrack', states: ['INVALID'] }], { kind: 'DROP' }),
       ...protectedDestinations([fromWorkload]),

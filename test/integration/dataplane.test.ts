@@ -81,10 +81,12 @@ describe('init', () => {
     expect(readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim()).toBe('1');
     const [gatewayDevice] = json<{ flags: string[] }[]>('ip', '-j', 'link', 'show', 'dev', 'sluice0');
     expect(gatewayDevice?.flags).toContain('UP');
-    const hooks = (table: string) => sh('iptables-save', '-t', table).split('\n').filter((l) => l.includes('"sluice hook"'));
+    const hooks = (table: string) => sh('iptables-save', '-t', table).split('\n').filter((l) => l.includes('"sluice hook'));
     expect(hooks('filter')).toEqual([
       '-A INPUT -m comment --comment "sluice hook" -j SLUICE-INPUT',
       '-A FORWARD -o sluice.vxlan -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu',
+      '-A FORWARD -i slv+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "sluice hook: established from workload" -j ACCEPT',
+      '-A FORWARD -o slv+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "sluice hook: established to workload" -j ACCEPT',
       '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD',
     ]);
     expect(hooks('nat')).toEqual([
@@ -344,10 +346,11 @@ describe('firewall', () => {
     const dropPeers: FirewallState = {
       ...base,
       ipsets: [...base.ipsets, { name: 'sluice-it-peers', type: 'hash:ip', members: ['10.96.0.6'] }],
-      filter: [forward([rule('drop peers', { kind: 'DROP' }, { kind: 'set', set: 'sluice-it-peers', sides: 'src' })]), ...base.filter.slice(1)],
+      filter: [forward([rule('drop peers', { kind: 'DROP' }, { kind: 'set', set: 'sluice-it-peers', sides: 'dst' })]), ...base.filter.slice(1)],
     };
     await dp.applyFirewall(dropPeers);
-    expect(c1.canPing('10.96.0.6')).toBe(false); // the reply comes from a member
+    // To a member (replies from one never reach the chain: the FORWARD hooks accept them first).
+    expect(c1.canPing('10.96.0.6')).toBe(false);
     expect(c2.canPing('10.96.0.1')).toBe(true); // to the host itself: not forwarded
 
     // The set goes after the rule that used it: the rule first, then the set.
@@ -372,7 +375,7 @@ describe('firewall', () => {
     sh('ipset', 'del', 'sluice-it-nets', '10.98.0.0/24');
     await expect(dp.verifyFirewall()).resolves.toEqual([
       'filter chain SLUICE-FORWARD has 0 rules that differ from the 2 applied',
-      'hook from nat POSTROUTING to SLUICE-POSTROUTING is missing',
+      'hook "sluice hook" from nat POSTROUTING to SLUICE-POSTROUTING is missing',
       'ipset sluice-it-nets holds 1 members that differ from the 2 applied',
     ]);
     await dp.applyFirewall(base);

@@ -34,8 +34,10 @@ import {
   compareWithKernel,
   currentFromKernel,
   declareChain,
-  insertHook,
-  missingHooks,
+  hookLines,
+  hookRepair,
+  hooksOf,
+  NO_HOOK_REPAIR,
   parseIpsetSave,
   parseIptablesSave,
   parseRuleCounters,
@@ -76,15 +78,15 @@ export class IptablesFirewall {
   ensureHooks(): Promise<void> {
     return this.mutex.run('firewall', async () => {
       const tables = await this.readTables();
-      const missing = missingHooks(tables, this.family);
+      const repair = hookRepair(tables, this.family);
       for (const table of TABLES) {
-        const hooks = missing.filter((h) => h.table === table);
-        if (hooks.length === 0) continue;
-        const declare = [...new Set(hooks.map((h) => h.target))].filter((chain) => chain.startsWith(CHAIN_PREFIX) && !tables[table].chains.has(chain));
-        await this.iptablesRestore(batchInput([`*${table}`, ...declare.map(declareChain), ...hooks.map(insertHook), 'COMMIT']));
+        const hooks = hooksOf(repair, table);
+        if (hooks.insert.length === 0) continue;
+        const declare = [...new Set(hooks.insert.map((h) => h.target))].filter((chain) => chain.startsWith(CHAIN_PREFIX) && !tables[table].chains.has(chain));
+        await this.iptablesRestore(batchInput([`*${table}`, ...declare.map(declareChain), ...hookLines(hooks), 'COMMIT']));
       }
       // A top-level chain may have been re-created empty; the cache would not know.
-      if (missing.length > 0) this.applied = undefined;
+      if (repair.insert.length > 0) this.applied = undefined;
     });
   }
 
@@ -93,7 +95,7 @@ export class IptablesFirewall {
       const desired = normalizeFirewall(state, this.family);
       const previous = this.applied;
       const current: CurrentFirewall = previous
-        ? { sets: previous.sets, chains: rulesOf(previous), missingHooks: [] }
+        ? { sets: previous.sets, chains: rulesOf(previous), hooks: NO_HOOK_REPAIR }
         : await this.readKernel().then((kernel) => currentFromKernel(kernel.tables, kernel.sets, this.family));
       const plan = planFirewall(current, desired, this.family);
       // Whatever happens below, the kernel may now be neither state: re-read it next time.

@@ -20,8 +20,10 @@ const hooked = {
   filter:
     '*filter\n:SLUICE-FORWARD - [0:0]\n:SLUICE-INPUT - [0:0]\n' +
     '-A INPUT -m comment --comment "sluice hook" -j SLUICE-INPUT\n' +
-    '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\n' +
-    '-A FORWARD -o sluice.vxlan -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n',
+    '-A FORWARD -o sluice.vxlan -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu\n' +
+    '-A FORWARD -i slv+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "sluice hook: established from workload" -j ACCEPT\n' +
+    '-A FORWARD -o slv+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "sluice hook: established to workload" -j ACCEPT\n' +
+    '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\nCOMMIT\n',
   nat:
     '*nat\n:SLUICE-DNAT - [0:0]\n:SLUICE-POSTROUTING - [0:0]\n' +
     '-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment "sluice hook" -j SLUICE-DNAT\n' +
@@ -156,9 +158,7 @@ describe('init and gateways', () => {
     const save = (table: string) =>
       table === 'filter'
         ? '*filter\n:FORWARD ACCEPT [0:0]\n:SLUICE-FORWARD - [0:0]\n:SLUICE-INPUT - [0:0]\n' +
-          '-A INPUT -m comment --comment "sluice hook" -j SLUICE-INPUT\n' +
-          '-A FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\n' +
-          '-A FORWARD -o sluice.vxlan -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n'
+          hooked.filter.slice(hooked.filter.indexOf('-A INPUT'))
         : '*nat\n:SLUICE-DNAT - [0:0]\n-A SLUICE-DNAT -j RETURN\nCOMMIT\n';
     const { dp, runner, sysctls } = dataplane((call) => (call.command === 'iptables-save' ? save(call.args[1]!) : ''));
     await dp.init();
@@ -182,11 +182,19 @@ describe('init and gateways', () => {
     ]);
   });
 
-  it('adds the MSS clamp for the tunnel above the hook to SLUICE-FORWARD on a host hooked by a version without it', async () => {
-    const { dp, runner } = dataplane((call) => (call.command === 'iptables-save' ? (call.args[1] === 'filter' ? hooked.filter.replace(/.*TCPMSS.*\n/, '') : hooked.nat) : ''));
+  it('puts the FORWARD hooks back in order on a host hooked by a version without those accepting established traffic', async () => {
+    const older = hooked.filter.replace(/.* established .*\n/g, '');
+    const { dp, runner } = dataplane((call) => (call.command === 'iptables-save' ? (call.args[1] === 'filter' ? older : hooked.nat) : ''));
     await dp.init();
+    // Inserted at the top one by one: the MSS clamp ends up first, then the accepts, then the jump.
     expect(runner.calls.filter((c) => c.command === 'iptables-restore').map((c) => c.input)).toEqual([
-      '*filter\n-I FORWARD 1 -o sluice.vxlan -p tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n',
+      '*filter\n' +
+        '-D FORWARD -m comment --comment "sluice hook" -j SLUICE-FORWARD\n' +
+        '-D FORWARD -o sluice.vxlan -p tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu\n' +
+        '-I FORWARD 1 -m comment --comment "sluice hook" -j SLUICE-FORWARD\n' +
+        '-I FORWARD 1 -o slv+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "sluice hook: established to workload" -j ACCEPT\n' +
+        '-I FORWARD 1 -i slv+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "sluice hook: established from workload" -j ACCEPT\n' +
+        '-I FORWARD 1 -o sluice.vxlan -p tcp --tcp-flags SYN,RST SYN -m comment --comment "sluice hook" -j TCPMSS --clamp-mss-to-pmtu\nCOMMIT\n',
     ]);
   });
 

@@ -2,7 +2,7 @@ import type { FirewallState } from '../../../src/firewall/state';
 import { normalizeFirewall } from '../../../src/firewall/state';
 import { POSTROUTING_CHAIN } from '../../../src/firewall/names';
 import { renderRule } from '../../../src/firewall/rule';
-import { planFirewall, renderChains } from '../../../src/dataplane/linux/firewall-plan';
+import { NO_HOOK_REPAIR, planFirewall, renderChains } from '../../../src/dataplane/linux/firewall-plan';
 import type { EndpointRecord } from '../../../src/model';
 import { compileFirewall, type CompileInput } from '../../../src/policy/compile';
 import { IncrementalFirewall } from '../../../src/policy/incremental';
@@ -567,7 +567,7 @@ describe('endpoint churn', () => {
       expect(after.ipsets).not.toEqual(before.ipsets);
       const current = normalizeFirewall(before);
       const chains = { filter: renderChains(current.chains.filter), nat: renderChains(current.chains.nat) };
-      const plan = planFirewall({ sets: current.sets, chains, missingHooks: [] }, normalizeFirewall(after));
+      const plan = planFirewall({ sets: current.sets, chains, hooks: NO_HOOK_REPAIR }, normalizeFirewall(after));
       expect(plan.iptables).toEqual([]);
       expect(plan.ipsetBefore.length + plan.ipsetAfter.length).toBeGreaterThan(0);
     }
