@@ -19,7 +19,7 @@ import { largeCluster } from './scenarios/large-cluster';
 import { memory } from './scenarios/memory';
 import { names } from './scenarios/names';
 import { perPacket } from './scenarios/per-packet';
-import { pluginTime, pluginTimeScraped, pluginTimeTls } from './scenarios/plugin-time';
+import { pluginTime, pluginTimeDual, pluginTimeScraped, pluginTimeTls } from './scenarios/plugin-time';
 import { policyConvergence, policyConvergenceTls } from './scenarios/policy-convergence';
 import { routeConvergence } from './scenarios/route-convergence';
 import { runToPolicy } from './scenarios/run-to-policy';
@@ -36,6 +36,7 @@ const SCENARIOS: readonly Scenario[] = [
   pluginTime,
   pluginTimeTls,
   pluginTimeScraped,
+  pluginTimeDual,
   memory,
   dockerRunCluster,
   throughput,

@@ -17,4 +17,10 @@ describe('plugin-time cycles', () => {
       ['RequestAddress', 'ReleaseAddress', 'CreateEndpoint'],
     ]);
   });
+
+  it('keeps both addresses of a dual-stack container (IPv4 then IPv6) in one cycle', () => {
+    const dual = ['RequestAddress', 'RequestAddress', 'CreateEndpoint', 'Join', 'Leave', 'DeleteEndpoint', 'ReleaseAddress', 'ReleaseAddress'];
+    const calls = [...dual, ...dual].map((method, i) => ({ method, ms: i }));
+    expect(cycles(calls).map((cycle) => cycle.map((c) => c.method))).toEqual([dual, dual]);
+  });
 });
