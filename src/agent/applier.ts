@@ -37,14 +37,13 @@ export function incrementalFirewall(dataplane: Pick<Dataplane, 'applyFirewall' |
     const change4 = ipv4.update(records, changedEndpoints);
     const change6 = ipv6.update(records, changedEndpoints);
     // A change that fails leaves the kernel unknown: the applier makes the next step a full one.
-    if (full) {
-      await dataplane.applyFirewall(ipv4.state(), 4);
-      await dataplane.applyFirewall(ipv6State(ipv6.state()), 6);
-    } else {
-      // A container of one family only changes nothing of the other's.
-      if (!isEmptyChange(change4)) await dataplane.applyFirewallChange(change4, 4);
-      if (!isEmptyChange(change6)) await dataplane.applyFirewallChange(ipv6Change(change6), 6);
-    }
+    // The families' tables and sets are apart in the kernel: both applies go at once. Both are
+    // awaited, so a failure of one never leaves the other still running into the next step.
+    const applies: Promise<void>[] = full
+      ? [dataplane.applyFirewall(ipv4.state(), 4), dataplane.applyFirewall(ipv6State(ipv6.state()), 6)]
+      : // A container of one family only changes nothing of the other's.
+        [...(isEmptyChange(change4) ? [] : [dataplane.applyFirewallChange(change4, 4)]), ...(isEmptyChange(change6) ? [] : [dataplane.applyFirewallChange(ipv6Change(change6), 6)])];
+    for (const result of await Promise.allSettled(applies)) if (result.status === 'rejected') throw result.reason;
   };
 }
 

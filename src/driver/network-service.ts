@@ -81,6 +81,8 @@ export interface LocalConvergence {
    * puts them there at once, so it is missing only one whose creation the watch has not brought yet.
    */
   knownEndpoint(endpointId: string): EndpointRecord | undefined;
+  /** An IPAM pool by key (a dual-stack network's IPv6 pool), as the agent's view has it. */
+  knownPool(net: string): NetworkRecord | undefined;
 }
 
 export interface NetworkDriverOptions {
@@ -361,9 +363,10 @@ export class NetworkDriver implements NetworkService {
   private async ipv6PoolOf(network: NetworkRecord): Promise<NetworkRecord> {
     const subnet = network.settings?.ipv6Subnet;
     if (subnet === undefined) throw new BadRequestError(`network ${network.name ?? network.subnet} has no IPv6 subnet: it was created without --ipv6`);
-    const pool = await this.registry.getNetwork(cidrKey(subnet));
+    const key = cidrKey(subnet);
+    const pool = this.local.knownPool(key) ?? (await this.registry.getNetwork(key))?.record;
     if (!pool) throw new NotFoundError(`the IPv6 pool ${subnet} of network ${network.name ?? network.subnet} is gone from the store`);
-    return pool.record;
+    return pool;
   }
 
   /**

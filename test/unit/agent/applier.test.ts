@@ -76,6 +76,6 @@ describe('incrementalFirewall', () => {
   it('refuses a change when nothing was applied whole before (the applier then makes its next step full)', async () => {
     await expect(step(records([endpoint(2)]), undefined, { full: false })).rejects.toThrow(DataplaneError);
     await step(records([endpoint(2)]), undefined, { full: true });
-    expect(methods()).toEqual(['applyFirewallChange', 'applyFirewall', 'applyFirewall']);
+    expect(methods()).toEqual(['applyFirewallChange', 'applyFirewallChange', 'applyFirewall', 'applyFirewall']); // both families, each time
   });
 });
