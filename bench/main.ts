@@ -25,6 +25,7 @@ import { routeConvergence } from './scenarios/route-convergence';
 import { runToPolicy } from './scenarios/run-to-policy';
 import { scale } from './scenarios/scale';
 import { throughput } from './scenarios/throughput';
+import { throughputIpv6 } from './scenarios/throughput-ipv6';
 import { throughputWireguard } from './scenarios/throughput-wireguard';
 
 // In run order: scenarios sharing a lab are next to each other, so few labs are up at once.
@@ -40,6 +41,7 @@ const SCENARIOS: readonly Scenario[] = [
   memory,
   dockerRunCluster,
   throughput,
+  throughputIpv6,
   throughputWireguard,
   routeConvergence,
   policyConvergence,
