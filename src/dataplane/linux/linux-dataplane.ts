@@ -4,6 +4,7 @@
  * on small hosts): links and routes change in one `ip -batch -`, sysctls are
  * plain file writes, the firewall is left to IptablesFirewall (one per family).
  */
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { DataplaneError } from '../../errors';
 import { KeyedMutex } from '../../util/keyed-mutex';
@@ -55,6 +56,8 @@ export class LinuxDataplane implements Dataplane {
   constructor(
     private readonly runner: CommandRunner = new SpawnRunner(),
     private readonly writeSysctl: SysctlWriter = writeProcSys,
+    /** A kernel without IPv6 (booted with ipv6.disable=1) has no ip6tables to fill, and no IPv6 to guard. */
+    private readonly kernelHasIpv6: boolean = existsSync('/proc/net/if_inet6'),
   ) {
     this.firewalls = { 4: new IptablesFirewall(runner, 4), 6: new IptablesFirewall(runner, 6) };
     this.wireguard = new LinuxWireguard(runner);
@@ -202,10 +205,12 @@ export class LinuxDataplane implements Dataplane {
   }
 
   applyFirewall(state: FirewallState, family: Family = 4): Promise<void> {
+    if (family === 6 && !this.kernelHasIpv6) return Promise.resolve();
     return this.firewalls[family].apply(state);
   }
 
   applyFirewallChange(change: FirewallChange, family: Family = 4): Promise<void> {
+    if (family === 6 && !this.kernelHasIpv6) return Promise.resolve();
     return this.firewalls[family].applyChange(change);
   }
 

@@ -49,4 +49,14 @@ describe('the Linux dataplane with an IPv6 firewall', () => {
       'iptables-save -t nat',
     ]);
   });
+
+  it('leaves IPv6 alone on a kernel without it (ipv6.disable=1): no ip6tables to fill, no IPv6 to guard', async () => {
+    const runner = new ScriptedRunner((call) => (call.command === 'ipset' && call.args[0] === 'save' ? ipsetSave : ''));
+    const dp = new LinuxDataplane(runner, () => Promise.resolve(), false);
+    await dp.applyFirewall(state('sluice6', 'fd00:96::6'), 6);
+    await dp.applyFirewallChange({ createdSets: [], members: [{ name: 'sluice6a', add: ['fd00:96::7'], remove: [] }], chains: [], removedChains: [], destroyedSets: [] }, 6);
+    expect(runner.commandLines).toEqual([]);
+    await dp.applyFirewall(state('sluice-', '10.96.0.6'));
+    expect(runner.commandLines).toContain('iptables-restore --noflush --wait=10');
+  });
 });
