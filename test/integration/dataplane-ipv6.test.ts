@@ -137,6 +137,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  // Deleted here, not left to the namespaces' deletion, which the kernel finishes later: the next
+  // file in this namespace lists the sluice veths.
+  for (const e of [e1, e1b]) await dp1.removeEndpoint(e.hostIfname);
   await dp1.syncRoutes([]);
   await dp1.syncGateways([]);
   for (const ns of namespaces) ns.delete();
