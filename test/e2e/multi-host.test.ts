@@ -133,7 +133,8 @@ describe('one network on three hosts sharing a link (host-gw)', () => {
 
   it('shows every node with its liveness and blocks in sluice status', async () => {
     const status = await lab.sluiceOk('h2', 'status');
-    for (const h of ['h1', 'h2', 'h3']) expect(status).toMatch(new RegExp(`^${h}\\s+alive\\s+10\\.250\\.0\\.\\d+\\s+auto\\s+\\S+\\s+\\S*10\\.96\\.`, 'm'));
+    // The lab's hosts have an IPv6 underlay address too, in its own column.
+    for (const h of ['h1', 'h2', 'h3']) expect(status).toMatch(new RegExp(`^${h}\\s+alive\\s+10\\.250\\.0\\.\\d+\\s+fd00:250::\\d+\\s+auto\\s+\\S+\\s+\\S*10\\.96\\.`, 'm'));
   });
 });
 
