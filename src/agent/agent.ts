@@ -71,6 +71,8 @@ export class Agent implements LocalConvergence, KnownPools {
   /** WireGuard between hosts, or the refusal of encrypted nodes without it (agent/encryption.ts). */
   private readonly encryption: HostEncryption;
   private readonly converger = new Coalescer(() => this.applyDesiredState());
+  /** This host's endpoints between CreateEndpoint and Join, by ID: in no store and no view yet. */
+  private readonly creating = new Map<string, EndpointRecord>();
   /** Resolved before the first apply: no firewall ever leaves the control plane open. */
   private protection: NodeProtection | undefined;
   private hostProtection: Protection | undefined;
@@ -109,7 +111,18 @@ export class Agent implements LocalConvergence, KnownPools {
     this.applier = new Applier(dataplane, incrementalFirewall(dataplane, config.node));
     this.liveness = new Liveness(config, registry, dataplane, clock, this.reporter);
     const { view, node } = this;
-    this.reconciler = new Reconciler({ node, registry, dataplane, docker, ipam, view, clock, confirmMs: options.reconcileConfirmMs, networksChanged: () => this.networksChanged() });
+    this.reconciler = new Reconciler({
+      node,
+      registry,
+      dataplane,
+      docker,
+      ipam,
+      view,
+      creating: this.creating,
+      clock,
+      confirmMs: options.reconcileConfirmMs,
+      networksChanged: () => this.networksChanged(),
+    });
     this.identities = new Identities(node, view, docker, registry, (endpoint) => this.endpointChanged(endpoint));
     this.managed = new ManagedNetworks(node, view, docker, registry);
     this.encryption = new HostEncryption(config, dataplane, (what, message) => this.reporter.report(what, new Error(message)));
@@ -195,13 +208,19 @@ export class Agent implements LocalConvergence, KnownPools {
 
   // LocalConvergence: called by the driver during Docker's plugin calls.
 
+  endpointCreated(endpoint: EndpointRecord): void {
+    this.creating.set(endpoint.id, endpoint);
+  }
+
   async endpointChanged(endpoint: EndpointRecord): Promise<void> {
+    this.creating.delete(endpoint.id);
     this.view.putEndpoint(endpoint);
     this.names?.update(this.view);
     await this.converge();
   }
 
   endpointRemoved(endpoint: EndpointRecord): void {
+    this.creating.delete(endpoint.id);
     this.view.putEndpoint(endpoint, true);
     this.names?.update(this.view);
     void afterReply().then(() => this.background('apply', () => this.converge()));
@@ -218,7 +237,7 @@ export class Agent implements LocalConvergence, KnownPools {
   }
 
   knownEndpoint(endpointId: string): EndpointRecord | undefined {
-    return this.view.endpoints.get(`${this.node}/${endpointId}`);
+    return this.creating.get(endpointId) ?? this.view.endpoints.get(`${this.node}/${endpointId}`);
   }
 
   // KnownPools: asked by IPAM during Docker's plugin calls.

@@ -16,6 +16,7 @@ import { keys, leaf } from '../store/keys';
 import { readEndpoint, tryRead } from '../store/records';
 import type { Registry } from '../store/registry';
 import type { KeyValue } from '../store/store';
+import type { EndpointRecord } from '../model';
 import { sleep, type Clock } from '../util/clock';
 import { Coalescer } from '../util/coalescer';
 import type { ClusterView } from './view';
@@ -33,6 +34,8 @@ export interface ReconcileDeps {
   docker: DockerHost;
   ipam: Ipam;
   view: ClusterView;
+  /** Endpoints between CreateEndpoint and Join, by ID: recorded only by their Join, their veths made already. */
+  creating: ReadonlyMap<string, EndpointRecord>;
   clock: Clock;
   /** How long a leftover must stay one before it is removed. */
   confirmMs: number;
@@ -106,6 +109,7 @@ export class Reconciler {
       });
     }
     const veths = recordedVeths(endpointKvs);
+    for (const endpoint of this.deps.creating.values()) veths.add(endpoint.hostIfname);
     for (const ifname of await dataplane.listEndpoints()) {
       if (!isSluiceHostIfname(ifname) || veths.has(ifname)) continue;
       found.set(`veth ${ifname}`, { version: '', remove: () => dataplane.removeEndpoint(ifname) });

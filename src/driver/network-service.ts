@@ -5,8 +5,7 @@
  * for: a container never starts before its policy is in force.
  *
  * One file: the calls of one class, each beside the undo of the steps it took
- * (undoCreateEndpoint, removeVeth); the settings checks already live apart
- * (network-settings.ts).
+ * (removeVeth); the settings checks already live apart (network-settings.ts).
  */
 import { BadRequestError, ConflictError, NotFoundError, NotSupportedError, errorMessage } from '../errors';
 import type { AddressRecord, EndpointRecord, NetworkRecord, PortMapping } from '../model';
@@ -77,10 +76,16 @@ export interface LocalConvergence {
   /** The network behind a Docker network ID of this host, as the agent's view has it (saves store reads on every start). */
   knownNetwork(dockerNetworkId: string): NetworkRecord | undefined;
   /**
-   * An endpoint of this host as the agent's view has it: every writer of this host's endpoints
-   * puts them there at once, so it is missing only one whose creation the watch has not brought yet.
+   * An endpoint of this host being created, or as the agent's view has it: every writer of this
+   * host's endpoints puts them there at once, so it is missing only one whose creation the watch
+   * has not brought yet.
    */
   knownEndpoint(endpointId: string): EndpointRecord | undefined;
+  /**
+   * An endpoint CreateEndpoint made, written to the store only by its Join: known, and its veth
+   * no leftover, until endpointChanged or endpointRemoved.
+   */
+  endpointCreated(endpoint: EndpointRecord): void;
   /** An IPAM pool by key (a dual-stack network's IPv6 pool), as the agent's view has it. */
   knownPool(net: string): NetworkRecord | undefined;
 }
@@ -99,6 +104,12 @@ export class NetworkDriver implements NetworkService {
    * firewall apply, and the kernel's work overlaps Docker's own in between. Each settles.
    */
   private readonly plumbing = new Map<string, Promise<unknown>>();
+  /**
+   * The address claims of endpoints CreateEndpoint checked but did not write, by endpoint: Join
+   * records each endpoint, labelled, with its addresses in one transaction, so a container start
+   * writes its endpoint once. Nothing outside this host needs an endpoint before its container runs.
+   */
+  private readonly creating = new Map<string, [AddressClaim, ...AddressClaim[]]>();
 
   constructor(
     private readonly registry: Registry,
@@ -195,13 +206,8 @@ export class NetworkDriver implements NetworkService {
       labels: null,
       ports: req.portMappings,
     };
-    try {
-      await this.recordOnAddresses(claims, endpoint);
-    } catch (err) {
-      // Docker releases the addresses next; nothing of this endpoint may outlive the failure.
-      await this.undoCreateEndpoint(endpoint, claims);
-      throw err;
-    }
+    this.creating.set(endpoint.id, claims);
+    this.local.endpointCreated(endpoint);
     // The veth is made while Docker goes on to Join, which waits for it; a failure reaches Docker
     // through Join, which then deletes the endpoint.
     const plumbed = afterReply().then(() =>
@@ -224,8 +230,10 @@ export class NetworkDriver implements NetworkService {
   async deleteEndpoint(_networkId: string, endpointId: string): Promise<void> {
     const endpoint = await this.findEndpoint(endpointId);
     if (!endpoint) return; // already gone: Docker repeats deletes after restarts
+    this.creating.delete(endpointId);
     const { hostIfname } = endpoint;
-    // Docker skips Join after some failures, and Leave after a failed Join: the veth may be in the making still.
+    // Docker skips Join after some failures, and Leave after a failed Join: the veth may be in the making still,
+    // and the record may or may not have been written (a Join that failed on the store): deleted either way.
     await this.plumbing.get(endpointId)?.catch(() => undefined);
     this.plumbing.delete(endpointId);
     if (!this.leaving.delete(hostIfname)) this.removeVeth(hostIfname);
@@ -249,6 +257,7 @@ export class NetworkDriver implements NetworkService {
     const names = endpointIfnames(req.endpointId);
     const plumbed = this.plumbing.get(req.endpointId);
     this.plumbing.delete(req.endpointId);
+    const claims = this.creating.get(req.endpointId);
     const [endpoint, identity, pool6] = await Promise.all([
       this.endpointOf(req.networkId, req.endpointId),
       // Docker not answering must not fail Join: the endpoint stays fail-closed until the resync learns its labels.
@@ -264,8 +273,11 @@ export class NetworkDriver implements NetworkService {
       ...(identity && { containerId: identity.containerId, containerName: identity.containerName, labels: identity.labels }),
       ports: ports.length > 0 ? ports : endpoint.ports,
     };
-    // The firewall for this endpoint is in force before Docker starts the container.
-    await Promise.all([this.registry.putEndpoint(joined), this.local.endpointChanged(joined)]);
+    // The firewall for this endpoint is in force before Docker starts the container. A failure
+    // leaves the endpoint to the DeleteEndpoint Docker sends next.
+    const recorded = claims ? this.recordOnAddresses(claims, joined) : this.registry.putEndpoint(joined);
+    await Promise.all([recorded, this.local.endpointChanged(joined)]);
+    this.creating.delete(req.endpointId);
     return {
       srcName: names.containerIfname,
       dstPrefix: 'eth',
@@ -340,7 +352,7 @@ export class NetworkDriver implements NetworkService {
     return network.record;
   }
 
-  /** An endpoint of this host: from the agent's view, from the store if the view does not have it (yet). */
+  /** An endpoint of this host: from the agent, from the store if the agent does not know it (yet). */
   private async findEndpoint(endpointId: string): Promise<EndpointRecord | undefined> {
     return this.local.knownEndpoint(endpointId) ?? (await this.registry.getEndpoint(this.options.node, endpointId))?.record;
   }
@@ -397,10 +409,11 @@ export class NetworkDriver implements NetworkService {
 
   /** No other endpoint of this host has the veth name the ID gives (IDs sharing their first 11 digits would share a veth). */
   private async refuseSharedVeth(endpointId: string, hostIfname: string): Promise<void> {
-    const clash = (await this.registry.listEndpoints(this.options.node)).find((e) => e.id !== endpointId && e.hostIfname === hostIfname);
+    const ids = [...(await this.registry.listEndpoints(this.options.node)).map((e) => e.id), ...this.creating.keys()];
+    const clash = ids.find((id) => id !== endpointId && endpointIfnames(id).hostIfname === hostIfname);
     if (clash) {
       throw new ConflictError(
-        `CreateEndpoint: endpoint ${endpointId.slice(0, 12)} would share veth ${hostIfname} with endpoint ${clash.id.slice(0, 12)}`,
+        `CreateEndpoint: endpoint ${endpointId.slice(0, 12)} would share veth ${hostIfname} with endpoint ${clash.slice(0, 12)}`,
       );
     }
   }
@@ -410,24 +423,8 @@ export class NetworkDriver implements NetworkService {
     const named = ({ block, held }: AddressClaim): AddressClaimUpdate => ({ block, address: { ...held.record, endpointId: endpoint.id }, modRevision: held.modRevision });
     const [first, ...more] = claims;
     if (!(await this.registry.putEndpointOnAddresses(endpoint, [named(first), ...more.map(named)]))) {
-      throw new ConflictError(`CreateEndpoint: address ${claims.map((c) => c.held.record.address).join(' or ')} changed meanwhile (another CreateEndpoint for it?)`);
+      throw new ConflictError(`Join: address ${claims.map((c) => c.held.record.address).join(' or ')} changed since CreateEndpoint (released meanwhile?)`);
     }
-  }
-
-  /** Takes back what a failed CreateEndpoint recorded (its veth is made only after), so the ReleaseAddress Docker sends next succeeds. */
-  private async undoCreateEndpoint(endpoint: EndpointRecord, claims: AddressClaim[]): Promise<void> {
-    // Settled, not awaited for failure: the CreateEndpoint error is the one Docker must see, and
-    // what an undo step could not remove is a leftover that reconciliation with Docker removes.
-    await Promise.allSettled([
-      this.registry.deleteEndpoint(endpoint.node, endpoint.id),
-      ...claims.map(({ block, held }) =>
-        this.registry.getAddress(held.record.network, block, held.record.address).then(async (now) => {
-          if (now?.record.endpointId !== endpoint.id) return;
-          const { endpointId: _, ...free } = now.record;
-          await this.registry.updateAddress(block, free, now.modRevision);
-        }),
-      ),
-    ]);
   }
 }
 

@@ -142,7 +142,8 @@ describe('Agent: reconciling with Docker', () => {
   /** Reconciliation on `host` that waits `confirmMs` between its two looks. */
   function patientReconciler(host: TestHost, confirmMs: number): Reconciler {
     const { registry, dataplane, docker, ipam, agent, clock } = host;
-    return new Reconciler({ node: 'h1', registry, dataplane, docker, ipam, view: agent.view, clock, confirmMs, networksChanged: () => agent.networksChanged() });
+    const creating = new Map(); // every endpoint here is joined before the looks that matter
+    return new Reconciler({ node: 'h1', registry, dataplane, docker, ipam, view: agent.view, creating, clock, confirmMs, networksChanged: () => agent.networksChanged() });
   }
 
   it('after a restart, removes endpoints, veths and addresses of containers Docker no longer has, and keeps the rest', async () => {
@@ -173,6 +174,29 @@ describe('Agent: reconciling with Docker', () => {
     expect(held).not.toContain(orphan.split('/')[0]);
   });
 
+  it('keeps the veth of an endpoint between CreateEndpoint and Join: it has no record until its Join', async () => {
+    const host = await startHost({ agent: { reconcileIntervalMs: 1_000 } });
+    const net = 'n'.repeat(64);
+    const poolId = await createDockerNetwork(host, net, SUBNET);
+    const id = 'c'.repeat(64);
+    const { address } = await host.ipam.requestAddress({ poolId });
+    await host.driver.createEndpoint({ networkId: net, endpointId: id, address, portMappings: [], driverOptions: {} });
+    await settle();
+    const looks = () => host.dataplane.callsTo('listEndpoints').length;
+    const before = looks();
+    await host.clock.advance(1_000); // a pass of reconciliation, before Docker lists the container
+    await settle();
+    expect(looks()).toBeGreaterThan(before);
+    expect([...host.dataplane.endpoints.keys()]).toEqual([`slv${id.slice(0, 11)}`]);
+    // Positive control: the same veth with no endpoint behind it is a leftover.
+    await host.driver.deleteEndpoint(net, id);
+    await settle();
+    await host.dataplane.addEndpoint({ hostIfname: `slv${id.slice(0, 11)}`, containerIfname: `sc${id.slice(0, 11)}`, address: address.split('/')[0]!, mac: '02:42:0a:60:00:02', mtu: 1500 });
+    await host.clock.advance(1_000);
+    await settle();
+    expect(host.dataplane.endpoints.size).toBe(0);
+  });
+
   it('keeps an endpoint that Docker lists by the second look: a container that was just starting', async () => {
     const host = await startHost();
     const net = 'n'.repeat(64);
@@ -180,6 +204,7 @@ describe('Agent: reconciling with Docker', () => {
     const id = 'c'.repeat(64);
     const { address } = await host.ipam.requestAddress({ poolId });
     await host.driver.createEndpoint({ networkId: net, endpointId: id, address, portMappings: [], driverOptions: {} });
+    await host.driver.join({ networkId: net, endpointId: id, sandboxKey: 'x', portMappings: [] });
     const reconciling = patientReconciler(host, 100).run();
     await settle();
     // Docker commits the endpoint while the agent waits for its second look.
@@ -204,6 +229,7 @@ describe('Agent: reconciling with Docker', () => {
     const id = 'd'.repeat(64);
     const { address } = await host.ipam.requestAddress({ poolId });
     await host.driver.createEndpoint({ networkId: net, endpointId: id, address, portMappings: [], driverOptions: {} });
+    await host.driver.join({ networkId: net, endpointId: id, sandboxKey: 'x', portMappings: [] });
     await host.clock.advance(200);
     await reconciling;
     expect(looks()).toBe(before + 2);

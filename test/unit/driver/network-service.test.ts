@@ -102,21 +102,70 @@ describe('NetworkDriver', () => {
     expect({ veths: host.dataplane.endpoints.size, endpoints: await host.registry.listEndpoints() }).toEqual({ veths: 0, endpoints: [] });
   });
 
+  it('writes a container start\'s endpoint once, at Join: labelled and bound to its address in one transaction', async () => {
+    const poolId = await createNetwork(host);
+    const { address } = await host.ipam.requestAddress({ poolId });
+    host.docker.run(NET, EP, { containerId: 'c1', containerName: 'web', labels: { role: 'web' } });
+    const revision = async () => (await store.list('/')).revision;
+    const before = await revision();
+    await host.driver.createEndpoint({ networkId: NET, endpointId: EP, address, portMappings: [], driverOptions: {} });
+    expect(await revision()).toBe(before);
+    expect(await host.driver.endpointOperInfo(NET, EP)).toEqual({ 'sluice.node': 'h1', 'sluice.host_ifname': `slv${EP.slice(0, 11)}` });
+    await host.driver.join({ networkId: NET, endpointId: EP, sandboxKey: 'x', portMappings: [] });
+    expect(await revision()).toBe(before + 1);
+    expect((await host.registry.getEndpoint('h1', EP))?.record).toMatchObject({ address: address.split('/')[0], labels: { role: 'web' } });
+    expect((await host.registry.listAddresses(poolId)).find((a) => a.record.kind === 'endpoint')?.record.endpointId).toBe(EP);
+  });
+
+  it('fails a Join whose address changed since CreateEndpoint, and Docker\'s cleanup leaves nothing', async () => {
+    const poolId = await createNetwork(host);
+    const localSet = () => host.dataplane.firewall.ipsets.find((s) => s.name === 'sluice-local')?.members ?? [];
+    const { address } = await host.ipam.requestAddress({ poolId });
+    host.docker.run(NET, EP, { containerId: 'c1', containerName: 'web', labels: { role: 'web' } });
+    await host.driver.createEndpoint({ networkId: NET, endpointId: EP, address, portMappings: [], driverOptions: {} });
+    // Something rewrote the claim meanwhile (a reclaim, a tool): Join cannot know the address is still this endpoint's.
+    const [claim] = (await host.registry.listAddresses(poolId)).filter((a) => a.record.kind === 'endpoint');
+    const block = '10.96.0.0/26';
+    expect(await host.registry.updateAddress(block, claim!.record, claim!.modRevision)).toBe(true);
+    await expect(host.driver.join({ networkId: NET, endpointId: EP, sandboxKey: 'x', portMappings: [] })).rejects.toThrow(
+      new ConflictError(`Join: address ${address.split('/')[0]} changed since CreateEndpoint (released meanwhile?)`),
+    );
+    await host.driver.deleteEndpoint(NET, EP);
+    await host.ipam.releaseAddress(poolId, address.split('/')[0]!);
+    await settle();
+    await host.agent.converge();
+    expect({
+      endpoints: await host.registry.listEndpoints(),
+      addresses: (await host.registry.listAddresses(poolId)).map((a) => a.record.kind),
+      veths: host.dataplane.endpoints.size,
+      local: localSet(),
+    }).toEqual({ endpoints: [], addresses: ['gateway'], veths: 0, local: [] });
+    // Positive control: the same start without the interference is in force.
+    await run(host, poolId, EP);
+    expect(localSet()).toHaveLength(1);
+  });
+
   it('finds in the store an endpoint its agent has not seen yet, for every call that names it', async () => {
-    // Not started: the agent's view knows no endpoint, as before its watch brings a fresh CreateEndpoint.
-    const unseen = testHost(store, 'h2', '192.0.2.2');
-    const poolId = await createNetwork(unseen);
+    // Made through an agent of h2 that is gone now; the one that follows is not started, so its
+    // view knows no endpoint, as before its first list.
+    const before = testHost(store, 'h2', '192.0.2.2');
+    const poolId = await createNetwork(before);
     const create = async (endpointId: string) => {
-      const { address } = await unseen.ipam.requestAddress({ poolId });
-      await unseen.driver.createEndpoint({ networkId: NET, endpointId, address, portMappings: [], driverOptions: {} });
+      const { address } = await before.ipam.requestAddress({ poolId });
+      await before.driver.createEndpoint({ networkId: NET, endpointId, address, portMappings: [], driverOptions: {} });
+      await before.driver.join({ networkId: NET, endpointId, sandboxKey: 'x', portMappings: [] });
     };
     await create(EP);
+    const other = 'e2'.repeat(32);
+    await create(other);
+    const unseen = testHost(store, 'h2', '192.0.2.2', { dataplane: before.dataplane });
     expect(await unseen.driver.endpointOperInfo(NET, EP)).toEqual({ 'sluice.node': 'h2', 'sluice.host_ifname': `slv${EP.slice(0, 11)}` });
     await unseen.driver.deleteEndpoint(NET, EP);
     await settle();
-    expect({ veths: unseen.dataplane.endpoints.size, endpoints: await unseen.registry.listEndpoints('h2') }).toEqual({ veths: 0, endpoints: [] });
-    const other = 'e2'.repeat(32);
-    await create(other);
+    expect({ veths: [...unseen.dataplane.endpoints.keys()], endpoints: (await unseen.registry.listEndpoints('h2')).map((e) => e.id) }).toEqual({
+      veths: [`slv${other.slice(0, 11)}`],
+      endpoints: [other],
+    });
     const ports = [{ proto: 'tcp' as const, containerPort: 80, hostPort: 8080, hostPortEnd: 8080 }];
     await unseen.driver.programExternalConnectivity(NET, other, ports);
     expect((await unseen.registry.getEndpoint('h2', other))?.record.ports).toEqual(ports);
