@@ -17,6 +17,7 @@ import { familyOf, canonicalAddress, checkEndpointLink } from '../checks';
 import { GATEWAY_DEVICE, ROUTE_PROTOCOL, VXLAN_DEVICE, isSluiceHostIfname, vxlanMac } from '../../firewall/names';
 import * as ip from '../../net/ip';
 import { CommandError, SpawnRunner, batchInput, batchLine, type CommandRunner } from './command-runner';
+import { IpSessionRunner } from './ip-session';
 import { IptablesFirewall } from './firewall';
 import { involvesVxlan, parseJson, planRoutes, type KernelFdbEntry, type KernelNeighbour, type KernelRoute } from './routes';
 import { LinuxWireguard } from './wireguard';
@@ -54,7 +55,7 @@ export class LinuxDataplane implements Dataplane {
 
   /** Tests of parsing pass a scripted runner and sysctl writer; production uses the defaults. */
   constructor(
-    private readonly runner: CommandRunner = new SpawnRunner(),
+    private readonly runner: CommandRunner = new IpSessionRunner(new SpawnRunner()),
     private readonly writeSysctl: SysctlWriter = writeProcSys,
     /** A kernel without IPv6 (booted with ipv6.disable=1) has no ip6tables to fill, and no IPv6 to guard. */
     private readonly kernelHasIpv6: boolean = existsSync('/proc/net/if_inet6'),
