@@ -76,13 +76,20 @@ export class DockerApi implements DockerHost {
    * During Join the endpoint is listed in NetworkInspect under "ep-<id>" with
    * the container's name; ContainerList (a lock-free snapshot) then gives the
    * labels. Both calls are safe while dockerd holds the container lock.
+   * A container on its first start is listed as created until it runs: those
+   * are listed beside the inspect, which saves a round trip after it unless
+   * the container ran before (docker start, network connect).
    */
   async containerOf(dockerNetworkId: string, endpointId: string): Promise<ContainerIdentity | undefined> {
-    const network = await dockerCall('inspect a network', () => this.docker.getNetwork(dockerNetworkId).inspect());
+    const [network, starting] = await Promise.all([
+      dockerCall('inspect a network', () => this.docker.getNetwork(dockerNetworkId).inspect()),
+      dockerCall('list containers', () => this.docker.listContainers({ all: true, filters: { status: ['created'] } })),
+    ]);
     const entry = Object.values(network.Containers ?? {}).find((c) => c.EndpointID === endpointId);
     if (!entry) return undefined;
-    const containers = await dockerCall('list containers', () => this.docker.listContainers({ all: true, filters: { name: [`^/${entry.Name}$`] } }));
-    const container = containers[0];
+    const named = (containers: Docker.ContainerInfo[]) => containers.find((c) => c.Names.includes(`/${entry.Name}`));
+    const container =
+      named(starting) ?? named(await dockerCall('list containers', () => this.docker.listContainers({ all: true, filters: { name: [`^/${entry.Name}$`] } })));
     if (!container) return undefined;
     return { containerId: container.Id, containerName: entry.Name, labels: container.Labels ?? {} };
   }

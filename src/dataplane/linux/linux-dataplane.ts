@@ -111,7 +111,7 @@ export class LinuxDataplane implements Dataplane {
     if (!isSluiceHostIfname(hostIfname)) throw new DataplaneError(`refusing to delete "${hostIfname}": not a Sluice interface`);
     try {
       // The peer, the routes, neighbour and proxy entries and the veth's sysctls go with it.
-      await this.runner.run('ip', ['link', 'del', 'dev', hostIfname]);
+      await this.ipBatch([batchLine`link del dev ${hostIfname}`]);
     } catch (err) {
       if (!(err instanceof CommandError && err.stderr.includes('Cannot find device'))) throw err;
     }
