@@ -3,7 +3,7 @@
  * Linux one and the recording fake so both accept and refuse the same input.
  * A refusal names the value; nothing has changed when it comes.
  */
-import { DataplaneError } from '../errors';
+import { ConflictError, DataplaneError } from '../errors';
 import { isSluiceHostIfname } from '../firewall/names';
 import * as ip from '../net/ip';
 import type { BlockRoute } from '../routing/routes';
@@ -25,6 +25,13 @@ export function checkEndpointLink(link: EndpointLink): EndpointV6 | undefined {
     throw new DataplaneError(`endpoint ${link.hostIfname}: an IPv6 address needs its network's IPv6 gateway, and a gateway its address`);
   }
   return { address: canonicalAddress(address, 6, 'endpoint IPv6 address'), gateway: canonicalAddress(gateway, 6, 'IPv6 gateway') };
+}
+
+/** addEndpoint's refusal of a veth name in use: taking it over would hand another endpoint's veth to this one. */
+export function vethTaken(hostIfname: string): ConflictError {
+  return new ConflictError(
+    `veth ${hostIfname} exists already: another endpoint's (endpoint IDs sharing their first 11 digits), or a leftover that reconciliation with Docker removes`,
+  );
 }
 
 /** An address of `family` (either if undefined) in canonical form: as the kernel prints it, so comparisons with its output hold. */

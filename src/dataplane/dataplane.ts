@@ -65,7 +65,9 @@ export interface Dataplane {
   init(): Promise<void>;
   /**
    * Creates the veth pair, host side up with proxy ARP, and the /32 route to the address; with
-   * `addressV6`, also the /128 route to it and proxy NDP for `gatewayV6`. Idempotent.
+   * `addressV6`, also the /128 route to it and proxy NDP for `gatewayV6`. A veth of that name
+   * is another endpoint's (IDs sharing their first digits) or a leftover: refused with a
+   * ConflictError, and left as it is.
    */
   addEndpoint(link: EndpointLink): Promise<void>;
   /** Deletes the veth pair and its routes; an absent link is not an error. */

@@ -190,7 +190,6 @@ export class NetworkDriver implements NetworkService {
     const [claim, claim6] = await Promise.all([
       this.addressClaimFor(network, req.endpointId, req.address),
       pool6 && this.addressClaimFor(pool6, req.endpointId, req.addressIPv6!),
-      this.refuseSharedVeth(req.endpointId, names.hostIfname),
     ]);
     const claims: [AddressClaim, ...AddressClaim[]] = claim6 ? [claim, claim6] : [claim];
     const address = claim.held.record.address;
@@ -209,7 +208,8 @@ export class NetworkDriver implements NetworkService {
     this.creating.set(endpoint.id, claims);
     this.local.endpointCreated(endpoint);
     // The veth is made while Docker goes on to Join, which waits for it; a failure reaches Docker
-    // through Join, which then deletes the endpoint.
+    // through Join, which then deletes the endpoint. Its name in use (endpoint IDs sharing their
+    // first 11 digits) is such a failure: the kernel refuses the name, atomically.
     const plumbed = afterReply().then(() =>
       this.dataplane.addEndpoint({
         ...names,
@@ -234,9 +234,10 @@ export class NetworkDriver implements NetworkService {
     const { hostIfname } = endpoint;
     // Docker skips Join after some failures, and Leave after a failed Join: the veth may be in the making still,
     // and the record may or may not have been written (a Join that failed on the store): deleted either way.
-    await this.plumbing.get(endpointId)?.catch(() => undefined);
+    // A veth whose name was in use is another's: left alone.
+    const vethMade = (await this.plumbing.get(endpointId)?.then(() => true, (err: unknown) => !(err instanceof ConflictError))) ?? true;
     this.plumbing.delete(endpointId);
-    if (!this.leaving.delete(hostIfname)) this.removeVeth(hostIfname);
+    if (!this.leaving.delete(hostIfname) && vethMade) this.removeVeth(hostIfname);
     await this.registry.deleteEndpoint(this.options.node, endpointId);
     // Not waiting for the firewall to drop it is safe: its veth is going, its container gone, so
     // nothing sends from or to it, and its address is only handed out again after this (Docker's
@@ -255,8 +256,8 @@ export class NetworkDriver implements NetworkService {
   async join(req: JoinRequest): Promise<JoinResult> {
     const network = await this.networkOf(req.networkId);
     const names = endpointIfnames(req.endpointId);
+    // Kept until Join succeeds: the DeleteEndpoint after a failed one must know whether the veth is this endpoint's.
     const plumbed = this.plumbing.get(req.endpointId);
-    this.plumbing.delete(req.endpointId);
     const claims = this.creating.get(req.endpointId);
     const [endpoint, identity, pool6] = await Promise.all([
       this.endpointOf(req.networkId, req.endpointId),
@@ -278,6 +279,7 @@ export class NetworkDriver implements NetworkService {
     const recorded = claims ? this.recordOnAddresses(claims, joined) : this.registry.putEndpoint(joined);
     await Promise.all([recorded, this.local.endpointChanged(joined)]);
     this.creating.delete(req.endpointId);
+    this.plumbing.delete(req.endpointId);
     return {
       srcName: names.containerIfname,
       dstPrefix: 'eth',
@@ -405,17 +407,6 @@ export class NetworkDriver implements NetworkService {
       throw new ConflictError(`CreateEndpoint: address ${address} is already held by endpoint ${holder.slice(0, 12)}`);
     }
     return { block, held };
-  }
-
-  /** No other endpoint of this host has the veth name the ID gives (IDs sharing their first 11 digits would share a veth). */
-  private async refuseSharedVeth(endpointId: string, hostIfname: string): Promise<void> {
-    const ids = [...(await this.registry.listEndpoints(this.options.node)).map((e) => e.id), ...this.creating.keys()];
-    const clash = ids.find((id) => id !== endpointId && endpointIfnames(id).hostIfname === hostIfname);
-    if (clash) {
-      throw new ConflictError(
-        `CreateEndpoint: endpoint ${endpointId.slice(0, 12)} would share veth ${hostIfname} with endpoint ${clash.slice(0, 12)}`,
-      );
-    }
   }
 
   /** Writes the endpoint and notes it on its address claims, in one transaction: a live container's addresses are then never released or reused. */

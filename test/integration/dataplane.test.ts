@@ -119,8 +119,9 @@ describe('endpoints', () => {
     expect(c2.canPing('10.96.0.5')).toBe(true);
   });
 
-  it('is idempotent: adding an existing endpoint keeps it working', async () => {
-    await dp.addEndpoint(e1);
+  it('refuses a veth name in use, and the endpoint that has it keeps working', async () => {
+    await expect(dp.addEndpoint({ ...e1, address: '10.96.0.9' })).rejects.toThrow(`veth ${e1.hostIfname} exists already`);
+    expect(routes().map((r) => r.dst)).not.toContain('10.96.0.9');
     expect(c1.canPing('10.96.0.6')).toBe(true);
   });
 

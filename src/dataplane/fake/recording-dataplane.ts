@@ -10,6 +10,7 @@
  *   expect(dp.endpoints.size).toBe(0);
  */
 import { DataplaneError } from '../../errors';
+import { vethTaken } from '../checks';
 import { WIREGUARD_KEY } from '../../encryption/keys';
 import { isSluiceHostIfname, vxlanMac } from '../../firewall/names';
 import { ruleTarget } from '../../firewall/rule';
@@ -114,6 +115,7 @@ export class RecordingDataplane implements Dataplane {
 
   addEndpoint(link: EndpointLink): Promise<void> {
     return this.call('addEndpoint', [link], () => {
+      if (this.endpoints.has(link.hostIfname)) throw vethTaken(link.hostIfname);
       if (checkEndpointLink(link)) this.ipv6Forwarding = true;
       this.endpoints.set(link.hostIfname, { ...link });
     });

@@ -13,7 +13,7 @@ import type { Family } from '../../net/ip';
 import type { WireguardImplementation } from '../../model';
 import type { BlockRoute } from '../../routing/routes';
 import type { Dataplane, EndpointLink, RuleCounter, VxlanDevice, WireguardSettings } from '../dataplane';
-import { familyOf, canonicalAddress, checkEndpointLink } from '../checks';
+import { familyOf, canonicalAddress, checkEndpointLink, vethTaken } from '../checks';
 import { GATEWAY_DEVICE, ROUTE_PROTOCOL, VXLAN_DEVICE, isSluiceHostIfname, vxlanMac } from '../../firewall/names';
 import * as ip from '../../net/ip';
 import { CommandError, SpawnRunner, batchInput, batchLine, type CommandRunner } from './command-runner';
@@ -76,7 +76,8 @@ export class LinuxDataplane implements Dataplane {
     const { hostIfname: host, containerIfname: container, mtu } = link;
     const v6 = checkEndpointLink(link);
     if (v6) await this.forwardIpv6();
-    await this.addLink(batchLine`link add ${host} mtu ${mtu} type veth peer name ${container} mtu ${mtu} address ${link.mac}`, [
+    const lines = [
+      batchLine`link add ${host} mtu ${mtu} type veth peer name ${container} mtu ${mtu} address ${link.mac}`,
       batchLine`link set ${host} mtu ${mtu} up`,
       batchLine`route replace ${link.address}/32 dev ${host} scope link proto ${ROUTE_PROTOCOL}`,
       // Until Docker has moved and configured the container's end, an ARP
@@ -92,7 +93,12 @@ export class LinuxDataplane implements Dataplane {
             batchLine`neigh replace proxy ${v6.gateway} dev ${host}`,
           ]
         : []),
-    ]);
+    ];
+    try {
+      await this.ipBatch(lines);
+    } catch (err) {
+      throw linkExists(err) ? vethTaken(host) : err;
+    }
     // The container has the pool's prefix length and ARPs for its peers and
     // the gateway; the host answers for them, at once (proxy_delay defaults
     // to a random wait of up to 0.8 s per broadcast request).
@@ -265,15 +271,20 @@ export class LinuxDataplane implements Dataplane {
   }
 
   /**
-   * `add` then `configure` in one batch; if the link exists already (a retry,
-   * a restart), only `configure`. Costs a second spawn only in that case.
+   * `add` then `configure` in one batch; if the link exists already (a restart),
+   * only `configure`. Costs a second batch only in that case.
    */
   private async addLink(add: string, configure: readonly string[]): Promise<void> {
     try {
       await this.ipBatch([add, ...configure]);
     } catch (err) {
-      if (!(err instanceof CommandError && err.failedLine === 1 && err.stderr.includes('File exists'))) throw err;
+      if (!linkExists(err)) throw err;
       await this.ipBatch(configure);
     }
   }
+}
+
+/** ip's answer to a `link add` (the batch's first line) of a name in use. */
+function linkExists(err: unknown): boolean {
+  return err instanceof CommandError && err.failedLine === 1 && err.stderr.includes('File exists');
 }

@@ -1,4 +1,5 @@
-import { DataplaneError } from '../../../src/errors';
+import { ConflictError, DataplaneError } from '../../../src/errors';
+import { vethTaken } from '../../../src/dataplane/checks';
 import type { Rule } from '../../../src/firewall/rule';
 import type { FirewallChange, FirewallState } from '../../../src/firewall/state';
 import { LinuxDataplane } from '../../../src/dataplane/linux/linux-dataplane';
@@ -97,16 +98,13 @@ describe('endpoints', () => {
     expect(sysctls).toEqual([]);
   });
 
-  it('is idempotent: an existing link is configured, not re-created', async () => {
-    const { dp, runner } = dataplane((call) =>
+  it('refuses a veth name in use, touching nothing of the link that has it', async () => {
+    const { dp, runner, sysctls } = dataplane((call) =>
       call.input?.startsWith('link add') ? { fail: 'RTNETLINK answers: File exists\nCommand failed -:1' } : '',
     );
-    await dp.addEndpoint(link);
-    expect(runner.calls.map((c) => c.input)).toEqual([
-      expect.stringMatching(/^link add /),
-      'link set slv0123456789a mtu 1450 up\nroute replace 10.96.0.5/32 dev slv0123456789a scope link proto 252\n' +
-        'neigh replace 10.96.0.5 lladdr 02:73:0a:60:00:05 dev slv0123456789a nud permanent\n',
-    ]);
+    await expect(dp.addEndpoint(link)).rejects.toThrow(new ConflictError(vethTaken('slv0123456789a').message));
+    expect(runner.calls.map((c) => c.input)).toEqual([expect.stringMatching(/^link add /)]);
+    expect(sysctls).toEqual([]);
   });
 
   it('fails on any other error, naming the failing line', async () => {

@@ -7,10 +7,11 @@ import type { FirewallChange, FirewallState } from '../../../src/firewall/state'
 const link = { ...endpointIfnames('abcdef0123456789'), address: '10.96.0.5', mac: '02:73:0a:60:00:05', mtu: 1500 };
 
 describe('RecordingDataplane', () => {
-  it('holds endpoints like a host: idempotent add, absent remove is fine', async () => {
+  it('holds endpoints like a host: a veth name in use refused, absent remove is fine', async () => {
     const dp = new RecordingDataplane();
     await dp.addEndpoint(link);
-    await dp.addEndpoint(link);
+    await expect(dp.addEndpoint({ ...link, address: '10.96.0.6' })).rejects.toThrow(/veth slvabcdef01234 exists already/);
+    expect(dp.endpoints.get('slvabcdef01234')?.address).toBe('10.96.0.5');
     await expect(dp.listEndpoints()).resolves.toEqual(['slvabcdef01234']);
     await dp.removeEndpoint('slvabcdef01234');
     await dp.removeEndpoint('slvabcdef01234');
@@ -55,6 +56,7 @@ describe('RecordingDataplane', () => {
     await dp.init();
     await dp.addEndpoint(link);
     expect(dp.ipv6Forwarding).toBe(false);
+    await dp.removeEndpoint(link.hostIfname);
     await dp.addEndpoint({ ...link, addressV6: 'fd00:96::5', gatewayV6: 'fd00:96::1' });
     expect(dp.endpoints.get(link.hostIfname)).toMatchObject({ addressV6: 'fd00:96::5', gatewayV6: 'fd00:96::1' });
     expect(dp.ipv6Forwarding).toBe(true);
