@@ -108,7 +108,7 @@ class NotingStore implements Store {
     return this.inner.list(prefix);
   }
 
-  create(key: string, value: string, lease?: Lease): Promise<boolean> {
+  create(key: string, value: string, lease?: Lease): Promise<number | undefined> {
     return this.inner.create(key, value, lease);
   }
 

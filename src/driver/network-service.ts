@@ -396,7 +396,8 @@ export class NetworkDriver implements NetworkService {
     }
     const address = ip.formatIp(parsed);
     const block = ip.formatCidr(ip.blockOf(parsed, pool.blockSize));
-    const held = await this.registry.getAddress(pool.key, block, address);
+    // Claimed a moment ago by this host's RequestAddress, as a rule: then known without a store read.
+    const held = this.ipam.takeClaim(pool.key, address) ?? (await this.registry.getAddress(pool.key, block, address));
     if (!held || held.record.kind !== 'endpoint' || held.record.node !== this.options.node) {
       throw new BadRequestError(
         `CreateEndpoint: address ${address} was not allocated to this node by sluice IPAM: request it with IpamDriver.RequestAddress first`,

@@ -157,6 +157,11 @@ export class Ipam implements IpamService {
    * fails, or a block that looks full, lists again.
    */
   private readonly heldHere = new Map<string, Set<bigint>>();
+  /**
+   * Containers' address claims this IPAM made, as written, by "<net>/<address>", until the
+   * CreateEndpoint that uses one takes it: it then needs no store read to know the claim.
+   */
+  private readonly fresh = new Map<string, Versioned<AddressRecord>>();
 
   constructor(
     private readonly registry: Registry,
@@ -260,6 +265,7 @@ export class Ipam implements IpamService {
 
   private forget(net: string, block: string, value: bigint): void {
     this.heldHere.get(`${net}/${block}`)?.delete(value);
+    this.fresh.delete(`${net}/${ip.formatIp(ip.at(ip.parseCidr(block)!, value))}`);
   }
 
   /** Gives up this host's blocks of a network that no longer has addresses here. */
@@ -436,7 +442,7 @@ export class Ipam implements IpamService {
       );
     }
     const record: AddressRecord = { network: network.key, address: requested, node: this.options.node, kind: 'endpoint' };
-    if (await this.registry.claimAddress(block, record)) return requested;
+    if (this.remember(await this.registry.claimAddress(block, record))) return requested;
     const holder = await this.registry.getAddress(network.key, block, requested);
     if (holder?.record.kind === 'aux') throw new ConflictError(`address ${requested} is reserved with --aux-address: choose another --ip`);
     const by = holder?.record.endpointId ? ` by endpoint ${holder.record.endpointId.slice(0, 12)}` : '';
@@ -497,9 +503,23 @@ export class Ipam implements IpamService {
     return undefined;
   }
 
-  private claimInBlock(network: NetworkRecord, block: ip.Cidr, value: bigint): Promise<boolean> {
+  private async claimInBlock(network: NetworkRecord, block: ip.Cidr, value: bigint): Promise<boolean> {
     const address = ip.formatIp(ip.at(block, value));
-    return this.registry.claimAddress(ip.formatCidr(block), { network: network.key, address, node: this.options.node, kind: 'endpoint' });
+    return this.remember(await this.registry.claimAddress(ip.formatCidr(block), { network: network.key, address, node: this.options.node, kind: 'endpoint' }));
+  }
+
+  /** Keeps a claim this call made for takeClaim; true if there is one. */
+  private remember(claim: Versioned<AddressRecord> | undefined): boolean {
+    if (claim) this.fresh.set(`${claim.record.network}/${claim.record.address}`, claim);
+    return claim !== undefined;
+  }
+
+  /** A container's address claim as this IPAM wrote it, once: undefined if it did not (a restart since) or gave it already. */
+  takeClaim(net: string, address: string): Versioned<AddressRecord> | undefined {
+    const key = `${net}/${address}`;
+    const claim = this.fresh.get(key);
+    this.fresh.delete(key);
+    return claim;
   }
 }
 

@@ -47,7 +47,7 @@ export class MemoryStore implements Store {
     return this.run(() => this.engine.state.list(prefix));
   }
 
-  create(key: string, value: string, lease?: Lease): Promise<boolean> {
+  create(key: string, value: string, lease?: Lease): Promise<number | undefined> {
     return this.run(() => this.engine.mutate((s) => s.create(key, value, lease?.id)));
   }
 

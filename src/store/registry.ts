@@ -115,8 +115,8 @@ export class Registry {
     return kv && readBlock(kv);
   }
 
-  claimBlock(block: BlockRecord): Promise<boolean> {
-    return this.store.create(keys.block(block.network, block.block), JSON.stringify(block));
+  async claimBlock(block: BlockRecord): Promise<boolean> {
+    return (await this.store.create(keys.block(block.network, block.block), JSON.stringify(block))) !== undefined;
   }
 
   releaseBlock(net: string, block: string): Promise<boolean> {
@@ -136,8 +136,10 @@ export class Registry {
     return kv && { record: readAddress(kv), modRevision: kv.modRevision };
   }
 
-  claimAddress(block: string, address: AddressRecord): Promise<boolean> {
-    return this.store.create(keys.address(address.network, block, address.address), JSON.stringify(address));
+  /** The claim as written, if this call made it. */
+  async claimAddress(block: string, address: AddressRecord): Promise<Versioned<AddressRecord> | undefined> {
+    const modRevision = await this.store.create(keys.address(address.network, block, address.address), JSON.stringify(address));
+    return modRevision === undefined ? undefined : { record: address, modRevision };
   }
 
   updateAddress(block: string, address: AddressRecord, modRevision: number): Promise<boolean> {

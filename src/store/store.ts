@@ -62,8 +62,8 @@ export interface Store {
   get(key: string): Promise<KeyValue | undefined>;
   /** Every key starting with `prefix`, sorted by key. */
   list(prefix: string): Promise<ListResult>;
-  /** Creates `key` only if absent; true if this call created it. */
-  create(key: string, value: string, lease?: Lease): Promise<boolean>;
+  /** Creates `key` only if absent: its modRevision if this call created it, else undefined. */
+  create(key: string, value: string, lease?: Lease): Promise<number | undefined>;
   /** Replaces `key` only if its modRevision is still `expectedModRevision`; true if it did. */
   compareAndSwap(key: string, value: string, expectedModRevision: number, lease?: Lease): Promise<boolean>;
   put(key: string, value: string, lease?: Lease): Promise<void>;

@@ -137,13 +137,16 @@ function storeContract(name: string, backingFactory: () => Promise<Backing>): vo
       expect((await s.list(p)).kvs.map((kv) => kv.value)).toEqual(['ascii', 'halfwidth', 'emoji']);
     });
 
-    it('creates a key only if it is absent', async () => {
+    it('creates a key only if it is absent, telling the revision it wrote', async () => {
       const s = open();
-      expect(await s.create(`${p}k`, 'first')).toBe(true);
-      expect(await s.create(`${p}k`, 'second')).toBe(false);
+      const first = await s.create(`${p}k`, 'first');
+      expect(first).toBe((await s.get(`${p}k`))?.modRevision);
+      expect(await s.create(`${p}k`, 'second')).toBeUndefined();
       expect((await s.get(`${p}k`))?.value).toBe('first');
       await s.delete(`${p}k`);
-      expect(await s.create(`${p}k`, 'third')).toBe(true);
+      const third = await s.create(`${p}k`, 'third');
+      expect(third).toBeGreaterThan(first!);
+      expect(third).toBe((await s.get(`${p}k`))?.modRevision);
       expect((await s.get(`${p}k`))?.value).toBe('third');
     });
 
@@ -154,8 +157,9 @@ function storeContract(name: string, backingFactory: () => Promise<Backing>): vo
       const results = await Promise.all(
         Array.from({ length: 50 }, (_, i) => (i % 2 === 0 ? a : b).create(key, `v${i}`)),
       );
-      expect(results.filter((won) => won)).toHaveLength(1);
-      const winner = `v${results.indexOf(true)}`;
+      const won = results.filter((revision) => revision !== undefined);
+      expect(won).toHaveLength(1);
+      const winner = `v${results.indexOf(won[0])}`;
       expect((await a.get(key))?.value).toBe(winner);
       expect((await b.get(key))?.value).toBe(winner);
     });
@@ -368,7 +372,7 @@ function storeContract(name: string, backingFactory: () => Promise<Backing>): vo
       const lease = await s.grantLease(1);
       expect(typeof lease.id).toBe('string');
       await s.put(`${p}leased/a`, 'a', lease);
-      expect(await s.create(`${p}leased/b`, 'b', lease)).toBe(true);
+      expect(await s.create(`${p}leased/b`, 'b', lease)).toBeGreaterThan(0);
       let lost = false;
       lease.onLost(() => (lost = true));
 
@@ -498,7 +502,7 @@ describe('EtcdStore against a real etcd', () => {
     try {
       expect(store.description).toBe(`etcd at ${dead},${instance.endpoint}`);
       for (let i = 0; i < 20; i++) {
-        expect(await store.create(`/failover/${randomBytes(4).toString('hex')}`, 'x')).toBe(true);
+        expect(await store.create(`/failover/${randomBytes(4).toString('hex')}`, 'x')).toBeGreaterThan(0);
       }
     } finally {
       await store.close();
@@ -575,7 +579,7 @@ describe('EtcdStore against a real etcd', () => {
         if (value === undefined) await sleep(100);
       }
       expect(value).toBe('v1');
-      expect(await store.create('/down/new', 'x')).toBe(true);
+      expect(await store.create('/down/new', 'x')).toBeGreaterThan(0);
     } finally {
       await store.close();
       await own.stop();

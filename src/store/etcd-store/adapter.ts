@@ -149,10 +149,11 @@ export class EtcdStore implements Store {
     }
   }
 
-  create(key: string, value: string, lease?: Lease): Promise<boolean> {
+  create(key: string, value: string, lease?: Lease): Promise<number | undefined> {
     return this.call(`create ${key}`, lease, async () => {
       const res = await this.client.if(key, 'Version', '==', 0).then(this.putOp(key, value, lease)).commit();
-      return res.succeeded;
+      // The transaction's revision is the one its put wrote.
+      return res.succeeded ? Number(res.header.revision) : undefined;
     });
   }
 

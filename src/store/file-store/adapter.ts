@@ -106,7 +106,7 @@ export class FileStore implements Store {
     return (await this.readState()).list(prefix);
   }
 
-  create(key: string, value: string, lease?: Lease): Promise<boolean> {
+  create(key: string, value: string, lease?: Lease): Promise<number | undefined> {
     return this.write((s) => s.create(key, value, lease?.id));
   }
 

@@ -121,11 +121,11 @@ export class KvState {
     return { kvs, revision: this.revision };
   }
 
-  create(key: string, value: string, leaseId?: string): boolean {
-    if (this.kvs.has(key)) return false;
+  create(key: string, value: string, leaseId?: string): number | undefined {
+    if (this.kvs.has(key)) return undefined;
     this.requireLease(leaseId);
     this.commit([{ key, value, lease: leaseId }]);
-    return true;
+    return this.revision;
   }
 
   /** As etcd's `mod_revision == expected`: an absent key has modRevision 0. */

@@ -21,6 +21,25 @@ class NamesOnRelease extends FakeDocker {
   }
 }
 
+/** A store that counts reads, to tell which calls need none; its clients count into it too. */
+class ReadCountingStore extends MemoryStore {
+  reads = 0;
+
+  override connect(): MemoryStore {
+    return this;
+  }
+
+  override get(key: string): ReturnType<MemoryStore['get']> {
+    this.reads++;
+    return super.get(key);
+  }
+
+  override list(prefix: string): ReturnType<MemoryStore['list']> {
+    this.reads++;
+    return super.list(prefix);
+  }
+}
+
 const NET = 'a'.repeat(64);
 const EP = 'e1'.repeat(32);
 
@@ -115,6 +134,28 @@ describe('NetworkDriver', () => {
     expect(await revision()).toBe(before + 1);
     expect((await host.registry.getEndpoint('h1', EP))?.record).toMatchObject({ address: address.split('/')[0], labels: { role: 'web' } });
     expect((await host.registry.listAddresses(poolId)).find((a) => a.record.kind === 'endpoint')?.record.endpointId).toBe(EP);
+  });
+
+  it('reads nothing from the store on CreateEndpoint for the address its RequestAddress just claimed', async () => {
+    const counting = new ReadCountingStore();
+    const fresh = testHost(counting, 'h2', '192.0.2.2');
+    await fresh.agent.start();
+    try {
+      const poolId = await createNetwork(fresh);
+      const { address } = await fresh.ipam.requestAddress({ poolId });
+      const before = counting.reads;
+      await fresh.driver.createEndpoint({ networkId: NET, endpointId: EP, address, portMappings: [], driverOptions: {} });
+      expect(counting.reads).toBe(before);
+      // Positive control: a claim this IPAM did not make (an agent restarted since) is read.
+      const other = 'e2'.repeat(32);
+      const { address: second } = await fresh.ipam.requestAddress({ poolId });
+      const restarted = testHost(counting, 'h2', '192.0.2.2', { dataplane: fresh.dataplane });
+      const beforeRestarted = counting.reads;
+      await restarted.driver.createEndpoint({ networkId: NET, endpointId: other, address: second, portMappings: [], driverOptions: {} });
+      expect(counting.reads).toBeGreaterThan(beforeRestarted);
+    } finally {
+      await fresh.agent.stop();
+    }
   });
 
   it('fails a Join whose address changed since CreateEndpoint, and Docker\'s cleanup leaves nothing', async () => {
