@@ -8,6 +8,8 @@ import { Agent } from './agent/agent';
 import { buildApp } from './api/app';
 import { listenUnix } from './api/server';
 import type { AgentConfig } from './config';
+import { SpawnRunner } from './dataplane/linux/command-runner';
+import { IpSessionRunner } from './dataplane/linux/ip-session';
 import { LinuxDataplane, sysctlWriter } from './dataplane/linux/linux-dataplane';
 import { Resolver } from './dns/server';
 import { DNS_PORT, formatUpstream } from './dns/upstreams';
@@ -26,7 +28,8 @@ const debug = createDebug('sluice:main');
 export async function runAgent(config: AgentConfig): Promise<void> {
   const store = openStore(config.store, config.etcd);
   const registry = new Registry(store);
-  const dataplane = new LinuxDataplane(undefined, sysctlWriter(config.sysctlNetDir));
+  const commands = new SpawnRunner();
+  const dataplane = new LinuxDataplane(commands, sysctlWriter(config.sysctlNetDir), undefined, new IpSessionRunner(commands));
   const docker = new DockerApi(dockerClient(config.dockerHost), config.driverName);
   const ipam = new Ipam(registry, {
     node: config.node,

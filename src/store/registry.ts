@@ -142,14 +142,6 @@ export class Registry {
     return modRevision === undefined ? undefined : { record: address, modRevision };
   }
 
-  updateAddress(block: string, address: AddressRecord, modRevision: number): Promise<boolean> {
-    return this.store.compareAndSwap(
-      keys.address(address.network, block, address.address),
-      JSON.stringify(address),
-      modRevision,
-    );
-  }
-
   /** Deletes the claim only if it is unchanged since `held` was read and the endpoint it names, if any, is gone. */
   releaseUnheldAddress(block: string, held: Versioned<AddressRecord>): Promise<boolean> {
     const { network, address, node, endpointId } = held.record;

@@ -70,6 +70,15 @@ describe('IpSessionRunner', () => {
     expect(counting.fresh).toBe(1);
   });
 
+  it('runs again only the lines from the one that failed: a link the batch made is not made twice', async () => {
+    const counting = new CountingRunner();
+    const runner = new IpSessionRunner(counting);
+    const failure = batch(runner, ['link add it-sess0 type veth peer name it-sess1', 'route replace 10.250.0.9/32 dev it-no-such']);
+    await expect(failure).rejects.toMatchObject({ failedLine: 2, stderr: expect.stringContaining('it-no-such') });
+    expect(counting.fresh).toBe(1);
+    expect(json<{ ifname: string }[]>('ip', '-j', 'link', 'show', 'it-sess0')).toHaveLength(1);
+  });
+
   it('gets a link right that another process deleted and made again under the same name', async () => {
     const counting = new CountingRunner();
     const runner = new IpSessionRunner(counting);

@@ -138,8 +138,7 @@ describe('endpoints', () => {
   it('removes an endpoint; an absent one is fine, other failures are not', async () => {
     const absent = dataplane(() => ({ fail: 'Cannot find device "slv0123456789a"' }));
     await absent.dp.removeEndpoint('slv0123456789a');
-    expect(absent.runner.commandLines).toEqual(['ip -batch -']);
-    expect(absent.runner.calls[0]?.input).toBe('link del dev slv0123456789a\n');
+    expect(absent.runner.commandLines).toEqual(['ip link del dev slv0123456789a']);
     const busy = dataplane(() => ({ fail: 'RTNETLINK answers: Operation not permitted' }));
     await expect(busy.dp.removeEndpoint('slv0123456789a')).rejects.toThrow(/Operation not permitted/);
   });

@@ -1,5 +1,6 @@
 import { BadRequestError, ConflictError, NotFoundError, NotSupportedError } from '../../../src/errors';
 import { MemoryStore } from '../../../src/store/memory-store';
+import { keys } from '../../../src/store/keys';
 import type { ContainerNames } from '../../../src/labels/docker';
 import { settle } from '../../helpers/fake-clock';
 import { FakeDocker } from '../../helpers/fake-docker';
@@ -167,7 +168,8 @@ describe('NetworkDriver', () => {
     // Something rewrote the claim meanwhile (a reclaim, a tool): Join cannot know the address is still this endpoint's.
     const [claim] = (await host.registry.listAddresses(poolId)).filter((a) => a.record.kind === 'endpoint');
     const block = '10.96.0.0/26';
-    expect(await host.registry.updateAddress(block, claim!.record, claim!.modRevision)).toBe(true);
+    const key = keys.address(poolId, block, claim!.record.address);
+    expect(await store.compareAndSwap(key, JSON.stringify(claim!.record), claim!.modRevision)).toBe(true);
     await expect(host.driver.join({ networkId: NET, endpointId: EP, sandboxKey: 'x', portMappings: [] })).rejects.toThrow(
       new ConflictError(`Join: address ${address.split('/')[0]} changed since CreateEndpoint (released meanwhile?)`),
     );
