@@ -30,6 +30,7 @@ import { CHAIN_PREFIX } from '../../firewall/names';
 import type { Family } from '../../net/ip';
 import type { RuleCounter } from '../dataplane';
 import { batchInput, type CommandRunner } from './command-runner';
+import type { IpsetRestorer } from './ipset-restorer';
 import {
   compareWithKernel,
   currentFromKernel,
@@ -66,6 +67,8 @@ export class IptablesFirewall {
   constructor(
     private readonly runner: CommandRunner,
     private readonly family: Family,
+    /** Shared with the other family's firewall, so a change of both is one process. */
+    private readonly ipset: IpsetRestorer,
   ) {
     this.tool = family === 4 ? 'iptables' : 'ip6tables';
   }
@@ -171,8 +174,8 @@ export class IptablesFirewall {
     await this.runner.run(`${this.tool}-restore`, ['--noflush', '--wait=10'], input);
   }
 
-  private async ipsetRestore(lines: readonly string[]): Promise<void> {
-    await this.runner.run('ipset', ['restore', '-exist'], batchInput(lines));
+  private ipsetRestore(lines: readonly string[]): Promise<void> {
+    return this.ipset.restore(lines);
   }
 }
 

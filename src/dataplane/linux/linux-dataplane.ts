@@ -18,6 +18,7 @@ import { GATEWAY_DEVICE, ROUTE_PROTOCOL, VXLAN_DEVICE, isSluiceHostIfname, vxlan
 import * as ip from '../../net/ip';
 import { CommandError, SpawnRunner, batchInput, batchLine, type CommandRunner } from './command-runner';
 import { IptablesFirewall } from './firewall';
+import { IpsetRestorer } from './ipset-restorer';
 import { involvesVxlan, parseJson, planRoutes, type KernelFdbEntry, type KernelNeighbour, type KernelRoute } from './routes';
 import { LinuxWireguard } from './wireguard';
 
@@ -65,7 +66,8 @@ export class LinuxDataplane implements Dataplane {
      */
     private readonly vethRunner: CommandRunner = runner,
   ) {
-    this.firewalls = { 4: new IptablesFirewall(runner, 4), 6: new IptablesFirewall(runner, 6) };
+    const ipset = new IpsetRestorer(runner);
+    this.firewalls = { 4: new IptablesFirewall(runner, 4, ipset), 6: new IptablesFirewall(runner, 6, ipset) };
     this.wireguard = new LinuxWireguard(runner);
   }
 

@@ -417,6 +417,28 @@ describe('firewall changes', () => {
     ]);
   });
 
+  it('sends both families\' changes made at once as one ipset restore; its failure is both families\'', async () => {
+    let failRestore = false;
+    const { dp, runner } = dataplane((call) =>
+      call.command === 'ipset' && failRestore ? { fail: 'ipset v7.17: Error in line 2: Syntax error' } : call.command === 'ip6tables-save' ? kernel({ ...call, command: 'iptables-save' }) : kernel(call),
+    );
+    const set = { 4: 'sluice-a', 6: 'sluice6a' };
+    const change = (family: 4 | 6, member: string) => dp.applyFirewallChange({ ...none, members: [{ name: set[family], add: [member], remove: [] }] }, family);
+    await dp.applyFirewall(state, 4);
+    const filter6 = [state.filter[0]!, { name: 'SLUICE-X', rules: [drop('sluice6a')] }];
+    await dp.applyFirewall({ ipsets: [{ name: 'sluice6a', type: 'hash:ip', members: ['fd00:96::6'] }], filter: filter6, nat: [] }, 6);
+    runner.calls.length = 0;
+    await Promise.all([change(4, '10.96.0.7'), change(6, 'fd00:96::7')]);
+    expect(runner.calls.map((c) => [c.command, ...c.args, c.input].join(' '))).toEqual(['ipset restore -exist add sluice-a 10.96.0.7\nadd sluice6a fd00:96::7\n']);
+    // One family alone: its own lines, at once.
+    runner.calls.length = 0;
+    await change(6, 'fd00:96::8');
+    expect(runner.calls.map((c) => c.input)).toEqual(['add sluice6a fd00:96::8\n']);
+    failRestore = true;
+    const results = await Promise.allSettled([change(4, '10.96.0.9'), change(6, 'fd00:96::9')]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+  });
+
   it('creates sets before the chains that use them and destroys them after, rewriting only the chains given', async () => {
     const { dp, runner } = dataplane(kernel);
     await dp.applyFirewall(state);
