@@ -70,7 +70,7 @@ export interface AddressRecord {
   address: string;
   node: string;
   kind: 'endpoint' | 'gateway' | 'aux';
-  /** Docker endpoint ID once CreateEndpoint names it. */
+  /** Docker endpoint ID once the endpoint's Join records it. */
   endpointId?: string;
   containerId?: string;
 }
