@@ -124,8 +124,9 @@ export class LinuxDataplane implements Dataplane {
     if (!isSluiceHostIfname(hostIfname)) throw new DataplaneError(`refusing to delete "${hostIfname}": not a Sluice interface`);
     try {
       // The peer, the routes, neighbour and proxy entries and the veth's sysctls go with it.
-      // A process of its own, not the veth session: deletions run side by side, and the kernel
-      // tears veths down together (one after another in one process, 50 took half a second).
+      // A process of its own, not the veth session: deletions then run side by side. Queued in one
+      // process after a `docker rm -f` of 50 containers, half of them were still waiting when the
+      // next container's veth was (an e2e test saw it), and that veth waited behind them.
       await this.runner.run('ip', ['link', 'del', 'dev', hostIfname]);
     } catch (err) {
       if (!(err instanceof CommandError && err.stderr.includes('Cannot find device'))) throw err;
